@@ -1,0 +1,8 @@
+-- luacheck config: shipped modules and rules are Lua 5.4; rule files get the
+-- rule environment's globals; specs are busted.
+std = "lua54"
+max_line_length = 110
+files["rules/"] = { read_globals = { "on", "config", "log", "redis", "http", "tcp", "json", "dedupe" } }
+files["conf/"] = { allow_defined_top = true, allow_defined = true, ignore = { "131" } }
+files["spec/"] = { std = "+busted" }
+files["bench/"] = { read_globals = { "on", "config", "log", "redis", "http", "tcp", "json" } }

@@ -1,0 +1,226 @@
+#!/usr/bin/env python3
+"""A scriptable HTTP stand-in server for the specs (python3 stdlib only).
+
+Usage:
+    httpd.py PORT [--log FILE] [--reply FILE] [--cert FILE --key FILE]
+    httpd.py --unix PATH [--log FILE] [--reply FILE]
+
+Listens on 127.0.0.1:PORT or on a unix socket. Every request is appended to
+the --log file as one JSON line, before the reply is sent (so /hang is logged
+too):
+
+    {"method": "POST", "path": "/x?y=1",
+     "headers": {"content-type": "...", ...},   # names lowercased, repeats joined ", "
+     "body": "...",                             # UTF-8, undecodable bytes replaced
+     "body_hex": "00ff..."}                     # the exact bytes
+
+Replies, by path (the query is ignored except for `header`):
+    /status/<code>   that status, JSON body {"status": code}
+    /delay/<secs>    sleeps, then 200
+    /hang            accepts and never replies, until the process ends
+    /big/<n>         200 with n bytes of "x"
+    /redirect        302 to /status/200
+    /redirect/<n>    302 to /redirect/<n-1>, the last hop to /status/200
+    /echo            200 with the log record above as JSON
+    anything else    200 {"ok":true}
+Any of these adds the response headers given as ?header=Name:Value
+(repeatable, so repeated headers can be produced).
+
+--reply FILE: when the file exists it is read for every request (so a spec
+can change it between requests) and replaces the behaviour above:
+    {"status": 200, "headers": {"Name": "v"} or [["Name", "v"], ...],
+     "body": "text" or any JSON value (sent encoded)}
+--cert/--key serve HTTPS on the TCP port.
+
+Prints nothing; exits at once on SIGTERM or SIGINT.
+"""
+
+import json
+import os
+import signal
+import socketserver
+import ssl
+import sys
+import threading
+import time
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+LOG_LOCK = threading.Lock()
+OPTS = {"log": None, "reply": None}
+
+
+def joined_headers(msg):
+    out = {}
+    for name, value in msg.items():
+        name = name.lower()
+        out[name] = out[name] + ", " + value if name in out else value
+    return out
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "httpd-stand-in"
+    sys_version = ""
+
+    def log_message(self, *args):  # silence: the specs read --log instead
+        pass
+
+    def __getattr__(self, name):  # every method, including made-up ones
+        if name.startswith("do_"):
+            return self.serve
+        raise AttributeError(name)
+
+    def read_body(self):
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            data = b""
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    return data
+                data += self.rfile.read(size)
+                self.rfile.readline()
+        n = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(n) if n > 0 else b""
+
+    def record(self, body):
+        rec = {
+            "method": self.command,
+            "path": self.path,
+            "headers": joined_headers(self.headers),
+            "body": body.decode("utf-8", "replace"),
+            "body_hex": body.hex(),
+        }
+        if OPTS["log"]:
+            with LOG_LOCK, open(OPTS["log"], "a", encoding="utf-8") as f:
+                f.write(json.dumps(rec) + "\n")
+        return rec
+
+    def send(self, status, body=b"", headers=(), ctype="application/json"):
+        if isinstance(body, str):
+            body = body.encode("utf-8")
+        no_body = status < 200 or status in (204, 304)
+        self.send_response(status)
+        sent = {name.lower() for name, _ in headers}
+        for name, value in headers:
+            self.send_header(name, value)
+        if "content-type" not in sent and not no_body:
+            self.send_header("Content-Type", ctype)
+        if not no_body:
+            self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if no_body or self.command == "HEAD":
+            return
+        for i in range(0, len(body), 65536):
+            self.wfile.write(body[i:i + 65536])
+
+    def canned(self):
+        path = OPTS["reply"]
+        if not path or not os.path.exists(path):
+            return None
+        with open(path, encoding="utf-8") as f:
+            spec = json.load(f)
+        headers = spec.get("headers") or []
+        if isinstance(headers, dict):
+            headers = list(headers.items())
+        body = spec.get("body", "")
+        if not isinstance(body, str):
+            body = json.dumps(body)
+        return int(spec.get("status", 200)), body, [(str(n), str(v)) for n, v in headers]
+
+    def serve(self):
+        body = self.read_body()
+        rec = self.record(body)
+        reply = self.canned()
+        if reply:
+            self.send(reply[0], reply[1], reply[2])
+            return
+        url = urllib.parse.urlsplit(self.path)
+        extra = []
+        for h in urllib.parse.parse_qs(url.query).get("header", []):
+            name, _, value = h.partition(":")
+            extra.append((name.strip(), value.strip()))
+        parts = url.path.strip("/").split("/")
+        head, arg = parts[0], parts[1] if len(parts) > 1 else None
+        ok = '{"ok":true}'
+        if head == "status" and arg:
+            self.send(int(arg), json.dumps({"status": int(arg)}), extra)
+        elif head == "delay" and arg:
+            time.sleep(float(arg))
+            self.send(200, ok, extra)
+        elif head == "hang":
+            threading.Event().wait()
+        elif head == "big" and arg:
+            self.send(200, b"x" * int(arg), extra, "application/octet-stream")
+        elif head == "redirect":
+            n = int(arg) if arg else 1
+            to = "/redirect/%d" % (n - 1) if n > 1 else "/status/200"
+            self.send(302, "", extra + [("Location", to)], "text/plain")
+        elif head == "echo":
+            self.send(200, json.dumps(rec), extra)
+        else:
+            self.send(200, ok, extra)
+
+
+class QuietMixIn:
+    daemon_threads = True  # /hang threads must not keep the process alive
+
+    def handle_error(self, request, client_address):
+        pass  # a client that hung up (max_body, timeouts) is expected
+
+
+class TCPServer(QuietMixIn, ThreadingHTTPServer):
+    pass
+
+
+class UnixServer(QuietMixIn, socketserver.ThreadingUnixStreamServer):
+    pass
+
+
+class UnixHandler(Handler):
+    def address_string(self):
+        return "unix"
+
+
+def main(argv):
+    port, unix, cert, key = None, None, None, None
+    args = iter(argv)
+    for a in args:
+        if a == "--unix":
+            unix = next(args)
+        elif a == "--log":
+            OPTS["log"] = next(args)
+        elif a == "--reply":
+            OPTS["reply"] = next(args)
+        elif a == "--cert":
+            cert = next(args)
+        elif a == "--key":
+            key = next(args)
+        else:
+            port = int(a)
+    if unix:
+        if os.path.exists(unix):
+            os.unlink(unix)
+        server = UnixServer(unix, UnixHandler)
+    else:
+        server = TCPServer(("127.0.0.1", port), Handler)
+        if cert:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(cert, key)
+            server.socket = ctx.wrap_socket(server.socket, server_side=True,
+                                            do_handshake_on_connect=False)
+
+    def stop(*_):
+        if unix and os.path.exists(unix):
+            os.unlink(unix)
+        os._exit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,83 @@
+/*
+ * budget.c: the whole call must end well before Sentinel's 60 s SIGKILL.
+ * Two layers, as in Redis's own script timeout: a count hook stops a
+ * runaway handler (`while true do end`) at its deadline, and the bindings
+ * clamp their blocking timeouts to the same deadline (deadline.h). Behind
+ * both, a watchdog timer ends the process with a log line if something is
+ * stuck where neither can reach (a DNS lookup, a handler that catches the
+ * hook's error in a loop).
+ */
+#include <signal.h>
+#include <string.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "deadline.h"
+#include "host.h"
+#include "log.h"
+
+#define HOOK_EVERY 1000 /* instructions between clock reads (~20 ns each) */
+
+static double current_deadline;
+
+static void hook(lua_State *L, lua_Debug *ar)
+{
+    (void)ar;
+    if (evl_monotonic() > current_deadline)
+        luaL_error(L, "stopped: time budget exceeded");
+}
+
+void evl_budget_set(lua_State *L, double deadline)
+{
+    current_deadline = deadline;
+    lua_pushnumber(L, deadline);
+    lua_setfield(L, LUA_REGISTRYINDEX, EVL_DEADLINE_KEY);
+    lua_sethook(L, hook, LUA_MASKCOUNT, HOOK_EVERY);
+}
+
+void evl_budget_clear(lua_State *L)
+{
+    lua_sethook(L, NULL, 0, 0);
+    lua_pushnil(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, EVL_DEADLINE_KEY);
+}
+
+int evl_budget_expired(lua_State *L)
+{
+    (void)L;
+    return evl_monotonic() > current_deadline;
+}
+
+static void on_alarm(int sig)
+{
+    (void)sig;
+    evl_log_emergency();
+    _exit(1); /* 1: Sentinel retries, as it would after its own SIGKILL */
+}
+
+void evl_watchdog_arm(double seconds, const char *what)
+{
+    struct sigaction sa;
+    struct itimerval it;
+    if (seconds < 0.001)
+        seconds = 0.001;
+    evl_log_prepare_emergency(what);
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_alarm;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGALRM, &sa, NULL); /* Sentinel starts us with SIGALRM ignored */
+    memset(&it, 0, sizeof it);
+    it.it_value.tv_sec = (time_t)seconds;
+    it.it_value.tv_usec = (suseconds_t)((seconds - (double)(time_t)seconds) * 1e6);
+    setitimer(ITIMER_REAL, &it, NULL);
+}
+
+void evl_watchdog_disarm(void)
+{
+    struct itimerval it;
+    memset(&it, 0, sizeof it);
+    setitimer(ITIMER_REAL, &it, NULL);
+}

@@ -1,0 +1,111 @@
+/*
+ * cli.c: the host's engine, offered to the shipped eventilator.cli module
+ * (check, test), so the subcommands run exactly the code an event runs.
+ * Only the full runtime serves subcommands; they are not on the hot path.
+ */
+#include <string.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "host.h"
+#include "log.h"
+#include "paths.h"
+
+static struct evl_host *host(lua_State *L)
+{
+    return lua_touserdata(L, lua_upvalueindex(1));
+}
+
+/* host.load_config() -> config, path, format | nil, err (logged) */
+static int h_load_config(lua_State *L)
+{
+    struct evl_host *h = host(L);
+    if (evl_config_load(h) < 0) {
+        lua_pushnil(L);
+        lua_pushstring(L, h->config_path);
+        return 2;
+    }
+    evl_open_host_module(L, h);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->config_ref);
+    lua_pushstring(L, h->config_path);
+    lua_pushstring(L, h->config_format);
+    return 3;
+}
+
+/* host.load_rules() -> files ({ path, ok, err, patterns }), handlers */
+static int h_load_rules(lua_State *L)
+{
+    struct evl_host *h = host(L);
+    evl_rules_load(h);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->files_ref);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->handlers_ref);
+    return 2;
+}
+
+/* host.parse(args, reconfig) -> ev | nil, err */
+static int h_parse(lua_State *L)
+{
+    static struct evl_event ev;
+    static char *argv[8];
+    static char err[512];
+    luaL_checktype(L, 1, LUA_TTABLE);
+    int reconfig = lua_toboolean(L, 2);
+    int n = (int)lua_rawlen(L, 1), want = reconfig ? 7 : 2;
+    if (n != want) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "wrong number of arguments: expected %d, got %d", want, n);
+        return 2;
+    }
+    for (int i = 0; i < n; i++) {
+        lua_rawgeti(L, 1, i + 1);
+        argv[i] = (char *)luaL_checkstring(L, -1); /* anchored in the args table */
+        lua_pop(L, 1);
+    }
+    int rc = reconfig ? evl_parse_reconfig(&ev, argv, err, sizeof err)
+                      : evl_parse_notification(&ev, argv[0], argv[1], err, sizeof err);
+    if (rc < 0) {
+        lua_pushnil(L);
+        lua_pushstring(L, err);
+        return 2;
+    }
+    evl_push_event(L, &ev, n, argv);
+    return 1;
+}
+
+/* host.match(name) -> list of handler entries */
+static int h_match(lua_State *L)
+{
+    evl_rules_match(host(L), luaL_checkstring(L, 1));
+    return 1;
+}
+
+/* host.run(matched, ev) -> ran, failed (entries get ok, err, ms) */
+static int h_run(lua_State *L)
+{
+    struct evl_host *h = host(L);
+    int failed = 0, ran = 0;
+    luaL_checktype(L, 1, LUA_TTABLE);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    evl_rules_run(h, 1, 2, &failed, &ran);
+    lua_pushinteger(L, ran);
+    lua_pushinteger(L, failed);
+    return 2;
+}
+
+void evl_push_cli_host(lua_State *L, struct evl_host *h)
+{
+    static const luaL_Reg fns[] = {
+        {"load_config", h_load_config}, {"load_rules", h_load_rules}, {"parse", h_parse},
+        {"match", h_match},             {"run", h_run},               {NULL, NULL},
+    };
+    lua_createtable(L, 0, 8);
+    lua_pushlightuserdata(L, h);
+    luaL_setfuncs(L, fns, 1);
+    lua_pushstring(L, EVENTILATOR_VERSION);
+    lua_setfield(L, -2, "version");
+    lua_pushstring(L, EVL_CONFDIR);
+    lua_setfield(L, -2, "confdir");
+    lua_pushstring(L, h->name);
+    lua_setfield(L, -2, "name");
+}

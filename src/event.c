@@ -1,0 +1,441 @@
+/*
+ * event.c: parse what Sentinel passes to its scripts (see
+ * ../shared/sentinel/events.md section 1). Sentinel builds every message
+ * from a fixed printf format, so each known event is matched against its
+ * format exactly: a description that does not fit is refused (exit 2 in the
+ * caller) rather than half-understood. Unknown event names pass through with
+ * their raw text, so a newer Sentinel's events still reach the rules.
+ */
+#include "event.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* How the description of an event is built (the format after `%@`). */
+enum fmt {
+    F_AT,           /* %@ */
+    F_AT_QUORUM,    /* %@ quorum %d                        (+monitor) */
+    F_AT_ODOWN,     /* %@ #quorum %d/%d                    (+odown) */
+    F_AT_SET,       /* %@ %s [%s [%s]]                     (+set) */
+    F_EPOCH,        /* %llu                                (+new-epoch) */
+    F_VOTE,         /* %s %llu                             (+vote-for-leader) */
+    F_SWITCH,       /* %s %s %d %s %d                      (+switch-master) */
+    F_TEXT,         /* free text                           (+tilt, -tilt) */
+    F_SCRIPT_ERROR, /* %s %d %d: path, signal, exit code */
+    F_SCRIPT_TIMEOUT, /* %s %ld: path, pid */
+    F_CHILD_START,  /* %ld */
+    F_CHILD_END,    /* %ld %d %d: pid, exit code, signal */
+    F_AT_ADDR_SWITCH, /* %@ ip %s port %d for %s */
+    F_AT_ADDR_UPDATE, /* %@ %d additional matching instances */
+    F_AT_ROLE,      /* %@ new reported role is %s */
+    F_AT_LINK       /* %@ #<error text> */
+};
+
+#define M 1 /* master */
+#define S 2 /* slave */
+#define X 4 /* sentinel */
+
+static const struct {
+    const char *name;
+    enum fmt fmt;
+    int types; /* instance types allowed by %@ */
+} catalogue[] = {
+    /* WARNING with an instance: these reach the notification script */
+    {"+monitor", F_AT_QUORUM, M}, {"-monitor", F_AT, M}, {"+reset-master", F_AT, M},
+    {"+set", F_AT_SET, M}, {"+sdown", F_AT, M | S | X}, {"-sdown", F_AT, M | S | X},
+    {"+odown", F_AT_ODOWN, M}, {"-odown", F_AT, M}, {"+new-epoch", F_EPOCH, 0},
+    {"+vote-for-leader", F_VOTE, 0}, {"+try-failover", F_AT, M}, {"+elected-leader", F_AT, M},
+    {"+failover-state-select-slave", F_AT, M}, {"+selected-slave", F_AT, S},
+    {"-failover-abort-not-elected", F_AT, M}, {"-failover-abort-no-good-slave", F_AT, M},
+    {"-failover-abort-slave-timeout", F_AT, M}, {"+promoted-slave", F_AT, S},
+    {"+failover-state-reconf-slaves", F_AT, M}, {"+failover-end-for-timeout", F_AT, M},
+    {"+failover-end", F_AT, M}, {"+switch-master", F_SWITCH, 0},
+    {"+config-update-from", F_AT, X},
+    /* WARNING without an instance: log and pub/sub only */
+    {"+tilt", F_TEXT, 0}, {"-tilt", F_TEXT, 0}, {"-script-error", F_SCRIPT_ERROR, 0},
+    {"-script-timeout", F_SCRIPT_TIMEOUT, 0},
+    /* NOTICE */
+    {"+slave", F_AT, S}, {"+sentinel", F_AT, X}, {"+sentinel-address-switch", F_AT_ADDR_SWITCH, M},
+    {"+sentinel-invalid-addr", F_AT, X}, {"+sentinel-address-update", F_AT_ADDR_UPDATE, X},
+    {"+reboot", F_AT, M | S}, {"+convert-to-slave", F_AT, S}, {"+fix-slave-config", F_AT, S},
+    {"+failover-state-send-slaveof-noone", F_AT, S}, {"+failover-state-wait-promotion", F_AT, S},
+    {"+slave-reconf-sent", F_AT, S}, {"+slave-reconf-inprog", F_AT, S},
+    {"+slave-reconf-done", F_AT, S}, {"-slave-reconf-sent-timeout", F_AT, S},
+    {"+slave-reconf-sent-be", F_AT, S},
+    /* VERBOSE */
+    {"+role-change", F_AT_ROLE, M | S}, {"-role-change", F_AT_ROLE, M | S},
+    /* DEBUG: never published nor scripted, parsed for completeness */
+    {"+script-child", F_CHILD_START, 0}, {"-script-child", F_CHILD_END, 0},
+    {"-cmd-link-reconnection", F_AT_LINK, M | S | X}, {"-pubsub-link-reconnection", F_AT_LINK, M | S},
+};
+#define NCATALOGUE (sizeof catalogue / sizeof catalogue[0])
+
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+static int find(const char *name)
+{
+    for (size_t i = 0; i < NCATALOGUE; i++)
+        if (strcmp(catalogue[i].name, name) == 0)
+            return (int)i;
+    return -1;
+}
+
+int evl_known_event(const char *name)
+{
+    return find(name) >= 0;
+}
+
+/* Strict decimal: digits only, no sign, no spaces, within [lo, hi]. */
+static int number(const char *s, long lo, long hi, long *out)
+{
+    char *end;
+    if (!s || *s < '0' || *s > '9')
+        return 0;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || *end || v < lo || v > hi)
+        return 0;
+    *out = v;
+    return 1;
+}
+
+static int port(const char *s, long *out)
+{
+    return number(s, 1, 65535, out);
+}
+
+static int epoch(const char *s, unsigned long long *out)
+{
+    char *end;
+    if (!s || *s < '0' || *s > '9')
+        return 0;
+    errno = 0;
+    *out = strtoull(s, &end, 10);
+    return errno == 0 && *end == '\0';
+}
+
+/* One UTF-8 check, per RFC 3629 (no overlongs, no surrogates, <= U+10FFFF). */
+static size_t utf8_bad_at(const unsigned char *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        unsigned c = s[i];
+        size_t len;
+        unsigned min;
+        if (c < 0x80) { i++; continue; }
+        else if ((c & 0xE0) == 0xC0) { len = 2; min = 0x80; c &= 0x1F; }
+        else if ((c & 0xF0) == 0xE0) { len = 3; min = 0x800; c &= 0x0F; }
+        else if ((c & 0xF8) == 0xF0) { len = 4; min = 0x10000; c &= 0x07; }
+        else return i + 1;
+        if (i + len > n)
+            return i + 1;
+        for (size_t k = 1; k < len; k++) {
+            if ((s[i + k] & 0xC0) != 0x80)
+                return i + 1;
+            c = (c << 6) | (s[i + k] & 0x3F);
+        }
+        if (c < min || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF))
+            return i + 1;
+        i += len;
+    }
+    return 0;
+}
+
+int evl_check_arg(const char *s, int index, char *err, size_t errlen)
+{
+    size_t n = strlen(s);
+    if (n > EVL_MAX_ARG)
+        return fail(err, errlen, "argument %d is %zu bytes, over the %d-byte limit", index, n,
+                    EVL_MAX_ARG);
+    size_t bad = utf8_bad_at((const unsigned char *)s, n);
+    if (bad)
+        return fail(err, errlen, "argument %d is not valid UTF-8 (byte %zu)", index, bad);
+    return 0;
+}
+
+/* Event names: a sign, then letters, digits and - _ . : (at most 63). */
+static int valid_name(const char *s)
+{
+    size_t n = strlen(s);
+    if (n < 2 || n > 64 || (s[0] != '+' && s[0] != '-'))
+        return 0;
+    for (size_t i = 1; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_' || c == '.' || c == ':'))
+            return 0;
+    }
+    return 1;
+}
+
+/* Split ev->buf (a copy of the description) on single spaces. */
+static int tokenize(struct evl_event *ev, const char *desc, char **tok, size_t *off)
+{
+    size_t n = strlen(desc);
+    int nt = 0;
+    memcpy(ev->buf, desc, n + 1);
+    char *p = ev->buf;
+    for (;;) {
+        if (nt == EVL_MAX_TOKENS)
+            return -1;
+        off[nt] = (size_t)(p - ev->buf);
+        tok[nt++] = p;
+        char *sp = strchr(p, ' ');
+        if (!sp)
+            break;
+        *sp = '\0';
+        p = sp + 1;
+    }
+    for (int i = 0; i < nt; i++)
+        if (tok[i][0] == '\0')
+            return -2; /* leading, trailing or doubled space */
+    return nt;
+}
+
+/* `%@`: returns tokens consumed (4 for a master, 8 otherwise) or -1. */
+static int instance(struct evl_event *ev, char **tok, int nt, int types, char *err, size_t errlen)
+{
+    struct evl_instance *in = &ev->instance;
+    if (nt < 4)
+        return fail(err, errlen, "expected '<type> <name> <addr> <port>'");
+    int bit = strcmp(tok[0], "master") == 0 ? M : strcmp(tok[0], "slave") == 0 ? S
+              : strcmp(tok[0], "sentinel") == 0 ? X : 0;
+    if (!bit)
+        return fail(err, errlen, "unknown instance type '%.32s'", tok[0]);
+    if (!(types & bit))
+        return fail(err, errlen, "%s is not about a %s", ev->name, tok[0]);
+    in->type = tok[0];
+    in->name = tok[1];
+    in->addr.ip = tok[2];
+    if (!port(tok[3], &in->addr.port))
+        return fail(err, errlen, "bad port '%.32s'", tok[3]);
+    if (bit == M) {
+        ev->master.name = in->name;
+        ev->master.addr = in->addr;
+        ev->pod = in->name;
+        return 4;
+    }
+    if (nt < 8 || strcmp(tok[4], "@") != 0)
+        return fail(err, errlen, "expected '@ <master> <addr> <port>' after the %s", tok[0]);
+    ev->master.name = tok[5];
+    ev->master.addr.ip = tok[6];
+    if (!port(tok[7], &ev->master.addr.port))
+        return fail(err, errlen, "bad master port '%.32s'", tok[7]);
+    ev->pod = tok[5];
+    return 8;
+}
+
+static void reset(struct evl_event *ev)
+{
+    memset(ev, 0, offsetof(struct evl_event, buf));
+    ev->count = ev->pid = ev->signal = ev->exit_code = -1;
+}
+
+/* Rest of the description from token i on, as Sentinel wrote it. */
+static const char *rest(const char *desc, const size_t *off, int i)
+{
+    return desc + off[i];
+}
+
+static int parse_known(struct evl_event *ev, int k, const char *desc, char *err, size_t errlen)
+{
+    char *tok[EVL_MAX_TOKENS];
+    size_t off[EVL_MAX_TOKENS];
+    int nt = tokenize(ev, desc, tok, off);
+    int at = 0;
+    long a, b;
+    if (catalogue[k].fmt == F_TEXT)
+        return 0;
+    if (nt == -1)
+        return fail(err, errlen, "description has more than %d words", EVL_MAX_TOKENS);
+    if (nt == -2)
+        return fail(err, errlen, "description has a stray space");
+
+    switch (catalogue[k].fmt) {
+    case F_AT: case F_AT_QUORUM: case F_AT_ODOWN: case F_AT_SET:
+    case F_AT_ADDR_SWITCH: case F_AT_ADDR_UPDATE: case F_AT_ROLE: case F_AT_LINK:
+        if ((at = instance(ev, tok, nt, catalogue[k].types, err, errlen)) < 0)
+            return -1;
+        break;
+    default:
+        break;
+    }
+    char **t = tok + at;
+    int n = nt - at;
+
+    switch (catalogue[k].fmt) {
+    case F_AT:
+        if (n != 0)
+            return fail(err, errlen, "unexpected text after the instance: '%.40s'", t[0]);
+        return 0;
+    case F_AT_QUORUM:
+        if (n != 2 || strcmp(t[0], "quorum") != 0 || !number(t[1], 0, 1000000, &a))
+            return fail(err, errlen, "expected 'quorum <n>' after the instance");
+        ev->has_quorum = 1;
+        ev->votes = -1;
+        ev->quorum = a;
+        return 0;
+    case F_AT_ODOWN: {
+        char *slash = n == 2 ? strchr(t[1], '/') : NULL;
+        if (n != 2 || strcmp(t[0], "#quorum") != 0 || !slash)
+            return fail(err, errlen, "expected '#quorum <votes>/<quorum>' after the instance");
+        *slash = '\0';
+        if (!number(t[1], 0, 1000000, &a) || !number(slash + 1, 0, 1000000, &b))
+            return fail(err, errlen, "bad '#quorum %s/%s': expected two numbers", t[1], slash + 1);
+        ev->has_quorum = 1;
+        ev->votes = a;
+        ev->quorum = b;
+        return 0;
+    }
+    case F_AT_SET:
+        if (n < 1 || n > 4)
+            return fail(err, errlen, "expected '<option> [<value>...]' after the instance");
+        ev->option = t[0];
+        for (int i = 1; i < n && i <= 3; i++)
+            ev->values[ev->nvalues++] = t[i];
+        ev->value = n > 1 ? rest(desc, off, at + 1) : NULL;
+        return 0;
+    case F_EPOCH:
+        if (nt != 1 || !epoch(tok[0], &ev->epoch))
+            return fail(err, errlen, "expected an epoch number");
+        ev->has_epoch = 1;
+        return 0;
+    case F_VOTE:
+        if (nt != 2 || !epoch(tok[1], &ev->epoch))
+            return fail(err, errlen, "expected '<leader run id> <epoch>'");
+        ev->leader = tok[0];
+        ev->has_epoch = 1;
+        return 0;
+    case F_SWITCH:
+        if (nt != 5)
+            return fail(err, errlen, "expected '<master> <old addr> <old port> <new addr> <new port>'");
+        if (!port(tok[2], &ev->old_master.port) || !port(tok[4], &ev->new_master.port))
+            return fail(err, errlen, "bad port in '%.80s'", desc);
+        ev->pod = ev->master.name = tok[0];
+        ev->old_master.ip = tok[1];
+        ev->new_master.ip = tok[3];
+        ev->master.addr = ev->new_master; /* the master as Sentinel now knows it */
+        return 0;
+    case F_SCRIPT_ERROR: case F_CHILD_END:
+        if (nt < 3)
+            return fail(err, errlen, "expected three fields");
+        if (!number(tok[nt - 2], 0, 1000000, &a) || !number(tok[nt - 1], 0, 1000000, &b))
+            return fail(err, errlen, "expected two numbers at the end");
+        if (catalogue[k].fmt == F_SCRIPT_ERROR) {
+            ev->signal = a;
+            ev->exit_code = b;
+            /* the path may hold spaces: everything before the two numbers */
+            tok[nt - 2][-1] = '\0';
+            ev->script = ev->buf;
+            for (char *p = ev->buf; p < tok[nt - 2] - 1; p++)
+                if (*p == '\0')
+                    *p = ' ';
+        } else {
+            if (nt != 3 || !number(tok[0], 0, 1L << 30, &ev->pid))
+                return fail(err, errlen, "expected '<pid> <exit code> <signal>'");
+            ev->exit_code = a;
+            ev->signal = b;
+        }
+        return 0;
+    case F_SCRIPT_TIMEOUT:
+        if (nt < 2 || !number(tok[nt - 1], 0, 1L << 30, &ev->pid))
+            return fail(err, errlen, "expected '<path> <pid>'");
+        ev->script = ev->buf;
+        for (char *p = ev->buf; p < tok[nt - 1] - 1; p++)
+            if (*p == '\0')
+                *p = ' ';
+        return 0;
+    case F_CHILD_START:
+        if (nt != 1 || !number(tok[0], 0, 1L << 30, &ev->pid))
+            return fail(err, errlen, "expected a pid");
+        return 0;
+    case F_AT_ADDR_SWITCH:
+        if (n != 6 || strcmp(t[0], "ip") != 0 || strcmp(t[2], "port") != 0 ||
+            strcmp(t[4], "for") != 0 || !port(t[3], &ev->new_address.port))
+            return fail(err, errlen, "expected 'ip <addr> port <port> for <run id>'");
+        ev->new_address.ip = t[1];
+        ev->runid = t[5];
+        return 0;
+    case F_AT_ADDR_UPDATE:
+        if (n != 4 || !number(t[0], 0, 1000000, &ev->count) || strcmp(t[1], "additional") != 0 ||
+            strcmp(t[2], "matching") != 0 || strcmp(t[3], "instances") != 0)
+            return fail(err, errlen, "expected '<n> additional matching instances'");
+        return 0;
+    case F_AT_ROLE:
+        if (n != 5 || strcmp(t[0], "new") != 0 || strcmp(t[1], "reported") != 0 ||
+            strcmp(t[2], "role") != 0 || strcmp(t[3], "is") != 0)
+            return fail(err, errlen, "expected 'new reported role is <role>'");
+        ev->reported_role = t[4];
+        return 0;
+    case F_AT_LINK:
+        if (n < 1 || t[0][0] != '#')
+            return fail(err, errlen, "expected '#<error>' after the instance");
+        ev->error = rest(desc, off, at) + 1;
+        return 0;
+    case F_TEXT:
+        return 0;
+    }
+    return 0;
+}
+
+int evl_parse_notification(struct evl_event *ev, const char *type, const char *desc, char *err,
+                           size_t errlen)
+{
+    reset(ev);
+    ev->mode = EVL_NOTIFY;
+    if (evl_check_arg(type, 1, err, errlen) || evl_check_arg(desc, 2, err, errlen))
+        return -1;
+    if (!valid_name(type))
+        return fail(err, errlen, "'%.64s' is not an event name", type);
+    if (desc[0] == '\0')
+        return fail(err, errlen, "empty description for %s", type);
+    ev->name = type;
+    ev->text = desc;
+    int k = find(type);
+    if (k < 0)
+        return 0; /* unknown: dispatched with name, text, args */
+    ev->known = 1;
+    if (parse_known(ev, k, desc, err, errlen) < 0) {
+        char why[256];
+        snprintf(why, sizeof why, "%s", err);
+        return fail(err, errlen, "cannot parse %s '%.120s': %s", type, desc, why);
+    }
+    return 0;
+}
+
+int evl_parse_reconfig(struct evl_event *ev, char *const args[7], char *err, size_t errlen)
+{
+    static const char *what[7] = {"master name", "role", "state", "from-ip", "from-port",
+                                  "to-ip", "to-port"};
+    reset(ev);
+    ev->mode = EVL_RECONFIG;
+    ev->name = "client-reconfig";
+    ev->known = 1;
+    for (int i = 0; i < 7; i++) {
+        if (evl_check_arg(args[i], i + 1, err, errlen))
+            return -1;
+        if (args[i][0] == '\0' || strchr(args[i], ' '))
+            return fail(err, errlen, "bad %s '%.64s'", what[i], args[i]);
+    }
+    if (!port(args[4], &ev->old_master.port))
+        return fail(err, errlen, "bad from-port '%.32s'", args[4]);
+    if (!port(args[6], &ev->new_master.port))
+        return fail(err, errlen, "bad to-port '%.32s'", args[6]);
+    ev->pod = ev->master.name = args[0];
+    ev->role = args[1];
+    ev->state = args[2];
+    ev->old_master.ip = args[3];
+    ev->new_master.ip = args[5];
+    ev->master.addr = ev->new_master;
+    return 0;
+}

@@ -1,0 +1,304 @@
+/*
+ * host.c: the Lua state every call runs in. Standard libraries; a searcher
+ * for the shipped lua/ tree compiled into the binary; package.preload for
+ * the bindings (the lean binary links redis and tcp in, opened only on first
+ * use; the full runtime finds them as C modules next to itself); and the
+ * base of every rule file's environment, whose `redis`, `tcp`, `http` and
+ * `json` are looked up lazily so a call whose rules never touch them never
+ * pays for them.
+ */
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+
+#include "embedded.h"
+#include "host.h"
+#include "log.h"
+
+#ifdef EVL_LEAN
+int luaopen_eventilator_redis(lua_State *L);
+int luaopen_eventilator_tcp(lua_State *L);
+#endif
+
+static char handover_marker;
+
+void evl_push_handover_marker(lua_State *L)
+{
+    lua_pushlightuserdata(L, &handover_marker);
+}
+
+int evl_is_handover_marker(lua_State *L, int idx)
+{
+    return lua_touserdata(L, idx) == &handover_marker;
+}
+
+/* Message handler: the error with a traceback; non-string errors pass through. */
+int evl_traceback(lua_State *L)
+{
+    if (evl_is_handover_marker(L, 1))
+        return 1;
+    const char *msg = lua_tostring(L, 1);
+    if (!msg) {
+        if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
+            msg = lua_tostring(L, -1);
+        else
+            msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+    }
+    luaL_traceback(L, L, msg, 1);
+    return 1;
+}
+
+/* Searcher for the compiled-in lua/ tree ($EVENTILATOR_LUA_DIR overrides it). */
+static int search_embedded(lua_State *L)
+{
+    const char *name = luaL_checkstring(L, 1);
+    const char *dir = getenv("EVENTILATOR_LUA_DIR");
+    if (dir && *dir) {
+        lua_pushstring(L, name);
+        luaL_gsub(L, name, ".", "/");
+        lua_pushfstring(L, "%s/%s.lua", dir, lua_tostring(L, -1));
+        const char *path = lua_tostring(L, -1);
+        FILE *f = fopen(path, "r");
+        if (f) {
+            fclose(f);
+            if (luaL_loadfilex(L, path, "t") != LUA_OK)
+                return luaL_error(L, "%s", lua_tostring(L, -1));
+            lua_pushstring(L, path);
+            return 2;
+        }
+        lua_settop(L, 1);
+    }
+    for (const struct evl_embedded *e = evl_embedded; e->module; e++) {
+        if (strcmp(e->module, name) != 0)
+            continue;
+        lua_pushfstring(L, "@%s", e->path);
+        if (luaL_loadbufferx(L, e->source, e->len, lua_tostring(L, -1), "t") != LUA_OK)
+            return luaL_error(L, "%s", lua_tostring(L, -1));
+        lua_pushstring(L, e->path);
+        return 2;
+    }
+    lua_pushfstring(L, "no compiled-in module '%s'", name);
+    return 1;
+}
+
+/* A stub for what only the full runtime has: ask for the handover. */
+static int needs_full(lua_State *L)
+{
+    evl_push_handover_marker(L);
+    return lua_error(L);
+}
+
+/* log.debug/info/warn/error(fmt, ...): string.format, then one log line. */
+static int l_log(lua_State *L)
+{
+    int level = (int)lua_tointeger(L, lua_upvalueindex(1));
+    int n = lua_gettop(L);
+    if (n > 1) {
+        lua_getglobal(L, "string");
+        lua_getfield(L, -1, "format");
+        lua_insert(L, 1);
+        lua_pop(L, 1);
+        lua_call(L, n, 1);
+    } else {
+        luaL_tolstring(L, 1, NULL);
+    }
+    evl_log((enum evl_level)level, "%s", lua_tostring(L, -1));
+    return 0;
+}
+
+static void push_log_table(lua_State *L)
+{
+    static const char *const names[] = {"debug", "info", "warn", "error"};
+    lua_createtable(L, 0, 4);
+    for (int i = 0; i < 4; i++) {
+        lua_pushinteger(L, i);
+        lua_pushcclosure(L, l_log, 1);
+        lua_setfield(L, -2, names[i]);
+    }
+}
+
+static int preload_value(lua_State *L)
+{
+    lua_pushvalue(L, lua_upvalueindex(1));
+    return 1;
+}
+
+static void preload(lua_State *L, const char *name, lua_CFunction f)
+{
+    lua_getfield(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+    lua_pushcfunction(L, f);
+    lua_setfield(L, -2, name);
+    lua_pop(L, 1);
+}
+
+/* redis.connect([opts]): the binding's connect with config.redis as defaults. */
+static int l_redis_connect(lua_State *L)
+{
+    static const char *const keys[] = {"host", "port", "path", "username", "password", "db",
+                                       "timeout", NULL};
+    lua_settop(L, 1);
+    if (!lua_isnil(L, 1))
+        luaL_checktype(L, 1, LUA_TTABLE);
+    lua_newtable(L); /* 2: merged */
+    lua_getfield(L, LUA_REGISTRYINDEX, "eventilator.config");
+    lua_getfield(L, -1, "redis");
+    if (lua_istable(L, -1))
+        for (int i = 0; keys[i]; i++) {
+            lua_getfield(L, -1, keys[i]);
+            lua_setfield(L, 2, keys[i]);
+        }
+    lua_settop(L, 2);
+    if (lua_istable(L, 1)) {
+        lua_pushnil(L);
+        while (lua_next(L, 1)) {
+            lua_pushvalue(L, -2);
+            lua_insert(L, -2);
+            lua_settable(L, 2);
+        }
+    }
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "eventilator.redis");
+    lua_call(L, 1, 1);
+    lua_getfield(L, -1, "connect");
+    lua_pushvalue(L, 2);
+    lua_call(L, 1, LUA_MULTRET);
+    return lua_gettop(L) - 3;
+}
+
+/*
+ * The base's __index: standard globals from _G, and the bindings on first
+ * touch (rawset into the base afterwards, so the lookup happens once).
+ */
+static int base_index(lua_State *L)
+{
+    const char *k = lua_tostring(L, 2);
+    const char *mod = NULL;
+    if (k && strcmp(k, "json") == 0)
+        mod = "cjson";
+    else if (k && (strcmp(k, "http") == 0 || strcmp(k, "tcp") == 0))
+        mod = lua_pushfstring(L, "eventilator.%s", k);
+    else if (k && strcmp(k, "dedupe") == 0)
+        mod = "eventilator.dedupe";
+    if (k && strcmp(k, "redis") == 0) {
+        lua_getglobal(L, "require");
+        lua_pushliteral(L, "eventilator.redis");
+        lua_call(L, 1, 1);
+        lua_createtable(L, 0, 1);
+        lua_pushcfunction(L, l_redis_connect);
+        lua_setfield(L, -2, "connect");
+        lua_createtable(L, 0, 1);
+        lua_pushvalue(L, -3);
+        lua_setfield(L, -2, "__index");
+        lua_setmetatable(L, -2);
+    } else if (mod) {
+        lua_getglobal(L, "require");
+        lua_pushstring(L, mod);
+        lua_call(L, 1, 1);
+    } else {
+        lua_pushvalue(L, 2);
+        lua_gettable(L, lua_upvalueindex(1)); /* _G */
+        return 1;
+    }
+    lua_pushvalue(L, 2);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, 1);
+    return 1;
+}
+
+/* Where the full runtime's C modules live, relative to the executable. */
+static void add_module_path(lua_State *L)
+{
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0)
+        return;
+    exe[n] = '\0';
+    char *slash = strrchr(exe, '/');
+    if (!slash)
+        return;
+    *slash = '\0';
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "cpath");
+    lua_pushfstring(L, "%s/../../lib/eventilator/?.so;%s", exe, lua_tostring(L, -1));
+    lua_setfield(L, -3, "cpath");
+    lua_pop(L, 2);
+}
+
+int evl_host_open(struct evl_host *h)
+{
+    lua_State *L = luaL_newstate();
+    if (!L)
+        return -1;
+    h->L = L;
+    luaL_openlibs(L);
+    /* searcher 2 (after preload): the compiled-in lua/ tree */
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "searchers");
+    for (lua_Integer i = (lua_Integer)lua_rawlen(L, -1); i >= 2; i--) {
+        lua_rawgeti(L, -1, i);
+        lua_rawseti(L, -2, i + 1);
+    }
+    lua_pushcfunction(L, search_embedded);
+    lua_rawseti(L, -2, 2);
+    lua_pop(L, 2);
+#ifdef EVL_LEAN
+    preload(L, "eventilator.redis", luaopen_eventilator_redis);
+    preload(L, "eventilator.tcp", luaopen_eventilator_tcp);
+    preload(L, "eventilator.http", needs_full);
+    preload(L, "cjson", needs_full);
+    h->lean = 1;
+    (void)add_module_path;
+#else
+    add_module_path(L);
+    (void)needs_full;
+    (void)preload;
+#endif
+    /* the log table, also as require("eventilator.log") */
+    push_log_table(L);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, LUA_REGISTRYINDEX, "eventilator.log");
+    lua_getfield(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+    lua_pushvalue(L, -2);
+    lua_pushcclosure(L, preload_value, 1);
+    lua_setfield(L, -2, "eventilator.log");
+    lua_pop(L, 1);
+    /* the base every rule environment inherits from */
+    lua_createtable(L, 0, 8); /* base table, log at -2 */
+    lua_insert(L, -2);
+    lua_setfield(L, -2, "log");
+    lua_createtable(L, 0, 1);
+    lua_pushglobaltable(L);
+    lua_pushcclosure(L, base_index, 1);
+    lua_setfield(L, -2, "__index");
+    lua_setmetatable(L, -2);
+    /* a rule env = { on = ... } with metatable { __index = base } */
+    lua_createtable(L, 0, 1);
+    lua_insert(L, -2);
+    lua_setfield(L, -2, "__index");
+    lua_setfield(L, LUA_REGISTRYINDEX, "eventilator.base_mt");
+    return 0;
+}
+
+/* After the config is loaded: expose it to rules and modules. */
+void evl_open_host_module(lua_State *L, struct evl_host *h)
+{
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->config_ref);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, LUA_REGISTRYINDEX, "eventilator.config");
+    lua_getfield(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+    lua_pushvalue(L, -2);
+    lua_pushcclosure(L, preload_value, 1);
+    lua_setfield(L, -2, "eventilator.config");
+    lua_pop(L, 1);
+    lua_getfield(L, LUA_REGISTRYINDEX, "eventilator.base_mt");
+    lua_getfield(L, -1, "__index");
+    lua_pushvalue(L, -3);
+    lua_setfield(L, -2, "config");
+    lua_pop(L, 3);
+}

@@ -1,0 +1,135 @@
+/*
+ * levent.c: a parsed event -> the Lua table `ev` of contract section 6.
+ * Absent fields stay nil. ev.host (this machine's FQDN) costs a resolver
+ * call, so it is computed on first access only.
+ */
+#include <netdb.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "host.h"
+
+static void set_str(lua_State *L, const char *k, const char *v)
+{
+    if (v) {
+        lua_pushstring(L, v);
+        lua_setfield(L, -2, k);
+    }
+}
+
+static void set_int(lua_State *L, const char *k, long long v)
+{
+    lua_pushinteger(L, (lua_Integer)v);
+    lua_setfield(L, -2, k);
+}
+
+static void set_addr(lua_State *L, const char *k, const char *name, const struct evl_addr *a)
+{
+    if (!a->ip)
+        return;
+    lua_createtable(L, 0, 3);
+    set_str(L, "name", name);
+    set_str(L, "ip", a->ip);
+    set_int(L, "port", a->port);
+    lua_setfield(L, -2, k);
+}
+
+/* FQDN: the canonical name of gethostname(), or the short name. */
+static int ev_index(lua_State *L)
+{
+    char host[256];
+    if (strcmp(luaL_checkstring(L, 2), "host") != 0)
+        return 0;
+    if (gethostname(host, sizeof host - 1) != 0)
+        strcpy(host, "localhost");
+    host[sizeof host - 1] = '\0';
+    struct addrinfo hints, *res = NULL;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_flags = AI_CANONNAME;
+    hints.ai_socktype = SOCK_DGRAM;
+    if (strchr(host, '.') == NULL && getaddrinfo(host, NULL, &hints, &res) == 0 && res &&
+        res->ai_canonname)
+        lua_pushstring(L, res->ai_canonname);
+    else
+        lua_pushstring(L, host);
+    if (res)
+        freeaddrinfo(res);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, 1, "host"); /* cache: rawset through the table itself */
+    return 1;
+}
+
+void evl_push_event(lua_State *L, const struct evl_event *ev, int nargs, char **args)
+{
+    struct timespec ts;
+    lua_createtable(L, 0, 16);
+    set_str(L, "name", ev->name);
+    set_str(L, "mode", ev->mode == EVL_RECONFIG ? "reconfigurator" : "eventilator");
+    set_str(L, "text", ev->text);
+    lua_createtable(L, nargs, 0);
+    for (int i = 0; i < nargs; i++) {
+        lua_pushstring(L, args[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+    lua_setfield(L, -2, "args");
+    lua_pushboolean(L, ev->known);
+    lua_setfield(L, -2, "known");
+    set_str(L, "pod", ev->pod);
+    if (ev->instance.type) {
+        lua_createtable(L, 0, 4);
+        set_str(L, "type", ev->instance.type);
+        set_str(L, "name", ev->instance.name);
+        set_str(L, "ip", ev->instance.addr.ip);
+        set_int(L, "port", ev->instance.addr.port);
+        lua_setfield(L, -2, "instance");
+    }
+    set_addr(L, "master", ev->master.name, &ev->master.addr);
+    if (ev->has_quorum) {
+        set_int(L, "quorum", ev->quorum);
+        if (ev->votes >= 0)
+            set_int(L, "votes", ev->votes);
+    }
+    if (ev->has_epoch)
+        set_int(L, "epoch", (long long)ev->epoch);
+    set_str(L, "leader", ev->leader);
+    set_addr(L, "old_master", NULL, &ev->old_master);
+    set_addr(L, "new_master", NULL, &ev->new_master);
+    set_str(L, "role", ev->role);
+    set_str(L, "state", ev->state);
+    set_str(L, "option", ev->option);
+    set_str(L, "value", ev->value);
+    if (ev->option) {
+        lua_createtable(L, ev->nvalues, 0);
+        for (int i = 0; i < ev->nvalues; i++) {
+            lua_pushstring(L, ev->values[i]);
+            lua_rawseti(L, -2, i + 1);
+        }
+        lua_setfield(L, -2, "values");
+    }
+    set_str(L, "reported_role", ev->reported_role);
+    set_str(L, "runid", ev->runid);
+    set_addr(L, "new_address", NULL, &ev->new_address);
+    if (ev->count >= 0)
+        set_int(L, "count", ev->count);
+    set_str(L, "error", ev->error);
+    set_str(L, "script", ev->script);
+    if (ev->pid >= 0)
+        set_int(L, "pid", ev->pid);
+    if (ev->signal >= 0)
+        set_int(L, "signal", ev->signal);
+    if (ev->exit_code >= 0)
+        set_int(L, "exit_code", ev->exit_code);
+    clock_gettime(CLOCK_REALTIME, &ts);
+    lua_pushnumber(L, (double)ts.tv_sec + (double)ts.tv_nsec / 1e9);
+    lua_setfield(L, -2, "time");
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, ev_index);
+    lua_setfield(L, -2, "__index");
+    lua_setmetatable(L, -2);
+}

@@ -1,0 +1,194 @@
+/*
+ * log.c: one line per message to syslog (ident "eventilator", facility
+ * daemon), stderr, or a file opened for append. Control characters and
+ * invalid bytes are escaped so a hostile description can't forge log lines.
+ */
+#include "log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+#define LINE_MAX_BYTES 8192
+
+static enum { T_SYSLOG, T_STDERR, T_FILE } target = T_SYSLOG;
+static int fd = -1;
+static int also_stderr;
+static enum evl_level min_level = EVL_INFO;
+static char emergency[1024];
+static size_t emergency_len;
+
+static const char *const names[] = {"debug", "info", "warn", "error"};
+static const int prio[] = {LOG_DEBUG, LOG_INFO, LOG_WARNING, LOG_ERR};
+
+int evl_log_level_from(const char *name, enum evl_level *out)
+{
+    for (int i = 0; i < 4; i++)
+        if (strcmp(name, names[i]) == 0) {
+            *out = (enum evl_level)i;
+            return 0;
+        }
+    if (strcmp(name, "warning") == 0) {
+        *out = EVL_WARN;
+        return 0;
+    }
+    return -1;
+}
+
+int evl_log_open(const char *t, const char *level)
+{
+    if (level && evl_log_level_from(level, &min_level) < 0)
+        min_level = EVL_INFO;
+    if (fd > 2)
+        close(fd);
+    fd = -1;
+    if (!t || strcmp(t, "syslog") == 0) {
+        target = T_SYSLOG;
+        openlog("eventilator", LOG_PID, LOG_DAEMON);
+        return 0;
+    }
+    if (strcmp(t, "stderr") == 0) {
+        target = T_STDERR;
+        fd = 2;
+        return 0;
+    }
+    fd = open(t, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    if (fd < 0) {
+        int e = errno;
+        target = T_SYSLOG; /* fall back rather than lose the line */
+        openlog("eventilator", LOG_PID, LOG_DAEMON);
+        errno = e;
+        return -1;
+    }
+    target = T_FILE;
+    return 0;
+}
+
+void evl_log_also_stderr(int on)
+{
+    also_stderr = on;
+}
+
+/* Escape what would break a one-line log: controls, DEL, backslash. */
+static size_t escape(char *out, size_t cap, const char *in)
+{
+    size_t o = 0;
+    for (const unsigned char *p = (const unsigned char *)in; *p && o + 5 < cap; p++) {
+        if (*p < 0x20 || *p == 0x7f) {
+            static const char hex[] = "0123456789abcdef";
+            if (*p == '\n' && p[1] != '\0') {
+                /* tracebacks: keep them readable on one line */
+                out[o++] = ' ';
+                out[o++] = '|';
+                out[o++] = ' ';
+                continue;
+            }
+            if (*p == '\n' || *p == '\t') {
+                out[o++] = ' ';
+                continue;
+            }
+            out[o++] = '\\';
+            out[o++] = 'x';
+            out[o++] = hex[*p >> 4];
+            out[o++] = hex[*p & 15];
+        } else {
+            out[o++] = (char)*p;
+        }
+    }
+    out[o] = '\0';
+    return o;
+}
+
+static void write_all(int to, const char *s, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(to, s, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return;
+        s += w;
+        n -= (size_t)w;
+    }
+}
+
+static size_t stamp(char *buf, size_t cap, enum evl_level level)
+{
+    struct timespec ts;
+    struct tm tm;
+    char date[40];
+    clock_gettime(CLOCK_REALTIME, &ts);
+    localtime_r(&ts.tv_sec, &tm);
+    strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%S", &tm);
+    int n = snprintf(buf, cap, "%s.%03ld eventilator[%ld]: %s: ", date, ts.tv_nsec / 1000000,
+                     (long)getpid(), names[level]);
+    return n < 0 ? 0 : (size_t)n;
+}
+
+void evl_log(enum evl_level level, const char *fmt, ...)
+{
+    char raw[LINE_MAX_BYTES], line[LINE_MAX_BYTES + 128];
+    va_list ap;
+    if (level < min_level && !(also_stderr && level >= EVL_INFO))
+        return;
+    va_start(ap, fmt);
+    vsnprintf(raw, sizeof raw, fmt, ap);
+    va_end(ap);
+    size_t h = stamp(line, sizeof line, level);
+    size_t n = h + escape(line + h, sizeof line - h - 1, raw);
+    line[n++] = '\n';
+    if (level >= min_level) {
+        if (target == T_SYSLOG) {
+            line[n - 1] = '\0';
+            syslog(prio[level], "%s", line + h);
+        } else {
+            write_all(fd, line, n);
+        }
+    }
+    if (also_stderr && target != T_STDERR)
+        write_all(2, line, n);
+}
+
+/*
+ * The watchdog fires from a signal handler, where neither stdio nor syslog(3)
+ * is safe: the line is formatted ahead of time and written with write(2), or
+ * sent to /dev/log with plain socket calls, which are async-signal-safe.
+ */
+void evl_log_prepare_emergency(const char *msg)
+{
+    char body[900];
+    escape(body, sizeof body, msg);
+    if (target == T_SYSLOG) {
+        snprintf(emergency, sizeof emergency, "<%d>eventilator[%ld]: error: %s",
+                 LOG_DAEMON | LOG_ERR, (long)getpid(), body);
+    } else {
+        size_t h = stamp(emergency, sizeof emergency, EVL_ERROR);
+        snprintf(emergency + h, sizeof emergency - h, "%s\n", body);
+    }
+    emergency_len = strlen(emergency);
+}
+
+void evl_log_emergency(void)
+{
+    if (target == T_SYSLOG) {
+        int s = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        struct sockaddr_un a = {.sun_family = AF_UNIX, .sun_path = "/dev/log"};
+        if (s >= 0) {
+            (void)sendto(s, emergency, emergency_len, 0, (struct sockaddr *)&a, sizeof a);
+            close(s);
+        }
+        write_all(2, emergency, emergency_len);
+        write_all(2, "\n", 1);
+    } else {
+        write_all(fd, emergency, emergency_len);
+        if (also_stderr && fd != 2)
+            write_all(2, emergency, emergency_len);
+    }
+}

@@ -1,0 +1,17 @@
+/* log.h: the program's own log (Sentinel throws stdout/stderr away). */
+#ifndef EVENTILATOR_LOG_H
+#define EVENTILATOR_LOG_H
+
+enum evl_level { EVL_DEBUG, EVL_INFO, EVL_WARN, EVL_ERROR };
+
+/* target: "syslog", "stderr", or a file path. Returns 0, or -1 (errno set). */
+int evl_log_open(const char *target, const char *level);
+void evl_log(enum evl_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Also copy to stderr (used before the config is known, and by the CLI). */
+void evl_log_also_stderr(int on);
+int evl_log_level_from(const char *name, enum evl_level *out);
+/* For the watchdog: write a preformatted line from a signal handler. */
+void evl_log_prepare_emergency(const char *msg);
+void evl_log_emergency(void);
+
+#endif

@@ -1,0 +1,654 @@
+/*
+ * ltcp.c: the `eventilator.tcp` binding, plain POSIX stream sockets over
+ * TCP (IPv4/IPv6) or a unix socket, for line protocols such as the Sensu
+ * client socket and the HAProxy runtime API.
+ *
+ * Shaped after Lua's liolib.c: one userdata type with a named metatable,
+ * created closed before it opens, so a connect that fails half way leaves
+ * nothing for anyone to leak. Misuse raises; expected failures (refused,
+ * timeout, name lookup, peer gone) return nil, msg.
+ *
+ * Every blocking step is a non-blocking socket plus poll(), bounded by the
+ * connection's timeout and by what is left of the handler's time budget
+ * (deadline.h): Sentinel kills the whole call at 60 s, and the Lua count
+ * hook cannot interrupt a process parked in the kernel.
+ */
+
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <netdb.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <lua.h>
+#include <lauxlib.h>
+
+#include "deadline.h"
+
+/* Built with -fvisibility=hidden as a C module: require() must still see it. */
+#if defined(__GNUC__)
+#define TCP_EXPORT __attribute__((visibility("default")))
+#else
+#define TCP_EXPORT
+#endif
+
+#define TCP_MT "eventilator.tcp.conn"
+
+#define TCP_CONNECT_TIMEOUT 2.0 /* seconds, tcp.connect default */
+#define TCP_TIMEOUT 5.0         /* seconds, per send/receive default */
+
+/* One receive never holds more than this: a rule talks to local daemons that
+ * answer in lines or small documents, and a runaway peer must not be able to
+ * grow the process without bound. */
+#define TCP_MAX_RECEIVE (16u * 1024u * 1024u)
+
+#define TCP_RBUF 8192 /* read buffer kept in the userdata */
+#define TCP_LABEL 300 /* "[host]:port" or a unix path, for messages */
+
+typedef struct {
+    int fd;           /* -1 while closed (also before the connect succeeds) */
+    double timeout;   /* per-operation timeout in seconds */
+    size_t rpos;      /* first unread byte in rbuf */
+    size_t rlen;      /* end of the unread bytes in rbuf */
+    char label[TCP_LABEL];
+    char rbuf[TCP_RBUF];
+} TcpConn;
+
+/* Why an operation stopped early; turned into a message once nothing owned
+ * by C is left to free. */
+enum { TCP_OK = 0, TCP_ETIMEOUT, TCP_EBUDGET, TCP_ECLOSED, TCP_ETOOBIG, TCP_EERRNO };
+
+/* ------------------------------------------------------------------------ */
+/* Helpers                                                                   */
+/* ------------------------------------------------------------------------ */
+
+static TcpConn *tcp_check(lua_State *L, int idx)
+{
+    return (TcpConn *)luaL_checkudata(L, idx, TCP_MT);
+}
+
+/* Every method but close goes through here: a closed conn is a bug in the
+ * rule, not a network failure, so it raises. */
+static TcpConn *tcp_checkopen(lua_State *L, int idx)
+{
+    TcpConn *c = tcp_check(L, idx);
+    if (c->fd < 0)
+        luaL_error(L, "attempt to use a closed tcp connection");
+    return c;
+}
+
+/* A timeout argument: a positive number of seconds (math.huge allowed, it is
+ * clamped by the budget and by poll's int range anyway). */
+static double tcp_checktimeout(lua_State *L, int idx, const char *what)
+{
+    double t = luaL_checknumber(L, idx);
+    if (!(t > 0)) /* also rejects NaN */
+        luaL_error(L, "%s must be a positive number of seconds", what);
+    return t;
+}
+
+/* Milliseconds left until `deadline` for poll(), rounded up so a wait never
+ * ends just before the deadline and spins; 0 once it has passed. */
+static int tcp_ms_left(double deadline)
+{
+    double ms = ceil((deadline - evl_monotonic()) * 1000.0);
+    if (ms <= 0)
+        return 0;
+    return ms >= INT_MAX ? INT_MAX : (int)ms;
+}
+
+/*
+ * Wait until fd is ready for `events` or the deadline passes. Returns
+ * TCP_OK, TCP_ETIMEOUT, or TCP_EERRNO with errno set. POLLERR/POLLHUP count
+ * as ready: the following recv/send/getsockopt reports what happened.
+ */
+static int tcp_wait(int fd, short events, double deadline)
+{
+    struct pollfd p;
+    int r;
+    p.fd = fd;
+    p.events = events;
+    for (;;) {
+        int ms = tcp_ms_left(deadline);
+        if (ms == 0)
+            return TCP_ETIMEOUT;
+        p.revents = 0;
+        r = poll(&p, 1, ms);
+        if (r > 0)
+            return TCP_OK;
+        if (r == 0)
+            continue; /* re-checks the clock: poll may wake a little early */
+        if (errno != EINTR)
+            return TCP_EERRNO;
+    }
+}
+
+/*
+ * Clamp an operation's timeout to the time budget. Returns the absolute
+ * deadline, or a value <= 0 when the budget is already spent. `*clamped`
+ * tells later whether a timeout was the budget's doing.
+ */
+static double tcp_deadline(lua_State *L, double want, int *clamped)
+{
+    double t = evl_clamp_timeout(L, want);
+    *clamped = t < want;
+    if (t <= 0)
+        return 0;
+    return evl_monotonic() + t;
+}
+
+/* Push nil, "tcp <label>: <what>" and return 2: the one failure shape. */
+static int tcp_fail(lua_State *L, const char *label, int why, int err)
+{
+    const char *what;
+    switch (why) {
+    case TCP_ETIMEOUT: what = "timeout"; break;
+    case TCP_EBUDGET: what = "time budget exhausted"; break;
+    case TCP_ECLOSED: what = "closed"; break;
+    case TCP_ETOOBIG: what = "reply larger than 16 MiB"; break;
+    default: what = strerror(err); break;
+    }
+    lua_pushnil(L);
+    lua_pushfstring(L, "tcp %s: %s", label, what);
+    return 2;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Connecting                                                                */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Start a non-blocking connect on a fresh socket stored in c->fd and wait
+ * for it. Returns TCP_OK with c->fd open, or a failure code with c->fd
+ * closed again and *err holding errno. The socket is stored in the userdata
+ * at once so that __gc owns it whatever happens next.
+ */
+static int tcp_connect_one(TcpConn *c, int family, int proto, const struct sockaddr *sa,
+                           socklen_t salen, double deadline, int *err)
+{
+    int r, why = TCP_OK;
+    c->fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, proto);
+    if (c->fd < 0) {
+        *err = errno;
+        return TCP_EERRNO;
+    }
+    do
+        r = connect(c->fd, sa, salen);
+    while (r < 0 && errno == EINTR && family == AF_UNIX);
+    if (r < 0 && family == AF_UNIX) {
+        /* A unix listener with a full backlog answers EAGAIN instead of
+         * queueing us; give it until the deadline in short naps. */
+        while (r < 0 && errno == EAGAIN) {
+            if (tcp_ms_left(deadline) == 0) {
+                why = TCP_ETIMEOUT;
+                break;
+            }
+            poll(NULL, 0, 10);
+            r = connect(c->fd, sa, salen);
+        }
+        if (r < 0 && why == TCP_OK) {
+            *err = errno;
+            why = TCP_EERRNO;
+        }
+    } else if (r < 0 && (errno == EINPROGRESS || errno == EINTR)) {
+        /* EINTR: the connect goes on in the background, same as EINPROGRESS */
+        why = tcp_wait(c->fd, POLLOUT, deadline);
+        if (why == TCP_OK) {
+            socklen_t len = sizeof *err;
+            if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, err, &len) < 0)
+                *err = errno;
+            if (*err != 0)
+                why = TCP_EERRNO;
+        } else if (why == TCP_EERRNO) {
+            *err = errno;
+        }
+    } else if (r < 0) {
+        *err = errno;
+        why = TCP_EERRNO;
+    }
+    if (why != TCP_OK) {
+        close(c->fd);
+        c->fd = -1;
+    }
+    return why;
+}
+
+/*
+ * Resolve host:port and try every address in order until one connects or
+ * the deadline passes. A numeric host is resolved with AI_NUMERICHOST first:
+ * in the static executable a literal must never reach NSS, which would need
+ * dlopen. Returns TCP_OK or a failure code; *gai is set for lookup errors.
+ * Nothing here can raise, so freeaddrinfo always runs.
+ */
+static int tcp_connect_inet(TcpConn *c, const char *host, int port, double deadline, int *err,
+                            int *gai)
+{
+    struct addrinfo hints, *res = NULL, *ai;
+    char serv[8];
+    int why = TCP_EERRNO;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
+    snprintf(serv, sizeof serv, "%d", port);
+    *gai = getaddrinfo(host, serv, &hints, &res);
+    if (*gai == EAI_NONAME) {
+        hints.ai_flags = AI_NUMERICSERV;
+        *gai = getaddrinfo(host, serv, &hints, &res);
+    }
+    if (*gai != 0) {
+        if (*gai == EAI_SYSTEM)
+            *err = errno;
+        return TCP_EERRNO;
+    }
+    *err = EHOSTUNREACH; /* only if the list is empty, which it never is */
+    for (ai = res; ai != NULL; ai = ai->ai_next) {
+        why = tcp_connect_one(c, ai->ai_family, ai->ai_protocol, ai->ai_addr,
+                              ai->ai_addrlen, deadline, err);
+        if (why == TCP_OK || why == TCP_ETIMEOUT)
+            break;
+    }
+    freeaddrinfo(res);
+    return why;
+}
+
+static int tcp_connect_unix(TcpConn *c, const char *path, size_t len, double deadline, int *err)
+{
+    struct sockaddr_un sun;
+    memset(&sun, 0, sizeof sun);
+    if (len >= sizeof sun.sun_path) {
+        *err = ENAMETOOLONG;
+        return TCP_EERRNO;
+    }
+    sun.sun_family = AF_UNIX;
+    memcpy(sun.sun_path, path, len + 1);
+    return tcp_connect_one(c, AF_UNIX, 0, (const struct sockaddr *)&sun, sizeof sun, deadline,
+                           err);
+}
+
+/* Read the options table at idx into *ctimeout and c->timeout; any key we
+ * do not know is a typo in a rule and raises. */
+static void tcp_options(lua_State *L, int idx, TcpConn *c, double *ctimeout)
+{
+    if (lua_isnoneornil(L, idx))
+        return;
+    luaL_checktype(L, idx, LUA_TTABLE);
+    lua_pushnil(L);
+    while (lua_next(L, idx) != 0) {
+        const char *k;
+        if (lua_type(L, -2) != LUA_TSTRING)
+            luaL_error(L, "tcp.connect: option names must be strings");
+        k = lua_tostring(L, -2);
+        if (strcmp(k, "connect_timeout") == 0)
+            *ctimeout = tcp_checktimeout(L, -1, "tcp.connect: connect_timeout");
+        else if (strcmp(k, "timeout") == 0)
+            c->timeout = tcp_checktimeout(L, -1, "tcp.connect: timeout");
+        else
+            luaL_error(L, "tcp.connect: unknown option '%s'", k);
+        lua_pop(L, 1);
+    }
+}
+
+/*
+ * tcp.connect(host, port [, opts]) -> conn
+ * tcp.connect(unix_path [, opts])  -> conn
+ *   host: IPv4/IPv6 literal or a name; every address it resolves to is tried
+ *   in order. A first argument containing '/' is a unix socket path.
+ *   opts.connect_timeout: seconds for the whole connect (default 2);
+ *   opts.timeout: seconds for each later send/receive (default 5).
+ * Returns conn, or nil, "tcp <addr>: <reason>" (refused, "connect timed
+ * out", lookup failure, "time budget exhausted").
+ * Raises on wrong argument types, a port outside 1..65535, an unknown
+ * option or a non-positive timeout.
+ */
+static int tcp_connect(lua_State *L)
+{
+    size_t len;
+    const char *host = luaL_checklstring(L, 1, &len);
+    int is_unix = strchr(host, '/') != NULL;
+    int port = 0, optidx = is_unix ? 2 : 3, why, err = 0, gai = 0, clamped;
+    double ctimeout = TCP_CONNECT_TIMEOUT, deadline;
+    TcpConn *c;
+
+    luaL_argcheck(L, strlen(host) == len, 1, "contains a zero byte");
+    if (!is_unix) {
+        lua_Integer p = luaL_checkinteger(L, 2);
+        luaL_argcheck(L, p >= 1 && p <= 65535, 2, "port out of range");
+        port = (int)p;
+    } else if (!lua_isnoneornil(L, 2)) {
+        luaL_checktype(L, 2, LUA_TTABLE); /* connect("/path", 3030) is a bug */
+    }
+
+    /* Created closed: fd = -1 until a connect succeeds, and the metatable is
+     * set before any socket exists, so __gc covers every path below. The
+     * settop keeps a missing opts argument from naming the userdata. */
+    lua_settop(L, optidx);
+    c = (TcpConn *)lua_newuserdatauv(L, sizeof *c, 0);
+    c->fd = -1;
+    c->timeout = TCP_TIMEOUT;
+    c->rpos = c->rlen = 0;
+    c->label[0] = '\0';
+    luaL_setmetatable(L, TCP_MT);
+    tcp_options(L, optidx, c, &ctimeout);
+
+    if (is_unix)
+        snprintf(c->label, sizeof c->label, "%s", host);
+    else if (strchr(host, ':') != NULL)
+        snprintf(c->label, sizeof c->label, "[%s]:%d", host, port);
+    else
+        snprintf(c->label, sizeof c->label, "%s:%d", host, port);
+
+    deadline = tcp_deadline(L, ctimeout, &clamped);
+    if (deadline <= 0)
+        return tcp_fail(L, c->label, TCP_EBUDGET, 0);
+
+    if (is_unix)
+        why = tcp_connect_unix(c, host, len, deadline, &err);
+    else
+        why = tcp_connect_inet(c, host, port, deadline, &err, &gai);
+
+    if (why == TCP_OK)
+        return 1; /* the userdata on top */
+    if (gai != 0 && gai != EAI_SYSTEM) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "tcp %s: %s", c->label, gai_strerror(gai));
+        return 2;
+    }
+    if (why == TCP_ETIMEOUT) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "tcp %s: %s", c->label,
+                        clamped ? "time budget exhausted" : "connect timed out");
+        return 2;
+    }
+    return tcp_fail(L, c->label, why, err);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Methods                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * conn:send(data) -> number of bytes sent (always #data)
+ * Sends all of data, waiting for the socket as needed within the timeout.
+ * Returns nil, "tcp <addr>: <reason>", bytes_sent_before_failure on a
+ * timeout, the time budget, or a peer that went away (EPIPE/ECONNRESET:
+ * MSG_NOSIGNAL turns SIGPIPE into an error return).
+ * Raises if conn is closed or data is not a string.
+ */
+static int tcp_send(lua_State *L)
+{
+    TcpConn *c = tcp_checkopen(L, 1);
+    size_t len, sent = 0;
+    const char *data = luaL_checklstring(L, 2, &len);
+    int clamped, why = TCP_OK, err = 0;
+    double deadline = tcp_deadline(L, c->timeout, &clamped);
+
+    if (deadline <= 0)
+        why = TCP_EBUDGET;
+    while (why == TCP_OK && sent < len) {
+        ssize_t n = send(c->fd, data + sent, len - sent, MSG_NOSIGNAL);
+        if (n >= 0) {
+            sent += (size_t)n;
+        } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            why = tcp_wait(c->fd, POLLOUT, deadline);
+            if (why == TCP_EERRNO)
+                err = errno;
+        } else if (errno != EINTR) {
+            err = errno;
+            why = TCP_EERRNO;
+        }
+    }
+    if (why == TCP_OK) {
+        lua_pushinteger(L, (lua_Integer)sent);
+        return 1;
+    }
+    if (why == TCP_ETIMEOUT && clamped)
+        why = TCP_EBUDGET;
+    tcp_fail(L, c->label, why, err);
+    lua_pushinteger(L, (lua_Integer)sent);
+    return 3;
+}
+
+/*
+ * Refill the read buffer with one recv, waiting up to the deadline.
+ * Returns TCP_OK (some bytes arrived), TCP_ECLOSED (orderly EOF),
+ * TCP_ETIMEOUT or TCP_EERRNO (*err set). Only called when it is empty.
+ */
+static int tcp_fill(TcpConn *c, double deadline, int *err)
+{
+    for (;;) {
+        ssize_t n = recv(c->fd, c->rbuf, sizeof c->rbuf, 0);
+        if (n > 0) {
+            c->rpos = 0;
+            c->rlen = (size_t)n;
+            return TCP_OK;
+        }
+        if (n == 0)
+            return TCP_ECLOSED;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            int why = tcp_wait(c->fd, POLLIN, deadline);
+            if (why == TCP_EERRNO)
+                *err = errno;
+            if (why != TCP_OK)
+                return why;
+        } else if (errno != EINTR) {
+            *err = errno;
+            return TCP_EERRNO;
+        }
+    }
+}
+
+/*
+ * conn:receive([pattern]) -> data
+ *   pattern: n (exactly n bytes), "*l"/"l" (a line, LF and a trailing CR
+ *   removed; the default), "*a"/"a" (everything until the peer closes).
+ * Returns data, or nil, "tcp <addr>: <reason>", partial where reason is
+ * "timeout", "time budget exhausted", "closed" (EOF before a whole line or
+ * n bytes), "reply larger than 16 MiB" or an OS error, and partial is what
+ * had arrived. Bytes after a line stay buffered for the next call.
+ * Raises if conn is closed, on an unknown pattern, or n < 0 or > 16 MiB.
+ */
+static int tcp_receive(lua_State *L)
+{
+    TcpConn *c = tcp_checkopen(L, 1);
+    enum { P_LINE, P_ALL, P_COUNT } pat = P_LINE;
+    size_t want = 0, got = 0;
+    int clamped, why = TCP_OK, err = 0;
+    double deadline;
+    luaL_Buffer b;
+
+    if (lua_type(L, 2) == LUA_TNUMBER) {
+        lua_Integer n = luaL_checkinteger(L, 2);
+        luaL_argcheck(L, n >= 0 && (lua_Unsigned)n <= TCP_MAX_RECEIVE, 2,
+                      "byte count out of range (0..16 MiB)");
+        pat = P_COUNT;
+        want = (size_t)n;
+    } else if (!lua_isnoneornil(L, 2)) {
+        const char *p = luaL_checkstring(L, 2);
+        if (*p == '*')
+            p++;
+        if (strcmp(p, "l") == 0)
+            pat = P_LINE;
+        else if (strcmp(p, "a") == 0)
+            pat = P_ALL;
+        else
+            return luaL_argerror(L, 2, "invalid pattern (expected n, \"*l\" or \"*a\")");
+    }
+
+    /* Everything that pushes goes before buffinit: the luaL_Buffer must stay
+     * on top of the stack until luaL_pushresult. It also owns the partial
+     * data, so a memory error while growing it leaks nothing. */
+    deadline = tcp_deadline(L, c->timeout, &clamped);
+    lua_settop(L, 1);
+    luaL_buffinit(L, &b);
+    if (deadline <= 0)
+        why = TCP_EBUDGET;
+
+    while (why == TCP_OK) {
+        size_t avail = c->rlen - c->rpos, take;
+        const char *p = c->rbuf + c->rpos;
+        if (avail == 0) {
+            if (pat == P_COUNT && got == want)
+                break;
+            why = tcp_fill(c, deadline, &err);
+            if (why == TCP_ECLOSED && pat == P_ALL) {
+                why = TCP_OK; /* EOF is how "*a" is meant to end */
+                break;
+            }
+            continue;
+        }
+        if (pat == P_LINE) {
+            const char *nl = memchr(p, '\n', avail);
+            take = nl ? (size_t)(nl - p) : avail;
+            if (got + take > TCP_MAX_RECEIVE) {
+                why = TCP_ETOOBIG;
+                break;
+            }
+            luaL_addlstring(&b, p, take);
+            got += take;
+            c->rpos += take;
+            if (nl) {
+                c->rpos++; /* the LF itself */
+                /* the CR may have come in an earlier chunk: look at the
+                 * buffer, not at this chunk */
+                if (luaL_bufflen(&b) > 0 && luaL_buffaddr(&b)[luaL_bufflen(&b) - 1] == '\r')
+                    luaL_buffsub(&b, 1);
+                break;
+            }
+        } else if (pat == P_COUNT) {
+            take = want - got < avail ? want - got : avail;
+            luaL_addlstring(&b, p, take);
+            got += take;
+            c->rpos += take;
+            if (got == want)
+                break;
+        } else { /* P_ALL */
+            if (got + avail > TCP_MAX_RECEIVE) {
+                why = TCP_ETOOBIG;
+                break;
+            }
+            luaL_addlstring(&b, p, avail);
+            got += avail;
+            c->rpos += avail;
+        }
+        if (c->rpos == c->rlen)
+            c->rpos = c->rlen = 0;
+    }
+    if (c->rpos == c->rlen)
+        c->rpos = c->rlen = 0;
+
+    luaL_pushresult(&b);
+    if (why == TCP_OK)
+        return 1;
+    if (why == TCP_ETIMEOUT && clamped)
+        why = TCP_EBUDGET;
+    tcp_fail(L, c->label, why, err); /* stack: partial, nil, msg */
+    lua_rotate(L, -3, -1);            /* nil, msg, partial */
+    return 3;
+}
+
+/*
+ * conn:settimeout(seconds) -> true
+ * Sets the timeout of each later send/receive (still clamped by the budget).
+ * Raises if conn is closed or seconds is not a positive number.
+ */
+static int tcp_settimeout(lua_State *L)
+{
+    TcpConn *c = tcp_checkopen(L, 1);
+    c->timeout = tcp_checktimeout(L, 2, "timeout");
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/*
+ * conn:shutdown() -> true
+ * Half-closes the sending side: the peer reads EOF, and replies can still
+ * be received. For protocols that read a request until EOF.
+ * Returns nil, "tcp <addr>: <reason>" if the OS refuses.
+ * Raises if conn is closed.
+ */
+static int tcp_shutdown(lua_State *L)
+{
+    TcpConn *c = tcp_checkopen(L, 1);
+    if (shutdown(c->fd, SHUT_WR) < 0)
+        return tcp_fail(L, c->label, TCP_EERRNO, errno);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/*
+ * conn:close() -> true
+ * Also __close and __gc. Closing a closed conn is harmless and returns true.
+ */
+static int tcp_close(lua_State *L)
+{
+    TcpConn *c = tcp_check(L, 1);
+    if (c->fd >= 0) {
+        /* Linux releases the descriptor even when close reports EINTR, so a
+         * retry could close someone else's; the result is not interesting. */
+        close(c->fd);
+        c->fd = -1;
+    }
+    c->rpos = c->rlen = 0;
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* tostring(conn) -> "tcp conn (<addr>)" or "tcp conn (closed)" */
+static int tcp_tostring(lua_State *L)
+{
+    TcpConn *c = tcp_check(L, 1);
+    if (c->fd < 0)
+        lua_pushliteral(L, "tcp conn (closed)");
+    else
+        lua_pushfstring(L, "tcp conn (%s)", c->label);
+    return 1;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Registration                                                              */
+/* ------------------------------------------------------------------------ */
+
+static const luaL_Reg tcp_funcs[] = {
+    {"connect", tcp_connect},
+    {NULL, NULL},
+};
+
+static const luaL_Reg tcp_methods[] = {
+    {"send", tcp_send},
+    {"receive", tcp_receive},
+    {"settimeout", tcp_settimeout},
+    {"shutdown", tcp_shutdown},
+    {"close", tcp_close},
+    {NULL, NULL},
+};
+
+static const luaL_Reg tcp_metamethods[] = {
+    {"__index", NULL}, /* placeholder, set to the methods table below */
+    {"__gc", tcp_close},
+    {"__close", tcp_close},
+    {"__tostring", tcp_tostring},
+    {NULL, NULL},
+};
+
+TCP_EXPORT int luaopen_eventilator_tcp(lua_State *L);
+
+TCP_EXPORT int luaopen_eventilator_tcp(lua_State *L)
+{
+    luaL_newmetatable(L, TCP_MT);
+    luaL_setfuncs(L, tcp_metamethods, 0);
+    luaL_newlibtable(L, tcp_methods);
+    luaL_setfuncs(L, tcp_methods, 0);
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+    luaL_newlib(L, tcp_funcs);
+    return 1;
+}

@@ -1,0 +1,205 @@
+/*
+ * main.c: entry point. The name it was called by picks the mode
+ * (reconfigurator / registrator: client-reconfig-script; anything else:
+ * notification-script), because Sentinel passes no options. Everything
+ * after the Lua state exists runs inside one lua_pcall (as lua.c's pmain),
+ * so an error anywhere becomes a log line and an exit code, never a crash.
+ *
+ * Exit codes (contract section 2): 0 all handlers succeeded or none matched;
+ * 1 a handler failed in a way a retry can fix; 2 the call can never succeed.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+
+#include "deadline.h"
+#include "host.h"
+#include "log.h"
+#include "paths.h"
+
+double evl_now(void)
+{
+    return evl_monotonic();
+}
+
+static const char usage[] =
+    "usage: eventilator <event-type> <event-description>      (Sentinel notification-script)\n"
+    "       reconfigurator <master> <role> <state> <from-ip> <from-port> <to-ip> <to-port>\n"
+    "                                                         (Sentinel client-reconfig-script)\n"
+    "       eventilator check\n"
+    "       eventilator test [--run] <event-type> <event-description>\n"
+    "       eventilator test [--run] --reconfig <master> <role> <state> <from-ip> <from-port> <to-ip> <to-port>\n"
+    "       eventilator --help | --version\n"
+    "config: " EVL_CONFDIR "/<name>.conf or $EVENTILATOR_CONF; rules: " EVL_RULES_DIR
+    "/*.lua or $EVENTILATOR_RULES\n";
+
+static const char *base_name(const char *p)
+{
+    const char *s = strrchr(p, '/');
+    return s ? s + 1 : p;
+}
+
+static void open_log_from_config(struct evl_host *h)
+{
+    const char *env = getenv("EVENTILATOR_LOG");
+    const char *target = env && *env ? env : evl_config_string(h, "log", "target");
+    const char *level = evl_config_string(h, "log", "level");
+    if (evl_log_open(target, level) < 0)
+        evl_log(EVL_ERROR, "log file %s cannot be opened; logging to syslog", target);
+    else if (level) {
+        enum evl_level lv;
+        if (evl_log_level_from(level, &lv) < 0)
+            evl_log(EVL_WARN, "log.level '%s' is not debug/info/warn/error; using info", level);
+    }
+}
+
+/* The event path: parse, load, match, run. Returns the exit code. */
+static int run_event(struct evl_host *h)
+{
+    lua_State *L = h->L;
+    char err[512];
+    static struct evl_event ev; /* ~4 KiB: keep it off the stack */
+    int nargs = h->argc - 1;
+    char **args = h->argv + 1;
+
+    if (evl_config_load(h) < 0)
+        return 2;
+    open_log_from_config(h);
+    evl_open_host_module(L, h);
+
+    int want = h->mode == EVL_RECONFIG ? 7 : 2;
+    if (nargs != want) {
+        evl_log(EVL_ERROR, "%s: wrong number of arguments: expected %d, got %d (%s)", h->name, want,
+                nargs, h->mode == EVL_RECONFIG
+                           ? "<master> <role> <state> <from-ip> <from-port> <to-ip> <to-port>"
+                           : "<event-type> <event-description>");
+        return 2;
+    }
+    int rc = h->mode == EVL_RECONFIG ? evl_parse_reconfig(&ev, args, err, sizeof err)
+                                     : evl_parse_notification(&ev, args[0], args[1], err, sizeof err);
+    if (rc < 0) {
+        evl_log(EVL_ERROR, "%s", err);
+        return 2;
+    }
+    evl_rules_load(h);
+    evl_rules_match(h, ev.name);
+    int matched = lua_gettop(L);
+    if (h->lean && evl_rules_need_full(h, matched))
+        evl_handover(h, "a matching rule uses json or http", h->done);
+
+    int failed = 0, ran = 0;
+    lua_Integer nmatch = (lua_Integer)lua_rawlen(L, matched);
+    if (nmatch > 0) {
+        char what[160];
+        snprintf(what, sizeof what, "%s %s: time budget of %.0f s exceeded, stopped by the watchdog",
+                 ev.name, ev.pod ? ev.pod : "-", h->budget);
+        evl_watchdog_arm(h->deadline + 2.0 - evl_monotonic(), what);
+        evl_push_event(L, &ev, nargs, args);
+        evl_rules_run(h, matched, lua_gettop(L), &failed, &ran);
+        evl_watchdog_disarm();
+    }
+    int code = failed || h->files_failed ? 1 : 0;
+    evl_log(failed || h->files_failed ? EVL_WARN : EVL_INFO,
+            "%s pod=%s handlers=%d failed=%d rule_files_failed=%d exit=%d ms=%.2f%s%s%s", ev.name,
+            ev.pod ? ev.pod : "-", ran, failed, h->files_failed, code,
+            (evl_monotonic() - h->t0) * 1e3, h->handover ? " runtime=full (" : "",
+            h->handover ? h->handover : "", h->handover ? ")" : "");
+    return code;
+}
+
+static int pmain(lua_State *L)
+{
+    struct evl_host *h = lua_touserdata(L, 1);
+    int code;
+    if (h->mode == EVL_NOTIFY && h->argc >= 2 && h->argv[1][0] != '+' && h->argv[1][0] != '-') {
+#ifdef EVL_LEAN
+        evl_handover(h, "subcommand", "");
+        code = 2;
+#else
+        evl_log_also_stderr(1);
+        lua_getglobal(L, "require");
+        lua_pushliteral(L, "eventilator.cli");
+        lua_call(L, 1, 1);
+        lua_getfield(L, -1, "main");
+        lua_newtable(L);
+        for (int i = 1; i < h->argc; i++) {
+            lua_pushstring(L, h->argv[i]);
+            lua_rawseti(L, -2, i);
+        }
+        evl_push_cli_host(L, h);
+        lua_call(L, 2, 1);
+        code = (int)luaL_optinteger(L, -1, 0);
+#endif
+    } else {
+        code = run_event(h);
+    }
+    lua_pushinteger(L, code);
+    return 1;
+}
+
+int main(int argc, char **argv)
+{
+    struct evl_host h;
+    memset(&h, 0, sizeof h);
+    const char *t0 = getenv("EVENTILATOR_T0");
+    h.t0 = t0 && *t0 ? strtod(t0, NULL) : evl_monotonic();
+    if (h.t0 <= 0 || h.t0 > evl_monotonic())
+        h.t0 = evl_monotonic();
+    h.name = base_name(argv[0] ? argv[0] : "eventilator");
+    h.mode = strcmp(h.name, "reconfigurator") == 0 || strcmp(h.name, "registrator") == 0
+                 ? EVL_RECONFIG : EVL_NOTIFY;
+    h.argc = argc;
+    h.argv = argv;
+    h.budget = EVL_DEFAULT_BUDGET;
+    h.deadline = h.t0 + h.budget;
+    h.done = getenv("EVENTILATOR_DONE");
+    h.handover = getenv("EVENTILATOR_HANDOVER");
+    signal(SIGPIPE, SIG_IGN); /* a peer that hangs up gives EPIPE, not death */
+
+    if (h.mode == EVL_NOTIFY && argc >= 2) {
+        if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
+            fputs(usage, stdout);
+            return 0;
+        }
+        if (strcmp(argv[1], "-V") == 0 || strcmp(argv[1], "--version") == 0) {
+            printf("eventilator %s (%s, %s)\n", EVENTILATOR_VERSION, LUA_RELEASE,
+#ifdef EVL_LEAN
+                   "start-up binary"
+#else
+                   "full runtime"
+#endif
+            );
+            return 0;
+        }
+    }
+    const char *env = getenv("EVENTILATOR_LOG");
+    evl_log_open(env && *env ? env : "syslog", "info");
+    if (h.mode == EVL_NOTIFY && argc < 2) {
+        fputs(usage, stderr);
+        evl_log(EVL_ERROR, "%s: no arguments: expected <event-type> <event-description>", h.name);
+        return 2;
+    }
+    if (evl_host_open(&h) < 0) {
+        evl_log(EVL_ERROR, "cannot create the Lua state: out of memory");
+        return 1;
+    }
+    lua_State *L = h.L;
+    lua_pushcfunction(L, evl_traceback);
+    lua_pushcfunction(L, pmain);
+    lua_pushlightuserdata(L, &h);
+    int code;
+    if (lua_pcall(L, 1, 1, 1) != LUA_OK) {
+        evl_log(EVL_ERROR, "%s: internal error: %s", h.name,
+                lua_tostring(L, -1) ? lua_tostring(L, -1) : "(no message)");
+        code = 1;
+    } else {
+        code = (int)lua_tointeger(L, -1);
+    }
+    lua_close(L);
+    return code;
+}
