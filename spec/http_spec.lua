@@ -265,6 +265,32 @@ describe("eventilator.http", function()
     end)
   end)
 
+  describe("a canned reply (httpd.py --reply, used by later specs)", function()
+    local rpid, rbase, reply
+
+    lazy_setup(function()
+      local rport = procs.free_port()
+      rbase = "http://127.0.0.1:" .. rport
+      reply = dir .. "/reply.json"
+      rpid = start_httpd(dir, rport .. " --reply " .. procs.quote(reply))
+      wait_up({ url = rbase .. "/" })
+    end)
+
+    lazy_teardown(function() procs.kill(rpid) end)
+
+    it("is re-read for every request", function()
+      procs.write(reply, cjson.encode({ status = 200, body = { ok = false, error = "channel_not_found" },
+        headers = { { "X-Slack-Req", "1" }, { "X-Slack-Req", "2" } } }))
+      local r = assert(http.post_json(rbase .. "/api/chat.postMessage", { channel = "x" }))
+      assert.same({ ok = false, error = "channel_not_found" }, cjson.decode(r.body))
+      assert.equal("1, 2", r.headers["x-slack-req"])
+      procs.write(reply, cjson.encode({
+        status = 429, headers = { ["Retry-After"] = "1" }, body = "slow down" }))
+      r = assert(http.request({ url = rbase .. "/anything" }))
+      assert.same({ 429, "1", "slow down" }, { r.status, r.headers["retry-after"], r.body })
+    end)
+  end)
+
   describe("redirects", function()
     it("are not followed by default", function()
       local r = assert(http.request({ url = base .. "/redirect" }))

@@ -449,3 +449,19 @@ out:
     lua_settop(L, top);
     return s;
 }
+
+/* Point the log at config.log (or $EVENTILATOR_LOG, which wins). */
+void evl_config_open_log(struct evl_host *h)
+{
+    const char *env = getenv("EVENTILATOR_LOG");
+    const char *target = env && *env ? env : evl_config_string(h, "log", "target");
+    const char *level = evl_config_string(h, "log", "level");
+    if (evl_log_open(target, level) < 0)
+        evl_log(EVL_ERROR, "log file %s cannot be opened; logging to syslog", target);
+    else if (level) {
+        enum evl_level lv;
+        if (evl_log_level_from(level, &lv) < 0)
+            evl_log(EVL_WARN, "log.level '%s' is not debug/info/warn/error; using info", level);
+    }
+}
+

@@ -41,6 +41,7 @@ void evl_open_host_module(lua_State *L, struct evl_host *h);
 
 /* config.c */
 int evl_config_load(struct evl_host *h);
+void evl_config_open_log(struct evl_host *h);
 const char *evl_config_string(struct evl_host *h, const char *section, const char *key);
 
 /* rules.c */

@@ -588,7 +588,7 @@ static int http_perform(lua_State *L, int o, Opts *op)
         lua_pushliteral(L, "time budget exhausted");
         return http_fail(L, method, url);
     }
-    clamped = timeout < op->timeout;
+    clamped = timeout < op->timeout || connect < op->connect_timeout;
 
     r = req_new(L);
     r->max_body = op->max_body;

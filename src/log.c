@@ -144,6 +144,8 @@ void evl_log(enum evl_level level, const char *fmt, ...)
     size_t h = stamp(line, sizeof line, level);
     size_t n = h + escape(line + h, sizeof line - h - 1, raw);
     line[n++] = '\n';
+    if (also_stderr && target != T_STDERR)
+        write_all(2, line, n);
     if (level >= min_level) {
         if (target == T_SYSLOG) {
             line[n - 1] = '\0';
@@ -152,8 +154,6 @@ void evl_log(enum evl_level level, const char *fmt, ...)
             write_all(fd, line, n);
         }
     }
-    if (also_stderr && target != T_STDERR)
-        write_all(2, line, n);
 }
 
 /*

@@ -44,20 +44,6 @@ static const char *base_name(const char *p)
     return s ? s + 1 : p;
 }
 
-static void open_log_from_config(struct evl_host *h)
-{
-    const char *env = getenv("EVENTILATOR_LOG");
-    const char *target = env && *env ? env : evl_config_string(h, "log", "target");
-    const char *level = evl_config_string(h, "log", "level");
-    if (evl_log_open(target, level) < 0)
-        evl_log(EVL_ERROR, "log file %s cannot be opened; logging to syslog", target);
-    else if (level) {
-        enum evl_level lv;
-        if (evl_log_level_from(level, &lv) < 0)
-            evl_log(EVL_WARN, "log.level '%s' is not debug/info/warn/error; using info", level);
-    }
-}
-
 /* The event path: parse, load, match, run. Returns the exit code. */
 static int run_event(struct evl_host *h)
 {
@@ -69,7 +55,7 @@ static int run_event(struct evl_host *h)
 
     if (evl_config_load(h) < 0)
         return 2;
-    open_log_from_config(h);
+    evl_config_open_log(h);
     evl_open_host_module(L, h);
 
     int want = h->mode == EVL_RECONFIG ? 7 : 2;

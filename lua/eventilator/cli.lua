@@ -1,1 +1,124 @@
-return {}
+-- eventilator check / eventilator test: the subcommands of contract section 8.
+-- They drive the same C engine an event call uses (passed in as `host`), so
+-- what they report is what a real call would do.
+local M = {}
+
+local function out(fmt, ...)
+  io.stdout:write(string.format(fmt, ...), "\n")
+end
+
+-- JSON with sorted keys and two-space indent, so `test` output diffs well.
+local function encode(v, indent)
+  local json = require("cjson")
+  indent = indent or ""
+  local t = type(v)
+  if t == "table" then
+    local n = #v
+    local keys = {}
+    for k in pairs(v) do keys[#keys + 1] = k end
+    if n > 0 and #keys == n then
+      local parts = {}
+      for i = 1, n do parts[i] = indent .. "  " .. encode(v[i], indent .. "  ") end
+      return "[\n" .. table.concat(parts, ",\n") .. "\n" .. indent .. "]"
+    end
+    if #keys == 0 then return "{}" end
+    table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
+    local parts = {}
+    for i, k in ipairs(keys) do
+      parts[i] = indent .. "  " .. encode(tostring(k)) .. ": " .. encode(v[k], indent .. "  ")
+    end
+    return "{\n" .. table.concat(parts, ",\n") .. "\n" .. indent .. "}"
+  elseif t == "string" then
+    return (json.encode(v):gsub("\\/", "/"))
+  elseif t == "number" or t == "boolean" then
+    return json.encode(v)
+  end
+  return "null"
+end
+M.encode = encode
+
+local function where(h)
+  return string.format("%s:%d", h.file, h.line)
+end
+
+local function patterns(list)
+  local q = {}
+  for i, p in ipairs(list) do q[i] = string.format("%q", p) end
+  return table.concat(q, ", ")
+end
+
+local function check(host)
+  local config, path, format = host.load_config()
+  if not config then
+    out("config  %s: FAILED (see the error above)", path)
+    return 1
+  end
+  out("config  %s (%s)", path, format)
+  local files = host.load_rules()
+  local bad = 0
+  if #files == 0 then
+    out("rules   %s: no *.lua files", os.getenv("EVENTILATOR_RULES") or config.rules_dir)
+  end
+  for _, f in ipairs(files) do
+    if f.ok then
+      out("ok      %s: %s", f.path, #f.patterns > 0 and patterns(f.patterns) or "(registers nothing)")
+    else
+      bad = bad + 1
+      out("FAILED  %s", f.err)
+    end
+  end
+  out("%d rule file(s), %d failed", #files, bad)
+  return bad == 0 and 0 or 1
+end
+
+local function test(host, args)
+  local run, reconfig = false, false
+  local rest = {}
+  for i = 2, #args do
+    local a = args[i]
+    if #rest == 0 and a == "--run" then
+      run = true
+    elseif #rest == 0 and a == "--reconfig" then
+      reconfig = true
+    else
+      rest[#rest + 1] = a
+    end
+  end
+  if not host.load_config() then return 2 end
+  local ev, err = host.parse(rest, reconfig)
+  if not ev then
+    io.stderr:write("eventilator test: ", err, "\n")
+    return 2
+  end
+  local _ = ev.host -- resolve the lazy field so it shows
+  out("%s", encode(ev))
+  host.load_rules()
+  local matched = host.match(ev.name)
+  out("handlers for %s: %d", ev.name, #matched)
+  for _, h in ipairs(matched) do
+    out("  %s  on(%s)", where(h), patterns(h.patterns))
+  end
+  if not run then return 0 end
+  local _, failed = host.run(matched, ev)
+  for _, h in ipairs(matched) do
+    if h.ok then
+      out("  ok      %s  %.1f ms", where(h), h.ms or 0)
+    else
+      out("  FAILED  %s  %s", where(h), h.err)
+    end
+  end
+  return failed > 0 and 1 or 0
+end
+
+function M.main(args, host)
+  local cmd = args[1]
+  if cmd == "check" then
+    return check(host)
+  elseif cmd == "test" then
+    return test(host, args)
+  end
+  io.stderr:write(string.format("eventilator: unknown subcommand '%s' (try --help)\n", tostring(cmd)))
+  return 2
+end
+
+return M

@@ -31,17 +31,20 @@ end
 
 local ROLE = { master = "master", slave = "replica", sentinel = "sentinel" }
 
--- "replica 10.0.0.7:6379", "master cache1 (10.0.0.5:6379)", ...
+-- "master cache1 (10.0.0.5:6379)", "replica 10.0.0.7:6379 of pod cache1",
+-- "sentinel 3e0933e0 (10.0.0.7:26379) of pod cache1"
 local function who(ev)
   local i = ev.instance
   if type(i) ~= "table" then return "pod " .. tostring(ev.pod or "?") end
   local role = ROLE[i.type] or tostring(i.type or "instance")
   if i.type == "master" then
     return string.format("master %s (%s)", tostring(i.name), addr(i) or "?")
-  elseif i.type == "sentinel" then
-    return string.format("sentinel %s (%s)", tostring(i.name):sub(1, 8), addr(i) or "?")
   end
-  return role .. " " .. (addr(i) or tostring(i.name))
+  local of = ev.pod and (" of pod " .. tostring(ev.pod)) or ""
+  if i.type == "sentinel" then
+    return string.format("sentinel %s (%s)%s", tostring(i.name):sub(1, 8), addr(i) or "?", of)
+  end
+  return role .. " " .. (addr(i) or tostring(i.name)) .. of
 end
 
 -- One line per event; {who}, {pod}, {old}, {new}, {quorum}, {role},
@@ -54,7 +57,7 @@ local SUMMARY = {
   ["+try-failover"] = "failover of pod {pod} started",
   ["+elected-leader"] = "this sentinel leads the failover of pod {pod}",
   ["+selected-slave"] = "{who} was selected for promotion",
-  ["+promoted-slave"] = "{who} was promoted to master of pod {pod}",
+  ["+promoted-slave"] = "{who} was promoted to master",
   ["+failover-end"] = "failover of pod {pod} ended",
   ["+failover-end-for-timeout"] = "failover of pod {pod} ended on timeout; some replicas may be unconfigured",
   ["-failover-abort-not-elected"] = "failover of pod {pod} aborted: this sentinel was not elected",
@@ -121,7 +124,6 @@ function M.message(ev, opts)
     fallback = text,
     color = M.color(ev),
     author_name = opts.author_name and opts.author_name ~= "" and esc(opts.author_name) or nil,
-    title = esc(summary),
     fields = fields,
     footer = esc(ev.host or ""),
     ts = ev.time and math.floor(ev.time) or nil,

@@ -5,10 +5,11 @@ Listens on --host/--port (127.0.0.1 or ::1) or on a unix socket (--unix PATH)
 and plays one of these peers, chosen with --mode:
 
   echo     echo every line back (a last line without LF is echoed at EOF)
-  sensu    the Sensu client socket: read one JSON object (until it parses,
-           or the peer half-closes), reply "ok", or "invalid" when it is not
-           a JSON object with string "name" and "output" (or --reply
-           invalid); then close. "ping" is answered "pong", as Sensu does.
+  sensu    the Sensu 1.x client socket: read one JSON object (until it
+           parses, the peer half-closes, or 0.5 s pass without data), reply
+           "ok", or "invalid" when it is not a check result (a "name" of
+           [\w.-]+, a string "output", an integer "status" if any) or with
+           --reply invalid; then close. "ping" is answered "pong".
   silent   accept and read, never answer
   haproxy  the HAProxy runtime API (non-interactive): read one command line,
            answer each ';'-separated command with a canned text, then close
@@ -30,6 +31,7 @@ import argparse
 import itertools
 import json
 import os
+import re
 import signal
 import socket
 import socketserver
@@ -39,7 +41,8 @@ import time
 
 LOG_LOCK = threading.Lock()
 CONN_IDS = itertools.count(1)
-MAX_REQUEST = 1 << 20  # a stand-in, not a sink: drop peers that send more
+MAX_REQUEST = 1 << 20
+SENSU_WATCHDOG = 0.5  # seconds, as in sensu/lib/sensu/client/socket.rb  # a stand-in, not a sink: drop peers that send more
 
 HAPROXY_INFO = (
     "Name: HAProxy\nVersion: 2.8.5\nRelease_date: 2023/12/07\nNbthread: 1\n"
@@ -65,9 +68,18 @@ def haproxy_answer(cmd):
     return "Unknown command: '%s'\n\n" % words[0]
 
 
+SENSU_NAME = re.compile(r"\A[\w.-]+\Z")
+
+
 def sensu_valid(obj):
-    return (isinstance(obj, dict) and isinstance(obj.get("name"), str)
-            and isinstance(obj.get("output"), str))
+    """Sensu 1.x client socket rules: name matches [\w.-]+, output is a
+    string, status (default 0) an integer."""
+    if not isinstance(obj, dict):
+        return False
+    name, status = obj.get("name"), obj.get("status", 0)
+    return (isinstance(name, str) and SENSU_NAME.match(name) is not None
+            and isinstance(obj.get("output"), str)
+            and isinstance(status, int) and not isinstance(status, bool))
 
 
 class Handler(socketserver.BaseRequestHandler):
@@ -142,6 +154,9 @@ class Handler(socketserver.BaseRequestHandler):
             return  # non-interactive: one command line per connection
 
     def mode_sensu(self):
+        # Sensu's watchdog: 0.5 s after the last chunk it gives up on the
+        # sender; recv() then reads as EOF.
+        self.request.settimeout(SENSU_WATCHDOG)
         buf, obj, parsed = b"", None, False
         while True:
             text = buf.decode("utf-8", errors="replace").strip()
