@@ -24,6 +24,10 @@ local function lines(s)
   return out
 end
 
+local function zrange(port, key)
+  return lines(procs.cli(port, "ZRANGE", key, "0", "-1", "WITHSCORES"))
+end
+
 local function sorted(t)
   table.sort(t)
   return t
@@ -80,7 +84,7 @@ describe("eventilator.metrics", function()
       assert.equal("set", cli("TYPE", "failovers:pod1:timestamps"))
       assert.equal(ts, cli("SMEMBERS", "failovers:pod1:timestamps"))
       assert.equal("zset", cli("TYPE", "failovers:pod1:log"))
-      assert.same({ "10.0.0.2:6380@" .. ts, ts }, lines(cli("ZRANGE", "failovers:pod1:log", "0", "-1", "WITHSCORES")))
+      assert.same({ "10.0.0.2:6380@" .. ts, ts }, zrange(redis.port, "failovers:pod1:log"))
       assert.equal("hash", cli("TYPE", "failovers:aggregated"))
       assert.equal("hash", cli("TYPE", "failovers:success:pod1:counters"))
       for _, w in ipairs(WINDOWS) do
@@ -89,7 +93,7 @@ describe("eventilator.metrics", function()
         assert.equal("set", cli("TYPE", "failovers:" .. w))
         assert.equal("pod1", cli("SMEMBERS", "failovers:" .. w))
         assert.equal("zset", cli("TYPE", "failovers:aggregated-by-time:" .. w))
-        assert.same({ "pod1", ts }, lines(cli("ZRANGE", "failovers:aggregated-by-time:" .. w, "0", "-1", "WITHSCORES")))
+        assert.same({ "pod1", ts }, zrange(redis.port, "failovers:aggregated-by-time:" .. w))
       end
       assert.equal("5", cli("HLEN", "failovers:aggregated"))
       assert.equal("set", cli("TYPE", "pods-with-failovers:2026:3:1"))
@@ -141,7 +145,8 @@ describe("eventilator.metrics", function()
         master = { name = "pod1", ip = "10.0.0.1", port = 6379 }, time = TS + 0.1 }
       assert.is_true(metrics.record_failure(ev))
       local ts = tostring(TS)
-      local want = { "pods-with-failed-failovers", "failovers:failures:pod1:timestamps", "failovers:pod1:faillog",
+      local want = { "pods-with-failed-failovers", "failovers:failures:pod1:timestamps",
+        "failovers:pod1:faillog",
         "failovers:failures:aggregated", "failovers:failures:pod1:counters" }
       for _, w in ipairs(WINDOWS) do want[#want + 1] = "failovers:failures:" .. w end
       assert.same(sorted(want), sorted(lines(cli("KEYS", "*"))))
@@ -179,7 +184,8 @@ describe("eventilator.metrics", function()
         master = { name = "pod1", ip = "10.0.0.1", port = 6379 }, time = TS }
       assert.is_true(metrics.record_warning(ev))
       local ts = tostring(TS)
-      local want = { "pods-with-warnings", "sentinel:warnings:+sdown:pod1:timestamps", "warnings:+sdown:faillog",
+      local want = { "pods-with-warnings", "sentinel:warnings:+sdown:pod1:timestamps",
+        "warnings:+sdown:faillog",
         "sentinel:warnings:aggregated", "sentinel:warnings:+sdown:aggregated",
         "sentinel:warnings:+sdown:pod1:counters", "pods-with-warnings:2026:3:1" }
       for _, w in ipairs(WINDOWS) do
@@ -204,7 +210,7 @@ describe("eventilator.metrics", function()
         assert.equal("set", cli("TYPE", "sentinel:warnings:" .. w))
         assert.equal("pod1", cli("SMEMBERS", "sentinel:warnings:" .. w))
         assert.equal("zset", cli("TYPE", "sentinel:warnings-by-time:" .. w))
-        assert.same({ "pod1", ts }, lines(cli("ZRANGE", "sentinel:warnings-by-time:" .. w, "0", "-1", "WITHSCORES")))
+        assert.same({ "pod1", ts }, zrange(redis.port, "sentinel:warnings-by-time:" .. w))
       end
       assert.equal("pod1", cli("SMEMBERS", "pods-with-warnings:2026:3:1"))
       local ttl = tonumber(cli("TTL", "pods-with-warnings:2026:3:1"))
@@ -259,7 +265,8 @@ describe("eventilator.metrics", function()
       finally(function() r.stop() end)
       CFG.redis = { host = "127.0.0.1", port = r.port, password = "s3cret", timeout = 1 }
       assert.is_true(metrics.record_warning({ name = "-sdown", pod = "p", time = TS }))
-      assert.equal("p", procs.cli(r.port, "-a", "s3cret", "--no-auth-warning", "SMEMBERS", "pods-with-warnings"))
+      assert.equal("p", procs.cli(r.port, "-a", "s3cret", "--no-auth-warning",
+        "SMEMBERS", "pods-with-warnings"))
       CFG.redis.password = "wrong"
       local ok, err = metrics.record_warning({ name = "-sdown", pod = "p", time = TS })
       assert.is_nil(ok)
@@ -284,7 +291,9 @@ describe("default rules for metrics", function()
     local registered = {}
     local env = setmetatable({
       config = config,
-      on = function(pattern, handler) registered[#registered + 1] = { pattern = pattern, handler = handler } end,
+      on = function(pattern, handler)
+        registered[#registered + 1] = { pattern = pattern, handler = handler }
+      end,
     }, { __index = _G })
     local chunk = assert(loadfile(procs.src .. "/rules/" .. file, "t", env))
     chunk()

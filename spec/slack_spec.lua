@@ -79,8 +79,8 @@ describe("eventilator.slack", function()
       local msg = json.decode(req.body)
       assert.is_nil(msg.channel) -- a webhook posts to its own channel
       assert.equal("eventilator", msg.username)
-      assert.equal("+odown master cache&lt;1&gt;&amp;co (10.0.0.5:6379) is objectively down (2 of quorum 3 agree)",
-        msg.text)
+      assert.equal("+odown master cache&lt;1&gt;&amp;co (10.0.0.5:6379)"
+        .. " is objectively down (2 of quorum 3 agree)", msg.text)
       local att = msg.attachments[1]
       assert.equal("danger", att.color)
       assert.equal("eventilator", att.author_name)
@@ -188,7 +188,8 @@ describe("eventilator.slack", function()
       local ok, err = slack.notify(odown())
       assert.is_nil(ok)
       assert.matches("HTTP 500", err)
-      reply({ status = 429, headers = { ["Retry-After"] = "7" }, body = { ok = false, error = "ratelimited" } })
+      reply({ status = 429, headers = { ["Retry-After"] = "7" },
+        body = { ok = false, error = "ratelimited" } })
       ok, err = slack.notify(odown())
       assert.is_nil(ok)
       assert.matches("Retry%-After 7", err)
@@ -255,7 +256,9 @@ describe("eventilator.slack", function()
       local registered = {}
       local env = setmetatable({
         config = config,
-        on = function(pattern, handler) registered[#registered + 1] = { pattern = pattern, handler = handler } end,
+        on = function(pattern, handler)
+          registered[#registered + 1] = { pattern = pattern, handler = handler }
+        end,
       }, { __index = _G })
       assert(loadfile(procs.src .. "/rules/30-slack.lua", "t", env))()
       return registered

@@ -25,9 +25,14 @@ static double current_deadline;
 
 static void hook(lua_State *L, lua_Debug *ar)
 {
-    (void)ar;
-    if (evl_monotonic() > current_deadline)
-        luaL_error(L, "stopped: time budget exceeded");
+    if (evl_monotonic() <= current_deadline)
+        return;
+    /* level 0 is the interrupted Lua function: name it, as an error would */
+    if (lua_getinfo(L, "Sl", ar) && ar->currentline > 0)
+        lua_pushfstring(L, "%s:%d: stopped: time budget exceeded", ar->short_src, ar->currentline);
+    else
+        lua_pushliteral(L, "stopped: time budget exceeded");
+    lua_error(L);
 }
 
 void evl_budget_set(lua_State *L, double deadline)

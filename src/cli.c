@@ -27,6 +27,7 @@ static int h_load_config(lua_State *L)
         return 2;
     }
     evl_config_open_log(h);
+    evl_log_also_stderr(1);
     evl_open_host_module(L, h);
     lua_rawgeti(L, LUA_REGISTRYINDEX, h->config_ref);
     lua_pushstring(L, h->config_path);

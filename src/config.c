@@ -456,6 +456,7 @@ void evl_config_open_log(struct evl_host *h)
     const char *env = getenv("EVENTILATOR_LOG");
     const char *target = env && *env ? env : evl_config_string(h, "log", "target");
     const char *level = evl_config_string(h, "log", "level");
+    evl_log_also_stderr(0);
     if (evl_log_open(target, level) < 0)
         evl_log(EVL_ERROR, "log file %s cannot be opened; logging to syslog", target);
     else if (level) {

@@ -85,11 +85,12 @@ static TcpConn *tcp_checkopen(lua_State *L, int idx)
     return c;
 }
 
-/* A timeout argument: a positive number of seconds (math.huge allowed, it is
- * clamped by the budget and by poll's int range anyway). */
+/* A timeout value: a positive number of seconds. math.huge is accepted; the
+ * budget and poll's int range bound it anyway. Strict about the type (no
+ * "5" strings) because a timeout in the wrong unit or type is a bug. */
 static double tcp_checktimeout(lua_State *L, int idx, const char *what)
 {
-    double t = luaL_checknumber(L, idx);
+    double t = lua_type(L, idx) == LUA_TNUMBER ? lua_tonumber(L, idx) : 0;
     if (!(t > 0)) /* also rejects NaN */
         luaL_error(L, "%s must be a positive number of seconds", what);
     return t;
@@ -180,9 +181,7 @@ static int tcp_connect_one(TcpConn *c, int family, int proto, const struct socka
         *err = errno;
         return TCP_EERRNO;
     }
-    do
-        r = connect(c->fd, sa, salen);
-    while (r < 0 && errno == EINTR && family == AF_UNIX);
+    r = connect(c->fd, sa, salen);
     if (r < 0 && family == AF_UNIX) {
         /* A unix listener with a full backlog answers EAGAIN instead of
          * queueing us; give it until the deadline in short naps. */
@@ -224,8 +223,8 @@ static int tcp_connect_one(TcpConn *c, int family, int proto, const struct socka
 /*
  * Resolve host:port and try every address in order until one connects or
  * the deadline passes. A numeric host is resolved with AI_NUMERICHOST first:
- * in the static executable a literal must never reach NSS, which would need
- * dlopen. Returns TCP_OK or a failure code; *gai is set for lookup errors.
+ * in the static executable a literal must never reach NSS, which a static
+ * glibc provides only in part (modules are dlopen'ed). Returns TCP_OK or a failure code; *gai is set for lookup errors.
  * Nothing here can raise, so freeaddrinfo always runs.
  */
 static int tcp_connect_inet(TcpConn *c, const char *host, int port, double deadline, int *err,
@@ -563,7 +562,7 @@ static int tcp_receive(lua_State *L)
 static int tcp_settimeout(lua_State *L)
 {
     TcpConn *c = tcp_checkopen(L, 1);
-    c->timeout = tcp_checktimeout(L, 2, "timeout");
+    c->timeout = tcp_checktimeout(L, 2, "conn:settimeout: timeout");
     lua_pushboolean(L, 1);
     return 1;
 }

@@ -179,8 +179,13 @@ static int load_one(struct evl_host *h, int entry, const char *path)
     int rc = luaL_loadbufferx(L, src, len, lua_tostring(L, -1), "t");
     free(src);
     lua_remove(L, -2);
-    if (rc != LUA_OK)
+    if (rc != LUA_OK) {
+        if (strncmp(lua_tostring(L, -1), path, strlen(path)) != 0) {
+            lua_pushfstring(L, "%s: %s", path, lua_tostring(L, -1));
+            lua_remove(L, -2);
+        }
         return 0;
+    }
     /* its own environment: on() bound to this file, the rest from the base */
     lua_createtable(L, 0, 2);
     lua_pushvalue(L, entry);

@@ -10,8 +10,7 @@
 local M = {}
 
 -- Section -> key -> { section, key, type } of the new config.
--- Types: "string", "integer", "port", "boolean", "strings" (array of
--- strings), "handlers" (a string or an array of strings).
+-- Types: "string", "port", "boolean", "strings" (array of strings).
 local MAP = {
   [""] = {
     RedisAddress = { "redis", "host", "string" },
@@ -32,8 +31,8 @@ local MAP = {
     IP = { "sensu", "host", "string" },
     Port = { "sensu", "port", "port" },
     TriggerOn = { "sensu", "trigger_on", "strings" },
-    HandlerNoGoodSlave = { "sensu", "handler_no_good_slave", "handlers" },
-    HandlerPromotedSlave = { "sensu", "handler_promoted_slave", "handlers" },
+    HandlerNoGoodSlave = { "sensu", "handler_no_good_slave", "string" },
+    HandlerPromotedSlave = { "sensu", "handler_promoted_slave", "string" },
   },
 }
 
@@ -210,14 +209,8 @@ local function typed(v, ty, key)
   elseif ty == "boolean" then
     if type(v) ~= "boolean" then want("true or false") end
     return v
-  elseif ty == "strings" or ty == "handlers" then
-    if ty == "handlers" and type(v) == "string" then
-      if v == "" then return nil end
-      return v
-    end
-    if type(v) ~= "table" then
-      want(ty == "handlers" and "a string or an array of strings" or "an array of strings")
-    end
+  elseif ty == "strings" then
+    if type(v) ~= "table" then want("an array of strings") end
     for _, s in ipairs(v) do
       if type(s) ~= "string" then want("an array of strings") end
     end

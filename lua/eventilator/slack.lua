@@ -13,7 +13,7 @@ M.DEFAULTS = {
   channel = "sentinel-events",
   username = "eventilator",
   author_name = "eventilator",
-  timeout = 10,
+  timeout = 5,
 }
 
 -- Slack's message formatting treats these three as control characters.

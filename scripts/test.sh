@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Runs every test: installs the Debian packages, builds twice (release, and
+# ASan+UBSan), and runs CTest in both (C unit tests, busted specs against
+# private redis-server / redis-sentinel and local stand-ins), then luacheck.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/deps.sh
+jobs=$(nproc 2>/dev/null || echo 2)
+
+echo "== build: release"
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build -j"$jobs"
+echo "== build: asan+ubsan"
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DEVENTILATOR_SANITIZE=ON >/dev/null
+cmake --build build-asan -j"$jobs"
+
+echo "== luacheck"
+luacheck --quiet --config .luacheckrc lua rules spec bench conf
+
+echo "== tests: release"
+(cd build && ctest --output-on-failure)
+echo "== tests: asan+ubsan"
+(cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  ctest --output-on-failure)

@@ -1,0 +1,321 @@
+-- The core through the built binary: modes, exit codes, the rules engine,
+-- the time budget, config loading and the subcommands.
+local runner = require("runner")
+local procs = require("procs")
+
+describe("eventilator core", function()
+  local ctx
+  before_each(function() ctx = runner.new() end)
+  after_each(function() ctx:cleanup() end)
+
+  local SDOWN = { "+sdown", "master pod1 127.0.0.1 6379" }
+
+  describe("invocation", function()
+    it("exits 0 and logs one info line when no rule matches", function()
+      local rc, log = ctx:run("eventilator", table.unpack(SDOWN))
+      assert.are.equal(0, rc)
+      assert.matches("info: %+sdown pod=pod1 handlers=0 failed=0 rule_files_failed=0 exit=0 ms=[%d.]+", log)
+    end)
+
+    it("warns when the rules folder is missing", function()
+      ctx:config(string.format("log = { target = %q }\nrules_dir = %q", ctx.log, ctx.dir .. "/nope"), true)
+      local rc, log = ctx:run("eventilator", table.unpack(SDOWN))
+      assert.are.equal(0, rc)
+      assert.matches("rules folder .*/nope: No such file or directory", log)
+    end)
+
+    it("refuses wrong argument counts with exit 2 and a clear line", function()
+      local cases = {
+        { "eventilator", "+sdown" },
+        { "eventilator", "+sdown", "master pod1 127.0.0.1 6379", "extra" },
+        { "reconfigurator", "pod1", "leader", "start", "10.0.0.1", "6379", "10.0.0.2" },
+        { "registrator" },
+      }
+      for _, c in ipairs(cases) do
+        local rc, log = ctx:run(table.unpack(c))
+        assert.are.equal(2, rc, table.concat(c, " "))
+        assert.matches("wrong number of arguments", log)
+      end
+      local rc = ctx:run("eventilator")
+      assert.are.equal(2, rc)
+      assert.matches("no arguments", ctx:stderr())
+    end)
+
+    it("refuses bad descriptions with exit 2", function()
+      local cases = {
+        { "+sdown", "" },
+        { "+odown", "master pod1 127.0.0.1 6379 #quorum a/b" },
+        { "+sdown", "master pod1 127.0.0.1 port" },
+        { "+sdown", "master pod1 \255\254 127.0.0.1 6379" },
+        { "+sdown", string.rep("x", 100 * 1024) },
+      }
+      for _, c in ipairs(cases) do
+        local rc, log = ctx:run("eventilator", c[1], c[2])
+        assert.are.equal(2, rc, c[2]:sub(1, 60))
+        assert.matches("error: ", log)
+        assert.is_true(#log < 2000, "one short line, not the whole argument")
+      end
+      local rc, log = ctx:run("reconfigurator", "pod1", "leader", "start", "10.0.0.1", "x", "10.0.0.2", "6380")
+      assert.are.equal(2, rc)
+      assert.matches("bad from%-port 'x'", log)
+    end)
+
+    it("picks the mode by the name it was called by", function()
+      ctx:rule("00.lua", [[
+        on("*", function(ev) log.info("mode=%s name=%s pod=%s", ev.mode, ev.name, ev.pod) end)
+      ]])
+      local _, log = ctx:run("reconfigurator", "pod1", "leader", "start", "10.0.0.1", "6379", "10.0.0.2", "6380")
+      assert.matches("mode=reconfigurator name=client%-reconfig pod=pod1", log)
+      _, log = ctx:run("registrator", "pod2", "observer", "start", "10.0.0.1", "6379", "10.0.0.2", "6380")
+      assert.matches("mode=reconfigurator name=client%-reconfig pod=pod2", log)
+      _, log = ctx:run("notify-anything", "-sdown", "master pod3 127.0.0.1 6379")
+      assert.matches("mode=eventilator name=%-sdown pod=pod3", log)
+    end)
+
+    it("prints help and version", function()
+      local _, _, out = ctx:run("eventilator", "--help")
+      assert.matches("usage: eventilator", out)
+      local rc, _, v = ctx:run("eventilator", "--version")
+      assert.are.equal(0, rc)
+      assert.matches("^eventilator %d+%.%d+%.%d+", v)
+    end)
+
+    it("runs every call of a real Sentinel's failover corpus with exit 0", function()
+      ctx:rule("00-log.lua", [[on("*", function(ev) log.info("seen %s", ev.name) end)]])
+      local n = 0
+      for line in io.lines(procs.shared .. "/sentinel/corpus-failover.jsonl") do
+        local argv0 = line:match('"argv0": "([^"]+)"')
+        local args = {}
+        for a in line:match('"args": %[(.*)%]'):gmatch('"([^"]*)"') do args[#args + 1] = a end
+        local rc, log = ctx:run(argv0, table.unpack(args))
+        assert.are.equal(0, rc, line)
+        local name = argv0 == "reconfigurator" and "client-reconfig" or args[1]
+        assert.is_truthy(log:find("seen " .. name, 1, true), line)
+        n = n + 1
+      end
+      assert.is_true(n >= 50)
+    end)
+  end)
+
+  describe("rules engine", function()
+    it("loads *.lua in byte order, each in its own environment", function()
+      ctx:rule("b.lua", [[shared = "b"; on("*", function() log.info("b sees %s", tostring(shared)) end)]])
+      ctx:rule("a.lua", [[on("*", function() log.info("a sees %s", tostring(shared)) end)]])
+      ctx:rule("B.lua", [[on("*", function() log.info("B") end)]])
+      ctx:rule("c.lua.off", [[on("*", function() log.info("off ran") end)]])
+      ctx:rule("d.lua.example", [[on("*", function() log.info("example ran") end)]])
+      local rc, log = ctx:run("eventilator", table.unpack(SDOWN))
+      assert.are.equal(0, rc)
+      local B, a, b = log:find("info: B\n"), log:find("a sees nil"), log:find("b sees b")
+      assert.truthy(B and a and b)
+      assert.is_true(B < a and a < b)
+      assert.falsy(log:find("off ran") or log:find("example ran"))
+    end)
+
+    it("matches exact names, globs and lists, in registration order", function()
+      ctx:rule("r.lua", [[
+        on("+sdown", function() log.info("h1") end)
+        on("+*down", function() log.info("h2") end)
+        on({ "-odown", "+sdown" }, function() log.info("h3") end)
+        on("*", function() log.info("h4") end)
+        on("+odown", function() log.info("never") end)
+        on("*-slave", function() log.info("never") end)
+      ]])
+      local _, log = ctx:run("eventilator", table.unpack(SDOWN))
+      local p1, p2, p3, p4 = log:find("h1"), log:find("h2"), log:find("h3"), log:find("h4")
+      assert.truthy(p1 and p2 and p3 and p4)
+      assert.is_true(p1 < p2 and p2 < p3 and p3 < p4)
+      assert.falsy(log:find("never"))
+      assert.matches("handlers=4 failed=0", log)
+    end)
+
+    it("logs a failing handler with file:line and a traceback and runs the others", function()
+      ctx:rule("r.lua", "on('+sdown', function() error('kaput') end)\n" ..
+        "on('+sdown', function() return nil, 'store down' end)\n" ..
+        "on('+sdown', function() return false end)\n" ..
+        "on('+sdown', function() log.info('still ran') end)\n")
+      local rc, log = ctx:run("eventilator", table.unpack(SDOWN))
+      assert.are.equal(1, rc)
+      assert.matches("rule [^ ]*/r%.lua:1 failed: [^ ]*/r%.lua:1: kaput | stack traceback", log)
+      assert.matches("rule [^ ]*/r%.lua:2 failed: returned nil, store down", log)
+      assert.matches("rule [^ ]*/r%.lua:3 failed: returned false", log)
+      assert.matches("still ran", log)
+      assert.matches("handlers=4 failed=3 rule_files_failed=0 exit=1", log)
+    end)
+
+    it("skips a rule file that does not compile and runs the rest", function()
+      ctx:rule("10-bad.lua", "on('+sdown', function() end\n")
+      ctx:rule("20-raises.lua", "on('+sdown', function() end)\nerror('at load')\n")
+      ctx:rule("30-good.lua", "on('+sdown', function() log.info('good ran') end)\n")
+      local rc, log = ctx:run("eventilator", table.unpack(SDOWN))
+      assert.are.equal(1, rc)
+      assert.matches("rule file skipped: [^ ]*/10%-bad%.lua:2:", log)
+      assert.matches("rule file skipped: [^ ]*/20%-raises%.lua:2: at load", log)
+      assert.matches("good ran", log)
+      assert.matches("handlers=1 failed=0 rule_files_failed=2 exit=1", log)
+    end)
+
+    it("loads rule files as text only", function()
+      local f = assert(io.open(ctx.rules .. "/bin.lua", "wb"))
+      f:write(string.dump(load("on('*', function() end)")))
+      f:close()
+      local rc, log = ctx:run("eventilator", table.unpack(SDOWN))
+      assert.are.equal(1, rc)
+      assert.matches("bin%.lua.*binary chunk", log)
+    end)
+
+    it("rejects misuse of on() at load time", function()
+      ctx:rule("r.lua", "on('+sdown', 'not a function')\n")
+      local rc, log = ctx:run("eventilator", table.unpack(SDOWN))
+      assert.are.equal(1, rc)
+      assert.matches("r%.lua:1: bad argument #2 to 'on'", log)
+    end)
+
+    it("gives handlers the event table of the contract", function()
+      ctx:rule("r.lua", [[
+        on("*", function(ev)
+          local i, m = ev.instance or {}, ev.master or {}
+          log.info("F name=%s pod=%s itype=%s iname=%s iip=%s iport=%s mname=%s mip=%s mport=%s " ..
+            "votes=%s quorum=%s text=%s args=%d time=%s host=%s",
+            ev.name, ev.pod, i.type, i.name, i.ip, math.type(i.port), m.name, m.ip, m.port,
+            ev.votes, ev.quorum, ev.text, #ev.args, math.type(ev.time), type(ev.host))
+        end)
+      ]])
+      local _, log = ctx:run("eventilator", "+sdown", "slave 10.0.0.7:6379 10.0.0.7 6379 @ cache1 10.0.0.5 6379")
+      assert.matches("F name=%+sdown pod=cache1 itype=slave iname=10%.0%.0%.7:6379 iip=10%.0%.0%.7 " ..
+        "iport=integer mname=cache1 mip=10%.0%.0%.5 mport=6379 votes=nil quorum=nil " ..
+        "text=slave 10%.0%.0%.7:6379 10%.0%.0%.7 6379 @ cache1 10%.0%.0%.5 6379 args=2 time=float host=string", log)
+      _, log = ctx:run("eventilator", "+odown", "master cache1 10.0.0.5 6379 #quorum 2/3")
+      assert.matches("votes=2 quorum=3", log)
+    end)
+
+    it("dispatches an unknown event with name, text and args", function()
+      ctx:rule("r.lua", [[on("+brand-new", function(ev) log.info("got %s [%s] %d", ev.name, ev.text, #ev.args) end)]])
+      local rc, log = ctx:run("eventilator", "+brand-new", "some future text")
+      assert.are.equal(0, rc)
+      assert.matches("got %+brand%-new %[some future text%] 2", log)
+    end)
+
+    it("honours EVENTILATOR_RULES", function()
+      local other = ctx.dir .. "/other"
+      os.execute("mkdir -p " .. other)
+      procs.write(other .. "/x.lua", "on('*', function() log.info('from other') end)")
+      ctx.env.EVENTILATOR_RULES = other
+      local _, log = ctx:run("eventilator", table.unpack(SDOWN))
+      assert.matches("from other", log)
+    end)
+
+    it("hands a rule that uses json to the full runtime, once", function()
+      ctx:rule("r.lua", [[on("+sdown", function(ev) log.info("json says %s", json.encode({ pod = ev.pod })) end)]])
+      ctx:rule("s.lua", [[on("+sdown", function() log.info("lean handler") end)]])
+      local rc, log = ctx:run("eventilator", table.unpack(SDOWN))
+      assert.are.equal(0, rc)
+      assert.matches('json says {"pod":"pod1"}', log)
+      assert.matches("runtime=full", log)
+      local _, n = log:gsub("lean handler", "")
+      assert.are.equal(1, n)
+    end)
+  end)
+
+  describe("time budget", function()
+    it("stops a runaway handler and still ends with a clear line", function()
+      ctx:config("budget = 1")
+      ctx:rule("r.lua", [[
+        on("+sdown", function() while true do end end)
+        on("+sdown", function() log.info("second ran") end)
+      ]])
+      local t0 = os.time()
+      local rc, log = ctx:run("eventilator", table.unpack(SDOWN))
+      assert.are.equal(1, rc)
+      assert.is_true(os.time() - t0 <= 3)
+      assert.matches("r%.lua:1 failed: [^ ]*r%.lua:1: stopped: time budget exceeded", log)
+      assert.matches("second ran", log)
+    end)
+
+    it("ends a handler that swallows the stop with the watchdog", function()
+      ctx:config("budget = 1")
+      ctx:rule("r.lua", [[on("+sdown", function() while true do pcall(function() while true do end end) end end)]])
+      local t0 = os.time()
+      local rc, log = ctx:run("eventilator", table.unpack(SDOWN))
+      assert.are.equal(1, rc)
+      assert.is_true(os.time() - t0 <= 5)
+      assert.matches("time budget of 1 s exceeded, stopped by the watchdog", log)
+    end)
+  end)
+
+  describe("config", function()
+    it("uses built-in defaults when the file is missing", function()
+      ctx.conf = ctx.dir .. "/missing.conf"
+      ctx.env.EVENTILATOR_LOG = ctx.log
+      ctx.env.EVENTILATOR_RULES = ctx.rules
+      ctx:rule("r.lua", [[on("*", function() log.info("port=%d metrics=%s", config.redis.port, config.metrics.enabled) end)]])
+      local rc, log = ctx:run("eventilator", table.unpack(SDOWN))
+      assert.are.equal(0, rc)
+      assert.matches("port=6379 metrics=true", log)
+    end)
+
+    it("merges sections over the defaults and passes the user's own", function()
+      ctx:config([[
+        redis = { host = "10.1.1.1" }
+        haproxy = { socket = "/run/haproxy/admin.sock" }
+      ]])
+      ctx:rule("r.lua", [[on("*", function() log.info("%s:%d %s", config.redis.host, config.redis.port, config.haproxy.socket) end)]])
+      local _, log = ctx:run("eventilator", table.unpack(SDOWN))
+      assert.matches("10%.1%.1%.1:6379 /run/haproxy/admin%.sock", log)
+    end)
+
+    it("runs in an empty environment", function()
+      ctx:config("x = os.getenv('HOME')")
+      local rc = ctx:run("eventilator", table.unpack(SDOWN))
+      assert.are.equal(2, rc)
+      assert.matches("eventilator%.conf:3: attempt to index a nil value %(global 'os'%)", ctx:stderr())
+    end)
+
+    it("names file:line for a syntax error, an unknown key and a wrong type", function()
+      local cases = {
+        { "slack = {", "eventilator%.conf:4: .*expected" },
+        { "\nslack = { webhok_url = 'x' }", "eventilator%.conf:4: slack%.webhok_url: unknown key %(known keys: enabled, webhook_url" },
+        { "redis = { port = 'x' }", "eventilator%.conf:3: redis%.port: expected an integer, got string" },
+        { "redis = 5", "eventilator%.conf:3: redis: expected a table, got number" },
+        { "budget = 'soon'", "budget: expected a number" },
+      }
+      for _, c in ipairs(cases) do
+        ctx:config(c[1])
+        local rc = ctx:run("eventilator", table.unpack(SDOWN))
+        assert.are.equal(2, rc, c[1])
+        assert.matches(c[2], ctx:stderr())
+      end
+    end)
+  end)
+
+  describe("subcommands", function()
+    it("check lists each file with its patterns and fails on a broken one", function()
+      ctx:rule("a.lua", [[on({"+sdown", "-sdown"}, function() end)]])
+      local rc, _, out = ctx:run("eventilator", "check")
+      assert.are.equal(0, rc)
+      assert.matches("config  [^\n]*eventilator%.conf %(lua%)", out)
+      assert.matches('ok      [^\n]*a%.lua: "%+sdown", "%-sdown"', out)
+      ctx:rule("b.lua", "on(")
+      rc, _, out = ctx:run("eventilator", "check")
+      assert.are.equal(1, rc)
+      assert.matches("FAILED  [^\n]*b%.lua:1:", out)
+    end)
+
+    it("test prints ev as JSON and the handlers; --run runs them", function()
+      ctx:rule("a.lua", "\n\non('+odown', function() log.info('ran for real') end)")
+      local rc, log, out = ctx:run("eventilator", "test", "+odown", "master pod1 127.0.0.1 6379 #quorum 2/3")
+      assert.are.equal(0, rc)
+      assert.matches('"votes": 2', out)
+      assert.matches('"quorum": 3', out)
+      assert.matches("handlers for %+odown: 1\n  [^\n]*a%.lua:3", out)
+      assert.falsy(log:find("ran for real"))
+      rc, log, out = ctx:run("eventilator", "test", "--run", "--reconfig", "pod1", "leader", "start",
+        "10.0.0.1", "6379", "10.0.0.2", "6380")
+      assert.are.equal(0, rc)
+      assert.matches('"role": "leader"', out)
+      assert.falsy(log:find("ran for real"))
+      rc = ctx:run("eventilator", "test", "+odown", "garbage")
+      assert.are.equal(2, rc)
+    end)
+  end)
+end)

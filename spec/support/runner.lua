@@ -1,0 +1,63 @@
+-- Runs the built eventilator binary the way Sentinel does (a name, argv,
+-- an environment), each spec with its own config, rules folder and log file.
+local procs = require("procs")
+
+local Ctx = {}
+Ctx.__index = Ctx
+
+local M = {}
+
+function M.new()
+  local dir = procs.tmpdir()
+  local self = setmetatable({ dir = dir, rules = dir .. "/rules", log = dir .. "/eventilator.log",
+                              conf = dir .. "/eventilator.conf", env = {} }, Ctx)
+  os.execute("mkdir -p " .. procs.quote(self.rules))
+  self:config("")
+  return self
+end
+
+-- Write the config; a log target and the rules folder are added unless given.
+function Ctx:config(text, raw)
+  if raw then
+    procs.write(self.conf, text)
+  else
+    procs.write(self.conf, string.format("log = { target = %q, level = \"debug\" }\nrules_dir = %q\n%s\n",
+      self.log, self.rules, text))
+  end
+end
+
+function Ctx:rule(name, text)
+  procs.write(self.rules .. "/" .. name, text)
+end
+
+function Ctx:cleanup()
+  procs.rmtree(self.dir)
+end
+
+function Ctx:logtext()
+  return procs.read(self.log) or ""
+end
+
+-- Run `name` (eventilator, reconfigurator, registrator, or any other name:
+-- a symlink is made for it) with args. Returns exit code, new log text, stdout.
+function Ctx:run(name, ...)
+  local bin = procs.build .. "/bin/" .. name
+  if name ~= "eventilator" and name ~= "reconfigurator" and name ~= "registrator" then
+    bin = self.dir .. "/" .. name
+    os.execute(string.format("ln -sf %s %s", procs.quote(procs.build .. "/bin/eventilator"), procs.quote(bin)))
+  end
+  local args = {}
+  for i = 1, select("#", ...) do args[i] = procs.quote((select(i, ...))) end
+  local env = { "EVENTILATOR_CONF=" .. procs.quote(self.conf) }
+  for k, v in pairs(self.env) do env[#env + 1] = k .. "=" .. procs.quote(v) end
+  local before = #self:logtext()
+  local out, rc = procs.sh(string.format("env %s %s %s 2>%s", table.concat(env, " "), procs.quote(bin),
+    table.concat(args, " "), procs.quote(self.dir .. "/stderr")))
+  return rc, self:logtext():sub(before + 1), out
+end
+
+function Ctx:stderr()
+  return procs.read(self.dir .. "/stderr") or ""
+end
+
+return M
