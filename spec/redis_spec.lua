@@ -16,19 +16,33 @@ local function monotonic()
   return assert(tonumber((procs.sh([[python3 -c 'import time; print(time.monotonic())']]))))
 end
 
--- A TCP listener that accepts connections and never says a word.
-local function start_silent()
+-- A TCP listener on a spare port; `serve(c)` (Python) runs in a thread for
+-- each connection accepted.
+local function start_listener(serve)
   local port = procs.free_port()
-  local code = string.format(
-    'import socket; s=socket.create_server(("127.0.0.1",%d)); c=[]; '
-      .. '[c.append(s.accept()[0]) for _ in iter(int,1)]', port)
+  local code = table.concat({
+    "import socket, threading, time",
+    "def serve(c):",
+    "    try:",
+    "        " .. serve,
+    "    except OSError:",
+    "        pass",
+    "s = socket.create_server(('127.0.0.1', " .. port .. "))",
+    "while True:",
+    "    threading.Thread(target=serve, args=(s.accept()[0],), daemon=True).start()",
+  }, "\n")
   local pid = procs.spawn("python3 -c " .. procs.quote(code))
   procs.wait(function()
     local c = redis.connect({ port = port, connect_timeout = 0.5 })
     if c then c:close() end
     return c ~= nil
-  end, 10, "silent listener on " .. port)
+  end, 10, "listener on " .. port)
   return { port = port, stop = function() procs.kill(pid) end }
+end
+
+-- Accepts connections and never says a word.
+local function start_silent()
+  return start_listener("time.sleep(900)")
 end
 
 describe("eventilator.redis", function()
@@ -105,6 +119,18 @@ describe("eventilator.redis", function()
       assert.equal(blob, c:call("GET", key))
       assert.equal(#blob, c:call("STRLEN", key))
       assert.is_nil(c:call("GET", "k"))
+    end)
+
+    it("sends commands with many arguments", function()
+      local args = {}
+      for i = 1, 1000 do args[i] = i end
+      assert.equal(1000, c:call("RPUSH", "many", table.unpack(args)))
+      local r = c:call("LRANGE", "many", 0, -1)
+      assert.equal(1000, #r)
+      assert.equal("1000", r[1000])
+      local cmd = { "SADD", "set" }
+      for i = 1, 1000 do cmd[#cmd + 1] = "m" .. i end
+      assert.same({ 1000, 1000, n = 2 }, c:pipeline({ cmd, { "SCARD", "set" } }))
     end)
 
     it("sends numbers as Redis expects them", function()
@@ -190,12 +216,12 @@ describe("eventilator.redis", function()
       local u = procs.start_redis({ "unixsocket " .. sock, "unixsocketperm 700" })
       local ok, e = pcall(function()
         local cl = assert(redis.connect({ path = sock }))
-        assert.equal("redis client (unix:" .. sock .. ")", tostring(cl))
+        assert.equal("redis client (" .. sock .. ")", tostring(cl))
         assert.equal("PONG", cl:call("PING"))
         cl:close()
         local none, err = redis.connect({ path = dir .. "/nope.sock" })
         assert.is_nil(none)
-        assert.equal("redis unix:" .. dir .. "/nope.sock: no such file or directory", err)
+        assert.equal("redis " .. dir .. "/nope.sock: no such file or directory", err)
       end)
       u.stop()
       procs.rmtree(dir)
@@ -222,7 +248,8 @@ describe("eventilator.redis", function()
       local cl = assert(redis.connect({ port = a.port, password = "s3cret" }))
       assert.equal("PONG", cl:call("PING"))
       cl:close()
-      cl = assert(redis.connect({ port = a.port }))
+      -- "" is no password, as the config documents it
+      cl = assert(redis.connect({ port = a.port, password = "" }))
       local v, err = cl:call("PING")
       assert.is_nil(v)
       assert.matches("^NOAUTH", err)
@@ -275,6 +302,24 @@ describe("eventilator.redis", function()
       assert.is_true(now() - t0 < 2.5)
       assert.is_nil(v)
       assert.matches("timed out after 0.5 s %(client closed%)$", err)
+    end)
+
+    it("bounds the whole reply, not each read", function()
+      -- One byte of a 1000-byte bulk string every 0.2 s: every read(2)
+      -- returns quickly, but the reply never completes.
+      local drip = start_listener(
+        "c.recv(100); c.sendall(b'$1000\\r\\n'); [(c.sendall(b'x'), time.sleep(0.2)) for _ in range(5000)]")
+      local ok, e = pcall(function()
+        local cl = assert(redis.connect({ port = drip.port, timeout = 1 }))
+        local t0 = now()
+        local v, err = cl:call("GET", "k")
+        local took = now() - t0
+        assert.is_nil(v)
+        assert.matches("timed out after 1 s %(client closed%)$", err)
+        assert.is_true(took < 3, "took " .. took .. " s")
+      end)
+      drip.stop()
+      assert(ok, e)
     end)
 
     it("bounds AUTH during connect by connect_timeout", function()

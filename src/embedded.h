@@ -7,6 +7,8 @@ struct evl_embedded {
     const char *path;     /* "lua/eventilator/metrics.lua", for messages */
     const char *source;
     size_t len;
+    const char *bytecode; /* compiled at build time by the same Lua library */
+    size_t bclen;
 };
 extern const struct evl_embedded evl_embedded[];
 #endif

@@ -78,8 +78,12 @@ static int search_embedded(lua_State *L)
         if (strcmp(e->module, name) != 0)
             continue;
         lua_pushfstring(L, "@%s", e->path);
-        if (luaL_loadbufferx(L, e->source, e->len, lua_tostring(L, -1), "t") != LUA_OK)
-            return luaL_error(L, "%s", lua_tostring(L, -1));
+        /* bytecode from this build; the source if the VM refuses it */
+        if (luaL_loadbufferx(L, e->bytecode, e->bclen, lua_tostring(L, -1), "b") != LUA_OK) {
+            lua_pop(L, 1);
+            if (luaL_loadbufferx(L, e->source, e->len, lua_tostring(L, -1), "t") != LUA_OK)
+                return luaL_error(L, "%s", lua_tostring(L, -1));
+        }
         lua_pushstring(L, e->path);
         return 2;
     }

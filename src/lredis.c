@@ -54,13 +54,16 @@
 #define RC_MAX_TIMEOUT 1e6
 /* argv slots kept on the C stack; longer commands use a userdata buffer. */
 #define RC_SMALL_ARGC 16
+/* Each argument of a pipelined command sits on the Lua stack while it is
+ * appended; Lua's stack stops at a million slots. */
+#define RC_MAX_ARGC 500000
 
 typedef struct RClient {
     redisContext *ctx; /* NULL once closed */
     redisReply *reply; /* reply being converted: owned here so a raise cannot leak it */
     double timeout;    /* command timeout, seconds */
     int busy;          /* set during a call; still set later = it was cut short by a raise */
-    char addr[];       /* "host:port", "[v6]:port" or "unix:path", for messages */
+    char addr[];       /* "host:port", "[v6]:port" or the socket path, for messages */
 } RClient;
 
 /* Message for a timeout that fired inside our own I/O loop. Compared by
@@ -223,24 +226,20 @@ static const char *rc_read(redisContext *ctx, double deadline, redisReply **out)
 /* ---------------------------------------------------------------------- */
 
 /*
- * Turn the argument at `idx` into bytes for the wire, in place. Integers,
- * and floats with an integral value, go out without ".0" (Redis parses
- * "2.0" as a bad integer for EXPIRE or INCRBY); other floats as tostring
- * shows them. Anything but a string or number raises: sending "true" or a
- * table address to the server would only hide the caller's bug.
+ * Turn the argument at `idx`, a string or a number (the caller checked),
+ * into bytes for the wire, in place. Integers, and floats with an integral
+ * value, go out without ".0": Redis rejects "2.0" where it wants an integer
+ * (EXPIRE, INCRBY). Other floats go out as tostring shows them.
  */
-static const char *rc_arg(lua_State *L, int idx, size_t *len, const char *what)
+static const char *rc_arg(lua_State *L, int idx, size_t *len)
 {
-    int t = lua_type(L, idx);
-    if (t == LUA_TNUMBER) {
+    if (lua_type(L, idx) == LUA_TNUMBER) {
         int isint;
         lua_Integer i = lua_tointegerx(L, idx, &isint);
         if (isint) {
             lua_pushfstring(L, "%I", (LUAI_UACINT)i);
             lua_replace(L, idx);
         }
-    } else if (t != LUA_TSTRING) {
-        luaL_error(L, "%s: string or number expected, got %s", what, luaL_typename(L, idx));
     }
     return lua_tolstring(L, idx, len);
 }
@@ -288,7 +287,7 @@ static void rc_push_reply(lua_State *L, const redisReply *r, int nested)
 
 /*
  * One command, argv at stack index `base` .. `base + argc - 1`, already
- * checked by rc_arg. Sends it, reads the reply into c->reply. Returns NULL
+ * converted by rc_arg. Sends it, reads the reply into c->reply. Returns NULL
  * or a connection-level message (the caller then calls rc_die).
  */
 static const char *rc_roundtrip(lua_State *L, RClient *c, int base, int argc,
@@ -361,12 +360,13 @@ static int rc_call(lua_State *L)
     const char *err;
     double deadline;
     luaL_checkany(L, 2);
+    /* Anything but a string or number raises: sending "true" or a table
+     * address to the server would only hide the caller's bug. */
     for (i = 2; i <= argc + 1; i++) {
-        size_t len;
         int t = lua_type(L, i);
         if (t != LUA_TSTRING && t != LUA_TNUMBER)
             return luaL_typeerror(L, i, "string or number");
-        rc_arg(L, i, &len, "call");
+        rc_arg(L, i, NULL);
     }
     if ((deadline = rc_begin(L, c, c->timeout, &clamped)) == 0)
         return 2;
@@ -416,8 +416,10 @@ static int rc_pipeline(lua_State *L)
             return luaL_argerror(L, 2, lua_pushfstring(L, "command %I is a %s, not a list",
                                                        (LUAI_UACINT)i, luaL_typename(L, -1)));
         argc = (lua_Integer)lua_rawlen(L, -1);
-        if (argc == 0 || argc > INT_MAX / 2)
+        if (argc == 0)
             return luaL_argerror(L, 2, lua_pushfstring(L, "command %I is empty", (LUAI_UACINT)i));
+        if (argc > RC_MAX_ARGC)
+            return luaL_argerror(L, 2, lua_pushfstring(L, "command %I is too long", (LUAI_UACINT)i));
         for (j = 1; j <= argc; j++) {
             int t = lua_rawgeti(L, -1, j);
             if (t != LUA_TSTRING && t != LUA_TNUMBER)
@@ -439,7 +441,7 @@ static int rc_pipeline(lua_State *L)
     /* Scratch argv sized for the longest command, owned by the GC. */
     argvlen = (size_t *)lua_newuserdatauv(L, (size_t)maxargc * (sizeof(char *) + sizeof(size_t)), 0);
     argv = (const char **)(void *)(argvlen + maxargc);
-    luaL_checkstack(L, (int)maxargc + 4, "redis command too long");
+    luaL_checkstack(L, (int)maxargc + 4, "redis command too long"); /* before busy: nothing sent yet */
     top = lua_gettop(L);
     c->busy = 1;
     /* Pass 2: append every command to the output buffer. */
@@ -449,7 +451,7 @@ static int rc_pipeline(lua_State *L)
         argc = (int)lua_rawlen(L, -1);
         for (j = 0; j < argc; j++) {
             lua_rawgeti(L, top + 1, j + 1);
-            argv[j] = rc_arg(L, top + 2 + j, &argvlen[j], "pipeline");
+            argv[j] = rc_arg(L, top + 2 + j, &argvlen[j]);
         }
         if (redisAppendCommandArgv(c->ctx, argc, argv, argvlen) != REDIS_OK)
             err = c->ctx->errstr;
@@ -508,7 +510,7 @@ typedef struct RcOpts {
     size_t userlen, passlen;
     lua_Integer port, db;
     double timeout, connect_timeout;
-    int has_port, has_host, has_connect_timeout;
+    int has_port, has_host, has_timeout, has_connect_timeout;
 } RcOpts;
 
 static const char *rc_optstring(lua_State *L, const char *key, size_t *len, int nul_ok)
@@ -574,6 +576,7 @@ static void rc_readopts(lua_State *L, RcOpts *o)
             o->db = rc_optint(L, k, 0, INT_MAX);
         } else if (strcmp(k, "timeout") == 0) {
             o->timeout = rc_optsecs(L, k);
+            o->has_timeout = 1;
         } else if (strcmp(k, "connect_timeout") == 0) {
             o->connect_timeout = rc_optsecs(L, k);
             o->has_connect_timeout = 1;
@@ -585,9 +588,15 @@ static void rc_readopts(lua_State *L, RcOpts *o)
     }
     /* `timeout` alone bounds the connect as well: the config section has
      * no connect_timeout, and a user who writes timeout = 0.5 means it. */
-    if (!o->has_connect_timeout && lua_getfield(L, 1, "timeout") != LUA_TNIL)
+    if (o->has_timeout && !o->has_connect_timeout)
         o->connect_timeout = o->timeout;
-    lua_pop(L, 1);
+    /* The config documents password = "" as "no password" (the Go
+     * eventilator's RedisAuth = ""), and the host passes that section
+     * straight through; Redis has no empty password to send. */
+    if (o->password && o->passlen == 0)
+        o->password = NULL;
+    if (o->username && o->userlen == 0)
+        o->username = NULL;
     if (o->path && (o->has_host || o->has_port))
         luaL_argerror(L, 1, "option 'path' excludes 'host' and 'port'");
     if (o->path && strlen(o->path) >= sizeof(((struct sockaddr_un *)0)->sun_path))
@@ -621,10 +630,10 @@ static int rc_handshake(lua_State *L, RClient *c, int argc, const char *what,
 /*
  * redis.connect([opts]) -> client | nil, msg
  * opts: host ("127.0.0.1"), port (6379), path (unix socket; excludes host
- * and port), username + password (AUTH user pass) or password (AUTH pass),
- * db (SELECT when non-zero), connect_timeout (s; default: timeout if given,
- * else 2), timeout (per-call timeout, s, default 5). connect_timeout bounds
- * the whole of connect: TCP handshake, AUTH and SELECT.
+ * and port), username + password (AUTH user pass) or password (AUTH pass;
+ * "" means none), db (SELECT when non-zero), timeout (per-call, s, default
+ * 5), connect_timeout (s; default: timeout if given, else 2).
+ * connect_timeout bounds the whole of connect: TCP handshake, AUTH, SELECT.
  * Returns nil, "redis <addr>: ..." when refused, timed out, the name does
  * not resolve, AUTH or SELECT fail, or the budget is spent.
  * Raises: opts not a table, an unknown key, a value of the wrong type or
@@ -640,7 +649,7 @@ static int rc_connect(lua_State *L)
     rc_readopts(L, &o);
     lua_settop(L, 1);
     if (o.path)
-        lua_pushfstring(L, "unix:%s", o.path);
+        lua_pushstring(L, o.path);
     else if (strchr(o.host, ':'))
         lua_pushfstring(L, "[%s]:%I", o.host, (LUAI_UACINT)o.port);
     else
@@ -688,7 +697,7 @@ static int rc_connect(lua_State *L)
     if (o.db != 0) {
         lua_pushliteral(L, "SELECT");
         lua_pushinteger(L, o.db);
-        rc_arg(L, -1, NULL, "connect");
+        rc_arg(L, -1, NULL);
         if (rc_handshake(L, c, 2, "SELECT", deadline, clamped, o.connect_timeout))
             return 2;
     }

@@ -18,6 +18,7 @@
 #include <lauxlib.h>
 #include <lua.h>
 
+#include "cache.h"
 #include "deadline.h"
 #include "host.h"
 #include "log.h"
@@ -176,7 +177,7 @@ static int load_one(struct evl_host *h, int entry, const char *path)
     lua_pushboolean(L, mentions_full_only(src, len));
     lua_setfield(L, entry, "full");
     lua_pushfstring(L, "@%s", path);
-    int rc = luaL_loadbufferx(L, src, len, lua_tostring(L, -1), "t");
+    int rc = evl_load_rule_chunk(L, h->cache_dir, path, src, len, lua_tostring(L, -1));
     free(src);
     lua_remove(L, -2);
     if (rc != LUA_OK) {
@@ -227,6 +228,9 @@ int evl_rules_load(struct evl_host *h)
     const char *dir = getenv("EVENTILATOR_RULES");
     if (!dir || !*dir)
         dir = evl_config_string(h, NULL, "rules_dir");
+    h->cache_dir = evl_config_string(h, NULL, "state_dir");
+    if (h->cache_dir && access(h->cache_dir, W_OK) != 0)
+        h->cache_dir = NULL; /* not writable (or absent): compile every time */
     lua_newtable(L);
     h->handlers_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_newtable(L);

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Start-up speed and memory, measured (never asserted): every figure the
+# issues name, in one run, each command started N times interleaved with
+# /bin/true so that machine load hits all of them alike.
+#   bash bench/run.sh [N]        (default N=300; needs a build in ./build)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${1:-300}
+B=${EVENTILATOR_BUILD:-build}
+[ -x "$B/bin/eventilator" ] || { cmake -S . -B "$B" >/dev/null && cmake --build "$B" -j"$(nproc)" >/dev/null; }
+B=$(cd "$B" && pwd)
+W=$(mktemp -d /tmp/eventilator-bench.XXXXXX)
+cleanup() { [ -n "${RPID:-}" ] && kill "$RPID" 2>/dev/null; rm -rf "$W"; }
+trap cleanup EXIT
+cc -O2 -o "$W/spawnbench" bench/spawnbench.c
+
+# A private redis-server on a spare loopback port, for the rules that use one.
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+timeout 900 redis-server --port "$PORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$W" >/dev/null 2>&1 &
+RPID=$!
+for _ in $(seq 50); do redis-cli -p "$PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
+
+# 1. the shipped default rules, logging to a file
+mkdir -p "$W/default" "$W/redis1" "$W/pipe"
+cp rules/*.lua "$W/default/"
+mkdir -p "$W/state"
+printf 'log = { target = "%s/default.log" }\nrules_dir = "%s/default"\nredis = { port = %s }\nstate_dir = "%s/state"\n' "$W" "$W" "$PORT" "$W" > "$W/default.conf"
+# 2. a rule doing one redis:call
+cat > "$W/redis1/00-one-call.lua" <<'LUA'
+on("+sdown", function(ev)
+  local c, err = redis.connect()
+  if not c then return nil, err end
+  local ok, cerr = c:call("INCR", "bench:" .. ev.pod)
+  c:close()
+  return ok, cerr
+end)
+LUA
+printf 'log = { target = "%s/redis1.log" }\nrules_dir = "%s/redis1"\nredis = { port = %s }\nstate_dir = "%s/state"\n' "$W" "$W" "$PORT" "$W" > "$W/redis1.conf"
+# 3. 10 000 commands in one pipeline
+cat > "$W/pipe/00-pipeline.lua" <<'LUA'
+on("+sdown", function()
+  local c, err = redis.connect()
+  if not c then return nil, err end
+  local cmds = {}
+  for i = 1, 10000 do cmds[i] = { "SET", "bench:pipe:" .. i, i } end
+  local replies, perr = c:pipeline(cmds)
+  c:close()
+  if not replies then return nil, perr end
+  if replies.n ~= 10000 then return nil, "short reply" end
+  return true
+end)
+LUA
+printf 'log = { target = "%s/pipe.log" }\nrules_dir = "%s/pipe"\nredis = { port = %s }\n' "$W" "$W" "$PORT" > "$W/pipe.conf"
+
+EV=(+sdown "master pod1 127.0.0.1 6379")
+RC=(pod1 leader start 10.0.0.1 6379 10.0.0.2 6380)
+mk() { # label, conf, argv0, args...
+  local label=$1 conf=$2; shift 2
+  printf '%s\n' ":::" "$label" "EVENTILATOR_CONF=$conf" "$@"
+}
+mapfile -t cmds < <(
+  mk "eventilator +sdown (default rules)" "$W/default.conf" "$B/bin/eventilator" "${EV[@]}"
+  mk "one redis:call from a rule" "$W/redis1.conf" "$B/bin/eventilator" "${EV[@]}"
+  mk "reconfigurator leader (metrics)" "$W/default.conf" "$B/bin/reconfigurator" "${RC[@]}"
+  printf '%s\n' ":::" "shell script + redis-cli (same writes)" "REDIS_PORT=$PORT" /bin/sh "$PWD/bench/failover.sh" "${RC[@]}"
+)
+echo "== start-up: $N runs each, interleaved ($(nproc) cores, load $(cut -d' ' -f1 /proc/loadavg))"
+"$W/spawnbench" "$N" "/bin/true" /bin/true "${cmds[@]}"
+
+echo
+echo "== 10 000 commands in one pipeline, inside a rule (handler time, 5 runs)"
+for _ in 1 2 3 4 5; do
+  EVENTILATOR_CONF="$W/pipe.conf" "$B/bin/eventilator" test --run "${EV[@]}" 2>/dev/null | grep -E '^  ok|FAILED' | sed 's/^ */  /'
+done
+echo
+echo "== checks"
+grep -c 'pod=pod1 handlers=1 failed=0' "$W/default.log" | sed 's/^/default-rule calls logged ok: /'
+echo "failovers recorded in the store: $(redis-cli -p "$PORT" hget failovers:aggregated "$(date +%Y)")"
