@@ -18,6 +18,7 @@
 #include "deadline.h"
 #include "host.h"
 #include "log.h"
+#include "retry.h"
 
 #define HOOK_EVERY 1000 /* instructions between clock reads (~20 ns each) */
 
@@ -59,6 +60,7 @@ int evl_budget_expired(lua_State *L)
 static void on_alarm(int sig)
 {
     (void)sig;
+    evl_retry_emergency(); /* what succeeded so far is not run again on retry */
     evl_log_emergency();
     _exit(1); /* 1: Sentinel retries, as it would after its own SIGKILL */
 }

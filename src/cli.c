@@ -11,6 +11,7 @@
 #include "host.h"
 #include "log.h"
 #include "paths.h"
+#include "retry.h"
 
 static struct evl_host *host(lua_State *L)
 {
@@ -95,11 +96,29 @@ static int h_run(lua_State *L)
     return 2;
 }
 
+/* host.retries(args, reconfig) -> { [record path] = record text } */
+static int h_retries(lua_State *L)
+{
+    static char *argv[8];
+    luaL_checktype(L, 1, LUA_TTABLE);
+    int n = (int)lua_rawlen(L, 1);
+    if (n > 7)
+        n = 7;
+    for (int i = 0; i < n; i++) {
+        lua_rawgeti(L, 1, i + 1);
+        argv[i] = (char *)luaL_checkstring(L, -1);
+        lua_pop(L, 1);
+    }
+    evl_retry_find(host(L), lua_toboolean(L, 2) ? "reconfigurator" : "eventilator", n, argv);
+    return 1;
+}
+
 void evl_push_cli_host(lua_State *L, struct evl_host *h)
 {
     static const luaL_Reg fns[] = {
         {"load_config", h_load_config}, {"load_rules", h_load_rules}, {"parse", h_parse},
-        {"match", h_match},             {"run", h_run},               {NULL, NULL},
+        {"match", h_match},             {"run", h_run},               {"retries", h_retries},
+        {NULL, NULL},
     };
     lua_createtable(L, 0, 8);
     lua_pushlightuserdata(L, h);

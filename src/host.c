@@ -141,40 +141,6 @@ static void preload(lua_State *L, const char *name, lua_CFunction f)
     lua_pop(L, 1);
 }
 
-/* redis.connect([opts]): the binding's connect with config.redis as defaults. */
-static int l_redis_connect(lua_State *L)
-{
-    static const char *const keys[] = {"host", "port", "path", "username", "password", "db",
-                                       "timeout", NULL};
-    lua_settop(L, 1);
-    if (!lua_isnil(L, 1))
-        luaL_checktype(L, 1, LUA_TTABLE);
-    lua_newtable(L); /* 2: merged */
-    lua_getfield(L, LUA_REGISTRYINDEX, "eventilator.config");
-    lua_getfield(L, -1, "redis");
-    if (lua_istable(L, -1))
-        for (int i = 0; keys[i]; i++) {
-            lua_getfield(L, -1, keys[i]);
-            lua_setfield(L, 2, keys[i]);
-        }
-    lua_settop(L, 2);
-    if (lua_istable(L, 1)) {
-        lua_pushnil(L);
-        while (lua_next(L, 1)) {
-            lua_pushvalue(L, -2);
-            lua_insert(L, -2);
-            lua_settable(L, 2);
-        }
-    }
-    lua_getglobal(L, "require");
-    lua_pushliteral(L, "eventilator.redis");
-    lua_call(L, 1, 1);
-    lua_getfield(L, -1, "connect");
-    lua_pushvalue(L, 2);
-    lua_call(L, 1, LUA_MULTRET);
-    return lua_gettop(L) - 3;
-}
-
 /*
  * The base's __index: standard globals from _G, and the bindings on first
  * touch (rawset into the base afterwards, so the lookup happens once).
@@ -190,16 +156,11 @@ static int base_index(lua_State *L)
     else if (k && strcmp(k, "dedupe") == 0)
         mod = "eventilator.dedupe";
     if (k && strcmp(k, "redis") == 0) {
+        /* the binding, with connect() defaulting to config.redis */
         lua_getglobal(L, "require");
-        lua_pushliteral(L, "eventilator.redis");
+        lua_pushliteral(L, "eventilator.store");
         lua_call(L, 1, 1);
-        lua_createtable(L, 0, 1);
-        lua_pushcfunction(L, l_redis_connect);
-        lua_setfield(L, -2, "connect");
-        lua_createtable(L, 0, 1);
-        lua_pushvalue(L, -3);
-        lua_setfield(L, -2, "__index");
-        lua_setmetatable(L, -2);
+        lua_getfield(L, -1, "rule_global");
     } else if (mod) {
         lua_getglobal(L, "require");
         lua_pushstring(L, mod);

@@ -27,6 +27,7 @@ struct evl_host {
     int handlers_ref;        /* list of { fn, file, line, patterns } in run order */
     int files_failed;
     int lean;                /* the static start-up binary: no cjson, no http */
+    int retry;               /* this call is Sentinel's retry of a failed one */
     const char *cache_dir;   /* state_dir when writable: compiled rule files */
     const char *done;        /* handover: handler numbers already run */
     const char *handover;    /* why the lean binary handed over, or NULL */

@@ -21,6 +21,7 @@
 #include "host.h"
 #include "log.h"
 #include "paths.h"
+#include "retry.h"
 
 double evl_now(void)
 {
@@ -80,6 +81,8 @@ static int run_event(struct evl_host *h)
 
     int failed = 0, ran = 0;
     lua_Integer nmatch = (lua_Integer)lua_rawlen(L, matched);
+    if (nmatch > 0 || h->files_failed)
+        evl_retry_begin(h);
     if (nmatch > 0) {
         char what[160];
         snprintf(what, sizeof what, "%s %s: time budget of %.0f s exceeded, stopped by the watchdog",
@@ -90,11 +93,14 @@ static int run_event(struct evl_host *h)
         evl_watchdog_disarm();
     }
     int code = failed || h->files_failed ? 1 : 0;
+    if (nmatch > 0 || h->files_failed)
+        evl_retry_end(h, code);
     evl_log(failed || h->files_failed ? EVL_WARN : EVL_INFO,
-            "%s pod=%s handlers=%d failed=%d rule_files_failed=%d exit=%d ms=%.2f%s%s%s", ev.name,
+            "%s pod=%s handlers=%d failed=%d rule_files_failed=%d exit=%d ms=%.2f%s%s%s%s", ev.name,
             ev.pod ? ev.pod : "-", ran, failed, h->files_failed, code,
-            (evl_monotonic() - h->t0) * 1e3, h->handover ? " runtime=full (" : "",
-            h->handover ? h->handover : "", h->handover ? ")" : "");
+            (evl_monotonic() - h->t0) * 1e3, h->retry ? " retry=yes" : "",
+            h->handover ? " runtime=full (" : "", h->handover ? h->handover : "",
+            h->handover ? ")" : "");
     return code;
 }
 

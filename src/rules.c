@@ -22,6 +22,7 @@
 #include "deadline.h"
 #include "host.h"
 #include "log.h"
+#include "retry.h"
 
 /* Glob with '*' only (any run of characters, also none). */
 static int glob(const char *p, const char *s)
@@ -401,6 +402,7 @@ int evl_rules_run(struct evl_host *h, int matched, int ev, int *failed, int *ran
             lua_setfield(L, entry, "ok");
             lua_pushboolean(L, 1);
             lua_setfield(L, entry, "skipped");
+            evl_retry_ok(id);
             lua_pop(L, 2);
             continue;
         }
@@ -433,6 +435,8 @@ int evl_rules_run(struct evl_host *h, int matched, int ev, int *failed, int *ran
         lua_setfield(L, entry, "ms");
         lua_pushboolean(L, err == NULL);
         lua_setfield(L, entry, "ok");
+        if (!err)
+            evl_retry_ok(id);
         if (err) {
             (*failed)++;
             lua_pushstring(L, err);

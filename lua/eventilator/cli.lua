@@ -98,6 +98,15 @@ local function test(host, args)
   for _, h in ipairs(matched) do
     out("  %s  on(%s)", where(h), patterns(h.patterns))
   end
+  -- would Sentinel's retry of this call skip handlers? (any Sentinel pid)
+  local found = false
+  for path, text in pairs(host.retries(rest, reconfig)) do
+    found = true
+    local ppid = text:match("\nppid (%d+)") or "?"
+    out("retry record %s (Sentinel pid %s): a retry from that Sentinel skips:", path, ppid)
+    for id in text:gmatch("\nok ([^\n]+)") do out("  %s", id) end
+  end
+  if not found then out("no retry record: a call with these arguments runs every handler") end
   if not run then return 0 end
   local _, failed = host.run(matched, ev)
   for _, h in ipairs(matched) do

@@ -13,21 +13,6 @@ local M = {}
 -- 60 days.
 M.DAY_TTL = 5184000
 
--- The options the redis binding's connect() takes. It raises on any other
--- key, so only these are copied from config.redis.
-local CONNECT_KEYS = { "host", "port", "path", "username", "password", "db", "timeout", "connect_timeout" }
-
-local function connect_opts()
-  local cfg = require("eventilator.config").redis or {}
-  local opts = {}
-  for _, k in ipairs(CONNECT_KEYS) do
-    local v = cfg[k]
-    if v ~= "" then opts[k] = v end -- password = "" means no AUTH, as in the Go config
-  end
-  if opts.path then opts.host, opts.port = nil, nil end -- a unix socket wins over the default host
-  return opts
-end
-
 -- windows(ts) -> { "Y", "Y:M", "Y:M:D", "Y:M:D:H", "Y:M:D:H:Mi" }, in local
 -- time, without zero padding.
 local function windows(ts)
@@ -55,8 +40,7 @@ end
 
 -- Run cmds as one MULTI/EXEC in one round trip. Returns true, or nil, err.
 local function transact(cmds)
-  local redis = require("eventilator.redis")
-  local client, err = redis.connect(connect_opts())
+  local client, err = require("eventilator.store").connect()
   if not client then return nil, "metrics: " .. tostring(err) end
   local batch = { { "MULTI" } }
   for _, c in ipairs(cmds) do batch[#batch + 1] = c end

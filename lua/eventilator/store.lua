@@ -1,0 +1,40 @@
+-- eventilator.store: connections to the configured Redis store.
+-- One place turns config.redis into the redis binding's connect options,
+-- for the shipped modules (metrics, dedupe) and for the `redis` global of
+-- rule files, whose connect() takes config.redis as its defaults.
+local M = {}
+
+-- The options the binding's connect() takes (it raises on any other key).
+local KEYS = { "host", "port", "path", "username", "password", "db", "timeout", "connect_timeout" }
+
+-- connect_opts([overrides]) -> options: config.redis, then the overrides.
+-- An empty password or username means none (as the Go config's RedisAuth = "");
+-- a unix socket path drops the default host and port.
+function M.connect_opts(overrides)
+  local cfg = require("eventilator.config").redis or {}
+  local opts = {}
+  for _, k in ipairs(KEYS) do
+    if cfg[k] ~= "" then opts[k] = cfg[k] end
+  end
+  if type(overrides) == "table" then
+    if overrides.path or overrides.host or overrides.port then
+      opts.path, opts.host, opts.port = nil, nil, nil -- an address given replaces the configured one
+    end
+    for k, v in pairs(overrides) do opts[k] = v end
+  end
+  if opts.path then opts.host, opts.port = nil, nil end
+  return opts
+end
+
+-- connect([overrides]) -> client | nil, err
+function M.connect(overrides)
+  if overrides ~= nil and type(overrides) ~= "table" then
+    error("bad argument #1 to 'connect' (table expected, got " .. type(overrides) .. ")", 2)
+  end
+  return require("eventilator.redis").connect(M.connect_opts(overrides))
+end
+
+-- The `redis` global of rule files: the binding, with this connect().
+M.rule_global = setmetatable({ connect = M.connect }, { __index = require("eventilator.redis") })
+
+return M

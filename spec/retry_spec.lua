@@ -1,0 +1,111 @@
+-- Delivery records: Sentinel's retry of a failed call (same Sentinel
+-- process, same argv) skips the handlers that already succeeded.
+local runner = require("runner")
+local procs = require("procs")
+
+describe("retries", function()
+  local ctx
+  before_each(function()
+    ctx = runner.new()
+    ctx:config(string.format("state_dir = %q", ctx.dir .. "/state"))
+    ctx:rule("a.lua", string.format([[
+      on("+sdown", function() log.info("A fired") end)
+      on("+sdown", function()
+        local f = io.open(%q)
+        if not f then return nil, "flag missing" end
+        f:close()
+        log.info("B fired")
+      end)
+      on("+sdown", function() log.info("C fired") end)
+    ]], ctx.dir .. "/flag"))
+  end)
+  after_each(function() ctx:cleanup() end)
+
+  -- Several calls from ONE parent process, as Sentinel makes its retries.
+  -- `steps` are shell lines run between the calls. Returns the exit codes.
+  local function calls(steps)
+    local bin = procs.quote(procs.build .. "/bin/eventilator")
+    local script = { "export EVENTILATOR_CONF=" .. procs.quote(ctx.conf) }
+    for _, s in ipairs(steps) do
+      if s == "call" then
+        script[#script + 1] = bin .. " +sdown 'master pod1 127.0.0.1 6379' 2>/dev/null; printf '%s ' $?"
+      else
+        script[#script + 1] = s
+      end
+    end
+    local out = procs.sh("sh -c " .. procs.quote(table.concat(script, "\n")))
+    local rcs = {}
+    for rc in out:gmatch("%d+") do rcs[#rcs + 1] = tonumber(rc) end
+    return rcs
+  end
+
+  local function count(log, what)
+    local _, n = log:gsub(what, "")
+    return n
+  end
+
+  it("runs only the failed handler on retry, and forgets the call once all succeeded", function()
+    local rcs = calls({ "call", "call", "touch " .. procs.quote(ctx.dir .. "/flag"), "call", "call" })
+    assert.are.same({ 1, 1, 0, 0 }, rcs)
+    local log = ctx:logtext()
+    -- A and C: once for the first call, once for the fourth (a new call, record gone)
+    assert.are.equal(2, count(log, "A fired"))
+    assert.are.equal(2, count(log, "C fired"))
+    assert.are.equal(2, count(log, "B fired"))
+    assert.are.equal(2, count(log, "retry of an earlier call by Sentinel pid %d+: 2 handler%(s%) already succeeded"))
+    assert.matches("retry=yes", log)
+    assert.are.equal("", (procs.sh("ls " .. procs.quote(ctx.dir .. "/state/retries"))))
+  end)
+
+  it("does not take another Sentinel's call for a retry", function()
+    assert.are.same({ 1 }, calls({ "call" }))
+    assert.are.same({ 1 }, calls({ "call" })) -- another parent process
+    assert.are.equal(2, count(ctx:logtext(), "A fired"))
+  end)
+
+  it("treats a record older than the retry window as a new call", function()
+    assert.are.same({ 1, 1 }, calls({ "call",
+      "touch -d '6 hours ago' " .. procs.quote(ctx.dir) .. "/state/retries/*", "call" }))
+    assert.are.equal(2, count(ctx:logtext(), "A fired"))
+  end)
+
+  it("runs every handler and says why when the state folder can't be written", function()
+    ctx:config(string.format("state_dir = %q", ctx.dir .. "/ro/state"))
+    os.execute("mkdir -p " .. procs.quote(ctx.dir .. "/ro") .. " && chmod 555 " .. procs.quote(ctx.dir .. "/ro"))
+    local rcs = calls({ "call", "call" })
+    os.execute("chmod 755 " .. procs.quote(ctx.dir .. "/ro"))
+    local log = ctx:logtext()
+    -- as root the folder is writable anyway; either way nothing is lost
+    if count(log, "cannot keep the delivery record") > 0 then
+      assert.are.equal(2, count(log, "A fired"))
+    else
+      assert.are.equal(1, count(log, "A fired"))
+    end
+    assert.are.same({ 1, 1 }, rcs)
+  end)
+
+  it("keeps what succeeded when the watchdog ends a stuck call", function()
+    ctx:config(string.format("state_dir = %q\nbudget = 1", ctx.dir .. "/state"))
+    ctx:rule("a.lua", string.format([[
+      on("+sdown", function() log.info("A fired") end)
+      on("+sdown", function()
+        if io.open(%q) then log.info("B fired") return true end
+        while true do pcall(function() while true do end end) end
+      end)
+    ]], ctx.dir .. "/flag"))
+    local rcs = calls({ "call", "touch " .. procs.quote(ctx.dir .. "/flag"), "call" })
+    assert.are.same({ 1, 0 }, rcs)
+    local log = ctx:logtext()
+    assert.matches("stopped by the watchdog", log)
+    assert.are.equal(1, count(log, "A fired"))
+    assert.are.equal(1, count(log, "B fired"))
+  end)
+
+  it("shows in `eventilator test` whether a call would be a retry", function()
+    calls({ "call" })
+    local _, _, out = ctx:run("eventilator", "test", "+sdown", "master pod1 127.0.0.1 6379")
+    assert.matches("retry record [^\n]* %(Sentinel pid %d+%): a retry from that Sentinel skips:\n  [^\n]*a%.lua:1\n  [^\n]*a%.lua:8", out)
+    _, _, out = ctx:run("eventilator", "test", "+sdown", "master pod2 127.0.0.1 6379")
+    assert.matches("no retry record", out)
+  end)
+end)

@@ -1,0 +1,402 @@
+-- A private Sentinel constellation for the end-to-end specs: one master and
+-- two replicas (redis-server), three redis-sentinel processes monitoring
+-- them as `pod1` with quorum 2 and the built eventilator/reconfigurator as
+-- notification and client-reconfig scripts, plus a separate redis-server as
+-- the metrics store. Everything listens on 127.0.0.1 only, on spare ports,
+-- and runs under `timeout` (procs.spawn), so nothing outlives a dead spec
+-- by more than procs.LIFETIME.
+--
+--   local c = constellation.start{
+--     conf = "/path/eventilator.conf",       -- EVENTILATOR_CONF for the sentinels
+--     setup = function(c) ... end,           -- runs once c.store.port is known,
+--                                            -- before any sentinel starts
+--   }
+--   c:kill_master()          -- SIGKILL the current master, returns its port
+--   c:wait_failover(30)      -- until every sentinel names a new master
+--   c:wait_scripts_idle(60)  -- until SENTINEL PENDING-SCRIPTS is empty everywhere
+--   c:stop()
+local procs = require("procs")
+
+local M = {}
+
+local C = {}
+C.__index = C
+
+M.NAME = "pod1"
+
+-- Wall-clock seconds with sub-second precision.
+function M.now()
+  local out = procs.sh("date +%s.%N")
+  return tonumber((out:gsub("%s+$", "")))
+end
+
+-- Parse the one-line-per-element output redis-cli gives when not on a tty.
+local function lines(text)
+  local t = {}
+  for l in (text or ""):gmatch("[^\n]+") do t[#t + 1] = l end
+  return t
+end
+
+-- A flat "field\nvalue\n..." reply as a map.
+local function fields(text)
+  local t, l = {}, lines(text)
+  for i = 1, #l - 1, 2 do t[l[i]] = l[i + 1] end
+  return t
+end
+M.fields = fields
+
+local function alive(pid)
+  return pid and os.execute(string.format("kill -0 %d 2>/dev/null", pid)) == true
+end
+
+-- Ports handed out by the kernel, distinct among themselves.
+local function ports(n)
+  local seen, out = {}, {}
+  while #out < n do
+    local p = procs.free_port()
+    if not seen[p] then
+      seen[p] = true
+      out[#out + 1] = p
+    end
+  end
+  return out
+end
+
+-- ---------------------------------------------------------------- nodes
+
+-- A redis-server node: its own dir and config, restartable on its port.
+local function node_conf(node, extra)
+  local conf = {
+    "port " .. node.port, "bind 127.0.0.1", "protected-mode no", "save \"\"", "appendonly no",
+    "dir " .. node.dir, "daemonize no", "logfile " .. node.dir .. "/redis.log",
+    "repl-diskless-sync yes", "repl-diskless-sync-delay 0",
+  }
+  for _, l in ipairs(extra or {}) do conf[#conf + 1] = l end
+  procs.write(node.dir .. "/redis.conf", table.concat(conf, "\n") .. "\n")
+end
+
+local function node_start(node)
+  node.pid = procs.spawn("redis-server " .. procs.quote(node.dir .. "/redis.conf"), node.dir .. "/stdout.log")
+  procs.wait(function()
+    return procs.cli(node.port, "ping") == "PONG"
+  end, 10, "redis-server on " .. node.port)
+  -- The server's own pid (node.pid is `timeout`): SIGKILL has to reach it.
+  node.rpid = tonumber(procs.cli(node.port, "info", "server"):match("process_id:(%d+)"))
+  node.up = true
+end
+
+local function node_stop(node, sig)
+  if not node.up then return end
+  node.up = false
+  procs.kill(node.rpid or node.pid, sig or "TERM")
+  local deadline = os.time() + 5
+  while (alive(node.rpid) or alive(node.pid)) and os.time() <= deadline do procs.sleep(0.05) end
+  if alive(node.rpid) then procs.kill(node.rpid, "KILL") end
+  if alive(node.pid) then procs.kill(node.pid, "KILL") end
+end
+
+-- ---------------------------------------------------------------- start
+
+-- constellation.new(opts) allocates ports and folders and starts the
+-- metrics store; c:start() starts the pod and the sentinels.
+-- opts: conf (required: path of the eventilator config the scripts get),
+--   bin (folder with eventilator/reconfigurator; default <build>/bin),
+--   down_after (ms, 1000), failover_timeout (ms, 15000), quorum (2),
+--   env (extra environment for the sentinels), script_retry_delay /
+--   script_max_runtime (ms; applied with SENTINEL DEBUG once up).
+function M.new(opts)
+  opts = opts or {}
+  assert(opts.conf, "constellation: opts.conf (the eventilator config path) is required")
+  local root = procs.tmpdir()
+  local p = ports(7)
+  local self = setmetatable({
+    root = root, name = M.NAME, conf = opts.conf, opts = opts,
+    bin = opts.bin or (procs.build .. "/bin"),
+    down_after = opts.down_after or 1000,
+    failover_timeout = opts.failover_timeout or 15000,
+    quorum = opts.quorum or 2,
+    nodes = {}, sentinels = {},
+  }, C)
+  if self.bin:sub(1, 1) ~= "/" then
+    self.bin = procs.sh("pwd"):gsub("%s+$", "") .. "/" .. self.bin
+  end
+  for i = 1, 3 do
+    self.nodes[i] = { port = p[i], dir = root .. "/redis-" .. i, role = i == 1 and "master" or "replica" }
+    self.sentinels[i] = { port = p[3 + i], dir = root .. "/sentinel-" .. i }
+  end
+  self.store = { port = p[7], dir = root .. "/store" }
+  local dirs = { self.store.dir }
+  for i = 1, 3 do
+    dirs[#dirs + 1] = self.nodes[i].dir
+    dirs[#dirs + 1] = self.sentinels[i].dir
+  end
+  for i, d in ipairs(dirs) do dirs[i] = procs.quote(d) end
+  os.execute("mkdir -p " .. table.concat(dirs, " "))
+  node_conf(self.store)
+  node_start(self.store)
+  return self
+end
+
+function C:start()
+  local master = self.nodes[1]
+  for i, n in ipairs(self.nodes) do
+    node_conf(n, i > 1 and { "replicaof 127.0.0.1 " .. master.port } or nil)
+  end
+  for _, n in ipairs(self.nodes) do node_start(n) end
+  self.master_port = master.port
+  self:wait_replication(20)
+
+  local env = { "EVENTILATOR_CONF=" .. procs.quote(self.conf) }
+  for k, v in pairs(self.opts.env or {}) do env[#env + 1] = k .. "=" .. procs.quote(v) end
+  for _, s in ipairs(self.sentinels) do
+    s.conf = s.dir .. "/sentinel.conf"
+    s.log = s.dir .. "/sentinel.log"
+    procs.write(s.conf, table.concat({
+      "port " .. s.port, "bind 127.0.0.1", "protected-mode no", "daemonize no",
+      "dir " .. s.dir, "logfile " .. s.log,
+      string.format("sentinel monitor %s 127.0.0.1 %d %d", self.name, master.port, self.quorum),
+      string.format("sentinel down-after-milliseconds %s %d", self.name, self.down_after),
+      string.format("sentinel failover-timeout %s %d", self.name, self.failover_timeout),
+      string.format("sentinel parallel-syncs %s 1", self.name),
+      string.format("sentinel notification-script %s %s/eventilator", self.name, self.bin),
+      string.format("sentinel client-reconfig-script %s %s/reconfigurator", self.name, self.bin),
+      "sentinel deny-scripts-reconfig yes",
+    }, "\n") .. "\n")
+    s.pid = procs.spawn(string.format("env %s redis-sentinel %s", table.concat(env, " "), procs.quote(s.conf)),
+      s.dir .. "/stdout.log")
+  end
+  for _, s in ipairs(self.sentinels) do
+    procs.wait(function() return procs.cli(s.port, "ping") == "PONG" end, 10, "sentinel on " .. s.port)
+    s.up = true
+  end
+  if self.opts.script_retry_delay then self:debug("script-retry-delay", self.opts.script_retry_delay) end
+  if self.opts.script_max_runtime then self:debug("script-max-runtime", self.opts.script_max_runtime) end
+  self:wait_ready(30)
+  return self
+end
+
+-- constellation.start(opts): new, opts.setup(c) if given, start.
+function M.start(opts)
+  local c = M.new(opts)
+  local ok, err = pcall(function()
+    if opts.setup then opts.setup(c) end
+    c:start()
+  end)
+  if not ok then
+    c:stop()
+    error(err, 0)
+  end
+  return c
+end
+
+-- ---------------------------------------------------------------- waits
+
+-- The master sees both replicas online and each replica's link is up.
+function C:wait_replication(timeout)
+  procs.wait(function()
+    local info = procs.cli(self.master_port, "info", "replication")
+    local _, online = info:gsub("state=online", "")
+    if online < 2 then return false end
+    for _, n in ipairs(self.nodes) do
+      if n.port ~= self.master_port and n.up
+        and not procs.cli(n.port, "info", "replication"):find("master_link_status:up", 1, true) then
+        return false
+      end
+    end
+    return true
+  end, timeout or 20, "replication links")
+end
+
+-- Every sentinel knows the master, both replicas and the two other sentinels.
+function C:wait_ready(timeout)
+  procs.wait(function()
+    for i = 1, #self.sentinels do
+      local m = self:master_info(i)
+      if m["num-other-sentinels"] ~= "2" or m["num-slaves"] ~= "2" or m.flags ~= "master" then
+        return false
+      end
+    end
+    return true
+  end, timeout or 30, "sentinels to discover the pod and each other")
+end
+
+-- SENTINEL MASTER pod1 on sentinel i, as a map of strings.
+function C:master_info(i)
+  return fields(self:sentinel_cli(i, "sentinel", "master", self.name))
+end
+
+-- "ip:port" the sentinel currently names as master (nil when unreachable).
+function C:master_addr(i)
+  local l = lines(self:sentinel_cli(i or 1, "sentinel", "get-master-addr-by-name", self.name))
+  if #l ~= 2 or not tonumber(l[2]) then return nil end
+  return l[1], tonumber(l[2])
+end
+
+-- Until every running sentinel names a master other than the one at the
+-- call (or `from`); returns the new port and the seconds it took.
+function C:wait_failover(timeout, from)
+  from = from or self.master_port
+  local t0 = M.now()
+  local new
+  procs.wait(function()
+    local seen
+    for i, s in ipairs(self.sentinels) do
+      if s.up then
+        local _, port = self:master_addr(i)
+        if not port or port == from or (seen and seen ~= port) then return false end
+        seen = port
+      end
+    end
+    new = seen
+    return new ~= nil
+  end, timeout or 30, "failover of " .. self.name .. " away from port " .. tostring(from))
+  self.master_port = new
+  return new, M.now() - t0
+end
+
+-- ---------------------------------------------------------------- sentinels
+
+function C:sentinel_cli(i, ...)
+  return procs.cli(self.sentinels[i].port, ...)
+end
+
+-- SENTINEL DEBUG <name> <value> on every sentinel.
+function C:debug(name, value)
+  for i = 1, #self.sentinels do
+    local out = self:sentinel_cli(i, "sentinel", "debug", name, tostring(value))
+    assert(out == "OK", string.format("SENTINEL DEBUG %s %s on sentinel %d: %s", name, value, i, out))
+  end
+end
+
+-- SENTINEL PENDING-SCRIPTS of every sentinel: total number of jobs and a
+-- list of { sentinel = i, text = raw reply } for the non-empty ones.
+function C:pending_scripts()
+  local total, raw = 0, {}
+  for i, s in ipairs(self.sentinels) do
+    if s.up then
+      local out = self:sentinel_cli(i, "sentinel", "pending-scripts")
+      local n = 0
+      for _, l in ipairs(lines(out)) do
+        if l == "retry-num" then n = n + 1 end
+      end
+      if n > 0 then raw[#raw + 1] = { sentinel = i, text = out } end
+      total = total + n
+    end
+  end
+  return total, raw
+end
+
+-- Until no sentinel has a script queued or running; returns the seconds it
+-- took. Raises (with the queue) after `timeout`.
+function C:wait_scripts_idle(timeout)
+  local t0 = M.now()
+  local ok = pcall(procs.wait, function() return self:pending_scripts() == 0 end, timeout or 60)
+  if not ok then
+    local _, raw = self:pending_scripts()
+    local parts = {}
+    for _, r in ipairs(raw) do parts[#parts + 1] = "sentinel " .. r.sentinel .. ":\n" .. r.text end
+    error("scripts still pending after " .. tostring(timeout or 60) .. " s:\n" .. table.concat(parts, "\n"), 2)
+  end
+  return M.now() - t0
+end
+
+-- The sentinel log files, concatenated (each headed by its path), or the
+-- one of sentinel i.
+function C:sentinel_logs(i)
+  if i then return procs.read(self.sentinels[i].log) or "" end
+  local parts = {}
+  for _, s in ipairs(self.sentinels) do
+    parts[#parts + 1] = "==> " .. s.log .. "\n" .. (procs.read(s.log) or "")
+  end
+  return table.concat(parts, "\n")
+end
+
+-- ---------------------------------------------------------------- faults
+
+-- The node listening on `port`.
+function C:node(port)
+  for _, n in ipairs(self.nodes) do
+    if n.port == port then return n end
+  end
+end
+
+-- SIGKILL the redis-server on `port` (a crash, no shutdown); returns the
+-- time it happened.
+function C:kill_node(port, sig)
+  local n = assert(self:node(port), "no node on port " .. tostring(port))
+  node_stop(n, sig or "KILL")
+  return M.now()
+end
+
+-- Kill the current master; returns its port and the time of the kill.
+function C:kill_master(sig)
+  local port = self.master_port
+  return port, self:kill_node(port, sig)
+end
+
+-- A replica of the current master (the first one found).
+function C:replica_port()
+  for _, n in ipairs(self.nodes) do
+    if n.port ~= self.master_port and n.up then return n.port end
+  end
+end
+
+-- redis-cli against the metrics store.
+function C:store_cli(...)
+  return procs.cli(self.store.port, ...)
+end
+
+function C:stop_store()
+  node_stop(self.store, "TERM")
+end
+
+-- Start the store again on the same port (and the same, empty, dataset).
+function C:start_store()
+  node_start(self.store)
+end
+
+-- ---------------------------------------------------------------- stop
+
+-- Sentinels first (no new script runs), then the pod and the store; then
+-- the folders go.
+function C:stop()
+  if self.stopped then return end
+  self.stopped = true
+  for _, s in ipairs(self.sentinels) do
+    if s.pid then
+      procs.kill(s.pid, "TERM")
+    end
+  end
+  local deadline = os.time() + 5
+  for _, s in ipairs(self.sentinels) do
+    while alive(s.pid) and os.time() <= deadline do procs.sleep(0.05) end
+    if alive(s.pid) then procs.kill(s.pid, "KILL") end
+    s.up = false
+  end
+  for _, n in ipairs(self.nodes) do node_stop(n, "TERM") end
+  node_stop(self.store, "TERM")
+  if not self.opts.keep then procs.rmtree(self.root) end
+end
+
+-- ---------------------------------------------------------------- eventilator log
+
+-- The summary lines (one per call) of an eventilator log, in order:
+-- { level, event, pod, handlers, failed, rule_files_failed, exit, ms, pid, time }.
+function M.summaries(text)
+  local out = {}
+  for line in (text or ""):gmatch("[^\n]+") do
+    local time, pid, level, event, pod, h, f, rf, ex, ms = line:match(
+      "^(%S+) %S-%[(%d+)%]: (%a+): (%S+) pod=(%S*) handlers=(%d+) failed=(%d+) "
+      .. "rule_files_failed=(%d+) exit=(%d+) ms=([%d.]+)")
+    if time then
+      out[#out + 1] = {
+        time = time, pid = tonumber(pid), level = level, event = event, pod = pod,
+        handlers = tonumber(h), failed = tonumber(f), rule_files_failed = tonumber(rf),
+        exit = tonumber(ex), ms = tonumber(ms), line = line,
+      }
+    end
+  end
+  return out
+end
+
+return M

@@ -1,0 +1,24 @@
+/*
+ * retry.h: per-handler delivery records, so that Sentinel's retry of a
+ * failed call (same argv, same Sentinel process, exit 1) runs only the
+ * handlers that have not yet succeeded. See retry.c.
+ */
+#ifndef EVENTILATOR_RETRY_H
+#define EVENTILATOR_RETRY_H
+
+#include "host.h"
+
+#define EVL_RETRY_WINDOW (5 * 3600) /* Sentinel gives up after ~4 h 15 min */
+
+/* Look for a record of this call; merges its handler ids into h->done. */
+void evl_retry_begin(struct evl_host *h);
+/* A handler (by "file:line" id) succeeded, or was skipped as done before. */
+void evl_retry_ok(const char *id);
+/* End of the call: keep the record if anything failed, else remove it. */
+void evl_retry_end(struct evl_host *h, int failed);
+/* From the watchdog's signal handler: save what succeeded so far. */
+void evl_retry_emergency(void);
+/* For `eventilator test`: records in state_dir whose args match, pushed as a list. */
+void evl_retry_find(struct evl_host *h, const char *mode, int nargs, char **args);
+
+#endif
