@@ -232,8 +232,10 @@ function C:master_addr(i)
   return l[1], tonumber(l[2])
 end
 
--- Until every running sentinel names a master other than the one at the
--- call (or `from`); returns the new port and the seconds it took.
+-- Until the failover is over everywhere: every running sentinel names the
+-- same master, other than the one at the call (or `from`), with no failover
+-- in progress (so the leader is past +failover-end and +switch-master).
+-- Returns the new port and the seconds it took.
 function C:wait_failover(timeout, from)
   from = from or self.master_port
   local t0 = M.now()
@@ -242,8 +244,9 @@ function C:wait_failover(timeout, from)
     local seen
     for i, s in ipairs(self.sentinels) do
       if s.up then
-        local _, port = self:master_addr(i)
-        if not port or port == from or (seen and seen ~= port) then return false end
+        local m = self:master_info(i)
+        local port = tonumber(m.port)
+        if not port or port == from or (seen and seen ~= port) or m.flags ~= "master" then return false end
         seen = port
       end
     end
@@ -380,20 +383,26 @@ end
 
 -- ---------------------------------------------------------------- eventilator log
 
--- The summary lines (one per call) of an eventilator log, in order:
--- { level, event, pod, handlers, failed, rule_files_failed, exit, ms, pid, time }.
+-- The summary lines (one per call) of an eventilator log, in order. Each is
+-- { time (epoch seconds, float), pid, level, event, pod, exit, ms, line }
+-- plus every other key=value of the line (handlers, failed, ...) as numbers.
+local function epoch(iso)
+  local y, mo, d, h, mi, sec = iso:match("^(%d+)-(%d+)-(%d+)T(%d+):(%d+):([%d.]+)")
+  if not y then return nil end
+  local whole = math.floor(tonumber(sec))
+  return os.time{ year = tonumber(y), month = tonumber(mo), day = tonumber(d), hour = tonumber(h),
+    min = tonumber(mi), sec = whole } + (tonumber(sec) - whole)
+end
+M.epoch = epoch
+
 function M.summaries(text)
   local out = {}
   for line in (text or ""):gmatch("[^\n]+") do
-    local time, pid, level, event, pod, h, f, rf, ex, ms = line:match(
-      "^(%S+) %S-%[(%d+)%]: (%a+): (%S+) pod=(%S*) handlers=(%d+) failed=(%d+) "
-      .. "rule_files_failed=(%d+) exit=(%d+) ms=([%d.]+)")
-    if time then
-      out[#out + 1] = {
-        time = time, pid = tonumber(pid), level = level, event = event, pod = pod,
-        handlers = tonumber(h), failed = tonumber(f), rule_files_failed = tonumber(rf),
-        exit = tonumber(ex), ms = tonumber(ms), line = line,
-      }
+    local time, pid, level, event, pod, rest = line:match("^(%S+) %S-%[(%d+)%]: (%a+): (%S+) pod=(%S*) (.*)$")
+    if rest and rest:find("exit=%d+") and rest:find("ms=[%d.]+") then
+      local s = { time = epoch(time), pid = tonumber(pid), level = level, event = event, pod = pod, line = line }
+      for k, v in rest:gmatch("([%w_]+)=(%S+)") do s[k] = tonumber(v) or v end
+      out[#out + 1] = s
     end
   end
   return out
