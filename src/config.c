@@ -154,6 +154,49 @@ static void known_keys(const char *section, char *out, size_t cap)
         }
 }
 
+/* Warnings found while loading, logged once the log goes where the config says. */
+#define MAX_WARNINGS 8
+static char warnings[MAX_WARNINGS][700];
+static int nwarnings;
+
+/* Edit distance, capped: enough to spot `slak` for `slack`. */
+static int distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    int row[33];
+    if (la > 32 || lb > 32)
+        return 99;
+    for (size_t j = 0; j <= lb; j++)
+        row[j] = (int)j;
+    for (size_t i = 1; i <= la; i++) {
+        int prev = row[0], cur;
+        row[0] = (int)i;
+        for (size_t j = 1; j <= lb; j++) {
+            int ca = a[i - 1] | 32, cb = b[j - 1] | 32; /* case-blind */
+            cur = row[j];
+            int best = prev + (ca != cb);
+            if (row[j] + 1 < best)
+                best = row[j] + 1;
+            if (row[j - 1] + 1 < best)
+                best = row[j - 1] + 1;
+            row[j] = best;
+            prev = cur;
+        }
+    }
+    return row[lb];
+}
+
+/* A user's own section that looks like a typo of ours is worth a warning. */
+static const char *near_miss(const char *key)
+{
+    for (size_t i = 0; i < NSCHEMA; i++) {
+        const char *known = schema[i].section ? schema[i].section : schema[i].key;
+        if (distance(key, known) <= (strlen(known) > 4 ? 2 : 1))
+            return known;
+    }
+    return NULL;
+}
+
 /* The env's __newindex: record the value and the line that assigned it. */
 static int env_newindex(lua_State *L)
 {
@@ -269,6 +312,11 @@ static int merge(lua_State *L, const char *path, int values, int lines)
             }
             lua_pop(L, 1);
         } else {
+            const char *near = near_miss(key);
+            if (near && nwarnings < MAX_WARNINGS)
+                snprintf(warnings[nwarnings++], sizeof warnings[0],
+                         "config %s: '%s' is not a setting of eventilator (did you mean '%s'?); "
+                         "rules see it as config.%s", where, key, near, key);
             lua_pushvalue(L, -2);
             lua_pushvalue(L, -2);
             lua_rawset(L, cfg); /* the user's own section */
@@ -457,7 +505,11 @@ void evl_config_open_log(struct evl_host *h)
     const char *target = env && *env ? env : evl_config_string(h, "log", "target");
     const char *level = evl_config_string(h, "log", "level");
     evl_log_also_stderr(0);
-    if (evl_log_open(target, level) < 0)
+    int opened = evl_log_open(target, level);
+    for (int i = 0; i < nwarnings; i++)
+        evl_log(EVL_WARN, "%s", warnings[i]);
+    nwarnings = 0;
+    if (opened < 0)
         evl_log(EVL_ERROR, "log file %s cannot be opened; logging to syslog", target);
     else if (level) {
         enum evl_level lv;
