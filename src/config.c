@@ -156,7 +156,7 @@ static void known_keys(const char *section, char *out, size_t cap)
 
 /* Warnings found while loading, logged once the log goes where the config says. */
 #define MAX_WARNINGS 8
-static char warnings[MAX_WARNINGS][700];
+static char warnings[MAX_WARNINGS][1024];
 static int nwarnings;
 
 /* Edit distance, capped: enough to spot `slak` for `slack`. */
@@ -315,8 +315,8 @@ static int merge(lua_State *L, const char *path, int values, int lines)
             const char *near = near_miss(key);
             if (near && nwarnings < MAX_WARNINGS)
                 snprintf(warnings[nwarnings++], sizeof warnings[0],
-                         "config %s: '%s' is not a setting of eventilator (did you mean '%s'?); "
-                         "rules see it as config.%s", where, key, near, key);
+                         "config %.600s: '%.64s' is not a setting of eventilator (did you mean "
+                         "'%.32s'?); rules see it as config.%.64s", where, key, near, key);
             lua_pushvalue(L, -2);
             lua_pushvalue(L, -2);
             lua_rawset(L, cfg); /* the user's own section */
