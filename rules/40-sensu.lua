@@ -3,13 +3,8 @@
 if not config.sensu.enabled then return end
 
 local events = {}
-for _, name in ipairs(config.sensu.trigger_on or {}) do
-  if name:find("^[+-]") then
-    events[#events + 1] = name
-  else
-    events[#events + 1] = "+" .. name
-    events[#events + 1] = "-" .. name
-  end
+for i, name in ipairs(config.sensu.trigger_on or {}) do
+  events[i] = name:find("^[+-]") and name or "*" .. name -- no sign: either sign
 end
 if #events == 0 then return end
 

@@ -176,7 +176,7 @@ describe("eventilator.sensu", function()
       assert.same({}, load_rule({ sensu = { enabled = false, trigger_on = { "+odown" } } }))
       local r = load_rule({ sensu = { enabled = true,
         trigger_on = { "+odown", "-odown", "switch-master" } } })
-      assert.same({ "+odown", "-odown", "+switch-master", "-switch-master" }, r[1].pattern)
+      assert.same({ "+odown", "-odown", "*switch-master" }, r[1].pattern)
     end)
   end)
 end)

@@ -351,41 +351,6 @@ static int looks_legacy(const char *s)
     return 0;
 }
 
-static char *slurp(const char *path, size_t *len, int *err)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    struct stat st;
-    char *buf = NULL;
-    *err = 0;
-    if (fd < 0) {
-        *err = errno;
-        return NULL;
-    }
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > (16 << 20)) {
-        *err = S_ISDIR(st.st_mode) ? EISDIR : EFBIG;
-        close(fd);
-        return NULL;
-    }
-    buf = malloc((size_t)st.st_size + 1);
-    size_t got = 0;
-    while (buf && got < (size_t)st.st_size) {
-        ssize_t r = read(fd, buf + got, (size_t)st.st_size - got);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            break;
-        got += (size_t)r;
-    }
-    close(fd);
-    if (!buf) {
-        *err = ENOMEM;
-        return NULL;
-    }
-    buf[got] = '\0';
-    *len = got;
-    return buf;
-}
-
 /*
  * Load the config into the registry (h->config_ref). Returns 0, or -1 after
  * logging the reason (the caller exits 2).
@@ -403,7 +368,7 @@ int evl_config_load(struct evl_host *h)
     }
     size_t len = 0;
     int err;
-    char *text = slurp(h->config_path, &len, &err);
+    char *text = evl_read_file(h->config_path, 16u << 20, &len, &err);
     lua_newtable(L); /* values */
     int values = lua_gettop(L);
     int lines = 0;

@@ -133,6 +133,18 @@ static int preload_value(lua_State *L)
     return 1;
 }
 
+/* The value on top becomes registry[name] and require(name); it stays on top. */
+static void expose(lua_State *L, const char *name)
+{
+    lua_pushvalue(L, -1);
+    lua_setfield(L, LUA_REGISTRYINDEX, name);
+    lua_getfield(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+    lua_pushvalue(L, -2);
+    lua_pushcclosure(L, preload_value, 1);
+    lua_setfield(L, -2, name);
+    lua_pop(L, 1);
+}
+
 static void preload(lua_State *L, const char *name, lua_CFunction f)
 {
     lua_getfield(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
@@ -270,13 +282,7 @@ int evl_host_open(struct evl_host *h)
 #endif
     /* the log table, also as require("eventilator.log") */
     push_log_table(L);
-    lua_pushvalue(L, -1);
-    lua_setfield(L, LUA_REGISTRYINDEX, "eventilator.log");
-    lua_getfield(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
-    lua_pushvalue(L, -2);
-    lua_pushcclosure(L, preload_value, 1);
-    lua_setfield(L, -2, "eventilator.log");
-    lua_pop(L, 1);
+    expose(L, "eventilator.log");
     /* the base every rule environment inherits from */
     lua_createtable(L, 0, 8); /* base table, log at -2 */
     lua_insert(L, -2);
@@ -298,13 +304,7 @@ int evl_host_open(struct evl_host *h)
 void evl_open_host_module(lua_State *L, struct evl_host *h)
 {
     lua_rawgeti(L, LUA_REGISTRYINDEX, h->config_ref);
-    lua_pushvalue(L, -1);
-    lua_setfield(L, LUA_REGISTRYINDEX, "eventilator.config");
-    lua_getfield(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
-    lua_pushvalue(L, -2);
-    lua_pushcclosure(L, preload_value, 1);
-    lua_setfield(L, -2, "eventilator.config");
-    lua_pop(L, 1);
+    expose(L, "eventilator.config");
     lua_getfield(L, LUA_REGISTRYINDEX, "eventilator.base_mt");
     lua_getfield(L, -1, "__index");
     lua_pushvalue(L, -3);

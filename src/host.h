@@ -65,6 +65,9 @@ void evl_watchdog_disarm(void);
 /* handover.c */
 void evl_handover(struct evl_host *h, const char *reason, const char *done);
 
+/* readfile.c */
+char *evl_read_file(const char *path, size_t max, size_t *len, int *err);
+
 /* cli.c */
 void evl_push_cli_host(lua_State *L, struct evl_host *h);
 

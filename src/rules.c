@@ -134,45 +134,15 @@ static int l_on(lua_State *L)
     return 0;
 }
 
-static char *read_file(const char *path, size_t *len, const char **why)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    struct stat st;
-    char *buf;
-    if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > (4 << 20)) {
-        *why = fd < 0 ? strerror(errno) : "not a regular file under 4 MiB";
-        if (fd >= 0)
-            close(fd);
-        return NULL;
-    }
-    buf = malloc((size_t)st.st_size + 1);
-    size_t got = 0;
-    while (buf && got < (size_t)st.st_size) {
-        ssize_t r = read(fd, buf + got, (size_t)st.st_size - got);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            break;
-        got += (size_t)r;
-    }
-    close(fd);
-    if (!buf) {
-        *why = "out of memory";
-        return NULL;
-    }
-    *len = got;
-    return buf;
-}
-
 /* Load one file: entry table at `entry`. Returns 1 if loaded, 0 if not. */
 static int load_one(struct evl_host *h, int entry, const char *path)
 {
     lua_State *L = h->L;
     size_t len = 0;
-    const char *why = NULL;
-    char *src = read_file(path, &len, &why);
+    int err;
+    char *src = evl_read_file(path, 4u << 20, &len, &err);
     if (!src) {
-        lua_pushfstring(L, "%s: %s", path, why);
+        lua_pushfstring(L, "%s: %s", path, err == EFBIG ? "over 4 MiB" : strerror(err));
         return 0;
     }
     lua_pushboolean(L, mentions_full_only(src, len));
