@@ -30,10 +30,12 @@ function M.now()
   return tonumber((out:gsub("%s+$", "")))
 end
 
--- Parse the one-line-per-element output redis-cli gives when not on a tty.
+-- Parse the one-line-per-element output redis-cli gives when not on a tty
+-- (an empty string is an empty line, so empty lines count).
 local function lines(text)
   local t = {}
-  for l in (text or ""):gmatch("[^\n]+") do t[#t + 1] = l end
+  if not text or text == "" then return t end
+  for l in (text .. "\n"):gmatch("([^\n]*)\n") do t[#t + 1] = l end
   return t
 end
 
@@ -45,8 +47,14 @@ local function fields(text)
 end
 M.fields = fields
 
+-- A zombie counts as gone: in a container whose pid 1 does not reap, an
+-- exited `timeout` stays a zombie and `kill -0` still succeeds.
 local function alive(pid)
-  return pid and os.execute(string.format("kill -0 %d 2>/dev/null", pid)) == true
+  if not pid then return false end
+  local stat = procs.read("/proc/" .. pid .. "/stat")
+  if not stat then return false end
+  local state = stat:match("^%d+ %b() (%a)")
+  return state ~= nil and state ~= "Z" and state ~= "X"
 end
 
 -- Ports handed out by the kernel, distinct among themselves.
@@ -327,8 +335,9 @@ end
 -- time it happened.
 function C:kill_node(port, sig)
   local n = assert(self:node(port), "no node on port " .. tostring(port))
+  local t = M.now()
   node_stop(n, sig or "KILL")
-  return M.now()
+  return t
 end
 
 -- Kill the current master; returns its port and the time of the kill.
