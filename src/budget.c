@@ -51,12 +51,6 @@ void evl_budget_clear(lua_State *L)
     lua_setfield(L, LUA_REGISTRYINDEX, EVL_DEADLINE_KEY);
 }
 
-int evl_budget_expired(lua_State *L)
-{
-    (void)L;
-    return evl_monotonic() > current_deadline;
-}
-
 static void on_alarm(int sig)
 {
     (void)sig;

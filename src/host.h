@@ -58,7 +58,6 @@ void evl_push_event(lua_State *L, const struct evl_event *ev, int nargs, char **
 /* budget.c */
 void evl_budget_set(lua_State *L, double deadline);
 void evl_budget_clear(lua_State *L);
-int evl_budget_expired(lua_State *L);
 void evl_watchdog_arm(double seconds, const char *what);
 void evl_watchdog_disarm(void);
 
@@ -70,8 +69,5 @@ char *evl_read_file(const char *path, size_t max, size_t *len, int *err);
 
 /* cli.c */
 void evl_push_cli_host(lua_State *L, struct evl_host *h);
-
-/* main.c */
-double evl_now(void);
 
 #endif

@@ -23,11 +23,6 @@
 #include "paths.h"
 #include "retry.h"
 
-double evl_now(void)
-{
-    return evl_monotonic();
-}
-
 static const char usage[] =
     "usage: eventilator <event-type> <event-description>      (Sentinel notification-script)\n"
     "       reconfigurator <master> <role> <state> <from-ip> <from-port> <to-ip> <to-port>\n"

@@ -315,7 +315,9 @@ void evl_retry_find(struct evl_host *h, const char *mode, int nargs, char **args
         luaL_pushresult(&all);
         const char *text = lua_tostring(L, -1);
         const char *m = strstr(text, "\nmode ");
-        if (m && strncmp(m + 1, want, strlen(want)) == 0 && m[1 + strlen(want)] != 'a') {
+        /* the same mode and args, and no further arg after them */
+        if (m && strncmp(m + 1, want, strlen(want)) == 0 &&
+            strncmp(m + 1 + strlen(want), "arg ", 4) != 0) {
             lua_pushstring(L, f);
             lua_pushvalue(L, -2);
             lua_settable(L, -5);
