@@ -189,6 +189,19 @@ describe("eventilator core", function()
       assert.matches("votes=2 quorum=3", log)
     end)
 
+    it("opens the standard libraries on first use", function()
+      ctx:rule("r.lua", [[
+        local first = ("%d-%s"):format(7, "x") -- a string method before `string` is named
+        on("*", function()
+          log.info("libs %s %d %s %s %s %s %s", first, math.floor(2.5), type(os.time()), type(table.concat),
+            type(io.write), type(utf8.char), type(require("eventilator.metrics").record_failover))
+        end)
+      ]])
+      local rc, log = ctx:run("eventilator", table.unpack(SDOWN))
+      assert.are.equal(0, rc, log)
+      assert.matches("libs 7%-x 2 number function function function function", log)
+    end)
+
     it("dispatches an unknown event with name, text and args", function()
       ctx:rule("r.lua", [[on("+brand-new", function(ev) log.info("got %s [%s] %d", ev.name, ev.text, #ev.args) end)]])
       local rc, log = ctx:run("eventilator", "+brand-new", "some future text")

@@ -232,7 +232,7 @@ static int env_index(lua_State *L)
  */
 static int merge(lua_State *L, const char *path, int values, int lines)
 {
-    lua_newtable(L);
+    lua_createtable(L, 0, 16);
     int cfg = lua_gettop(L);
     /* defaults first */
     for (size_t i = 0; i < NSCHEMA; i++) {
@@ -243,8 +243,12 @@ static int merge(lua_State *L, const char *path, int values, int lines)
             continue;
         }
         if (lua_getfield(L, cfg, f->section) != LUA_TTABLE) {
+            int n = 0; /* presized: growing a table rehashes it every time */
+            for (size_t k = i; k < NSCHEMA && schema[k].section &&
+                               strcmp(schema[k].section, f->section) == 0; k++)
+                n++; /* a section's fields are adjacent in the schema */
             lua_pop(L, 1);
-            lua_newtable(L);
+            lua_createtable(L, 0, n);
             lua_pushvalue(L, -1);
             lua_setfield(L, cfg, f->section);
         }

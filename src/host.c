@@ -188,51 +188,8 @@ static int base_index(lua_State *L)
     return 1;
 }
 
-/*
- * Standard libraries: opening all ten costs ~45% of a lean call's
- * instructions, so only base, package and string (the metatable of every
- * string) open at start; the others open on first touch of their global,
- * or on require. Only `pairs(_G)` can tell the difference.
- */
-static const luaL_Reg lazy_libs[] = {
-    {LUA_TABLIBNAME, luaopen_table}, {LUA_IOLIBNAME, luaopen_io},
-    {LUA_OSLIBNAME, luaopen_os},     {LUA_MATHLIBNAME, luaopen_math},
-    {LUA_UTF8LIBNAME, luaopen_utf8}, {LUA_COLIBNAME, luaopen_coroutine},
-    {LUA_DBLIBNAME, luaopen_debug},  {NULL, NULL},
-};
-
-static int global_index(lua_State *L)
-{
-    const char *k = lua_tostring(L, 2);
-    for (const luaL_Reg *lib = lazy_libs; k && lib->name; lib++)
-        if (strcmp(lib->name, k) == 0) {
-            luaL_requiref(L, lib->name, lib->func, 1); /* sets _G[name] too */
-            return 1;
-        }
-    return 0;
-}
-
-static void open_libs(lua_State *L)
-{
-    luaL_requiref(L, LUA_GNAME, luaopen_base, 1);
-    luaL_requiref(L, LUA_LOADLIBNAME, luaopen_package, 1);
-    luaL_requiref(L, LUA_STRLIBNAME, luaopen_string, 1);
-    lua_pop(L, 3);
-    lua_getfield(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
-    for (const luaL_Reg *lib = lazy_libs; lib->name; lib++) {
-        lua_pushcfunction(L, lib->func);
-        lua_setfield(L, -2, lib->name);
-    }
-    lua_pop(L, 1);
-    lua_pushglobaltable(L);
-    lua_createtable(L, 0, 1);
-    lua_pushcfunction(L, global_index);
-    lua_setfield(L, -2, "__index");
-    lua_setmetatable(L, -2);
-    lua_pop(L, 1);
-}
-
-/* Where the full runtime's C modules live, relative to the executable. */
+#ifndef EVL_LEAN
+/* Where the full runtime's C modules live, relative to the executable: into package.cpath (on top). */
 static void add_module_path(lua_State *L)
 {
     char exe[PATH_MAX];
@@ -244,22 +201,32 @@ static void add_module_path(lua_State *L)
     if (!slash)
         return;
     *slash = '\0';
-    lua_getglobal(L, "package");
-    lua_getfield(L, -1, "cpath");
+    lua_getfield(L, -1, "cpath"); /* the package table is on top */
     lua_pushfstring(L, "%s/../../lib/eventilator/?.so;%s", exe, lua_tostring(L, -1));
     lua_setfield(L, -3, "cpath");
-    lua_pop(L, 2);
+    lua_pop(L, 1);
 }
+#endif
 
-int evl_host_open(struct evl_host *h)
+/*
+ * Standard libraries: opening all ten costs ~45% of a lean call's
+ * instructions, so only `base` opens at start; the others open on first
+ * touch of their global, or on require. `string` opens on the first string
+ * method call too (a stub metatable for strings), and `package` installs the
+ * searcher of the compiled-in tree when it opens. Only `pairs(_G)` can tell.
+ */
+static const luaL_Reg lazy_libs[] = {
+    {LUA_STRLIBNAME, luaopen_string}, {LUA_TABLIBNAME, luaopen_table},
+    {LUA_IOLIBNAME, luaopen_io},      {LUA_OSLIBNAME, luaopen_os},
+    {LUA_MATHLIBNAME, luaopen_math},  {LUA_UTF8LIBNAME, luaopen_utf8},
+    {LUA_COLIBNAME, luaopen_coroutine}, {LUA_DBLIBNAME, luaopen_debug},
+    {NULL, NULL},
+};
+
+/* package, with searcher 2 (after preload) for the compiled-in lua/ tree */
+static int open_package(lua_State *L)
 {
-    lua_State *L = luaL_newstate();
-    if (!L)
-        return -1;
-    h->L = L;
-    open_libs(L);
-    /* searcher 2 (after preload): the compiled-in lua/ tree */
-    lua_getglobal(L, "package");
+    luaopen_package(L);
     lua_getfield(L, -1, "searchers");
     for (lua_Integer i = (lua_Integer)lua_rawlen(L, -1); i >= 2; i--) {
         lua_rawgeti(L, -1, i);
@@ -267,16 +234,78 @@ int evl_host_open(struct evl_host *h)
     }
     lua_pushcfunction(L, search_embedded);
     lua_rawseti(L, -2, 2);
-    lua_pop(L, 2);
+    lua_pop(L, 1);
+#ifndef EVL_LEAN
+    add_module_path(L);
+#endif
+    return 1;
+}
+
+static int global_index(lua_State *L)
+{
+    const char *k = lua_tostring(L, 2);
+    if (k && (strcmp(k, "require") == 0 || strcmp(k, LUA_LOADLIBNAME) == 0)) {
+        luaL_requiref(L, LUA_LOADLIBNAME, open_package, 1); /* also sets _G.require */
+        lua_pushvalue(L, 2);
+        lua_rawget(L, 1);
+        return 1;
+    }
+    for (const luaL_Reg *lib = lazy_libs; k && lib->name; lib++)
+        if (strcmp(lib->name, k) == 0) {
+            luaL_requiref(L, lib->name, lib->func, 1); /* sets _G[name] too */
+            return 1;
+        }
+    return 0;
+}
+
+/* The strings' stand-in metatable: the first method call opens `string`. */
+static int string_index(lua_State *L)
+{
+    luaL_requiref(L, LUA_STRLIBNAME, luaopen_string, 1); /* sets the real metatable */
+    lua_pushvalue(L, 2);
+    lua_gettable(L, -2);
+    return 1;
+}
+
+static void open_libs(lua_State *L)
+{
+    luaL_requiref(L, LUA_GNAME, luaopen_base, 1);
+    lua_pop(L, 1);
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+    lua_pushcfunction(L, open_package);
+    lua_setfield(L, -2, LUA_LOADLIBNAME);
+    for (const luaL_Reg *lib = lazy_libs; lib->name; lib++) {
+        lua_pushcfunction(L, lib->func);
+        lua_setfield(L, -2, lib->name);
+    }
+    lua_pop(L, 1);
+    lua_pushglobaltable(L);
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, global_index);
+    lua_setfield(L, -2, "__index");
+    lua_setmetatable(L, -2);
+    lua_pop(L, 1);
+    lua_pushliteral(L, "");
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, string_index);
+    lua_setfield(L, -2, "__index");
+    lua_setmetatable(L, -2);
+    lua_pop(L, 1);
+}
+
+
+/* Set up the state for a call; runs inside the call's lua_pcall. */
+int evl_host_open(struct evl_host *h)
+{
+    lua_State *L = h->L;
+    open_libs(L);
 #ifdef EVL_LEAN
     preload(L, "eventilator.redis", luaopen_eventilator_redis);
     preload(L, "eventilator.tcp", luaopen_eventilator_tcp);
     preload(L, "eventilator.http", needs_full);
     preload(L, "cjson", needs_full);
     h->lean = 1;
-    (void)add_module_path;
 #else
-    add_module_path(L);
     (void)needs_full;
     (void)preload;
 #endif

@@ -34,6 +34,14 @@ static const char usage[] =
     "config: " EVL_CONFDIR "/<name>.conf or $EVENTILATOR_CONF; rules: " EVL_RULES_DIR
     "/*.lua or $EVENTILATOR_RULES\n";
 
+/* An error outside any lua_pcall is a bug: say so in the log before abort(). */
+static int panic(lua_State *L)
+{
+    const char *msg = lua_tostring(L, -1);
+    evl_log(EVL_ERROR, "internal error outside a protected call: %s", msg ? msg : "?");
+    return 0; /* abort() follows */
+}
+
 static const char *base_name(const char *p)
 {
     const char *s = strrchr(p, '/');
@@ -84,6 +92,7 @@ static int run_event(struct evl_host *h)
                  ev.name, ev.pod ? ev.pod : "-", h->budget);
         evl_watchdog_arm(h->deadline + 2.0 - evl_monotonic(), what);
         evl_push_event(L, &ev, nargs, args);
+        lua_gc(L, LUA_GCRESTART);
         evl_rules_run(h, matched, lua_gettop(L), &failed, &ran);
         evl_watchdog_disarm();
     }
@@ -103,11 +112,15 @@ static int pmain(lua_State *L)
 {
     struct evl_host *h = lua_touserdata(L, 1);
     int code;
+    /* setting up makes little garbage: collect only once handlers run */
+    lua_gc(L, LUA_GCSTOP);
+    evl_host_open(h);
     if (h->mode == EVL_NOTIFY && h->argc >= 2 && h->argv[1][0] != '+' && h->argv[1][0] != '-') {
 #ifdef EVL_LEAN
         evl_handover(h, "subcommand", "");
         code = 2;
 #else
+        lua_gc(L, LUA_GCRESTART);
         evl_log_also_stderr(1);
         lua_getglobal(L, "require");
         lua_pushliteral(L, "eventilator.cli");
@@ -172,11 +185,13 @@ int main(int argc, char **argv)
         evl_log(EVL_ERROR, "%s: no arguments: expected <event-type> <event-description>", h.name);
         return 2;
     }
-    if (evl_host_open(&h) < 0) {
+    int event_call = h.mode == EVL_RECONFIG || (argc >= 2 && (argv[1][0] == '+' || argv[1][0] == '-'));
+    lua_State *L = h.L = luaL_newstate();
+    if (!L) {
         evl_log(EVL_ERROR, "cannot create the Lua state: out of memory");
         return 1;
     }
-    lua_State *L = h.L;
+    lua_atpanic(L, panic);
     lua_pushcfunction(L, evl_traceback);
     lua_pushcfunction(L, pmain);
     lua_pushlightuserdata(L, &h);
@@ -195,7 +210,7 @@ int main(int argc, char **argv)
      * stays reachable from a static, so leak checkers do not count it.
      */
     static lua_State *kept;
-    if (h.mode == EVL_RECONFIG || (argc >= 2 && (argv[1][0] == '+' || argv[1][0] == '-')))
+    if (event_call)
         kept = L;
     else
         lua_close(L);

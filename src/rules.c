@@ -55,7 +55,8 @@ static int glob(const char *p, const char *s)
  */
 static int mentions_full_only(const char *s, size_t n)
 {
-    static const char *const words[] = {"http", "json", "cjson", "slack", "sensu"};
+    static const struct { const char *w; size_t n; } words[] = {
+        {"http", 4}, {"json", 4}, {"cjson", 5}, {"slack", 5}, {"sensu", 5}};
     size_t i = 0;
     while (i < n) {
         unsigned char c = (unsigned char)s[i];
@@ -65,7 +66,7 @@ static int mentions_full_only(const char *s, size_t n)
                              (s[j] >= '0' && s[j] <= '9')))
                 j++;
             for (size_t w = 0; w < sizeof words / sizeof words[0]; w++)
-                if (j - i == strlen(words[w]) && memcmp(s + i, words[w], j - i) == 0)
+                if (j - i == words[w].n && memcmp(s + i, words[w].w, j - i) == 0)
                     return 1;
             i = j;
         } else {
@@ -119,8 +120,6 @@ static int l_on(lua_State *L)
     lua_setfield(L, -2, "patterns");
     lua_getfield(L, lua_upvalueindex(1), "path");
     lua_setfield(L, -2, "file");
-    lua_getfield(L, lua_upvalueindex(1), "full");
-    lua_setfield(L, -2, "full");
     lua_pushinteger(L, line);
     lua_setfield(L, -2, "line");
     lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
@@ -145,8 +144,6 @@ static int load_one(struct evl_host *h, int entry, const char *path)
         lua_pushfstring(L, "%s: %s", path, err == EFBIG ? "over 4 MiB" : strerror(err));
         return 0;
     }
-    lua_pushboolean(L, mentions_full_only(src, len));
-    lua_setfield(L, entry, "full");
     lua_pushfstring(L, "@%s", path);
     int rc = evl_load_rule_chunk(L, h->cache_dir, path, src, len, lua_tostring(L, -1));
     free(src);
@@ -289,16 +286,26 @@ int evl_rules_match(struct evl_host *h, const char *name)
     return 1;
 }
 
+/* Does a matched handler's rule file name what only the full runtime has? */
 int evl_rules_need_full(struct evl_host *h, int matched)
 {
     lua_State *L = h->L;
     lua_Integer n = (lua_Integer)lua_rawlen(L, matched);
+    const char *last = NULL;
     int need = 0;
     for (lua_Integer i = 1; i <= n && !need; i++) {
         lua_rawgeti(L, matched, i);
-        lua_getfield(L, -1, "full");
-        need = lua_toboolean(L, -1);
+        lua_getfield(L, -1, "file");
+        const char *file = lua_tostring(L, -1); /* anchored in the handler list */
         lua_pop(L, 2);
+        if (last && strcmp(last, file) == 0)
+            continue; /* handlers of one file are adjacent: scan it once */
+        last = file;
+        size_t len;
+        int err;
+        char *src = evl_read_file(file, 4u << 20, &len, &err);
+        need = !src || mentions_full_only(src, len); /* unreadable now: let full decide */
+        free(src);
     }
     return need;
 }
