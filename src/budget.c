@@ -24,8 +24,19 @@
 
 static double current_deadline;
 
+/*
+ * An event call runs with the collector stopped: it lives a millisecond, and
+ * a first collection cycle over the freshly built state costs more than the
+ * memory it would free. A handler that allocates in earnest (past
+ * GC_FROM_KB) gets the collector back, checked here every HOOK_EVERY
+ * instructions.
+ */
+#define GC_FROM_KB 4096
+
 static void hook(lua_State *L, lua_Debug *ar)
 {
+    if (!lua_gc(L, LUA_GCISRUNNING) && lua_gc(L, LUA_GCCOUNT) > GC_FROM_KB)
+        lua_gc(L, LUA_GCRESTART);
     if (evl_monotonic() <= current_deadline)
         return;
     /* level 0 is the interrupted Lua function: name it, as an error would */

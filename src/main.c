@@ -92,8 +92,7 @@ static int run_event(struct evl_host *h)
                  ev.name, ev.pod ? ev.pod : "-", h->budget);
         evl_watchdog_arm(h->deadline + 2.0 - evl_monotonic(), what);
         evl_push_event(L, &ev, nargs, args);
-        lua_gc(L, LUA_GCRESTART);
-        evl_rules_run(h, matched, lua_gettop(L), &failed, &ran);
+        evl_rules_run(h, matched, lua_gettop(L), &failed, &ran); /* budget.c restarts the GC if needed */
         evl_watchdog_disarm();
     }
     int code = failed || h->files_failed ? 1 : 0;
@@ -112,7 +111,7 @@ static int pmain(lua_State *L)
 {
     struct evl_host *h = lua_touserdata(L, 1);
     int code;
-    /* setting up makes little garbage: collect only once handlers run */
+    /* a call is short: no collection unless a handler allocates a lot (budget.c) */
     lua_gc(L, LUA_GCSTOP);
     evl_host_open(h);
     if (h->mode == EVL_NOTIFY && h->argc >= 2 && h->argv[1][0] != '+' && h->argv[1][0] != '-') {
