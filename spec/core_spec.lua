@@ -209,6 +209,17 @@ describe("eventilator core", function()
       assert.matches("got %+brand%-new %[some future text%] 2", log)
     end)
 
+    it("loads the shipped modules from EVENTILATOR_LUA_DIR when set (development)", function()
+      os.execute("mkdir -p " .. procs.quote(ctx.dir .. "/lua/eventilator"))
+      procs.write(ctx.dir .. "/lua/eventilator/dedupe.lua", "return { marker = 'from disk' }")
+      ctx:rule("r.lua", [[on("*", function() log.info("dedupe is %s", tostring(require("eventilator.dedupe").marker)) end)]])
+      local _, log = ctx:run("eventilator", table.unpack(SDOWN))
+      assert.matches("dedupe is nil", log) -- the compiled-in module
+      ctx.env.EVENTILATOR_LUA_DIR = ctx.dir .. "/lua"
+      _, log = ctx:run("eventilator", table.unpack(SDOWN))
+      assert.matches("dedupe is from disk", log)
+    end)
+
     it("honours EVENTILATOR_RULES", function()
       local other = ctx.dir .. "/other"
       os.execute("mkdir -p " .. other)

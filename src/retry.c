@@ -255,7 +255,7 @@ static void expire(const char *dir)
 
 void evl_retry_end(struct evl_host *h, int failed)
 {
-    char why[4400];
+    char why[4400] = "";
     if (!have_path)
         return;
     if (!failed) {
@@ -265,7 +265,7 @@ void evl_retry_end(struct evl_host *h, int failed)
     }
     const char *dir = evl_config_string(h, NULL, "state_dir");
     if (ensure_dir(dir, why, sizeof why) < 0 || write_record() < 0) {
-        if (!why[0] || errno)
+        if (!why[0]) /* ensure_dir said nothing: the write itself failed */
             snprintf(why, sizeof why, "%s: %s", path, strerror(errno));
         evl_log(EVL_WARN, "cannot keep the delivery record (%s): Sentinel's retry will run every "
                 "handler again", why);
