@@ -3,12 +3,15 @@
  *
  * Parsing is half of what a call does (~50 us per KB of rules), and the
  * same files are parsed on every event. So the bytecode the VM made from a
- * rule file's text is kept, keyed by a hash of that exact text: a changed
- * file never meets stale bytecode, and the cache never holds anything this
- * process did not compile itself from the text. A cache entry also carries
- * a hash of its bytecode, so a torn or tampered file is recompiled, not
- * run. When the folder can't be written, every call simply compiles.
- * Rules still load "as text only": what runs is always this text's bytecode.
+ * rule file's text is kept, keyed by the file's identity as stat(2) reports
+ * it: device, inode, size, and modification and change times to the
+ * nanosecond (any write to the file moves its ctime, which no user can set
+ * back). A hit costs one stat and one read; a changed file never meets stale
+ * bytecode; the cache never holds anything this program did not compile
+ * from the text itself. Each entry also carries a hash of its bytecode, so
+ * a torn or tampered entry is recompiled, not run. When the folder can't be
+ * written, every call simply compiles. Rules still load "as text only":
+ * what runs is always the bytecode of the text on disk.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -23,12 +26,14 @@
 #include <lua.h>
 
 #include "cache.h"
+#include "host.h"
 
-#define MAGIC "EVLRC1\n" /* 7 bytes + NUL = 8 */
+#define MAGIC "EVLRC2\n" /* 7 bytes + NUL = 8 */
+#define MAX_SOURCE (4u << 20)
 
 struct header {
     char magic[8];
-    uint64_t src_hash, bc_hash, bc_len;
+    uint64_t key, bc_hash, bc_len;
 };
 
 static uint64_t fnv(const void *p, size_t n, uint64_t h)
@@ -42,6 +47,15 @@ static uint64_t fnv(const void *p, size_t n, uint64_t h)
 }
 
 #define FNV0 0xcbf29ce484222325ULL
+
+/* The file's identity and the chunk name: what makes an entry valid. */
+static uint64_t identity(const struct stat *st, const char *chunk)
+{
+    uint64_t v[8] = {(uint64_t)st->st_dev, (uint64_t)st->st_ino, (uint64_t)st->st_size,
+                     (uint64_t)st->st_mtim.tv_sec, (uint64_t)st->st_mtim.tv_nsec,
+                     (uint64_t)st->st_ctim.tv_sec, (uint64_t)st->st_ctim.tv_nsec, 0};
+    return fnv(chunk, strlen(chunk), fnv(v, sizeof v, FNV0));
+}
 
 struct wbuf {
     char *p;
@@ -65,36 +79,40 @@ static int writer(lua_State *L, const void *p, size_t sz, void *ud)
     return 0;
 }
 
-static void entry_path(char *out, size_t cap, const char *dir, const char *path)
+/* Try the cache; 1 = the chunk is pushed, 0 = nothing usable (stack may hold a message). */
+static int from_cache(lua_State *L, const char *file, uint64_t key, const char *chunk)
 {
-    snprintf(out, cap, "%s/rules-cache/%016llx.luac", dir,
-             (unsigned long long)fnv(path, strlen(path), FNV0));
-}
-
-/* Try the cache; 1 = the chunk is pushed, 0 = nothing pushed. */
-static int from_cache(lua_State *L, const char *file, uint64_t src_hash, const char *chunk)
-{
-    struct header h;
+    static char buf[64 << 10]; /* one read covers every usual entry */
     int fd = open(file, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return 0;
+    ssize_t got = read(fd, buf, sizeof buf);
+    struct header h;
+    char *bc = NULL, *big = NULL;
     int ok = 0;
-    char *bc = NULL;
-    if (read(fd, &h, sizeof h) == (ssize_t)sizeof h && memcmp(h.magic, MAGIC, 8) == 0 &&
-        h.src_hash == src_hash && h.bc_len > 0 && h.bc_len < (16u << 20) &&
-        (bc = malloc(h.bc_len)) && read(fd, bc, h.bc_len) == (ssize_t)h.bc_len &&
-        fnv(bc, h.bc_len, FNV0) == h.bc_hash)
-        ok = luaL_loadbufferx(L, bc, h.bc_len, chunk, "b") == LUA_OK;
+    if (got >= (ssize_t)sizeof h) {
+        memcpy(&h, buf, sizeof h);
+        if (memcmp(h.magic, MAGIC, 8) == 0 && h.key == key && h.bc_len > 0 && h.bc_len < (16u << 20)) {
+            if (sizeof h + h.bc_len <= (size_t)got) {
+                bc = buf + sizeof h;
+            } else if ((big = malloc(h.bc_len)) &&
+                       pread(fd, big, h.bc_len, (off_t)sizeof h) == (ssize_t)h.bc_len) {
+                bc = big;
+            }
+            if (bc && fnv(bc, h.bc_len, FNV0) == h.bc_hash)
+                ok = luaL_loadbufferx(L, bc, h.bc_len, chunk, "b") == LUA_OK;
+        }
+    }
     close(fd);
-    free(bc);
-    return ok; /* a refused entry may leave a message: the caller resets the stack */
+    free(big);
+    return ok;
 }
 
-static void to_cache(lua_State *L, const char *dir, const char *file, uint64_t src_hash)
+static void to_cache(lua_State *L, const char *dir, const char *file, uint64_t key)
 {
     struct wbuf b = {0};
     char sub[4200], tmp[4300];
-    if (lua_dump(L, writer, &b, 0) != 0 || !b.p) {
+    if (lua_dump(L, writer, &b, 0) != 0 || !b.p) { /* 0: keep line info for tracebacks */
         free(b.p);
         return;
     }
@@ -108,7 +126,7 @@ static void to_cache(lua_State *L, const char *dir, const char *file, uint64_t s
     if (fd >= 0) {
         struct header h;
         memcpy(h.magic, MAGIC, 8);
-        h.src_hash = src_hash;
+        h.key = key;
         h.bc_hash = fnv(b.p, b.n, FNV0);
         h.bc_len = b.n;
         int ok = write(fd, &h, sizeof h) == (ssize_t)sizeof h &&
@@ -120,20 +138,37 @@ static void to_cache(lua_State *L, const char *dir, const char *file, uint64_t s
     free(b.p);
 }
 
-int evl_load_rule_chunk(lua_State *L, const char *dir, const char *path, const char *src, size_t len,
-                        const char *chunk)
+int evl_load_rule_chunk(lua_State *L, const char *dir, const char *path, const char *chunk)
 {
     char file[4200];
-    uint64_t h = fnv(src, len, fnv(chunk, strlen(chunk), FNV0));
+    struct stat st;
     int top = lua_gettop(L);
+    if (stat(path, &st) < 0) {
+        lua_pushfstring(L, "%s: %s", path, strerror(errno));
+        return LUA_ERRFILE;
+    }
+    if (!S_ISREG(st.st_mode) || (size_t)st.st_size > MAX_SOURCE) {
+        lua_pushfstring(L, "%s: not a regular file under 4 MiB", path);
+        return LUA_ERRFILE;
+    }
+    uint64_t key = identity(&st, chunk);
     if (dir && *dir) {
-        entry_path(file, sizeof file, dir, path);
-        if (from_cache(L, file, h, chunk))
+        snprintf(file, sizeof file, "%s/rules-cache/%016llx.luac", dir,
+                 (unsigned long long)fnv(path, strlen(path), FNV0));
+        if (from_cache(L, file, key, chunk))
             return LUA_OK;
         lua_settop(L, top);
     }
+    size_t len;
+    int err;
+    char *src = evl_read_file(path, MAX_SOURCE, &len, &err);
+    if (!src) {
+        lua_pushfstring(L, "%s: %s", path, strerror(err));
+        return LUA_ERRFILE;
+    }
     int rc = luaL_loadbufferx(L, src, len, chunk, "t");
+    free(src);
     if (rc == LUA_OK && dir && *dir)
-        to_cache(L, dir, file, h);
+        to_cache(L, dir, file, key);
     return rc;
 }

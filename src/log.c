@@ -23,6 +23,7 @@ static int fd = -1;
 static int also_stderr;
 static enum evl_level min_level = EVL_INFO;
 static char emergency[1024];
+static long pid; /* getpid() is a system call each time: ask once */
 static size_t emergency_len;
 
 static const char *const names[] = {"debug", "info", "warn", "error"};
@@ -127,8 +128,10 @@ static size_t stamp(char *buf, size_t cap, enum evl_level level)
     clock_gettime(CLOCK_REALTIME, &ts);
     localtime_r(&ts.tv_sec, &tm);
     strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%S", &tm);
-    int n = snprintf(buf, cap, "%s.%03ld eventilator[%ld]: %s: ", date, ts.tv_nsec / 1000000,
-                     (long)getpid(), names[level]);
+    if (!pid)
+        pid = (long)getpid();
+    int n = snprintf(buf, cap, "%s.%03ld eventilator[%ld]: %s: ", date, ts.tv_nsec / 1000000, pid,
+                     names[level]);
     return n < 0 ? 0 : (size_t)n;
 }
 
@@ -167,7 +170,7 @@ void evl_log_prepare_emergency(const char *msg)
     escape(body, sizeof body, msg);
     if (target == T_SYSLOG) {
         snprintf(emergency, sizeof emergency, "<%d>eventilator[%ld]: error: %s",
-                 LOG_DAEMON | LOG_ERR, (long)getpid(), body);
+                 LOG_DAEMON | LOG_ERR, pid ? pid : (long)getpid(), body);
     } else {
         size_t h = stamp(emergency, sizeof emergency, EVL_ERROR);
         snprintf(emergency + h, sizeof emergency - h, "%s\n", body);

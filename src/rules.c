@@ -137,16 +137,8 @@ static int l_on(lua_State *L)
 static int load_one(struct evl_host *h, int entry, const char *path)
 {
     lua_State *L = h->L;
-    size_t len = 0;
-    int err;
-    char *src = evl_read_file(path, 4u << 20, &len, &err);
-    if (!src) {
-        lua_pushfstring(L, "%s: %s", path, err == EFBIG ? "over 4 MiB" : strerror(err));
-        return 0;
-    }
     lua_pushfstring(L, "@%s", path);
-    int rc = evl_load_rule_chunk(L, h->cache_dir, path, src, len, lua_tostring(L, -1));
-    free(src);
+    int rc = evl_load_rule_chunk(L, h->cache_dir, path, lua_tostring(L, -1));
     lua_remove(L, -2);
     if (rc != LUA_OK) {
         if (strncmp(lua_tostring(L, -1), path, strlen(path)) != 0) {
