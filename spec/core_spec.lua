@@ -232,12 +232,14 @@ describe("eventilator core", function()
     it("hands a rule that uses json to the full runtime, once", function()
       ctx:rule("r.lua", [[on("+sdown", function(ev) log.info("json says %s", json.encode({ pod = ev.pod })) end)]])
       ctx:rule("s.lua", [[on("+sdown", function() log.info("lean handler") end)]])
-      local rc, log = ctx:run("eventilator", table.unpack(SDOWN))
-      assert.are.equal(0, rc)
-      assert.matches('json says {"pod":"pod1"}', log)
-      assert.matches("runtime=full", log)
-      local _, n = log:gsub("lean handler", "")
-      assert.are.equal(1, n)
+      for _ = 1, 2 do -- the second call finds the rule files compiled in the cache
+        local rc, log = ctx:run("eventilator", table.unpack(SDOWN))
+        assert.are.equal(0, rc)
+        assert.matches('json says {"pod":"pod1"}', log)
+        assert.matches("runtime=full", log)
+        local _, n = log:gsub("lean handler", "")
+        assert.are.equal(1, n)
+      end
     end)
   end)
 
@@ -292,7 +294,7 @@ describe("eventilator core", function()
       ctx:config("slak = { enabled = true }\nmy_pager = { url = 'x' }")
       local rc, log = ctx:run("eventilator", table.unpack(SDOWN))
       assert.are.equal(0, rc)
-      assert.matches("eventilator%.conf:3: 'slak' is not a setting of eventilator %(did you mean 'slack'%?%)", log)
+      assert.matches("eventilator%.conf:4: 'slak' is not a setting of eventilator %(did you mean 'slack'%?%)", log)
       assert.falsy(log:find("my_pager"))
     end)
 
@@ -300,15 +302,15 @@ describe("eventilator core", function()
       ctx:config("x = os.getenv('HOME')")
       local rc = ctx:run("eventilator", table.unpack(SDOWN))
       assert.are.equal(2, rc)
-      assert.matches("eventilator%.conf:3: attempt to index a nil value %(global 'os'%)", ctx:stderr())
+      assert.matches("eventilator%.conf:4: attempt to index a nil value %(global 'os'%)", ctx:stderr())
     end)
 
     it("names file:line for a syntax error, an unknown key and a wrong type", function()
       local cases = {
-        { "slack = {", "eventilator%.conf:4: .*expected" },
-        { "\nslack = { webhok_url = 'x' }", "eventilator%.conf:4: slack%.webhok_url: unknown key %(known keys: enabled, webhook_url" },
-        { "redis = { port = 'x' }", "eventilator%.conf:3: redis%.port: expected an integer, got string" },
-        { "redis = 5", "eventilator%.conf:3: redis: expected a table, got number" },
+        { "slack = {", "eventilator%.conf:5: .*expected" },
+        { "\nslack = { webhok_url = 'x' }", "eventilator%.conf:5: slack%.webhok_url: unknown key %(known keys: enabled, webhook_url" },
+        { "redis = { port = 'x' }", "eventilator%.conf:4: redis%.port: expected an integer, got string" },
+        { "redis = 5", "eventilator%.conf:4: redis: expected a table, got number" },
         { "budget = 'soon'", "budget: expected a number" },
       }
       for _, c in ipairs(cases) do

@@ -28,12 +28,13 @@
 #include "cache.h"
 #include "host.h"
 
-#define MAGIC "EVLRC2\n" /* 7 bytes + NUL = 8 */
+#define MAGIC "EVLRC3\n" /* 7 bytes + NUL = 8 */
 #define MAX_SOURCE (4u << 20)
 
 struct header {
     char magic[8];
     uint64_t key, bc_hash, bc_len;
+    uint64_t full; /* the text names what only the full runtime has (rules.c) */
 };
 
 static uint64_t fnv(const void *p, size_t n, uint64_t h)
@@ -80,7 +81,7 @@ static int writer(lua_State *L, const void *p, size_t sz, void *ud)
 }
 
 /* Try the cache; 1 = the chunk is pushed, 0 = nothing usable (stack may hold a message). */
-static int from_cache(lua_State *L, const char *file, uint64_t key, const char *chunk)
+static int from_cache(lua_State *L, const char *file, uint64_t key, const char *chunk, int *full)
 {
     static char buf[64 << 10]; /* one read covers every usual entry */
     int fd = open(file, O_RDONLY | O_CLOEXEC);
@@ -101,6 +102,7 @@ static int from_cache(lua_State *L, const char *file, uint64_t key, const char *
             }
             if (bc && fnv(bc, h.bc_len, FNV0) == h.bc_hash)
                 ok = luaL_loadbufferx(L, bc, h.bc_len, chunk, "b") == LUA_OK;
+            *full = h.full != 0;
         }
     }
     close(fd);
@@ -108,7 +110,7 @@ static int from_cache(lua_State *L, const char *file, uint64_t key, const char *
     return ok;
 }
 
-static void to_cache(lua_State *L, const char *dir, const char *file, uint64_t key)
+static void to_cache(lua_State *L, const char *dir, const char *file, uint64_t key, int full)
 {
     struct wbuf b = {0};
     char sub[4200], tmp[4300];
@@ -129,6 +131,7 @@ static void to_cache(lua_State *L, const char *dir, const char *file, uint64_t k
         h.key = key;
         h.bc_hash = fnv(b.p, b.n, FNV0);
         h.bc_len = b.n;
+        h.full = (uint64_t)full;
         int ok = write(fd, &h, sizeof h) == (ssize_t)sizeof h &&
                  write(fd, b.p, b.n) == (ssize_t)b.n;
         ok = close(fd) == 0 && ok;
@@ -138,7 +141,8 @@ static void to_cache(lua_State *L, const char *dir, const char *file, uint64_t k
     free(b.p);
 }
 
-int evl_load_rule_chunk(lua_State *L, const char *dir, const char *path, const char *chunk)
+int evl_load_rule_chunk(lua_State *L, const char *dir, const char *path, const char *chunk,
+                        int *full)
 {
     char file[4200];
     struct stat st;
@@ -155,7 +159,7 @@ int evl_load_rule_chunk(lua_State *L, const char *dir, const char *path, const c
     if (dir && *dir) {
         snprintf(file, sizeof file, "%s/rules-cache/%016llx.luac", dir,
                  (unsigned long long)fnv(path, strlen(path), FNV0));
-        if (from_cache(L, file, key, chunk))
+        if (from_cache(L, file, key, chunk, full))
             return LUA_OK;
         lua_settop(L, top);
     }
@@ -167,8 +171,9 @@ int evl_load_rule_chunk(lua_State *L, const char *dir, const char *path, const c
         return LUA_ERRFILE;
     }
     int rc = luaL_loadbufferx(L, src, len, chunk, "t");
+    *full = evl_mentions_full_only(src, len);
     free(src);
     if (rc == LUA_OK && dir && *dir)
-        to_cache(L, dir, file, key);
+        to_cache(L, dir, file, key, *full);
     return rc;
 }

@@ -50,6 +50,7 @@ const char *evl_config_string(struct evl_host *h, const char *section, const cha
 int evl_rules_load(struct evl_host *h);
 int evl_rules_match(struct evl_host *h, const char *name); /* pushes a list */
 int evl_rules_need_full(struct evl_host *h, int matched);
+int evl_mentions_full_only(const char *s, size_t n);
 int evl_rules_run(struct evl_host *h, int matched, int ev, int *failed, int *ran);
 
 /* levent.c */

@@ -53,7 +53,7 @@ static int glob(const char *p, const char *s)
  * runtime from the start, so no handler is ever interrupted half-way for
  * the handover in the common case.
  */
-static int mentions_full_only(const char *s, size_t n)
+int evl_mentions_full_only(const char *s, size_t n)
 {
     static const struct { const char *w; size_t n; } words[] = {
         {"http", 4}, {"json", 4}, {"cjson", 5}, {"slack", 5}, {"sensu", 5}};
@@ -120,6 +120,8 @@ static int l_on(lua_State *L)
     lua_setfield(L, -2, "patterns");
     lua_getfield(L, lua_upvalueindex(1), "path");
     lua_setfield(L, -2, "file");
+    lua_getfield(L, lua_upvalueindex(1), "full");
+    lua_setfield(L, -2, "full");
     lua_pushinteger(L, line);
     lua_setfield(L, -2, "line");
     lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
@@ -137,9 +139,12 @@ static int l_on(lua_State *L)
 static int load_one(struct evl_host *h, int entry, const char *path)
 {
     lua_State *L = h->L;
+    int full = 1;
     lua_pushfstring(L, "@%s", path);
-    int rc = evl_load_rule_chunk(L, h->cache_dir, path, lua_tostring(L, -1));
+    int rc = evl_load_rule_chunk(L, h->cache_dir, path, lua_tostring(L, -1), &full);
     lua_remove(L, -2);
+    lua_pushboolean(L, full);
+    lua_setfield(L, entry, "full");
     if (rc != LUA_OK) {
         if (strncmp(lua_tostring(L, -1), path, strlen(path)) != 0) {
             lua_pushfstring(L, "%s: %s", path, lua_tostring(L, -1));
@@ -283,21 +288,12 @@ int evl_rules_need_full(struct evl_host *h, int matched)
 {
     lua_State *L = h->L;
     lua_Integer n = (lua_Integer)lua_rawlen(L, matched);
-    const char *last = NULL;
     int need = 0;
     for (lua_Integer i = 1; i <= n && !need; i++) {
         lua_rawgeti(L, matched, i);
-        lua_getfield(L, -1, "file");
-        const char *file = lua_tostring(L, -1); /* anchored in the handler list */
+        lua_getfield(L, -1, "full"); /* found when the file was compiled, or kept in the cache */
+        need = lua_toboolean(L, -1);
         lua_pop(L, 2);
-        if (last && strcmp(last, file) == 0)
-            continue; /* handlers of one file are adjacent: scan it once */
-        last = file;
-        size_t len;
-        int err;
-        char *src = evl_read_file(file, 4u << 20, &len, &err);
-        need = !src || mentions_full_only(src, len); /* unreadable now: let full decide */
-        free(src);
     }
     return need;
 }

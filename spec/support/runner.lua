@@ -21,8 +21,9 @@ function Ctx:config(text, raw)
   if raw then
     procs.write(self.conf, text)
   else
-    procs.write(self.conf, string.format("log = { target = %q, level = \"debug\" }\nrules_dir = %q\n%s\n",
-      self.log, self.rules, text))
+    -- state_dir is set first, so a spec's own setting (a later assignment) wins
+    procs.write(self.conf, string.format("log = { target = %q, level = \"debug\" }\nrules_dir = %q\n" ..
+      "state_dir = %q\n%s\n", self.log, self.rules, self.dir .. "/state", text))
   end
 end
 
