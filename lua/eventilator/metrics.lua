@@ -25,9 +25,10 @@ local function windows(ts)
 end
 M.windows = windows
 
--- The call's time in whole seconds.
+-- The call's time in whole seconds, as a string.
 local function stamp(ev)
-  return math.floor(tonumber(ev.time) or os.time())
+  -- `// 1` rather than math.floor: a call that records a failover need not open `math`
+  return ("%d"):format((tonumber(ev.time) or os.time()) // 1)
 end
 
 local function need_pod(ev)
@@ -82,7 +83,7 @@ function M.record_failover(ev)
   if type(nm) ~= "table" or not nm.ip then
     return nil, string.format("metrics: event %s has no new master", tostring(ev.name))
   end
-  local ts = tostring(stamp(ev))
+  local ts = stamp(ev)
   local w = windows(tonumber(ts))
   local cmds = {
     { "SADD", "pods-with-failovers", pod },
@@ -106,7 +107,7 @@ end
 function M.record_failure(ev)
   local pod, err = need_pod(ev)
   if not pod then return nil, err end
-  local ts = tostring(stamp(ev))
+  local ts = stamp(ev)
   local cmds = {
     { "SADD", "pods-with-failed-failovers", pod },
     { "SADD", "failovers:failures:" .. pod .. ":timestamps", ts },
@@ -126,7 +127,7 @@ end
 function M.record_warning(ev)
   local pod, err = need_pod(ev)
   if not pod then return nil, err end
-  local ts = tostring(stamp(ev))
+  local ts = stamp(ev)
   local event = tostring(ev.name)
   local w = windows(tonumber(ts))
   local cmds = {
