@@ -156,8 +156,13 @@ int main(int argc, char **argv)
     h.argv = argv;
     h.budget = EVL_DEFAULT_BUDGET;
     h.deadline = h.t0 + h.budget;
-    h.done = getenv("EVENTILATOR_DONE");
-    h.handover = getenv("EVENTILATOR_HANDOVER");
+    /* what a handover passed along: kept here, and not passed on to what handlers start */
+    const char *done = getenv("EVENTILATOR_DONE"), *why = getenv("EVENTILATOR_HANDOVER");
+    h.done = done ? strdup(done) : NULL;
+    h.handover = why ? strdup(why) : NULL;
+    unsetenv("EVENTILATOR_DONE");
+    unsetenv("EVENTILATOR_HANDOVER");
+    unsetenv("EVENTILATOR_T0");
     signal(SIGPIPE, SIG_IGN); /* a peer that hangs up gives EPIPE, not death */
 
     if (h.mode == EVL_NOTIFY && argc >= 2) {
