@@ -194,8 +194,9 @@ int evl_rules_load(struct evl_host *h)
     if (!dir || !*dir)
         dir = evl_config_string(h, NULL, "rules_dir");
     h->cache_dir = evl_config_string(h, NULL, "state_dir");
-    if (h->cache_dir && access(h->cache_dir, W_OK) != 0)
-        h->cache_dir = NULL; /* not writable (or absent): compile every time */
+    if (h->cache_dir && access(h->cache_dir, W_OK) != 0 &&
+        (errno != ENOENT || mkdir(h->cache_dir, 0750) != 0))
+        h->cache_dir = NULL; /* can't be written: compile every time */
     lua_newtable(L);
     h->handlers_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_newtable(L);
