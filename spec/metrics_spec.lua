@@ -287,18 +287,7 @@ describe("eventilator.metrics", function()
 end)
 
 describe("default rules for metrics", function()
-  local function load_rule(file, config)
-    local registered = {}
-    local env = setmetatable({
-      config = config,
-      on = function(pattern, handler)
-        registered[#registered + 1] = { pattern = pattern, handler = handler }
-      end,
-    }, { __index = _G })
-    local chunk = assert(loadfile(procs.src .. "/rules/" .. file, "t", env))
-    chunk()
-    return registered, procs.read(procs.src .. "/rules/" .. file)
-  end
+  local load_rule = require("rulefile")
 
   it("stay on the fast binary: no word that hands a call over", function()
     for _, f in ipairs({ "00-log.lua", "10-failover-metrics.lua", "20-warnings.lua" }) do

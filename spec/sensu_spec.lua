@@ -2,6 +2,7 @@
 -- the Sensu client socket: the check results as sent, "ok", "invalid",
 -- silence, and the events it skips.
 local procs = require("procs")
+local rulefile = require("rulefile")
 local json = require("cjson")
 
 local CFG = {}
@@ -160,17 +161,7 @@ describe("eventilator.sensu", function()
   end)
 
   describe("default rule", function()
-    local function load_rule(config)
-      local registered = {}
-      local env = setmetatable({
-        config = config,
-        on = function(pattern, handler)
-          registered[#registered + 1] = { pattern = pattern, handler = handler }
-        end,
-      }, { __index = _G })
-      assert(loadfile(procs.src .. "/rules/40-sensu.lua", "t", env))()
-      return registered
-    end
+    local function load_rule(config) return rulefile("40-sensu.lua", config) end
 
     it("registers nothing when disabled, trigger_on when enabled", function()
       assert.same({}, load_rule({ sensu = { enabled = false, trigger_on = { "+odown" } } }))

@@ -2,6 +2,7 @@
 -- the webhook and chat.postMessage requests as sent, and every way Slack
 -- can say no.
 local procs = require("procs")
+local rulefile = require("rulefile")
 local json = require("cjson")
 
 local CFG = {}
@@ -252,17 +253,7 @@ describe("eventilator.slack", function()
   end)
 
   describe("default rule", function()
-    local function load_rule(config)
-      local registered = {}
-      local env = setmetatable({
-        config = config,
-        on = function(pattern, handler)
-          registered[#registered + 1] = { pattern = pattern, handler = handler }
-        end,
-      }, { __index = _G })
-      assert(loadfile(procs.src .. "/rules/30-slack.lua", "t", env))()
-      return registered
-    end
+    local function load_rule(config) return rulefile("30-slack.lua", config) end
 
     it("registers nothing when disabled", function()
       assert.same({}, load_rule({ slack = { enabled = false, trigger_on = { "+odown" } } }))
