@@ -2,12 +2,7 @@
 -- member, counter and TTL of docs/metrics.md (../shared/metrics-schema.md).
 local procs = require("procs")
 
-local CFG = {}
-package.preload["eventilator.config"] = function() return CFG end
-package.preload["eventilator.log"] = function()
-  local function nop() end
-  return { debug = nop, info = nop, warn = nop, error = nop }
-end
+local CFG = require("hostless") -- the config the modules see
 
 local metrics = require("eventilator.metrics")
 

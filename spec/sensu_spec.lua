@@ -5,12 +5,7 @@ local procs = require("procs")
 local rulefile = require("rulefile")
 local json = require("cjson")
 
-local CFG = {}
-package.preload["eventilator.config"] = function() return CFG end
-package.preload["eventilator.log"] = function()
-  local function nop() end
-  return { debug = nop, info = nop, warn = nop, error = nop }
-end
+local CFG = require("hostless") -- the config the modules see
 
 local sensu = require("eventilator.sensu")
 
