@@ -3,6 +3,7 @@
 std = "lua54"
 max_line_length = 110
 files["rules/"] = { read_globals = { "on", "config", "log", "redis", "http", "tcp", "json", "dedupe" } }
+files["examples/"] = { read_globals = { "on", "config", "log", "redis", "http", "tcp", "json", "dedupe" } }
 files["conf/"] = { allow_defined_top = true, allow_defined = true, ignore = { "131" } }
 files["spec/"] = { std = "+busted", max_line_length = 140 } -- long Lua patterns read better whole
 files["bench/"] = { read_globals = { "on", "config", "log", "redis", "http", "tcp", "json" } }

@@ -15,7 +15,7 @@ cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DEVENTILATOR_SANITIZE=ON >/de
 cmake --build build-asan -j"$jobs"
 
 echo "== luacheck"
-luacheck --quiet --config .luacheckrc lua rules spec bench conf
+luacheck --quiet --config .luacheckrc lua rules examples spec bench conf
 
 echo "== tests: release"
 (cd build && ctest --output-on-failure)

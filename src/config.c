@@ -23,7 +23,7 @@
 #include "log.h"
 #include "paths.h"
 
-enum ktype { K_STRING, K_INT, K_NUMBER, K_BOOL, K_LIST };
+enum ktype { K_STRING, K_INT, K_NUMBER, K_BOOL, K_LIST, K_TABLE };
 
 static const char *const slack_triggers[] = {"+sdown", "-sdown", "+odown", "-odown",
                                              "+promoted-slave", NULL};
@@ -76,7 +76,7 @@ static const struct field {
 static const char *type_name(enum ktype t)
 {
     static const char *const n[] = {"a string", "an integer", "a number", "a boolean",
-                                    "a list of strings"};
+                                    "a list of strings", "a table"};
     return n[t];
 }
 
@@ -87,7 +87,12 @@ static void push_default(lua_State *L, const struct field *f)
     case K_INT: lua_pushinteger(L, (lua_Integer)f->num); break;
     case K_NUMBER: lua_pushnumber(L, f->num); break;
     case K_BOOL: lua_pushboolean(L, f->num != 0); break;
+    case K_TABLE: lua_newtable(L); break; /* a map of the user's own keys (labels, headers) */
     case K_LIST:
+        if (!f->list) { /* no default list: nil */
+            lua_pushnil(L);
+            break;
+        }
         lua_newtable(L);
         for (int i = 0; f->list[i]; i++) {
             lua_pushstring(L, f->list[i]);
@@ -137,6 +142,7 @@ static int fits(lua_State *L, int idx, enum ktype t)
         }
         return 1;
     }
+    case K_TABLE: return lua_type(L, idx) == LUA_TTABLE;
     }
     return 0;
 }
