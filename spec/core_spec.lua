@@ -17,10 +17,10 @@ describe("eventilator core", function()
       assert.matches("info: %+sdown pod=pod1 handlers=0 failed=0 rule_files_failed=0 exit=0 ms=[%d.]+", log)
     end)
 
-    it("warns when the rules folder is missing", function()
+    it("fails the call when the rules folder is missing", function()
       ctx:config(string.format("log = { target = %q }\nrules_dir = %q", ctx.log, ctx.dir .. "/nope"), true)
       local rc, log = ctx:run("eventilator", table.unpack(SDOWN))
-      assert.are.equal(0, rc)
+      assert.are.equal(1, rc)
       assert.matches("rules folder .*/nope: No such file or directory", log)
     end)
 

@@ -21,28 +21,8 @@ describe("retries", function()
   end)
   after_each(function() ctx:cleanup() end)
 
-  -- Several calls from ONE parent process, as Sentinel makes its retries.
-  -- `steps` are shell lines run between the calls. Returns the exit codes.
-  local function calls(steps)
-    local bin = procs.quote(procs.build .. "/bin/eventilator")
-    local script = { "export EVENTILATOR_CONF=" .. procs.quote(ctx.conf) }
-    for _, s in ipairs(steps) do
-      if s == "call" then
-        script[#script + 1] = bin .. " +sdown 'master pod1 127.0.0.1 6379' 2>/dev/null; printf '%s ' $?"
-      else
-        script[#script + 1] = s
-      end
-    end
-    local out = procs.sh("sh -c " .. procs.quote(table.concat(script, "\n")))
-    local rcs = {}
-    for rc in out:gmatch("%d+") do rcs[#rcs + 1] = tonumber(rc) end
-    return rcs
-  end
-
-  local function count(log, what)
-    local _, n = log:gsub(what, "")
-    return n
-  end
+  local function calls(steps) return ctx:calls(steps) end
+  local count = runner.count
 
   it("runs only the failed handler on retry, and forgets the call once all succeeded", function()
     local rcs = calls({ "call", "call", "touch " .. procs.quote(ctx.dir .. "/flag"), "call", "call" })

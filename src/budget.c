@@ -5,7 +5,10 @@
  * clamp their blocking timeouts to the same deadline (deadline.h). Behind
  * both, a watchdog timer ends the process with a log line if something is
  * stuck where neither can reach (a DNS lookup, a handler that catches the
- * hook's error in a loop).
+ * hook's error in a loop, a rule file whose top level blocks). The watchdog
+ * is armed at the start of main, so it covers the whole call; what it does
+ * before the exit is the caller's (a callback), so this file knows nothing of
+ * logs or records.
  */
 #include <signal.h>
 #include <string.h>
@@ -17,8 +20,6 @@
 
 #include "deadline.h"
 #include "host.h"
-#include "log.h"
-#include "retry.h"
 
 #define HOOK_EVERY 1000 /* instructions between clock reads (~20 ns each) */
 
@@ -62,21 +63,23 @@ void evl_budget_clear(lua_State *L)
     lua_setfield(L, LUA_REGISTRYINDEX, EVL_DEADLINE_KEY);
 }
 
+static void (*on_expiry)(void);
+
 static void on_alarm(int sig)
 {
     (void)sig;
-    evl_retry_emergency(); /* what succeeded so far is not run again on retry */
-    evl_log_emergency();
+    if (on_expiry)
+        on_expiry();
     _exit(1); /* 1: Sentinel retries, as it would after its own SIGKILL */
 }
 
-void evl_watchdog_arm(double seconds, const char *what)
+void evl_watchdog_arm(double seconds, void (*expired)(void))
 {
     struct sigaction sa;
     struct itimerval it;
     if (seconds < 0.001)
         seconds = 0.001;
-    evl_log_prepare_emergency(what);
+    on_expiry = expired;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_alarm;
     sigemptyset(&sa.sa_mask);

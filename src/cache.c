@@ -9,9 +9,15 @@
  * back). A hit costs one stat and one read; a changed file never meets stale
  * bytecode; the cache never holds anything this program did not compile
  * from the text itself. Each entry also carries a hash of its bytecode, so
- * a torn or tampered entry is recompiled, not run. When the folder can't be
- * written, every call simply compiles. Rules still load "as text only":
- * what runs is always the bytecode of the text on disk.
+ * a torn entry is recompiled, not run.
+ *
+ * The key is public (anyone can stat the rule file) and entries load as
+ * binary chunks, so the cache is only as safe as the hands that can write
+ * it: an entry is used only when this user wrote it and nobody else can
+ * write it or its folder (and state_dir, readfile.c). Anything else is
+ * ignored and the file compiled from its text. Entries are created 0600 in a
+ * 0700 folder. Rules still load "as text only": what runs is always this
+ * program's compilation of the text on disk.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -28,13 +34,13 @@
 #include "cache.h"
 #include "host.h"
 
-#define MAGIC "EVLRC3\n" /* 7 bytes + NUL = 8 */
+#define MAGIC "EVLRC4\n" /* 7 bytes + NUL = 8 */
 #define MAX_SOURCE (4u << 20)
 
 struct header {
     char magic[8];
-    uint64_t key, bc_hash, bc_len;
-    uint64_t full; /* the text names what only the full runtime has (rules.c) */
+    uint64_t key, hash, bc_len;
+    uint64_t lines_len; /* after the bytecode: evl_handover_scan's lines (handover.c) */
 };
 
 static uint64_t fnv(const void *p, size_t n, uint64_t h)
@@ -80,29 +86,39 @@ static int writer(lua_State *L, const void *p, size_t sz, void *ud)
     return 0;
 }
 
-/* Try the cache; 1 = the chunk is pushed, 0 = nothing usable (stack may hold a message). */
-static int from_cache(lua_State *L, const char *file, uint64_t key, const char *chunk, int *full)
+/* Ours alone: written by this user, and nobody else may write it. */
+static int ours(const struct stat *st)
+{
+    return st->st_uid == geteuid() && !(st->st_mode & (S_IWGRP | S_IWOTH));
+}
+
+/* Try the cache; 1 = the chunk and its lines are pushed, 0 = nothing usable. */
+static int from_cache(lua_State *L, const char *file, uint64_t key, const char *chunk)
 {
     static char buf[64 << 10]; /* one read covers every usual entry */
-    int fd = open(file, O_RDONLY | O_CLOEXEC);
+    int fd = open(file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0)
         return 0;
-    ssize_t got = read(fd, buf, sizeof buf);
+    struct stat st;
     struct header h;
-    char *bc = NULL, *big = NULL;
+    char *body = NULL, *big = NULL;
     int ok = 0;
+    ssize_t got = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && ours(&st) ? read(fd, buf, sizeof buf) : -1;
     if (got >= (ssize_t)sizeof h) {
         memcpy(&h, buf, sizeof h);
-        if (memcmp(h.magic, MAGIC, 8) == 0 && h.key == key && h.bc_len > 0 && h.bc_len < (16u << 20)) {
-            if (sizeof h + h.bc_len <= (size_t)got) {
-                bc = buf + sizeof h;
-            } else if ((big = malloc(h.bc_len)) &&
-                       pread(fd, big, h.bc_len, (off_t)sizeof h) == (ssize_t)h.bc_len) {
-                bc = big;
+        size_t len = (size_t)(h.bc_len + h.lines_len);
+        if (memcmp(h.magic, MAGIC, 8) == 0 && h.key == key && h.bc_len > 0 && h.bc_len < (16u << 20) &&
+            h.lines_len < (4u << 20)) {
+            if (sizeof h + len <= (size_t)got) {
+                body = buf + sizeof h;
+            } else if ((big = malloc(len)) && pread(fd, big, len, (off_t)sizeof h) == (ssize_t)len) {
+                body = big;
             }
-            if (bc && fnv(bc, h.bc_len, FNV0) == h.bc_hash)
-                ok = luaL_loadbufferx(L, bc, h.bc_len, chunk, "b") == LUA_OK;
-            *full = h.full != 0;
+            if (body && fnv(body, len, FNV0) == h.hash &&
+                luaL_loadbufferx(L, body, h.bc_len, chunk, "b") == LUA_OK) {
+                lua_pushlstring(L, body + h.bc_len, h.lines_len);
+                ok = 1;
+            }
         }
     }
     close(fd);
@@ -110,28 +126,29 @@ static int from_cache(lua_State *L, const char *file, uint64_t key, const char *
     return ok;
 }
 
-static void to_cache(lua_State *L, const char *dir, const char *file, uint64_t key, int full)
+/* The chunk at -2 and its lines at -1 into file. */
+static void to_cache(lua_State *L, const char *file, uint64_t key)
 {
     struct wbuf b = {0};
-    char sub[4200], tmp[4300];
-    if (lua_dump(L, writer, &b, 0) != 0 || !b.p) { /* 0: keep line info for tracebacks */
-        free(b.p);
-        return;
-    }
-    snprintf(sub, sizeof sub, "%s/rules-cache", dir);
-    if (mkdir(sub, 0750) < 0 && errno != EEXIST) {
+    char tmp[4400];
+    size_t lines_len;
+    const char *lines = lua_tolstring(L, -1, &lines_len);
+    lua_pushvalue(L, -2);
+    int dumped = lua_dump(L, writer, &b, 0) == 0 && b.p; /* 0: keep line info for tracebacks */
+    lua_pop(L, 1);
+    if (!dumped || writer(L, lines, lines_len, &b) != 0) {
         free(b.p);
         return;
     }
     snprintf(tmp, sizeof tmp, "%s.%ld.tmp", file, (long)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd >= 0) {
         struct header h;
         memcpy(h.magic, MAGIC, 8);
         h.key = key;
-        h.bc_hash = fnv(b.p, b.n, FNV0);
-        h.bc_len = b.n;
-        h.full = (uint64_t)full;
+        h.hash = fnv(b.p, b.n, FNV0);
+        h.bc_len = b.n - lines_len;
+        h.lines_len = lines_len;
         int ok = write(fd, &h, sizeof h) == (ssize_t)sizeof h &&
                  write(fd, b.p, b.n) == (ssize_t)b.n;
         ok = close(fd) == 0 && ok;
@@ -141,10 +158,28 @@ static void to_cache(lua_State *L, const char *dir, const char *file, uint64_t k
     free(b.p);
 }
 
-int evl_load_rule_chunk(lua_State *L, const char *dir, const char *path, const char *chunk,
-                        int *full)
+/* <state_dir>/rules-cache, when it is ours alone (made 0700 if missing): checked once a call. */
+static const char *cache_dir(struct evl_host *h)
 {
-    char file[4200];
+    static char sub[4200];
+    static int state; /* 0 unknown, 1 usable, -1 not */
+    struct stat st;
+    if (state == 0) {
+        state = -1;
+        if (h->state_ok) {
+            snprintf(sub, sizeof sub, "%s/rules-cache", h->state_dir);
+            if ((stat(sub, &st) == 0 || (errno == ENOENT && mkdir(sub, 0700) == 0 && stat(sub, &st) == 0)) &&
+                S_ISDIR(st.st_mode) && ours(&st))
+                state = 1;
+        }
+    }
+    return state > 0 ? sub : NULL;
+}
+
+int evl_load_rule_chunk(struct evl_host *h, const char *path, const char *chunk)
+{
+    lua_State *L = h->L;
+    char file[4300], why[600];
     struct stat st;
     int top = lua_gettop(L);
     if (stat(path, &st) < 0) {
@@ -155,25 +190,31 @@ int evl_load_rule_chunk(lua_State *L, const char *dir, const char *path, const c
         lua_pushfstring(L, "%s: not a regular file under 4 MiB", path);
         return LUA_ERRFILE;
     }
+    if (h->strict_modes && !evl_trusted(&st, path, why, sizeof why)) {
+        lua_pushfstring(L, "%s: refused: %s", path, why);
+        return LUA_ERRFILE;
+    }
     uint64_t key = identity(&st, chunk);
-    if (dir && *dir) {
-        snprintf(file, sizeof file, "%s/rules-cache/%016llx.luac", dir,
+    const char *dir = cache_dir(h);
+    if (dir) {
+        snprintf(file, sizeof file, "%s/%016llx.luac", dir,
                  (unsigned long long)fnv(path, strlen(path), FNV0));
-        if (from_cache(L, file, key, chunk, full))
+        if (from_cache(L, file, key, chunk))
             return LUA_OK;
         lua_settop(L, top);
     }
     size_t len;
     int err;
-    char *src = evl_read_file(path, MAX_SOURCE, &len, &err);
+    char *src = evl_read_file(path, MAX_SOURCE, &len, &err, NULL);
     if (!src) {
         lua_pushfstring(L, "%s: %s", path, strerror(err));
         return LUA_ERRFILE;
     }
     int rc = luaL_loadbufferx(L, src, len, chunk, "t");
-    *full = evl_mentions_full_only(src, len);
+    if (rc == LUA_OK)
+        evl_handover_scan(L, src, len);
     free(src);
-    if (rc == LUA_OK && dir && *dir)
-        to_cache(L, dir, file, key, *full);
+    if (rc == LUA_OK && dir)
+        to_cache(L, file, key);
     return rc;
 }

@@ -1,15 +1,15 @@
 /* cache.h: compiled rule files, keyed by the file's identity (cache.c). */
 #ifndef EVENTILATOR_CACHE_H
 #define EVENTILATOR_CACHE_H
-#include <lua.h>
+#include "host.h"
 /*
- * Push the compiled chunk of rule file `path`: from <dir>/rules-cache when
- * an entry made from this very file (as stat sees it) exists, else by
- * reading and compiling its text, and storing the result (best effort).
- * dir NULL or "" = no cache. Returns a lua_load status (or LUA_ERRFILE);
- * on error the message is pushed. *full: see below.
+ * Push the compiled chunk of rule file `path` and, above it, the string of
+ * its lines that name full-only words (evl_handover_scan): from
+ * <state_dir>/rules-cache when an entry made by this user from this very
+ * file (as stat sees it) exists, else by reading and compiling its text and
+ * storing the result (best effort; only when h->state_ok). A file others
+ * could have written is refused when h->strict_modes. Returns a lua_load
+ * status (or LUA_ERRFILE); on error one message is pushed.
  */
-int evl_load_rule_chunk(lua_State *L, const char *dir, const char *path, const char *chunk,
-                        int *full);
-/* *full (set on success): does the text name json/http, which only the full runtime has? */
+int evl_load_rule_chunk(struct evl_host *h, const char *path, const char *chunk);
 #endif

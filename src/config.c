@@ -70,6 +70,8 @@ static const struct field {
     {NULL, "rules_dir", K_STRING, EVL_RULES_DIR, 0, NULL},
     {NULL, "state_dir", K_STRING, EVL_STATE_DIR, 0, NULL},
     {NULL, "budget", K_NUMBER, NULL, EVL_DEFAULT_BUDGET, NULL},
+    {NULL, "memory_limit", K_INT, NULL, EVL_DEFAULT_MEMORY_MIB, NULL},
+    {NULL, "strict_modes", K_BOOL, NULL, 1, NULL},
 };
 #define NSCHEMA (sizeof schema / sizeof schema[0])
 
@@ -232,6 +234,28 @@ static int env_index(lua_State *L)
 }
 
 /*
+ * Top-level numbers with a range. The budget must end the call before
+ * Sentinel's SIGKILL at 60 s, with the watchdog's 2 s of slack and time to
+ * exit; NaN and infinity are not seconds. Pushes the message and returns 1.
+ */
+static int range_error(lua_State *L, const char *where, const char *key)
+{
+    double v = lua_tonumber(L, -1);
+    if (strcmp(key, "budget") == 0 && !(v > 0 && v <= EVL_MAX_BUDGET)) {
+        lua_pushfstring(L, "%s: budget: expected seconds above 0 and at most %d (Sentinel kills a "
+                        "script at 60 s), got %s", where, (int)EVL_MAX_BUDGET,
+                        luaL_tolstring(L, -1, NULL));
+        return 1;
+    }
+    if (strcmp(key, "memory_limit") == 0 && !(v >= 1 && v <= 65536)) {
+        lua_pushfstring(L, "%s: memory_limit: expected MiB from 1 to 65536, got %s", where,
+                        luaL_tolstring(L, -1, NULL));
+        return 1;
+    }
+    return 0;
+}
+
+/*
  * Check the user's globals (table at `values`, lines at `lines`, either may
  * lack lines) and build the merged config on top of the stack. On error
  * returns -1 with the message on top of the stack.
@@ -289,6 +313,8 @@ static int merge(lua_State *L, const char *path, int values, int lines)
                                 luaL_typename(L, -1));
                 return -1;
             }
+            if (range_error(L, where, key))
+                return -1;
             lua_pushvalue(L, -1);
             lua_setfield(L, cfg, key);
         } else if (is_section(key)) {
@@ -333,13 +359,6 @@ static int merge(lua_State *L, const char *path, int values, int lines)
         }
         lua_pop(L, 1);
     }
-    lua_getfield(L, cfg, "budget");
-    double b = lua_tonumber(L, -1);
-    lua_pop(L, 1);
-    if (b <= 0 || b > 3600) {
-        lua_pushfstring(L, "%s: budget: expected seconds between 0 and 3600", path);
-        return -1;
-    }
     return 0;
 }
 
@@ -362,8 +381,11 @@ static int looks_legacy(const char *s)
 }
 
 /*
- * Load the config into the registry (h->config_ref). Returns 0, or -1 after
- * logging the reason (the caller exits 2).
+ * Load the config into the registry (h->config_ref). Returns 0, or after
+ * logging the reason the exit code: 2 for a file that cannot load (a retry
+ * cannot fix it), 1 for a file refused by the trust rule (readfile.c): the
+ * operator's chmod/chown fixes it, and Sentinel's retries give the event
+ * hours to get through once it is fixed.
  */
 int evl_config_load(struct evl_host *h)
 {
@@ -378,14 +400,21 @@ int evl_config_load(struct evl_host *h)
     }
     size_t len = 0;
     int err;
-    char *text = evl_read_file(h->config_path, 16u << 20, &len, &err);
+    struct stat st;
+    char why[600];
+    char *text = evl_read_file(h->config_path, 16u << 20, &len, &err, &st);
+    if (text && !evl_trusted(&st, h->config_path, why, sizeof why)) {
+        free(text);
+        evl_log(EVL_ERROR, "config %s refused: %s", h->config_path, why);
+        return 1;
+    }
     lua_newtable(L); /* values */
     int values = lua_gettop(L);
     int lines = 0;
     if (!text) {
         if (err != ENOENT) {
             evl_log(EVL_ERROR, "config %s: %s", h->config_path, strerror(err));
-            return -1;
+            return 2;
         }
         h->config_format = "built-in defaults (no file)";
     } else if (looks_legacy(text)) {
@@ -395,7 +424,7 @@ int evl_config_load(struct evl_host *h)
         if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
             free(text);
             evl_log(EVL_ERROR, "config %s: %s", h->config_path, lua_tostring(L, -1));
-            return -1;
+            return 2;
         }
         lua_getfield(L, -1, "parse");
         lua_pushlstring(L, text, len);
@@ -403,7 +432,7 @@ int evl_config_load(struct evl_host *h)
         free(text);
         if (lua_pcall(L, 2, 2, 0) != LUA_OK || lua_type(L, -2) != LUA_TTABLE) {
             evl_log(EVL_ERROR, "config %s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "?");
-            return -1;
+            return 2;
         }
         lua_pop(L, 1);
         lua_replace(L, values);
@@ -418,7 +447,7 @@ int evl_config_load(struct evl_host *h)
         free(text);
         if (rc != LUA_OK) {
             evl_log(EVL_ERROR, "config %s", lua_tostring(L, -1));
-            return -1;
+            return 2;
         }
         /* env: an empty table whose writes land in `values` with their line */
         lua_newtable(L);
@@ -433,27 +462,27 @@ int evl_config_load(struct evl_host *h)
         lua_setfield(L, -2, "__index");
         lua_setmetatable(L, -2);
         lua_setupvalue(L, -2, 1);
-        lua_pushcfunction(L, evl_traceback);
-        lua_insert(L, -2);
-        evl_budget_set(L, h->deadline);
-        rc = lua_pcall(L, 0, 0, -2);
-        evl_budget_clear(L);
-        if (rc != LUA_OK) {
-            evl_log(EVL_ERROR, "config %s", lua_tostring(L, -1));
-            return -1;
+        if (evl_call(h, 0, 0, h->deadline) != LUA_OK) {
+            evl_log(EVL_ERROR, "config %s", evl_error_text(h, -1));
+            return 2;
         }
-        lua_pop(L, 1);
     }
     if (merge(L, h->config_path, values, lines) < 0) {
         evl_log(EVL_ERROR, "config %s", lua_tostring(L, -1));
-        return -1;
+        return 2;
     }
     lua_getfield(L, -1, "budget");
     h->budget = lua_tonumber(L, -1);
-    lua_pop(L, 1);
+    lua_getfield(L, -2, "memory_limit");
+    if (h->mem.limit) /* 0: a long-running subcommand, no cap (main.c) */
+        h->mem.limit = (size_t)lua_tointeger(L, -1) << 20;
+    lua_getfield(L, -3, "strict_modes");
+    h->strict_modes = lua_toboolean(L, -1);
+    lua_pop(L, 3);
     h->deadline = h->t0 + h->budget;
     h->config_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_settop(L, values - 1);
+    evl_state_dir_open(h);
     return 0;
 }
 

@@ -17,6 +17,7 @@
 #include <lua.h>
 #include <lualib.h>
 
+#include "deadline.h"
 #include "embedded.h"
 #include "host.h"
 #include "log.h"
@@ -26,32 +27,113 @@ int luaopen_eventilator_redis(lua_State *L);
 int luaopen_eventilator_tcp(lua_State *L);
 #endif
 
-static char handover_marker;
-
-void evl_push_handover_marker(lua_State *L)
+/*
+ * The Lua state's allocator: realloc/free, counting, with a cap (config
+ * `memory_limit`). A refused allocation is Lua's "not enough memory" error,
+ * after an emergency collection; it unwinds the handler that asked, and the
+ * host reports it as the limit (evl_call). setrlimit is not an option:
+ * Debian's sentinel unit filters the @resources system calls.
+ */
+static void *alloc(void *ud, void *p, size_t osize, size_t nsize)
 {
-    lua_pushlightuserdata(L, &handover_marker);
+    struct evl_mem *m = ud;
+    if (p == NULL)
+        osize = 0; /* osize is the object type then */
+    if (nsize == 0) {
+        free(p);
+        m->used -= osize;
+        return NULL;
+    }
+    if (nsize > osize && m->limit && m->used + (nsize - osize) > m->limit) {
+        m->hit = 1;
+        return NULL;
+    }
+    void *np = realloc(p, nsize);
+    if (np)
+        m->used += nsize - osize; /* size_t wraps both ways */
+    return np;
 }
 
-int evl_is_handover_marker(lua_State *L, int idx)
+lua_State *evl_state_new(struct evl_host *h)
 {
-    return lua_touserdata(L, idx) == &handover_marker;
+    h->mem.limit = (size_t)EVL_DEFAULT_MEMORY_MIB << 20;
+    return lua_newstate(alloc, &h->mem); /* no warnings: lua_setwarnf unset */
 }
 
-/* Message handler: the error with a traceback; non-string errors pass through. */
+/* Message handler: the error with a traceback. Other values pass through (evl_error_text). */
 int evl_traceback(lua_State *L)
 {
-    if (evl_is_handover_marker(L, 1))
-        return 1;
     const char *msg = lua_tostring(L, 1);
     if (!msg) {
-        if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
-            msg = lua_tostring(L, -1);
-        else
-            msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+        if (evl_is_handover_marker(L, 1) || luaL_getmetafield(L, 1, "__tostring") != LUA_TNIL) {
+            lua_settop(L, 1); /* turned into text later, protected */
+            return 1;
+        }
+        msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
     }
     luaL_traceback(L, L, msg, 1);
     return 1;
+}
+
+int evl_call(struct evl_host *h, int nargs, int nres, double deadline)
+{
+    lua_State *L = h->L;
+    int base = lua_gettop(L) - nargs; /* the function */
+    lua_pushcfunction(L, evl_traceback);
+    lua_insert(L, base);
+    h->mem.hit = 0;
+    evl_budget_set(L, deadline);
+    int rc = lua_pcall(L, nargs, nres, base);
+    evl_budget_clear(L);
+    lua_remove(L, base);
+    if (rc == LUA_ERRMEM && h->mem.hit) {
+        lua_pop(L, 1);
+        lua_pushfstring(L, "memory limit of %d MiB reached", (int)(h->mem.limit >> 20));
+        /* what the handler held is garbage now: give it back for the next one */
+        lua_gc(L, LUA_GCCOLLECT);
+    }
+    return rc;
+}
+
+#define ERROR_TEXT_MAX 2000
+#define ERROR_TEXT_SECONDS 1.0
+
+static int tostring_bounded(lua_State *L)
+{
+    size_t n;
+    const char *s = luaL_tolstring(L, 1, &n);
+    if (n > ERROR_TEXT_MAX)
+        lua_pushfstring(L, "%s... (%d bytes)", lua_pushlstring(L, s, ERROR_TEXT_MAX), (int)n);
+    return 1;
+}
+
+/*
+ * An error value, or a handler's second return value, as text. A string is
+ * taken as it is; anything else goes through tostring() in a protected call
+ * with at most a second of the budget, so a __tostring that raises or loops
+ * costs the handler its message, not the call its summary.
+ */
+const char *evl_error_text(struct evl_host *h, int idx)
+{
+    lua_State *L = h->L;
+    idx = lua_absindex(L, idx);
+    if (lua_type(L, idx) == LUA_TSTRING) {
+        size_t n;
+        const char *s = lua_tolstring(L, idx, &n);
+        if (n <= ERROR_TEXT_MAX) {
+            lua_pushvalue(L, idx);
+            return s;
+        }
+    }
+    double now = evl_monotonic(), until = now + ERROR_TEXT_SECONDS;
+    lua_pushcfunction(L, tostring_bounded);
+    lua_pushvalue(L, idx);
+    if (evl_call(h, 1, 1, until < h->deadline ? until : h->deadline) != LUA_OK ||
+        lua_type(L, -1) != LUA_TSTRING) {
+        lua_pop(L, 1);
+        lua_pushfstring(L, "(a %s value whose __tostring failed)", luaL_typename(L, idx));
+    }
+    return lua_tostring(L, -1);
 }
 
 /* Searcher for the compiled-in lua/ tree ($EVENTILATOR_LUA_DIR overrides it). */
@@ -89,13 +171,6 @@ static int search_embedded(lua_State *L)
     }
     lua_pushfstring(L, "no compiled-in module '%s'", name);
     return 1;
-}
-
-/* A stub for what only the full runtime has: ask for the handover. */
-static int needs_full(lua_State *L)
-{
-    evl_push_handover_marker(L);
-    return lua_error(L);
 }
 
 /* log.debug/info/warn/error(fmt, ...): string.format, then one log line. */
@@ -215,9 +290,26 @@ static void add_module_path(lua_State *L)
  * method call too (a stub metatable for strings), and `package` installs the
  * searcher of the compiled-in tree when it opens. Only `pairs(_G)` can tell.
  */
+/*
+ * A rule cannot end the call: os.exit after a failed handler would turn a
+ * retryable failure into a silent success, and skip the delivery record.
+ */
+static int no_exit(lua_State *L)
+{
+    return luaL_error(L, "os.exit is not available to rules: return nil, err to fail a handler");
+}
+
+static int open_os(lua_State *L)
+{
+    luaopen_os(L);
+    lua_pushcfunction(L, no_exit);
+    lua_setfield(L, -2, "exit");
+    return 1;
+}
+
 static const luaL_Reg lazy_libs[] = {
     {LUA_STRLIBNAME, luaopen_string}, {LUA_TABLIBNAME, luaopen_table},
-    {LUA_IOLIBNAME, luaopen_io},      {LUA_OSLIBNAME, luaopen_os},
+    {LUA_IOLIBNAME, luaopen_io},      {LUA_OSLIBNAME, open_os},
     {LUA_MATHLIBNAME, luaopen_math},  {LUA_UTF8LIBNAME, luaopen_utf8},
     {LUA_COLIBNAME, luaopen_coroutine}, {LUA_DBLIBNAME, luaopen_debug},
     {NULL, NULL},
@@ -302,13 +394,10 @@ int evl_host_open(struct evl_host *h)
 #ifdef EVL_LEAN
     preload(L, "eventilator.redis", luaopen_eventilator_redis);
     preload(L, "eventilator.tcp", luaopen_eventilator_tcp);
-    preload(L, "eventilator.http", needs_full);
-    preload(L, "cjson", needs_full);
-    h->lean = 1;
 #else
-    (void)needs_full;
     (void)preload;
 #endif
+    evl_handover_open(L, h);
     /* the log table, also as require("eventilator.log") */
     push_log_table(L);
     expose(L, "eventilator.log");

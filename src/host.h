@@ -6,10 +6,21 @@
 #ifndef EVENTILATOR_HOST_H
 #define EVENTILATOR_HOST_H
 
+#include <stddef.h>
+#include <sys/stat.h>
+
 #include <lua.h>
 #include "event.h"
 
 #define EVL_DEFAULT_BUDGET 45.0
+#define EVL_MAX_BUDGET 55.0       /* Sentinel kills a script at 60 s */
+#define EVL_DEFAULT_MEMORY_MIB 64
+
+/* The Lua state's allocator keeps count (host.c). */
+struct evl_mem {
+    size_t used, limit; /* bytes; limit 0 = none */
+    int hit;            /* an allocation was refused for the limit */
+};
 
 struct evl_host {
     lua_State *L;
@@ -20,26 +31,39 @@ struct evl_host {
     double t0;               /* CLOCK_MONOTONIC at the first start (kept across handover) */
     double deadline;         /* t0 + budget */
     double budget;
+    struct evl_mem mem;
     const char *config_path;
     const char *config_format; /* "lua", "legacy TOML", "built-in defaults" */
     int config_ref;          /* the loaded config table */
     int files_ref;           /* list of { path, ok, err, patterns = {...} } */
     int handlers_ref;        /* list of { fn, file, line, patterns } in run order */
     int files_failed;
+    int strict_modes;        /* refuse rule files others could have written (config) */
     int lean;                /* the static start-up binary: no cjson, no http */
     int retry;               /* this call is Sentinel's retry of a failed one */
-    const char *cache_dir;   /* state_dir when writable: compiled rule files */
+    const char *state_dir;   /* config state_dir, resolved once (evl_state_dir_open) */
+    int state_ok;            /* state_dir exists, is ours, and only we can write it */
+    const char *state_why;   /* why not, for the log */
     const char *done;        /* handover: handler numbers already run */
     const char *handover;    /* why the lean binary handed over, or NULL */
+    const char *delivery;    /* $EVENTILATOR_DELIVERY: the watcher's id of this event */
 };
 
 /* host.c */
+lua_State *evl_state_new(struct evl_host *h);
 int evl_host_open(struct evl_host *h);
 int evl_traceback(lua_State *L);
-/* A unique value a lean stub raises to ask for the full runtime. */
-void evl_push_handover_marker(lua_State *L);
-int evl_is_handover_marker(lua_State *L, int idx);
 void evl_open_host_module(lua_State *L, struct evl_host *h);
+/*
+ * The one way the host calls Lua: function and nargs arguments on the
+ * stack, run under lua_pcall with a traceback and the count hook of the
+ * budget until `deadline`. Like lua_pcall: returns its status, with nres
+ * results or the error value on the stack. A refused allocation reads
+ * "memory limit of N MiB reached".
+ */
+int evl_call(struct evl_host *h, int nargs, int nres, double deadline);
+/* The value at idx as text for a log line: protected, bounded in time and length. Pushed. */
+const char *evl_error_text(struct evl_host *h, int idx);
 
 /* config.c */
 int evl_config_load(struct evl_host *h);
@@ -49,8 +73,6 @@ const char *evl_config_string(struct evl_host *h, const char *section, const cha
 /* rules.c */
 int evl_rules_load(struct evl_host *h);
 int evl_rules_match(struct evl_host *h, const char *name); /* pushes a list */
-int evl_rules_need_full(struct evl_host *h, int matched);
-int evl_mentions_full_only(const char *s, size_t n);
 int evl_rules_run(struct evl_host *h, int matched, int ev, int *failed, int *ran);
 
 /* levent.c */
@@ -59,14 +81,34 @@ void evl_push_event(lua_State *L, const struct evl_event *ev, int nargs, char **
 /* budget.c */
 void evl_budget_set(lua_State *L, double deadline);
 void evl_budget_clear(lua_State *L);
-void evl_watchdog_arm(double seconds, const char *what);
+/*
+ * The watchdog: `seconds` from now, `expired` runs (from a signal handler:
+ * async-signal-safe calls only) and the process exits 1. Re-arming moves it.
+ */
+void evl_watchdog_arm(double seconds, void (*expired)(void));
 void evl_watchdog_disarm(void);
 
-/* handover.c */
+/* handover.c: everything about the lean/full split */
+void evl_handover_take_env(struct evl_host *h);
+void evl_handover_open(lua_State *L, struct evl_host *h);
+void evl_push_handover_marker(lua_State *L);
+int evl_is_handover_marker(lua_State *L, int idx);
+/* Lines of a rule file's text that name what only the full runtime has: a string of uint32s. */
+void evl_handover_scan(lua_State *L, const char *src, size_t len);
+/* Does a matched handler need the full runtime? (its own lines, by the scan) */
+int evl_handover_needed(struct evl_host *h, int matched);
 void evl_handover(struct evl_host *h, const char *reason, const char *done);
 
 /* readfile.c */
-char *evl_read_file(const char *path, size_t max, size_t *len, int *err);
+char *evl_read_file(const char *path, size_t max, size_t *len, int *err, struct stat *out);
+/*
+ * The trust rule (sshd's StrictModes): a file or folder is trusted when it
+ * is owned by root or the user running the call and nobody else may write
+ * it. Returns 1, or 0 with the reason and the fix in why.
+ */
+int evl_trusted(const struct stat *st, const char *path, char *why, size_t cap);
+/* state_dir from the config into h (created 0700 when its parent exists), checked once. */
+void evl_state_dir_open(struct evl_host *h);
 
 /* cli.c */
 void evl_push_cli_host(lua_State *L, struct evl_host *h);

@@ -22,9 +22,7 @@ static enum { T_SYSLOG, T_STDERR, T_FILE } target = T_SYSLOG;
 static int fd = -1;
 static int also_stderr;
 static enum evl_level min_level = EVL_INFO;
-static char emergency[1024];
 static long pid; /* getpid() is a system call each time: ask once */
-static size_t emergency_len;
 
 static const char *const names[] = {"debug", "info", "warn", "error"};
 static const int prio[] = {LOG_DEBUG, LOG_INFO, LOG_WARNING, LOG_ERR};
@@ -160,38 +158,63 @@ void evl_log(enum evl_level level, const char *fmt, ...)
 }
 
 /*
- * The watchdog fires from a signal handler, where neither stdio nor syslog(3)
- * is safe: the line is formatted ahead of time and written with write(2), or
- * sent to /dev/log with plain socket calls, which are async-signal-safe.
+ * The watchdog and SIGTERM end the call from a signal handler, where neither
+ * stdio nor syslog(3) is safe: each line is formatted ahead of time (one per
+ * slot) and written with write(2), or sent to /dev/log with plain socket
+ * calls, which are async-signal-safe. The context (what the call is doing:
+ * loading a rule file, running a handler) is set as the call goes, and
+ * appended.
  */
-void evl_log_prepare_emergency(const char *msg)
+static char emergency[EVL_EMERGENCY_SLOTS][1024];
+static size_t emergency_len[EVL_EMERGENCY_SLOTS];
+static char context[600];
+static volatile size_t context_len;
+
+void evl_log_prepare_emergency(int slot, const char *msg)
 {
     char body[900];
     escape(body, sizeof body, msg);
     if (target == T_SYSLOG) {
-        snprintf(emergency, sizeof emergency, "<%d>eventilator[%ld]: error: %s",
+        snprintf(emergency[slot], sizeof emergency[slot], "<%d>eventilator[%ld]: error: %s",
                  LOG_DAEMON | LOG_ERR, pid ? pid : (long)getpid(), body);
     } else {
-        size_t h = stamp(emergency, sizeof emergency, EVL_ERROR);
-        snprintf(emergency + h, sizeof emergency - h, "%s\n", body);
+        size_t h = stamp(emergency[slot], sizeof emergency[slot], EVL_ERROR);
+        snprintf(emergency[slot] + h, sizeof emergency[slot] - h, "%s", body);
     }
-    emergency_len = strlen(emergency);
+    emergency_len[slot] = strlen(emergency[slot]);
 }
 
-void evl_log_emergency(void)
+void evl_log_emergency_context(const char *what)
 {
+    context_len = 0;
+    if (what)
+        context_len = escape(context, sizeof context, what);
+}
+
+void evl_log_emergency(int slot)
+{
+    char line[1700];
+    size_t n = emergency_len[slot], c = context_len;
+    memcpy(line, emergency[slot], n);
+    if (c) {
+        memcpy(line + n, " (", 2);
+        memcpy(line + n + 2, context, c);
+        line[n + 2 + c] = ')';
+        n += c + 3;
+    }
     if (target == T_SYSLOG) {
         int s = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
         struct sockaddr_un a = {.sun_family = AF_UNIX, .sun_path = "/dev/log"};
         if (s >= 0) {
-            (void)sendto(s, emergency, emergency_len, 0, (struct sockaddr *)&a, sizeof a);
+            (void)sendto(s, line, n, 0, (struct sockaddr *)&a, sizeof a);
             close(s);
         }
-        write_all(2, emergency, emergency_len);
-        write_all(2, "\n", 1);
+        line[n++] = '\n';
+        write_all(2, line, n);
     } else {
-        write_all(fd, emergency, emergency_len);
+        line[n++] = '\n';
+        write_all(fd, line, n);
         if (also_stderr && fd != 2)
-            write_all(2, emergency, emergency_len);
+            write_all(2, line, n);
     }
 }

@@ -10,8 +10,13 @@ void evl_log(enum evl_level level, const char *fmt, ...) __attribute__((format(p
 /* Also copy to stderr (used before the config is known, and by the CLI). */
 void evl_log_also_stderr(int on);
 int evl_log_level_from(const char *name, enum evl_level *out);
-/* For the watchdog: write a preformatted line from a signal handler. */
-void evl_log_prepare_emergency(const char *msg);
-void evl_log_emergency(void);
+/*
+ * For the watchdog and SIGTERM: lines formatted ahead of time (one per
+ * slot), written from a signal handler with what the call was doing.
+ */
+enum { EVL_EMERGENCY_WATCHDOG, EVL_EMERGENCY_TERM, EVL_EMERGENCY_SLOTS };
+void evl_log_prepare_emergency(int slot, const char *msg);
+void evl_log_emergency_context(const char *what);
+void evl_log_emergency(int slot);
 
 #endif

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <lauxlib.h>
 #include <lua.h>
@@ -48,6 +49,36 @@ static const char *base_name(const char *p)
     return s ? s + 1 : p;
 }
 
+/*
+ * The lines the watchdog and SIGTERM write (log.c), prepared whenever the
+ * log target or the budget changes. The context (the rule file loading, the
+ * handler running) is added as the call goes.
+ */
+static void prepare_emergency(const struct evl_host *h)
+{
+    char msg[300];
+    const char *what = h->mode == EVL_RECONFIG ? "client-reconfig" : h->argc > 1 ? h->argv[1] : "";
+    snprintf(msg, sizeof msg, "%.100s: time budget of %.0f s exceeded, stopped by the watchdog; "
+             "exit 1", what, h->budget);
+    evl_log_prepare_emergency(EVL_EMERGENCY_WATCHDOG, msg);
+    snprintf(msg, sizeof msg, "%.100s: stopped by SIGTERM; handlers that succeeded are recorded; "
+             "exit 1", what);
+    evl_log_prepare_emergency(EVL_EMERGENCY_TERM, msg);
+}
+
+static void on_watchdog(void)
+{
+    evl_log_emergency(EVL_EMERGENCY_WATCHDOG);
+}
+
+/* Successes are on disk as they happen (retry.c): one line, and exit 1 for Sentinel's retry. */
+static void on_term(int sig)
+{
+    (void)sig;
+    evl_log_emergency(EVL_EMERGENCY_TERM);
+    _exit(1);
+}
+
 /* The event path: parse, load, match, run. Returns the exit code. */
 static int run_event(struct evl_host *h)
 {
@@ -57,9 +88,12 @@ static int run_event(struct evl_host *h)
     int nargs = h->argc - 1;
     char **args = h->argv + 1;
 
-    if (evl_config_load(h) < 0)
-        return 2;
+    int rc = evl_config_load(h);
+    if (rc != 0)
+        return rc;
     evl_config_open_log(h);
+    prepare_emergency(h);
+    evl_watchdog_arm(h->deadline + 2.0 - evl_monotonic(), on_watchdog); /* the config's budget */
     evl_open_host_module(L, h);
 
     int want = h->mode == EVL_RECONFIG ? 7 : 2;
@@ -70,8 +104,8 @@ static int run_event(struct evl_host *h)
                            : "<event-type> <event-description>");
         return 2;
     }
-    int rc = h->mode == EVL_RECONFIG ? evl_parse_reconfig(&ev, args, err, sizeof err)
-                                     : evl_parse_notification(&ev, args[0], args[1], err, sizeof err);
+    rc = h->mode == EVL_RECONFIG ? evl_parse_reconfig(&ev, args, err, sizeof err)
+                                 : evl_parse_notification(&ev, args[0], args[1], err, sizeof err);
     if (rc < 0) {
         evl_log(EVL_ERROR, "%s", err);
         return 2;
@@ -79,7 +113,7 @@ static int run_event(struct evl_host *h)
     evl_rules_load(h);
     evl_rules_match(h, ev.name);
     int matched = lua_gettop(L);
-    if (h->lean && evl_rules_need_full(h, matched))
+    if (evl_handover_needed(h, matched))
         evl_handover(h, "a matching rule uses json or http", h->done);
 
     int failed = 0, ran = 0;
@@ -87,13 +121,8 @@ static int run_event(struct evl_host *h)
     if (nmatch > 0 || h->files_failed)
         evl_retry_begin(h);
     if (nmatch > 0) {
-        char what[160];
-        snprintf(what, sizeof what, "%s %s: time budget of %.0f s exceeded, stopped by the watchdog",
-                 ev.name, ev.pod ? ev.pod : "-", h->budget);
-        evl_watchdog_arm(h->deadline + 2.0 - evl_monotonic(), what);
         evl_push_event(L, &ev, nargs, args);
         evl_rules_run(h, matched, lua_gettop(L), &failed, &ran); /* budget.c restarts the GC if needed */
-        evl_watchdog_disarm();
     }
     int code = failed || h->files_failed ? 1 : 0;
     if (nmatch > 0 || h->files_failed)
@@ -119,6 +148,16 @@ static int pmain(lua_State *L)
         evl_handover(h, "subcommand", "");
         code = 2;
 #else
+        /*
+         * `check` loads the rules as a call does, under the same watchdog and
+         * memory cap; the other subcommands (test, watch, sentinels, ...) are
+         * interactive or long-running and keep their own time.
+         */
+        if (strcmp(h->argv[1], "check") != 0) {
+            evl_watchdog_disarm();
+            if (strcmp(h->argv[1], "test") != 0)
+                h->mem.limit = 0;
+        }
         lua_gc(L, LUA_GCRESTART);
         evl_log_also_stderr(1);
         lua_getglobal(L, "require");
@@ -145,24 +184,18 @@ int main(int argc, char **argv)
 {
     struct evl_host h;
     memset(&h, 0, sizeof h);
-    const char *t0 = getenv("EVENTILATOR_T0");
-    h.t0 = t0 && *t0 ? strtod(t0, NULL) : evl_monotonic();
-    if (h.t0 <= 0 || h.t0 > evl_monotonic())
-        h.t0 = evl_monotonic();
+    h.t0 = evl_monotonic();
     h.name = base_name(argv[0] ? argv[0] : "eventilator");
     h.mode = strcmp(h.name, "reconfigurator") == 0 || strcmp(h.name, "registrator") == 0
                  ? EVL_RECONFIG : EVL_NOTIFY;
     h.argc = argc;
     h.argv = argv;
     h.budget = EVL_DEFAULT_BUDGET;
+    h.strict_modes = 1;
+    evl_handover_take_env(&h); /* may move t0 back to the first start's */
     h.deadline = h.t0 + h.budget;
-    /* what a handover passed along: kept here, and not passed on to what handlers start */
-    const char *done = getenv("EVENTILATOR_DONE"), *why = getenv("EVENTILATOR_HANDOVER");
-    h.done = done ? strdup(done) : NULL;
-    h.handover = why ? strdup(why) : NULL;
-    unsetenv("EVENTILATOR_DONE");
-    unsetenv("EVENTILATOR_HANDOVER");
-    unsetenv("EVENTILATOR_T0");
+    /* from here to the exit, nothing outlives the budget (re-armed with the config's) */
+    evl_watchdog_arm(h.deadline + 2.0 - evl_monotonic(), on_watchdog);
     signal(SIGPIPE, SIG_IGN); /* a peer that hangs up gives EPIPE, not death */
 
     if (h.mode == EVL_NOTIFY && argc >= 2) {
@@ -184,13 +217,21 @@ int main(int argc, char **argv)
     const char *env = getenv("EVENTILATOR_LOG");
     evl_log_open(env && *env ? env : "syslog", "info");
     evl_log_also_stderr(1); /* until the config says where the log goes */
+    prepare_emergency(&h);
     if (h.mode == EVL_NOTIFY && argc < 2) {
         fputs(usage, stderr);
         evl_log(EVL_ERROR, "%s: no arguments: expected <event-type> <event-description>", h.name);
         return 2;
     }
     int event_call = h.mode == EVL_RECONFIG || (argc >= 2 && (argv[1][0] == '+' || argv[1][0] == '-'));
-    lua_State *L = h.L = luaL_newstate();
+    if (event_call) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_term;
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGTERM, &sa, NULL);
+    }
+    lua_State *L = h.L = evl_state_new(&h);
     if (!L) {
         evl_log(EVL_ERROR, "cannot create the Lua state: out of memory");
         return 1;

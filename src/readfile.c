@@ -1,34 +1,64 @@
-/* readfile.c: a whole regular file into memory, for the config and rule files. */
+/*
+ * readfile.c: the files the program trusts. One reader for the config and
+ * rule files, the trust rule for them, and state_dir, resolved once.
+ *
+ * The trust rule is sshd's StrictModes (and keepalived's
+ * enable_script_security): eventilator runs what these files say as
+ * Sentinel's user on every event, so a file that someone else could have
+ * written is someone else's code. A file or folder is trusted when it is
+ * owned by root or by the user running the call and is writable by neither
+ * group nor others. stat(2) follows symlinks: a link is judged by its target.
+ */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "host.h"
 
+int evl_trusted(const struct stat *st, const char *path, char *why, size_t cap)
+{
+    uid_t me = geteuid();
+    if (st->st_uid != 0 && st->st_uid != me) {
+        snprintf(why, cap, "%s is owned by uid %ld, not by root or uid %ld, which runs this call; "
+                 "fix: chown %ld %s", path, (long)st->st_uid, (long)me, (long)me, path);
+        return 0;
+    }
+    if (st->st_mode & (S_IWGRP | S_IWOTH)) {
+        snprintf(why, cap, "%s is writable by %s (mode %03o); fix: chmod go-w %s", path,
+                 (st->st_mode & S_IWOTH) ? "others" : "its group", (unsigned)(st->st_mode & 0777),
+                 path);
+        return 0;
+    }
+    return 1;
+}
+
 /*
  * Returns a NUL-terminated malloc'ed copy and its length, or NULL with
  * *err = errno (EISDIR for a folder or other non-file, EFBIG over max).
+ * out (may be NULL): the file's stat, for the trust rule.
  */
-char *evl_read_file(const char *path, size_t max, size_t *len, int *err)
+char *evl_read_file(const char *path, size_t max, size_t *len, int *err, struct stat *out)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    struct stat st;
+    struct stat own, *st = out ? out : &own;
     *err = 0;
     if (fd < 0) {
         *err = errno;
         return NULL;
     }
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (size_t)st.st_size > max) {
-        *err = S_ISREG(st.st_mode) ? EFBIG : EISDIR;
+    if (fstat(fd, st) < 0 || !S_ISREG(st->st_mode) || (size_t)st->st_size > max) {
+        *err = S_ISREG(st->st_mode) ? EFBIG : EISDIR;
         close(fd);
         return NULL;
     }
-    char *buf = malloc((size_t)st.st_size + 1);
+    char *buf = malloc((size_t)st->st_size + 1);
     size_t got = 0;
-    while (buf && got < (size_t)st.st_size) {
-        ssize_t r = read(fd, buf + got, (size_t)st.st_size - got);
+    while (buf && got < (size_t)st->st_size) {
+        ssize_t r = read(fd, buf + got, (size_t)st->st_size - got);
         if (r < 0 && errno == EINTR)
             continue;
         if (r <= 0)
@@ -43,4 +73,43 @@ char *evl_read_file(const char *path, size_t max, size_t *len, int *err)
     buf[got] = '\0';
     *len = got;
     return buf;
+}
+
+/*
+ * state_dir holds what later calls act on: compiled rule files that run,
+ * and delivery records that decide which handlers are skipped. So it is
+ * used only when it is ours alone (owner = this user, mode without group or
+ * other write), whoever owns the parent. Created 0700 when missing (its
+ * parent must exist). Not usable: every call compiles its rules, and a
+ * failed call's record is not kept (retry.c says so in the log, with why).
+ */
+void evl_state_dir_open(struct evl_host *h)
+{
+    static char why[700];
+    struct stat st;
+    h->state_dir = evl_config_string(h, NULL, "state_dir");
+    h->state_ok = 0;
+    h->state_why = why;
+    snprintf(why, sizeof why, "no state_dir");
+    if (!h->state_dir || !*h->state_dir)
+        return;
+    if (stat(h->state_dir, &st) < 0 &&
+        (errno != ENOENT || mkdir(h->state_dir, 0700) < 0 || stat(h->state_dir, &st) < 0)) {
+        snprintf(why, sizeof why, "%s: %s", h->state_dir, strerror(errno));
+        return;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        snprintf(why, sizeof why, "%s: not a folder", h->state_dir);
+        return;
+    }
+    if (st.st_uid != geteuid()) {
+        snprintf(why, sizeof why, "%s is owned by uid %ld, not by uid %ld, which runs this call; "
+                 "fix: chown %ld %s", h->state_dir, (long)st.st_uid, (long)geteuid(),
+                 (long)geteuid(), h->state_dir);
+        return;
+    }
+    if (!evl_trusted(&st, h->state_dir, why, sizeof why))
+        return;
+    h->state_ok = 1;
+    h->state_why = NULL;
 }

@@ -1,21 +1,31 @@
 /*
  * retry.c: delivery records.
  *
- * Sentinel re-runs a script that exits 1 with the same arguments, up to ten
- * times over ~4 hours. When one handler of three failed, the other two must
- * not fire again. So when a call ends with a failure, the handlers that
- * succeeded are written to <state_dir>/retries/<digest>, where the digest
- * covers the calling Sentinel's pid (a retry always comes from the same
- * process, so two Sentinels on one host never share records), the mode and
- * argv. A later call with the same digest within EVL_RETRY_WINDOW is a
- * retry and skips them; the record goes when every handler has succeeded.
+ * Sentinel re-runs a script that exits 1 (or dies by a signal) with the same
+ * arguments, up to ten times over ~4 hours, and only after the run before
+ * has ended. When one handler of three failed, the other two must not fire
+ * again. So every success is appended to this call's record,
+ * <state_dir>/retries/<digest>-<pid>, as it happens: a SIGTERM, the
+ * watchdog or a SIGKILL after handler 1 loses nothing. The digest covers the
+ * calling Sentinel's pid (a retry always comes from the same process, so two
+ * Sentinels on one host never share records), the mode and argv; or, when
+ * the watcher passes EVENTILATOR_DELIVERY, that id and the mode.
  *
- * Records are written to a temporary file, fsync'ed, and renamed into
- * place, so a SIGKILL at any point leaves the old record or the new one,
- * never half of one. The watchdog writes the record from its signal handler
- * with plain system calls (all async-signal-safe), from a buffer kept up to
- * date as handlers succeed. When the folder can't be written the call still
- * runs every handler and says why in the log.
+ * A call holds an flock on its record while it runs. At the start a call
+ * looks for records with its digest: one still locked belongs to an
+ * identical call that is still running, so this call is a new event (a
+ * repeat is not a retry) and runs every handler. One that is not locked
+ * belongs to a call that ended with a failure: this call is its retry, takes
+ * the record over (rename to its own name, under the lock, so two retries
+ * never take the same one) and skips what it lists. The record goes when
+ * every handler has succeeded; records older than EVL_RETRY_WINDOW are not
+ * retries and are cleaned up.
+ *
+ * Writes are single append(2)s of whole lines to the page cache; a killed
+ * process loses none of them, so there is no fsync per handler (what a power
+ * loss can cost is one handler run twice, as without records). A torn last
+ * line has no newline and is not read. Records are 0600 in a 0700 folder,
+ * and a record this user did not write, or others can write, is ignored.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -24,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -36,13 +47,13 @@
 
 #define REC_MAX 65536
 
-static char rec[REC_MAX];          /* the record as it would be written now */
-static volatile size_t rec_len;    /* header + ok lines so far */
-static size_t rec_header;          /* length of the header part */
-static char path[4096], tmp[4160]; /* ready before any signal can fire */
-static char statedir[4096], retrydir[4200];
-static int have_path, existed;
-static char *done_merged;
+static char rec[REC_MAX];   /* the header, then scratch for one ok line */
+static size_t rec_len;
+static char dir[4200], mine[4300];
+static char prefix[24];     /* "<digest>-" */
+static int active;          /* begin found a usable state folder */
+static int fd = -1;         /* this call's record, open for append, locked */
+static char write_error[4600];
 
 static uint64_t fnv(const char *s, size_t n, uint64_t h)
 {
@@ -74,87 +85,31 @@ static const char *mode_name(const struct evl_host *h)
     return h->mode == EVL_RECONFIG ? "reconfigurator" : "eventilator";
 }
 
-static int ensure_dir(const char *dir, char *why, size_t cap)
+static int ours(const struct stat *st)
 {
-    char sub[4200];
-    snprintf(sub, sizeof sub, "%s/retries", dir);
-    if (mkdir(dir, 0750) < 0 && errno != EEXIST) {
-        snprintf(why, cap, "%s: %s", dir, strerror(errno));
-        return -1;
-    }
-    if (mkdir(sub, 0750) < 0 && errno != EEXIST) {
-        snprintf(why, cap, "%s: %s", sub, strerror(errno));
-        return -1;
-    }
-    return 0;
+    return st->st_uid == geteuid() && !(st->st_mode & (S_IWGRP | S_IWOTH));
 }
 
-void evl_retry_begin(struct evl_host *h)
+/* Append the "ok" lines of the record open at rfd to h->done. Returns how many. */
+static int merge_done(struct evl_host *h, int rfd)
 {
-    const char *dir = evl_config_string(h, NULL, "state_dir");
+    FILE *f = fdopen(dup(rfd), "r");
     char line[8192];
-    rec_len = 0;
-    if (!dir || !*dir)
-        return;
-    /* digest of (Sentinel's pid, mode, argv) */
-    long ppid = (long)getppid();
-    snprintf(line, sizeof line, "%ld", ppid);
-    uint64_t d = fnv(line, strlen(line) + 1, 0xcbf29ce484222325ULL);
-    d = fnv(mode_name(h), strlen(mode_name(h)) + 1, d);
-    for (int i = 1; i < h->argc; i++)
-        d = fnv(h->argv[i], strlen(h->argv[i]) + 1, d);
-    snprintf(path, sizeof path, "%s/retries/%016llx", dir, (unsigned long long)d);
-    snprintf(statedir, sizeof statedir, "%s", dir);
-    snprintf(retrydir, sizeof retrydir, "%s/retries", dir);
-    snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid());
-    have_path = 1;
-
-    snprintf(line, sizeof line, "eventilator-retry 1\nppid %ld\nmode %s\n", ppid, mode_name(h));
-    add(line, 0);
-    for (int i = 1; i < h->argc; i++) {
-        add("arg ", 0);
-        add(h->argv[i], 1);
-        add("\n", 0);
-    }
-    rec_header = rec_len;
-
-    /* a record of an earlier run of this very call? */
-    struct stat st;
-    FILE *f = fopen(path, "re");
+    int count = 0;
     if (!f)
-        return;
-    existed = 1;
-    if (fstat(fileno(f), &st) == 0 && time(NULL) - st.st_mtime > EVL_RETRY_WINDOW) {
-        fclose(f);
-        unlink(path); /* too old to be Sentinel's retry: a new call */
-        existed = 0;
-        return;
-    }
-    size_t cap = 4096, n = 0;
-    int skipped = 0;
+        return 0;
+    size_t n = h->done ? strlen(h->done) : 0, cap = n + 4096;
     char *done = malloc(cap);
     if (!done) {
         fclose(f);
-        return;
+        return 0;
     }
-    done[0] = '\0';
-    if (h->done && *h->done) {
-        n = strlen(h->done);
-        if (n + 2 > cap) {
-            char *nd = realloc(done, cap = n + 4096);
-            if (!nd) {
-                free(done);
-                fclose(f);
-                return;
-            }
-            done = nd;
-        }
-        memcpy(done, h->done, n + 1);
-    }
+    memcpy(done, h->done ? h->done : "", n + 1);
     while (fgets(line, sizeof line, f)) {
-        if (strncmp(line, "ok ", 3) != 0)
-            continue;
-        size_t l = strlen(line + 3);
+        size_t l = strlen(line);
+        if (strncmp(line, "ok ", 3) != 0 || line[l - 1] != '\n')
+            continue; /* a torn last line has no newline */
+        l -= 4;
         if (n + l + 2 > cap) {
             char *nd = realloc(done, cap = cap * 2 + l);
             if (!nd)
@@ -165,79 +120,160 @@ void evl_retry_begin(struct evl_host *h)
             done[n++] = '\n';
         memcpy(done + n, line + 3, l);
         n += l;
-        if (n && done[n - 1] == '\n')
-            n--;
         done[n] = '\0';
-        skipped++;
+        count++;
     }
     fclose(f);
-    free(done_merged);
-    done_merged = done;
-    h->done = done;
-    h->retry = 1;
-    evl_log(EVL_INFO, "%s: retry of an earlier call by Sentinel pid %ld: %d handler(s) already "
-            "succeeded and are skipped", h->argc > 1 ? h->argv[1] : h->name, ppid, skipped);
+    h->done = done; /* lives for the call */
+    return count;
+}
+
+/* The record `name` in dir: ours, ended (not locked), recent? Then take it over. */
+static int claim(struct evl_host *h, const char *name)
+{
+    char path[4500];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    int rfd = open(path, O_RDWR | O_APPEND | O_CLOEXEC | O_NOFOLLOW);
+    if (rfd < 0)
+        return 0;
+    if (fstat(rfd, &st) < 0 || !S_ISREG(st.st_mode) || !ours(&st) ||
+        flock(rfd, LOCK_EX | LOCK_NB) < 0) { /* locked: that call is still running */
+        close(rfd);
+        return 0;
+    }
+    if (time(NULL) - st.st_mtime > EVL_RETRY_WINDOW) {
+        unlink(path); /* too old to be Sentinel's retry */
+        close(rfd);
+        return 0;
+    }
+    int handover = strcmp(path, mine) == 0; /* the lean binary's record, same pid */
+    if (!handover && rename(path, mine) < 0) {  /* another retry took it first */
+        close(rfd);
+        return 0;
+    }
+    fd = rfd;
+    int skipped = merge_done(h, rfd);
+    if (!handover) {
+        h->retry = 1;
+        const char *ev = h->argc > 1 ? h->argv[1] : h->name;
+        if (h->delivery)
+            evl_log(EVL_INFO, "%s: retry of an earlier call with delivery id %s: %d handler(s) "
+                    "already succeeded and are skipped", ev, h->delivery, skipped);
+        else
+            evl_log(EVL_INFO, "%s: retry of an earlier call by Sentinel pid %ld: %d handler(s) "
+                    "already succeeded and are skipped", ev, (long)getppid(), skipped);
+    }
+    return 1;
+}
+
+void evl_retry_begin(struct evl_host *h)
+{
+    char line[8192];
+    struct stat st;
+    rec_len = 0;
+    if (!h->state_ok)
+        return;
+    /* digest of (Sentinel's pid, mode, argv), or of (delivery id, mode) */
+    long ppid = (long)getppid();
+    uint64_t d;
+    if (h->delivery) {
+        snprintf(line, sizeof line, "delivery %s\n", h->delivery);
+        d = fnv(line, strlen(line) + 1, 0xcbf29ce484222325ULL);
+        d = fnv(mode_name(h), strlen(mode_name(h)) + 1, d);
+    } else {
+        snprintf(line, sizeof line, "%ld", ppid);
+        d = fnv(line, strlen(line) + 1, 0xcbf29ce484222325ULL);
+        d = fnv(mode_name(h), strlen(mode_name(h)) + 1, d);
+        for (int i = 1; i < h->argc; i++)
+            d = fnv(h->argv[i], strlen(h->argv[i]) + 1, d);
+    }
+    snprintf(dir, sizeof dir, "%s/retries", h->state_dir);
+    snprintf(prefix, sizeof prefix, "%016llx-", (unsigned long long)d);
+    snprintf(mine, sizeof mine, "%s/%s%ld", dir, prefix, (long)getpid());
+    active = 1;
+
+    add("eventilator-retry 2\n", 0);
+    if (h->delivery) {
+        add("delivery ", 0);
+        add(h->delivery, 1);
+        add("\n", 0);
+    } else {
+        snprintf(line, sizeof line, "ppid %ld\n", ppid);
+        add(line, 0);
+    }
+    add("mode ", 0);
+    add(mode_name(h), 0);
+    add("\n", 0);
+    for (int i = 1; i < h->argc; i++) {
+        add("arg ", 0);
+        add(h->argv[i], 1);
+        add("\n", 0);
+    }
+
+    DIR *dp = opendir(dir);
+    if (!dp)
+        return; /* no folder yet: no record */
+    if (fstat(dirfd(dp), &st) < 0 || !ours(&st)) {
+        snprintf(write_error, sizeof write_error, "%s is not this user's alone", dir);
+        active = 0;
+        closedir(dp);
+        return;
+    }
+    struct dirent *de;
+    size_t pl = strlen(prefix);
+    while ((de = readdir(dp)))
+        if (strncmp(de->d_name, prefix, pl) == 0 && !strstr(de->d_name, ".tmp") && claim(h, de->d_name))
+            break;
+    closedir(dp);
+}
+
+/* The first success: the record appears whole (header, line) and locked, under its name. */
+static int create(void)
+{
+    char tmp[4400];
+    snprintf(tmp, sizeof tmp, "%s.tmp", mine);
+    (void)mkdir(dir, 0700);
+    int nfd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
+    if (nfd < 0)
+        return -1;
+    if (flock(nfd, LOCK_EX) < 0 || write(nfd, rec, rec_len) != (ssize_t)rec_len ||
+        rename(tmp, mine) < 0) {
+        int e = errno;
+        close(nfd);
+        unlink(tmp);
+        errno = e;
+        return -1;
+    }
+    fd = nfd;
+    return 0;
 }
 
 void evl_retry_ok(const char *id)
 {
-    if (!have_path)
+    if (!active)
         return;
+    size_t header = rec_len;
     add("ok ", 0);
     add(id, 1);
     add("\n", 0);
+    int ok;
+    if (fd < 0) {
+        ok = create() == 0; /* writes header and this line at once */
+    } else {
+        ssize_t w = write(fd, rec + header, rec_len - header);
+        ok = w == (ssize_t)(rec_len - header);
+    }
+    rec_len = header;
+    if (!ok && !write_error[0])
+        snprintf(write_error, sizeof write_error, "%s: %s", mine, strerror(errno ? errno : ENOSPC));
 }
 
-/* Write rec to path via tmp + fsync + rename; only system calls. */
-static int write_record(void)
+/* Old records (older than the window) go when a call keeps a new one. */
+static void expire(void)
 {
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
-    if (fd < 0)
-        return -1;
-    size_t off = 0, len = rec_len;
-    while (off < len) {
-        ssize_t w = write(fd, rec + off, len - off);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0) {
-            int e = errno ? errno : ENOSPC;
-            close(fd);
-            unlink(tmp);
-            errno = e;
-            return -1;
-        }
-        off += (size_t)w;
-    }
-    if (fsync(fd) < 0 || close(fd) < 0) {
-        int e = errno;
-        unlink(tmp);
-        errno = e;
-        return -1;
-    }
-    if (rename(tmp, path) < 0) {
-        int e = errno;
-        unlink(tmp);
-        errno = e;
-        return -1;
-    }
-    return 0;
-}
-
-void evl_retry_emergency(void)
-{
-    if (have_path && rec_len > rec_header) {
-        (void)mkdir(statedir, 0750);
-        (void)mkdir(retrydir, 0750);
-        (void)write_record();
-    }
-}
-
-/* Old records (older than the window) go when a new one is written. */
-static void expire(const char *dir)
-{
-    char sub[4200], f[4500];
-    snprintf(sub, sizeof sub, "%s/retries", dir);
-    DIR *d = opendir(sub);
+    char f[4500];
+    DIR *d = opendir(dir);
     struct dirent *de;
     struct stat st;
     time_t now = time(NULL);
@@ -246,7 +282,7 @@ static void expire(const char *dir)
     while ((de = readdir(d))) {
         if (de->d_name[0] == '.')
             continue;
-        snprintf(f, sizeof f, "%s/%s", sub, de->d_name);
+        snprintf(f, sizeof f, "%s/%s", dir, de->d_name);
         if (stat(f, &st) == 0 && now - st.st_mtime > EVL_RETRY_WINDOW)
             unlink(f);
     }
@@ -255,32 +291,27 @@ static void expire(const char *dir)
 
 void evl_retry_end(struct evl_host *h, int failed)
 {
-    char why[4400] = "";
-    if (!have_path)
-        return;
     if (!failed) {
-        if (existed)
-            unlink(path);
+        if (fd >= 0)
+            unlink(mine);
         return;
     }
-    const char *dir = evl_config_string(h, NULL, "state_dir");
-    if (ensure_dir(dir, why, sizeof why) < 0 || write_record() < 0) {
-        if (!why[0]) /* ensure_dir said nothing: the write itself failed */
-            snprintf(why, sizeof why, "%s: %s", path, strerror(errno));
+    const char *why = !h->state_ok ? h->state_why : write_error[0] ? write_error : NULL;
+    if (why) {
         evl_log(EVL_WARN, "cannot keep the delivery record (%s): Sentinel's retry will run every "
                 "handler again", why);
         return;
     }
-    expire(dir);
+    if (fd >= 0)
+        expire();
 }
 
 void evl_retry_find(struct evl_host *h, const char *mode, int nargs, char **args)
 {
     lua_State *L = h->L;
-    const char *dir = evl_config_string(h, NULL, "state_dir");
     char sub[4200], f[4500], line[8192];
     lua_newtable(L);
-    if (!dir)
+    if (!h->state_dir)
         return;
     /* the header a record of these args would carry, after its ppid line */
     luaL_Buffer b;
@@ -297,7 +328,7 @@ void evl_retry_find(struct evl_host *h, const char *mode, int nargs, char **args
     rec_len = 0;
     luaL_pushresult(&b);
     const char *want = lua_tostring(L, -1);
-    snprintf(sub, sizeof sub, "%s/retries", dir);
+    snprintf(sub, sizeof sub, "%s/retries", h->state_dir);
     DIR *d = opendir(sub);
     struct dirent *de;
     while (d && (de = readdir(d))) {

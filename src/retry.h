@@ -10,14 +10,12 @@
 
 #define EVL_RETRY_WINDOW (5 * 3600) /* Sentinel gives up after ~4 h 15 min */
 
-/* Look for a record of this call; merges its handler ids into h->done. */
+/* Look for the record of an ended identical call; merges its handler ids into h->done. */
 void evl_retry_begin(struct evl_host *h);
-/* A handler (by "file:line" id) succeeded, or was skipped as done before. */
+/* A handler (by "file:line" id) succeeded: on disk before the next one starts. */
 void evl_retry_ok(const char *id);
 /* End of the call: keep the record if anything failed, else remove it. */
 void evl_retry_end(struct evl_host *h, int failed);
-/* From the watchdog's signal handler: save what succeeded so far. */
-void evl_retry_emergency(void);
 /* For `eventilator test`: records in state_dir whose args match, pushed as a list. */
 void evl_retry_find(struct evl_host *h, const char *mode, int nargs, char **args);
 

@@ -4,16 +4,16 @@
  * with on(pattern, handler). A file that fails to load is logged with its
  * file:line and skipped as a whole; the others run. Handlers run in
  * registration order, each in lua_pcall with a traceback, each with its share
- * of the time budget.
+ * of the time budget (evl_call). The folder and every file must pass the
+ * trust rule (readfile.c) unless strict_modes is off; a missing or refused
+ * folder is a failure of the call, not an empty set of rules.
  */
 #include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <lauxlib.h>
 #include <lua.h>
@@ -45,35 +45,6 @@ static int glob(const char *p, const char *s)
     while (*p == '*')
         p++;
     return *p == '\0';
-}
-
-/*
- * The lean binary carries no cjson and no libcurl. A handler whose file
- * names them (or the shipped modules built on them) is run by the full
- * runtime from the start, so no handler is ever interrupted half-way for
- * the handover in the common case.
- */
-int evl_mentions_full_only(const char *s, size_t n)
-{
-    static const struct { const char *w; size_t n; } words[] = {
-        {"http", 4}, {"json", 4}, {"cjson", 5}, {"slack", 5}, {"sensu", 5}};
-    size_t i = 0;
-    while (i < n) {
-        unsigned char c = (unsigned char)s[i];
-        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_') {
-            size_t j = i;
-            while (j < n && (((s[j] | 32) >= 'a' && (s[j] | 32) <= 'z') || s[j] == '_' ||
-                             (s[j] >= '0' && s[j] <= '9')))
-                j++;
-            for (size_t w = 0; w < sizeof words / sizeof words[0]; w++)
-                if (j - i == words[w].n && memcmp(s + i, words[w].w, j - i) == 0)
-                    return 1;
-            i = j;
-        } else {
-            i++;
-        }
-    }
-    return 0;
 }
 
 static int cmp(const void *a, const void *b)
@@ -120,8 +91,8 @@ static int l_on(lua_State *L)
     lua_setfield(L, -2, "patterns");
     lua_getfield(L, lua_upvalueindex(1), "path");
     lua_setfield(L, -2, "file");
-    lua_getfield(L, lua_upvalueindex(1), "full");
-    lua_setfield(L, -2, "full");
+    lua_getfield(L, lua_upvalueindex(1), "full_lines");
+    lua_setfield(L, -2, "full_lines");
     lua_pushinteger(L, line);
     lua_setfield(L, -2, "line");
     lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
@@ -135,16 +106,13 @@ static int l_on(lua_State *L)
     return 0;
 }
 
-/* Load one file: entry table at `entry`. Returns 1 if loaded, 0 if not. */
+/* Load one file: entry table at `entry`. Returns 1 if loaded, 0 if not (message pushed). */
 static int load_one(struct evl_host *h, int entry, const char *path)
 {
     lua_State *L = h->L;
-    int full = 1;
     lua_pushfstring(L, "@%s", path);
-    int rc = evl_load_rule_chunk(L, h->cache_dir, path, lua_tostring(L, -1), &full);
-    lua_remove(L, -2);
-    lua_pushboolean(L, full);
-    lua_setfield(L, entry, "full");
+    int rc = evl_load_rule_chunk(h, path, lua_tostring(L, -1));
+    lua_remove(L, -2 - (rc == LUA_OK));
     if (rc != LUA_OK) {
         if (strncmp(lua_tostring(L, -1), path, strlen(path)) != 0) {
             lua_pushfstring(L, "%s: %s", path, lua_tostring(L, -1));
@@ -152,6 +120,10 @@ static int load_one(struct evl_host *h, int entry, const char *path)
         }
         return 0;
     }
+    if (lua_rawlen(L, -1) > 0)
+        lua_setfield(L, entry, "full_lines"); /* handover.c decides per handler */
+    else
+        lua_pop(L, 1);
     /* its own environment: on() bound to this file, the rest from the base */
     lua_createtable(L, 0, 2);
     lua_pushvalue(L, entry);
@@ -164,18 +136,18 @@ static int load_one(struct evl_host *h, int entry, const char *path)
     lua_rawgeti(L, LUA_REGISTRYINDEX, h->handlers_ref);
     lua_Integer before = (lua_Integer)lua_rawlen(L, -1);
     lua_pop(L, 1);
-    lua_pushcfunction(L, evl_traceback);
-    lua_insert(L, -2);
-    evl_budget_set(L, h->deadline);
-    rc = lua_pcall(L, 0, 0, -2);
-    evl_budget_clear(L);
-    lua_remove(L, -2 + (rc == LUA_OK)); /* the traceback function */
+    evl_log_emergency_context(path); /* the watchdog's line names the file */
+    rc = evl_call(h, 0, 0, h->deadline);
+    evl_log_emergency_context(NULL);
     if (rc == LUA_OK)
         return 1;
     if (evl_is_handover_marker(L, -1)) {
         lua_pop(L, 1);
         evl_handover(h, path, "");
         lua_pushfstring(L, "%s: needs the full runtime, which could not start", path);
+    } else {
+        lua_pushstring(L, evl_error_text(h, -1));
+        lua_remove(L, -2);
     }
     /* drop what the file registered before it failed: a file loads whole or not at all */
     lua_rawgeti(L, LUA_REGISTRYINDEX, h->handlers_ref);
@@ -187,16 +159,30 @@ static int load_one(struct evl_host *h, int entry, const char *path)
     return 0;
 }
 
+/* The folder itself failed (missing, refused): one failed entry for it, so `check` fails too. */
+static void folder_failed(struct evl_host *h, int files, const char *dir, const char *why)
+{
+    lua_State *L = h->L;
+    h->files_failed++;
+    evl_log(EVL_ERROR, "rules folder %s: %s; no rules loaded", dir, why);
+    lua_createtable(L, 0, 4);
+    lua_pushstring(L, dir);
+    lua_setfield(L, -2, "path");
+    lua_newtable(L);
+    lua_setfield(L, -2, "patterns");
+    lua_pushfstring(L, "rules folder %s: %s", dir, why);
+    lua_setfield(L, -2, "err");
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "ok");
+    lua_rawseti(L, files, 1);
+}
+
 int evl_rules_load(struct evl_host *h)
 {
     lua_State *L = h->L;
     const char *dir = getenv("EVENTILATOR_RULES");
     if (!dir || !*dir)
         dir = evl_config_string(h, NULL, "rules_dir");
-    h->cache_dir = evl_config_string(h, NULL, "state_dir");
-    if (h->cache_dir && access(h->cache_dir, W_OK) != 0 &&
-        (errno != ENOENT || mkdir(h->cache_dir, 0750) != 0))
-        h->cache_dir = NULL; /* can't be written: compile every time */
     lua_newtable(L);
     h->handlers_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_newtable(L);
@@ -204,9 +190,20 @@ int evl_rules_load(struct evl_host *h)
     h->files_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     int files = lua_gettop(L);
     DIR *d = opendir(dir);
-    if (!d) {
-        evl_log(EVL_WARN, "rules folder %s: %s; no rules loaded", dir, strerror(errno));
+    struct stat st;
+    char why[600];
+    if (!d || fstat(dirfd(d), &st) < 0) {
+        folder_failed(h, files, dir, strerror(errno));
+        if (d)
+            closedir(d);
         lua_pop(L, 1);
+        return 0;
+    }
+    if (h->strict_modes && !evl_trusted(&st, dir, why, sizeof why)) {
+        lua_pushfstring(L, "refused: %s", why);
+        folder_failed(h, files, dir, lua_tostring(L, -1));
+        closedir(d);
+        lua_pop(L, 2);
         return 0;
     }
     char **names = NULL;
@@ -284,21 +281,6 @@ int evl_rules_match(struct evl_host *h, const char *name)
     return 1;
 }
 
-/* Does a matched handler's rule file name what only the full runtime has? */
-int evl_rules_need_full(struct evl_host *h, int matched)
-{
-    lua_State *L = h->L;
-    lua_Integer n = (lua_Integer)lua_rawlen(L, matched);
-    int need = 0;
-    for (lua_Integer i = 1; i <= n && !need; i++) {
-        lua_rawgeti(L, matched, i);
-        lua_getfield(L, -1, "full"); /* found when the file was compiled, or kept in the cache */
-        need = lua_toboolean(L, -1);
-        lua_pop(L, 2);
-    }
-    return need;
-}
-
 /* "file:line" of a handler entry at idx, pushed. */
 static const char *where(lua_State *L, int idx)
 {
@@ -368,18 +350,16 @@ int evl_rules_run(struct evl_host *h, int matched, int ev, int *failed, int *ran
             lua_setfield(L, entry, "ok");
             lua_pushboolean(L, 1);
             lua_setfield(L, entry, "skipped");
-            evl_retry_ok(id);
             lua_pop(L, 2);
             continue;
         }
         double now = evl_monotonic();
         double share = (h->deadline - now) / (double)(n - i + 1);
-        lua_pushcfunction(L, evl_traceback);
         lua_getfield(L, entry, "fn");
         lua_pushvalue(L, ev);
-        evl_budget_set(L, now + share);
-        int rc = lua_pcall(L, 1, 2, -3);
-        evl_budget_clear(L);
+        evl_log_emergency_context(id); /* the watchdog's line names the handler */
+        int rc = evl_call(h, 1, 2, now + share);
+        evl_log_emergency_context(NULL);
         double ms = (evl_monotonic() - now) * 1e3;
         (*ran)++;
         const char *err = NULL;
@@ -390,12 +370,12 @@ int evl_rules_run(struct evl_host *h, int matched, int ev, int *failed, int *ran
                 evl_handover(h, id, lua_tostring(L, -1));
                 err = "needs the full runtime, which could not start";
             } else {
-                err = lua_tostring(L, -1) ? lua_tostring(L, -1) : "(error object is not a string)";
+                err = evl_error_text(h, -1);
             }
         } else if (lua_toboolean(L, -2) == 0 && (lua_type(L, -2) == LUA_TBOOLEAN || !lua_isnil(L, -1))) {
-            lua_pushfstring(L, "returned %s, %s", lua_type(L, -2) == LUA_TBOOLEAN ? "false" : "nil",
-                            lua_isnil(L, -1) ? "no reason" : luaL_tolstring(L, -1, NULL));
-            err = lua_tostring(L, -1);
+            const char *first = lua_type(L, -2) == LUA_TBOOLEAN ? "false" : "nil";
+            const char *why = lua_isnil(L, -1) ? "no reason" : evl_error_text(h, -1);
+            err = lua_pushfstring(L, "returned %s, %s", first, why);
         }
         lua_pushnumber(L, ms);
         lua_setfield(L, entry, "ms");

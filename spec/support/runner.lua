@@ -57,6 +57,34 @@ function Ctx:run(name, ...)
   return rc, self:logtext():sub(before + 1), out
 end
 
+-- Several calls from ONE parent process, as Sentinel makes a call and its
+-- retries. `steps` are "call" (eventilator with `args`, default an +sdown)
+-- or shell lines run between the calls. Returns the exit codes of the calls.
+function Ctx:calls(steps, args)
+  local bin = procs.quote(procs.build .. "/bin/eventilator")
+  local argv = {}
+  for i, a in ipairs(args or { "+sdown", "master pod1 127.0.0.1 6379" }) do argv[i] = procs.quote(a) end
+  local script = { "export EVENTILATOR_CONF=" .. procs.quote(self.conf) }
+  for k, v in pairs(self.env) do script[#script + 1] = "export " .. k .. "=" .. procs.quote(v) end
+  for _, s in ipairs(steps) do
+    if s == "call" then
+      script[#script + 1] = bin .. " " .. table.concat(argv, " ") .. " 2>/dev/null; printf '%s ' $?"
+    else
+      script[#script + 1] = s
+    end
+  end
+  local out = procs.sh("sh -c " .. procs.quote(table.concat(script, "\n")))
+  local rcs = {}
+  for rc in out:gmatch("%d+") do rcs[#rcs + 1] = tonumber(rc) end
+  return rcs
+end
+
+-- How many times `pattern` occurs in text.
+function M.count(text, pattern)
+  local _, n = text:gsub(pattern, "")
+  return n
+end
+
 function Ctx:stderr()
   return procs.read(self.dir .. "/stderr") or ""
 end
