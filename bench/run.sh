@@ -52,6 +52,31 @@ end)
 LUA
 printf 'log = { target = "%s/pipe.log" }\nrules_dir = "%s/pipe"\nredis = { port = %s }\n' "$W" "$W" "$PORT" > "$W/pipe.conf"
 
+# 4. one file, an http handler for +odown and a redis handler for +sdown: an +sdown
+#    call runs in the start-up binary (the handover is decided per handler)
+mkdir -p "$W/mixed"
+cat > "$W/mixed/00-mixed.lua" <<'LUA'
+on("+odown", function(ev)
+  return http.request{ method = "POST", url = "http://127.0.0.1:1/odown", body = ev.text }
+end)
+on("+sdown", function(ev)
+  local c, err = redis.connect()
+  if not c then return nil, err end
+  local ok, cerr = c:call("INCR", "bench:mixed:" .. ev.pod)
+  c:close()
+  return ok, cerr
+end)
+LUA
+printf 'log = { target = "%s/mixed.log" }\nrules_dir = "%s/mixed"\nredis = { port = %s }\nstate_dir = "%s/state"\n' "$W" "$W" "$PORT" "$W" > "$W/mixed.conf"
+
+# 5. the same binary with Lua's plain allocator (no memory accounting), built aside once
+P=${EVENTILATOR_PLAIN_BUILD:-build-plain-alloc}
+if [ ! -x "$P/bin/eventilator" ]; then
+  cmake -S . -B "$P" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_FLAGS=-DEVL_PLAIN_ALLOC >/dev/null
+  cmake --build "$P" --target eventilator -j"$(nproc)" >/dev/null
+fi
+P=$(cd "$P" && pwd)
+
 EV=(+sdown "master pod1 127.0.0.1 6379")
 RC=(pod1 leader start 10.0.0.1 6379 10.0.0.2 6380)
 mk() { # label, conf, argv0, args...
@@ -62,6 +87,8 @@ mapfile -t cmds < <(
   mk "eventilator +sdown (default rules)" "$W/default.conf" "$B/bin/eventilator" "${EV[@]}"
   mk "one redis:call from a rule" "$W/redis1.conf" "$B/bin/eventilator" "${EV[@]}"
   mk "reconfigurator leader (metrics)" "$W/default.conf" "$B/bin/reconfigurator" "${RC[@]}"
+  mk "mixed http+redis file, +sdown" "$W/mixed.conf" "$B/bin/eventilator" "${EV[@]}"
+  mk "default rules, no memory accounting" "$W/default.conf" "$P/bin/eventilator" "${EV[@]}"
   printf '%s\n' ":::" "shell script + redis-cli (same writes)" "REDIS_PORT=$PORT" /bin/sh "$PWD/bench/failover.sh" "${RC[@]}"
 )
 echo "== start-up: $N runs each, interleaved ($(nproc) cores, load $(cut -d' ' -f1 /proc/loadavg))"
@@ -73,6 +100,21 @@ for _ in 1 2 3 4 5; do
   EVENTILATOR_CONF="$W/pipe.conf" "$B/bin/eventilator" test --run "${EV[@]}" 2>/dev/null | grep -E '^  ok|FAILED' | sed 's/^ */  /'
 done
 echo
+echo "== memory accounting: instructions of one default-rules call (callgrind, 3 runs each)"
+ir() { # binary -> instructions of one call
+  EVENTILATOR_CONF="$W/default.conf" valgrind --tool=callgrind --callgrind-out-file=/dev/null "$1" "${EV[@]}" 2>&1 |
+    sed -n 's/.*Collected : *\([0-9]*\).*/\1/p'
+}
+if command -v valgrind >/dev/null; then
+  for _ in 1 2 3; do
+    with=$(ir "$B/bin/eventilator") without=$(ir "$P/bin/eventilator")
+    echo "with accounting $with, without $without: $(( (with - without) * 10000 / without ))/100 %"
+  done
+else
+  echo "valgrind not installed: skipped"
+fi
+echo
 echo "== checks"
+grep -c 'runtime=full' "$W/mixed.log" | sed 's/^/mixed-file +sdown calls handed to the full runtime (want 0): /' || true
 grep -c 'pod=pod1 handlers=1 failed=0' "$W/default.log" | sed 's/^/default-rule calls logged ok: /'
 echo "failovers recorded in the store: $(redis-cli -p "$PORT" hget failovers:aggregated "$(date +%Y)")"
