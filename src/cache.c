@@ -89,7 +89,7 @@ static int writer(lua_State *L, const void *p, size_t sz, void *ud)
 /* Ours alone: written by this user, and nobody else may write it. */
 static int ours(const struct stat *st)
 {
-    return st->st_uid == geteuid() && !(st->st_mode & (S_IWGRP | S_IWOTH));
+    return st->st_uid == evl_euid() && !(st->st_mode & (S_IWGRP | S_IWOTH));
 }
 
 /* Try the cache; 1 = the chunk and its lines are pushed, 0 = nothing usable. */

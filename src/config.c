@@ -10,6 +10,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -474,7 +475,7 @@ int evl_config_load(struct evl_host *h)
     lua_getfield(L, -1, "budget");
     h->budget = lua_tonumber(L, -1);
     lua_getfield(L, -2, "memory_limit");
-    if (h->mem.limit) /* 0: a long-running subcommand, no cap (main.c) */
+    if (h->mem.limit != SIZE_MAX) /* a long-running subcommand has no cap (main.c) */
         h->mem.limit = (size_t)lua_tointeger(L, -1) << 20;
     lua_getfield(L, -3, "strict_modes");
     h->strict_modes = lua_toboolean(L, -1);
@@ -482,7 +483,7 @@ int evl_config_load(struct evl_host *h)
     h->deadline = h->t0 + h->budget;
     h->config_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_settop(L, values - 1);
-    evl_state_dir_open(h);
+    evl_state_dir_open(h, evl_config_string(h, NULL, "state_dir"));
     return 0;
 }
 

@@ -37,20 +37,22 @@ int luaopen_eventilator_tcp(lua_State *L);
 static void *alloc(void *ud, void *p, size_t osize, size_t nsize)
 {
     struct evl_mem *m = ud;
-    if (p == NULL)
-        osize = 0; /* osize is the object type then */
     if (nsize == 0) {
-        free(p);
-        m->used -= osize;
+        if (p) {
+            free(p);
+            m->used -= osize;
+        }
         return NULL;
     }
-    if (nsize > osize && m->limit && m->used + (nsize - osize) > m->limit) {
+    size_t old = p ? osize : 0; /* for a new block, osize is the object's type */
+    if (nsize > old && m->used + (nsize - old) > m->limit) {
         m->hit = 1;
         return NULL;
     }
-    void *np = realloc(p, nsize);
+    /* malloc for a new block: realloc(NULL) costs a detour on every allocation */
+    void *np = p ? realloc(p, nsize) : malloc(nsize);
     if (np)
-        m->used += nsize - osize; /* size_t wraps both ways */
+        m->used += nsize - old; /* size_t wraps both ways */
     return np;
 }
 

@@ -18,7 +18,7 @@
 
 /* The Lua state's allocator keeps count (host.c). */
 struct evl_mem {
-    size_t used, limit; /* bytes; limit 0 = none */
+    size_t used, limit; /* bytes; SIZE_MAX = none (long-running subcommands) */
     int hit;            /* an allocation was refused for the limit */
 };
 
@@ -107,8 +107,9 @@ char *evl_read_file(const char *path, size_t max, size_t *len, int *err, struct 
  * it. Returns 1, or 0 with the reason and the fix in why.
  */
 int evl_trusted(const struct stat *st, const char *path, char *why, size_t cap);
-/* state_dir from the config into h (created 0700 when its parent exists), checked once. */
-void evl_state_dir_open(struct evl_host *h);
+uid_t evl_euid(void); /* the running user, asked once */
+/* state_dir (from the config, kept alive by it) into h, created 0700 when its parent exists; checked once. */
+void evl_state_dir_open(struct evl_host *h, const char *dir);
 
 /* cli.c */
 void evl_push_cli_host(lua_State *L, struct evl_host *h);

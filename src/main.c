@@ -9,6 +9,7 @@
  * 1 a handler failed in a way a retry can fix; 2 the call can never succeed.
  */
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -156,7 +157,7 @@ static int pmain(lua_State *L)
         if (strcmp(h->argv[1], "check") != 0) {
             evl_watchdog_disarm();
             if (strcmp(h->argv[1], "test") != 0)
-                h->mem.limit = 0;
+                h->mem.limit = SIZE_MAX;
         }
         lua_gc(L, LUA_GCRESTART);
         evl_log_also_stderr(1);

@@ -19,9 +19,17 @@
 
 #include "host.h"
 
+uid_t evl_euid(void)
+{
+    static uid_t me = (uid_t)-1;
+    if (me == (uid_t)-1)
+        me = geteuid(); /* a system call each time: ask once */
+    return me;
+}
+
 int evl_trusted(const struct stat *st, const char *path, char *why, size_t cap)
 {
-    uid_t me = geteuid();
+    uid_t me = evl_euid();
     if (st->st_uid != 0 && st->st_uid != me) {
         snprintf(why, cap, "%s is owned by uid %ld, not by root or uid %ld, which runs this call; "
                  "fix: chown %ld %s", path, (long)st->st_uid, (long)me, (long)me, path);
@@ -83,11 +91,11 @@ char *evl_read_file(const char *path, size_t max, size_t *len, int *err, struct 
  * parent must exist). Not usable: every call compiles its rules, and a
  * failed call's record is not kept (retry.c says so in the log, with why).
  */
-void evl_state_dir_open(struct evl_host *h)
+void evl_state_dir_open(struct evl_host *h, const char *dir)
 {
     static char why[700];
     struct stat st;
-    h->state_dir = evl_config_string(h, NULL, "state_dir");
+    h->state_dir = dir;
     h->state_ok = 0;
     h->state_why = why;
     snprintf(why, sizeof why, "no state_dir");
@@ -102,10 +110,10 @@ void evl_state_dir_open(struct evl_host *h)
         snprintf(why, sizeof why, "%s: not a folder", h->state_dir);
         return;
     }
-    if (st.st_uid != geteuid()) {
+    if (st.st_uid != evl_euid()) {
         snprintf(why, sizeof why, "%s is owned by uid %ld, not by uid %ld, which runs this call; "
-                 "fix: chown %ld %s", h->state_dir, (long)st.st_uid, (long)geteuid(),
-                 (long)geteuid(), h->state_dir);
+                 "fix: chown %ld %s", h->state_dir, (long)st.st_uid, (long)evl_euid(),
+                 (long)evl_euid(), h->state_dir);
         return;
     }
     if (!evl_trusted(&st, h->state_dir, why, sizeof why))

@@ -87,7 +87,7 @@ static const char *mode_name(const struct evl_host *h)
 
 static int ours(const struct stat *st)
 {
-    return st->st_uid == geteuid() && !(st->st_mode & (S_IWGRP | S_IWOTH));
+    return st->st_uid == evl_euid() && !(st->st_mode & (S_IWGRP | S_IWOTH));
 }
 
 /* Append the "ok" lines of the record open at rfd to h->done. Returns how many. */
@@ -233,8 +233,9 @@ static int create(void)
 {
     char tmp[4400];
     snprintf(tmp, sizeof tmp, "%s.tmp", mine);
-    (void)mkdir(dir, 0700);
     int nfd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
+    if (nfd < 0 && errno == ENOENT && mkdir(dir, 0700) == 0) /* the first record ever */
+        nfd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
     if (nfd < 0)
         return -1;
     if (flock(nfd, LOCK_EX) < 0 || write(nfd, rec, rec_len) != (ssize_t)rec_len ||
