@@ -2,7 +2,8 @@
  * spawnbench: start each command N times, interleaved (A B C A B C ...) so
  * that load on the machine hits all of them alike, and print the median and
  * mean wall time of fork+exec+wait, the ratio to the first command, and the
- * peak RSS (ru_maxrss of the child). Usage:
+ * peak RSS (ru_maxrss of the child), and the median CPU time (user + system
+ * of the child: less sensitive than wall time to a machine others load). Usage:
  *   spawnbench N label1 cmd1 args... ::: label2 cmd2 args... [::: ...]
  * A command that exits non-zero is reported (once) and counted.
  */
@@ -63,11 +64,11 @@ int main(int argc, char **argv)
         nc++;
         i = j + 1;
     }
-    double *t[MAXC];
+    double *t[MAXC], *cpu[MAXC];
     long rss[MAXC] = {0};
     int bad[MAXC] = {0};
     for (int c = 0; c < nc; c++)
-        t[c] = calloc((size_t)n, sizeof(double));
+        t[c] = calloc((size_t)n, sizeof(double)), cpu[c] = calloc((size_t)n, sizeof(double));
     for (int r = 0; r < n; r++)
         for (int c = 0; c < nc; c++) {
             pid_t pid;
@@ -80,6 +81,8 @@ int main(int argc, char **argv)
             }
             wait4(pid, &st, 0, &ru);
             t[c][r] = now() - t0;
+            cpu[c][r] = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+                        (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
             if (ru.ru_maxrss > rss[c])
                 rss[c] = ru.ru_maxrss;
             if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
@@ -88,18 +91,20 @@ int main(int argc, char **argv)
                 bad[c]++;
             }
         }
-    double base = 0;
-    printf("%-34s %10s %10s %8s %12s %6s\n", "command", "median ms", "mean ms", "ratio", "peak RSS KiB", "fails");
+    double base = 0, cbase = 0;
+    printf("%-38s %10s %10s %8s %9s %8s %12s %6s\n", "command", "median ms", "mean ms", "ratio",
+           "cpu ms", "ratio", "peak RSS KiB", "fails");
     for (int c = 0; c < nc; c++) {
         double sum = 0;
         for (int r = 0; r < n; r++)
             sum += t[c][r];
         qsort(t[c], (size_t)n, sizeof(double), cmpd);
-        double med = t[c][n / 2];
+        qsort(cpu[c], (size_t)n, sizeof(double), cmpd);
+        double med = t[c][n / 2], cmed = cpu[c][n / 2];
         if (c == 0)
-            base = med;
-        printf("%-34s %10.3f %10.3f %7.2fx %12ld %6d\n", label[c], med * 1e3, sum / n * 1e3,
-               med / base, rss[c], bad[c]);
+            base = med, cbase = cmed;
+        printf("%-38s %10.3f %10.3f %7.2fx %9.3f %7.2fx %12ld %6d\n", label[c], med * 1e3,
+               sum / n * 1e3, med / base, cmed * 1e3, cbase > 0 ? cmed / cbase : 0, rss[c], bad[c]);
     }
     return 0;
 }

@@ -4,6 +4,7 @@
 # private redis-server / redis-sentinel and local stand-ins), then luacheck.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+umask 022 # the rule and config files the specs write must pass strict_modes (docs/rules.md)
 bash scripts/deps.sh
 jobs=$(nproc 2>/dev/null || echo 2)
 

@@ -95,15 +95,15 @@ int evl_call(struct evl_host *h, int nargs, int nres, double deadline)
     evl_budget_clear(L);
     lua_remove(L, base);
     if (rc == LUA_ERRMEM && h->mem.hit) {
+        /* what the handler held is garbage now: give it back, then say why it failed */
         lua_pop(L, 1);
-        lua_pushfstring(L, "memory limit of %d MiB reached", (int)(h->mem.limit >> 20));
-        /* what the handler held is garbage now: give it back for the next one */
         lua_gc(L, LUA_GCCOLLECT);
+        lua_pushfstring(L, "memory limit of %d MiB reached", (int)(h->mem.limit >> 20));
     }
     return rc;
 }
 
-#define ERROR_TEXT_MAX 2000
+#define ERROR_TEXT_MAX 4000
 #define ERROR_TEXT_SECONDS 1.0
 
 static int tostring_bounded(lua_State *L)

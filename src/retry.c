@@ -21,7 +21,7 @@
  * every handler has succeeded; records older than EVL_RETRY_WINDOW are not
  * retries and are cleaned up.
  *
- * Writes are single append(2)s of whole lines to the page cache; a killed
+ * Writes are single write(2)s of whole lines, appended, to the page cache; a killed
  * process loses none of them, so there is no fsync per handler (what a power
  * loss can cost is one handler run twice, as without records). A torn last
  * line has no newline and is not read. Records are 0600 in a 0700 folder,
@@ -137,8 +137,9 @@ static int claim(struct evl_host *h, const char *name)
     int rfd = open(path, O_RDWR | O_APPEND | O_CLOEXEC | O_NOFOLLOW);
     if (rfd < 0)
         return 0;
+    /* locked: that call is still running; empty once locked: being created */
     if (fstat(rfd, &st) < 0 || !S_ISREG(st.st_mode) || !ours(&st) ||
-        flock(rfd, LOCK_EX | LOCK_NB) < 0) { /* locked: that call is still running */
+        flock(rfd, LOCK_EX | LOCK_NB) < 0 || fstat(rfd, &st) < 0 || st.st_size == 0) {
         close(rfd);
         return 0;
     }
@@ -223,26 +224,28 @@ void evl_retry_begin(struct evl_host *h)
     struct dirent *de;
     size_t pl = strlen(prefix);
     while ((de = readdir(dp)))
-        if (strncmp(de->d_name, prefix, pl) == 0 && !strstr(de->d_name, ".tmp") && claim(h, de->d_name))
+        if (strncmp(de->d_name, prefix, pl) == 0 && claim(h, de->d_name))
             break;
     closedir(dp);
 }
 
-/* The first success: the record appears whole (header, line) and locked, under its name. */
+/*
+ * The first success: the record is created, locked, then written (header and
+ * line in one write). A call that opens it before the lock sees it empty
+ * and leaves it alone (claim), so no temporary name is needed.
+ */
 static int create(void)
 {
-    char tmp[4400];
-    snprintf(tmp, sizeof tmp, "%s.tmp", mine);
-    int nfd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
+    int flags = O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC;
+    int nfd = open(mine, flags, 0600);
     if (nfd < 0 && errno == ENOENT && mkdir(dir, 0700) == 0) /* the first record ever */
-        nfd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
+        nfd = open(mine, flags, 0600);
     if (nfd < 0)
         return -1;
-    if (flock(nfd, LOCK_EX) < 0 || write(nfd, rec, rec_len) != (ssize_t)rec_len ||
-        rename(tmp, mine) < 0) {
+    if (flock(nfd, LOCK_EX) < 0 || write(nfd, rec, rec_len) != (ssize_t)rec_len) {
         int e = errno;
         close(nfd);
-        unlink(tmp);
+        unlink(mine);
         errno = e;
         return -1;
     }
@@ -250,9 +253,16 @@ static int create(void)
     return 0;
 }
 
-void evl_retry_ok(const char *id)
+void evl_retry_ok(const char *id, int call_ends_ok)
 {
-    if (!active)
+    /*
+     * The last handler of a call that has had no failure: the call exits 0
+     * right after it and the record would be removed at once, so it is not
+     * written (two file system operations on every successful call). A kill
+     * in the microseconds between this handler's return and the exit makes
+     * Sentinel's retry run it again.
+     */
+    if (!active || (call_ends_ok && fd < 0))
         return;
     size_t header = rec_len;
     add("ok ", 0);

@@ -12,8 +12,11 @@
 
 /* Look for the record of an ended identical call; merges its handler ids into h->done. */
 void evl_retry_begin(struct evl_host *h);
-/* A handler (by "file:line" id) succeeded: on disk before the next one starts. */
-void evl_retry_ok(const char *id);
+/*
+ * A handler (by "file:line" id) succeeded: on disk before the next one
+ * starts. call_ends_ok: it was the last one and nothing failed.
+ */
+void evl_retry_ok(const char *id, int call_ends_ok);
 /* End of the call: keep the record if anything failed, else remove it. */
 void evl_retry_end(struct evl_host *h, int failed);
 /* For `eventilator test`: records in state_dir whose args match, pushed as a list. */
