@@ -86,12 +86,6 @@ static int writer(lua_State *L, const void *p, size_t sz, void *ud)
     return 0;
 }
 
-/* Ours alone: written by this user, and nobody else may write it. */
-static int ours(const struct stat *st)
-{
-    return st->st_uid == evl_euid() && !(st->st_mode & (S_IWGRP | S_IWOTH));
-}
-
 /* Try the cache; 1 = the chunk and its lines are pushed, 0 = nothing usable. */
 static int from_cache(lua_State *L, const char *file, uint64_t key, const char *chunk)
 {
@@ -103,7 +97,9 @@ static int from_cache(lua_State *L, const char *file, uint64_t key, const char *
     struct header h;
     char *body = NULL, *big = NULL;
     int ok = 0;
-    ssize_t got = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && ours(&st) ? read(fd, buf, sizeof buf) : -1;
+    ssize_t got = -1;
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && evl_ours(&st)) /* written by us alone */
+        got = read(fd, buf, sizeof buf);
     if (got >= (ssize_t)sizeof h) {
         memcpy(&h, buf, sizeof h);
         size_t len = (size_t)(h.bc_len + h.lines_len);
@@ -168,8 +164,9 @@ static const char *cache_dir(struct evl_host *h)
         state = -1;
         if (h->state_ok) {
             snprintf(sub, sizeof sub, "%s/rules-cache", h->state_dir);
-            if ((stat(sub, &st) == 0 || (errno == ENOENT && mkdir(sub, 0700) == 0 && stat(sub, &st) == 0)) &&
-                S_ISDIR(st.st_mode) && ours(&st))
+            int there = stat(sub, &st) == 0 ||
+                        (errno == ENOENT && mkdir(sub, 0700) == 0 && stat(sub, &st) == 0);
+            if (there && S_ISDIR(st.st_mode) && evl_ours(&st))
                 state = 1;
         }
     }

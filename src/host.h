@@ -108,7 +108,12 @@ char *evl_read_file(const char *path, size_t max, size_t *len, int *err, struct 
  */
 int evl_trusted(const struct stat *st, const char *path, char *why, size_t cap);
 uid_t evl_euid(void); /* the running user, asked once */
-/* state_dir (from the config, kept alive by it) into h, created 0700 when its parent exists; checked once. */
+/* Stricter, for what only this program writes (state_dir): owned by this user, not root. */
+int evl_ours(const struct stat *st);
+/*
+ * state_dir (from the config, which keeps the string alive) into h, created
+ * 0700 when its parent exists; checked once (readfile.c).
+ */
 void evl_state_dir_open(struct evl_host *h, const char *dir);
 
 /* cli.c */

@@ -27,6 +27,11 @@ uid_t evl_euid(void)
     return me;
 }
 
+int evl_ours(const struct stat *st)
+{
+    return st->st_uid == evl_euid() && !(st->st_mode & (S_IWGRP | S_IWOTH));
+}
+
 int evl_trusted(const struct stat *st, const char *path, char *why, size_t cap)
 {
     uid_t me = evl_euid();
@@ -110,14 +115,15 @@ void evl_state_dir_open(struct evl_host *h, const char *dir)
         snprintf(why, sizeof why, "%s: not a folder", h->state_dir);
         return;
     }
-    if (st.st_uid != evl_euid()) {
-        snprintf(why, sizeof why, "%s is owned by uid %ld, not by uid %ld, which runs this call; "
-                 "fix: chown %ld %s", h->state_dir, (long)st.st_uid, (long)evl_euid(),
-                 (long)evl_euid(), h->state_dir);
+    if (!evl_ours(&st)) {
+        if (st.st_uid != evl_euid())
+            snprintf(why, sizeof why, "%s is owned by uid %ld, not by uid %ld, which runs this "
+                     "call; fix: chown %ld %s", h->state_dir, (long)st.st_uid, (long)evl_euid(),
+                     (long)evl_euid(), h->state_dir);
+        else
+            evl_trusted(&st, h->state_dir, why, sizeof why);
         return;
     }
-    if (!evl_trusted(&st, h->state_dir, why, sizeof why))
-        return;
     h->state_ok = 1;
     h->state_why = NULL;
 }

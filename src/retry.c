@@ -85,11 +85,6 @@ static const char *mode_name(const struct evl_host *h)
     return h->mode == EVL_RECONFIG ? "reconfigurator" : "eventilator";
 }
 
-static int ours(const struct stat *st)
-{
-    return st->st_uid == evl_euid() && !(st->st_mode & (S_IWGRP | S_IWOTH));
-}
-
 /* Append the "ok" lines of the record open at rfd to h->done. Returns how many. */
 static int merge_done(struct evl_host *h, int rfd)
 {
@@ -138,7 +133,7 @@ static int claim(struct evl_host *h, const char *name)
     if (rfd < 0)
         return 0;
     /* locked: that call is still running; empty once locked: being created */
-    if (fstat(rfd, &st) < 0 || !S_ISREG(st.st_mode) || !ours(&st) ||
+    if (fstat(rfd, &st) < 0 || !S_ISREG(st.st_mode) || !evl_ours(&st) ||
         flock(rfd, LOCK_EX | LOCK_NB) < 0 || fstat(rfd, &st) < 0 || st.st_size == 0) {
         close(rfd);
         return 0;
@@ -215,7 +210,7 @@ void evl_retry_begin(struct evl_host *h)
     DIR *dp = opendir(dir);
     if (!dp)
         return; /* no folder yet: no record */
-    if (fstat(dirfd(dp), &st) < 0 || !ours(&st)) {
+    if (fstat(dirfd(dp), &st) < 0 || !evl_ours(&st)) {
         snprintf(write_error, sizeof write_error, "%s is not this user's alone", dir);
         active = 0;
         closedir(dp);
