@@ -69,12 +69,11 @@ end)
 LUA
 printf 'log = { target = "%s/mixed.log" }\nrules_dir = "%s/mixed"\nredis = { port = %s }\nstate_dir = "%s/state"\n' "$W" "$W" "$PORT" "$W" > "$W/mixed.conf"
 
-# 5. the same binary with Lua's plain allocator (no memory accounting), built aside once
+# 5. the same binary with Lua's plain allocator (no memory accounting), built aside
 P=${EVENTILATOR_PLAIN_BUILD:-build-plain-alloc}
-if [ ! -x "$P/bin/eventilator" ]; then
+[ -f "$P/CMakeCache.txt" ] ||
   cmake -S . -B "$P" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_FLAGS=-DEVL_PLAIN_ALLOC >/dev/null
-  cmake --build "$P" --target eventilator -j"$(nproc)" >/dev/null
-fi
+cmake --build "$P" --target eventilator -j"$(nproc)" >/dev/null
 P=$(cd "$P" && pwd)
 
 EV=(+sdown "master pod1 127.0.0.1 6379")
