@@ -96,6 +96,79 @@ int evl_known_event(const char *name)
     return find(name) >= 0;
 }
 
+/* `*` matches any run of characters, everything else itself. */
+int evl_glob(const char *p, const char *s)
+{
+    const char *star = NULL, *back = NULL;
+    while (*s) {
+        if (*p == '*') {
+            star = p++;
+            back = s;
+        } else if (*p == *s) {
+            p++;
+            s++;
+        } else if (star) {
+            p = star + 1;
+            s = ++back;
+        } else {
+            return 0;
+        }
+    }
+    while (*p == '*')
+        p++;
+    return *p == '\0';
+}
+
+/* Levenshtein distance, '*' skipped in the pattern; names are short (< 64). */
+static size_t distance(const char *a, const char *b)
+{
+    size_t row[72], lb = strlen(b);
+    if (lb >= sizeof row / sizeof row[0])
+        return (size_t)-1;
+    for (size_t j = 0; j <= lb; j++)
+        row[j] = j;
+    for (size_t i = 0; a[i]; i++) {
+        size_t diag = row[0];
+        if (a[i] == '*')
+            continue;
+        row[0]++;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t up = row[j];
+            size_t best = diag + (a[i] != b[j - 1]);
+            if (up + 1 < best)
+                best = up + 1;
+            if (row[j - 1] + 1 < best)
+                best = row[j - 1] + 1;
+            row[j] = best;
+            diag = up;
+        }
+    }
+    return row[lb];
+}
+
+int evl_pattern_known(const char *pattern, const char **closest)
+{
+    static const char reconfig[] = "client-reconfig";
+    size_t best = (size_t)-1;
+    *closest = NULL;
+    if (evl_glob(pattern, reconfig))
+        return 1;
+    for (size_t i = 0; i < NCATALOGUE; i++)
+        if (evl_glob(pattern, catalogue[i].name))
+            return 1;
+    if (strlen(pattern) > 200)
+        return 0;
+    for (size_t i = 0; i <= NCATALOGUE; i++) {
+        const char *name = i < NCATALOGUE ? catalogue[i].name : reconfig;
+        size_t d = distance(pattern, name);
+        if (d < best) {
+            best = d;
+            *closest = name;
+        }
+    }
+    return 0;
+}
+
 /* Strict decimal: digits only, no sign, no spaces, within [lo, hi]. */
 static int number(const char *s, long lo, long hi, long *out)
 {

@@ -14,6 +14,7 @@
 #include <lua.h>
 
 #include "host.h"
+#include "log.h"
 
 static void set_str(lua_State *L, const char *k, const char *v)
 {
@@ -132,4 +133,52 @@ void evl_push_event(lua_State *L, const struct evl_event *ev, int nargs, char **
     lua_pushcfunction(L, ev_index);
     lua_setfield(L, -2, "__index");
     lua_setmetatable(L, -2);
+}
+
+/*
+ * on() hands every pattern it registers here (the list at `list`, the rule
+ * file's entry table at `entry`, the line of the on() call). A pattern no
+ * Sentinel event can match is a rule that never fires: it is logged once per
+ * rule file and call, and kept in entry.warnings for `eventilator check`,
+ * which fails on it. The handler is still registered: the call runs on.
+ */
+void evl_warn_patterns(lua_State *L, int list, int entry, int line)
+{
+    lua_Integer n = (lua_Integer)lua_rawlen(L, list);
+    list = lua_absindex(L, list);
+    entry = lua_absindex(L, entry);
+    for (lua_Integer i = 1; i <= n; i++) {
+        const char *near, *p;
+        lua_rawgeti(L, list, i);
+        p = lua_tostring(L, -1);
+        if (!p || evl_pattern_known(p, &near)) {
+            lua_pop(L, 1);
+            continue;
+        }
+        if (lua_getfield(L, entry, "warnings") != LUA_TTABLE) {
+            lua_pop(L, 1);
+            lua_newtable(L);
+            lua_pushvalue(L, -1);
+            lua_setfield(L, entry, "warnings");
+        }
+        lua_pushvalue(L, -2);
+        if (lua_rawget(L, -2) != LUA_TNIL) { /* already reported for this file */
+            lua_pop(L, 3);
+            continue;
+        }
+        lua_pop(L, 1);
+        lua_getfield(L, entry, "path");
+        if (near)
+            lua_pushfstring(L, "%s:%d: `%s` matches no Sentinel event; did you mean `%s`?",
+                            lua_tostring(L, -1), line, p, near);
+        else
+            lua_pushfstring(L, "%s:%d: `%s` matches no Sentinel event", lua_tostring(L, -1), line, p);
+        evl_log(EVL_WARN, "%s", lua_tostring(L, -1));
+        lua_pushvalue(L, -1);
+        lua_rawseti(L, -4, (lua_Integer)lua_rawlen(L, -4) + 1); /* warnings[#+1] = msg */
+        lua_pushvalue(L, -4);
+        lua_pushboolean(L, 1);
+        lua_rawset(L, -5); /* warnings[pattern] = true */
+        lua_pop(L, 4);
+    }
 }

@@ -305,6 +305,26 @@ static void edges(void)
     }
 }
 
+/* Patterns that can never fire, and the name a typo meant. */
+static void patterns(void)
+{
+    const char *near = NULL;
+    static const char *const good[] = {"+sdown", "*", "+*down", "-*", "client-reconfig",
+                                       "client-*", "+script-child", "*-master", "+*"};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
+        CHECK(evl_pattern_known(good[i], &near) == 1, "'%s' should match", good[i]);
+    static const char *const bad[][2] = {
+        {"+sdwon", "+sdown"}, {"switch-master", "+switch-master"}, {"+odwn", "+odown"},
+        {"client_reconfig", "client-reconfig"}, {"+failover-ended", "+failover-end"},
+        {"+sdown ", "+sdown"}, {"+SDOWN*", NULL}, {"", NULL}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        CHECK(evl_pattern_known(bad[i][0], &near) == 0, "'%s' should match nothing", bad[i][0]);
+        CHECK(near != NULL && (!bad[i][1] || streq(near, bad[i][1])), "'%s': closest %s, wanted %s",
+              bad[i][0], near ? near : "(none)", bad[i][1] ? bad[i][1] : "any");
+    }
+    CHECK(evl_glob("+*down", "+sdown") && evl_glob("*", "") && !evl_glob("+s", "+sdown"), "glob");
+}
+
 int main(int argc, char **argv)
 {
     const char *shared = argc > 1 ? argv[1] : "../shared";
@@ -312,6 +332,7 @@ int main(int argc, char **argv)
     catalogue();
     malformed();
     edges();
+    patterns();
     printf("corpus lines parsed: %d\n", n);
     printf("%d passed, %d failed\n", checks - failures, failures);
     return failures ? 1 : 0;
