@@ -105,11 +105,11 @@ describe("eventilator.redis", function()
     it("returns nil and the server's message for an error reply", function()
       local v, err = c:call("NOSUCHCOMMAND", "x")
       assert.is_nil(v)
-      assert.matches("^ERR unknown command", err)
+      assert.matches("^redis 127%.0%.0%.1:%d+: ERR unknown command", err)
       c:call("SET", "s", "text")
       v, err = c:call("INCR", "s")
       assert.is_nil(v)
-      assert.equal("ERR value is not an integer or out of range", err)
+      assert.equal("redis 127.0.0.1:" .. srv.port .. ": ERR value is not an integer or out of range", err)
       assert.equal("PONG", c:call("PING")) -- still usable
     end)
 
@@ -252,7 +252,7 @@ describe("eventilator.redis", function()
       cl = assert(redis.connect({ port = a.port, password = "" }))
       local v, err = cl:call("PING")
       assert.is_nil(v)
-      assert.matches("^NOAUTH", err)
+      assert.matches("^redis 127%.0%.0%.1:%d+: NOAUTH", err)
       cl:close()
     end)
 
@@ -270,6 +270,64 @@ describe("eventilator.redis", function()
       local none, err = redis.connect({ port = a.port, username = "alice", password = "nope" })
       assert.is_nil(none)
       assert.matches("AUTH failed: WRONGPASS", err)
+    end)
+  end)
+
+  describe("reply cap", function()
+    -- A server that answers any command with an announced bulk of `n`
+    -- bytes, then streams filler without end.
+    local function start_liar(header)
+      return start_listener("c.recv(100); c.sendall(b'" .. header .. "\\r\\n'); " ..
+        "[c.sendall(b'x' * 65536) for _ in iter(int, 1)]")
+    end
+
+    -- Resident set of this process, KiB.
+    local function rss_kib()
+      return tonumber(procs.read("/proc/self/status"):match("VmRSS:%s*(%d+)"))
+    end
+
+    it("refuses an announced 8 GB bulk at once, with a clear error and no memory growth", function()
+      local liar = start_liar("$8000000000")
+      local before = rss_kib()
+      local cl = assert(redis.connect({ port = liar.port, timeout = 5 }))
+      local v, err = cl:call("GET", "k")
+      liar.stop()
+      assert.is_nil(v)
+      assert.equal("redis 127.0.0.1:" .. liar.port .. ": reply larger than 64 MiB (max_reply) (client closed)", err)
+      assert.is_true(rss_kib() - before < 32 * 1024, "RSS grew by " .. (rss_kib() - before) .. " KiB")
+      assert.equal("redis client (closed)", tostring(cl))
+    end)
+
+    it("bounds the bytes of one reply by max_reply (MiB), announced or not", function()
+      -- an array announcing more elements than the cap can hold
+      local liar = start_liar("*100000000")
+      local cl = assert(redis.connect({ port = liar.port, max_reply = 1 }))
+      local v, err = cl:call("LRANGE", "k", 0, -1)
+      assert.is_nil(v)
+      assert.matches(": reply larger than 1 MiB %(max_reply%) %(client closed%)$", err)
+      liar.stop()
+      -- a plausible array whose elements stream on and on
+      liar = start_listener("c.recv(100); c.sendall(b'*1000000\\r\\n'); " ..
+        "[c.sendall(b'$5\\r\\nhello\\r\\n' * 4096) for _ in iter(int, 1)]")
+      cl = assert(redis.connect({ port = liar.port, max_reply = 1 }))
+      v, err = cl:call("LRANGE", "k", 0, -1)
+      assert.is_nil(v)
+      assert.matches(": reply larger than 1 MiB %(max_reply%) %(client closed%)$", err)
+      liar.stop()
+    end)
+
+    it("lets replies up to the cap through, and checks the option", function()
+      c:call("SET", "big", string.rep("v", 600 * 1024))
+      local small = assert(redis.connect({ port = srv.port, max_reply = 0.5 }))
+      local v, err = small:call("GET", "big")
+      assert.is_nil(v)
+      assert.matches("reply larger than 0%.5 MiB", err)
+      small = assert(redis.connect({ port = srv.port, max_reply = 1 }))
+      assert.equal(600 * 1024, #small:call("GET", "big"))
+      small:close()
+      assert.has_error(function() redis.connect({ max_reply = 0 }) end)
+      assert.has_error(function() redis.connect({ max_reply = "64" }) end)
+      assert.has_error(function() redis.connect({ max_reply = 1 / 0 }) end)
     end)
   end)
 

@@ -45,6 +45,7 @@ static const struct field {
     {"redis", "password", K_STRING, NULL, 0, NULL},
     {"redis", "db", K_INT, NULL, 0, NULL},
     {"redis", "timeout", K_NUMBER, NULL, 2, NULL},
+    {"redis", "max_reply", K_NUMBER, NULL, 64, NULL}, /* MiB: the largest reply a call accepts */
     {"metrics", "enabled", K_BOOL, NULL, 1, NULL},
     {"warnings", "enabled", K_BOOL, NULL, 0, NULL},
     {"slack", "enabled", K_BOOL, NULL, 0, NULL},
