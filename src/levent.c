@@ -1,7 +1,9 @@
 /*
  * levent.c: a parsed event -> the Lua table `ev` of contract section 6.
  * Absent fields stay nil. ev.host (this machine's FQDN) costs a resolver
- * call, so it is computed on first access only.
+ * call, so it is computed on first access only, and that call is bounded
+ * (lookup.h): a dead DNS server costs at most EVL_HOST_LOOKUP seconds once
+ * per call, and then ev.host is the short host name.
  */
 #include <netdb.h>
 #include <stdio.h>
@@ -13,8 +15,13 @@
 #include <lauxlib.h>
 #include <lua.h>
 
+#include "deadline.h"
 #include "host.h"
 #include "log.h"
+#include "lookup.h"
+
+/* Seconds ev.host may wait for the resolver (also clamped to the budget). */
+#define EVL_HOST_LOOKUP 1.0
 
 static void set_str(lua_State *L, const char *k, const char *v)
 {
@@ -51,10 +58,12 @@ static int ev_index(lua_State *L)
         strcpy(host, "localhost");
     host[sizeof host - 1] = '\0';
     struct addrinfo hints, *res = NULL;
+    double wait = evl_clamp_timeout(L, EVL_HOST_LOOKUP);
     memset(&hints, 0, sizeof hints);
     hints.ai_flags = AI_CANONNAME;
     hints.ai_socktype = SOCK_DGRAM;
-    if (strchr(host, '.') == NULL && getaddrinfo(host, NULL, &hints, &res) == 0 && res &&
+    if (strchr(host, '.') == NULL && wait > 0 &&
+        evl_lookup(host, NULL, &hints, evl_monotonic() + wait, &res) == 0 && res &&
         res->ai_canonname)
         lua_pushstring(L, res->ai_canonname);
     else

@@ -119,7 +119,7 @@ static RClient *rc_open(lua_State *L)
 {
     RClient *c = (RClient *)luaL_checkudata(L, 1, RC_MT);
     if (c->ctx == NULL)
-        luaL_error(L, "attempt to use a closed redis client");
+        luaL_argerror(L, 1, "attempt to use a closed redis client");
     return c;
 }
 
@@ -880,6 +880,51 @@ static int rc_connect(lua_State *L)
 }
 
 /* ---------------------------------------------------------------------- */
+
+#ifdef EVL_FUZZ
+/*
+ * For fuzz/fuzz_redis_reply.c only (built with -DEVL_FUZZ, never in the
+ * shipped binaries): feed bytes to a hiredis reader with the reply cap's
+ * hooks, and map every complete reply to Lua exactly as call() and
+ * pipeline() do. Each mapping runs under lua_pcall, so a raise (memory)
+ * never skips freeing the reply or the reader.
+ */
+static int rc_fuzz_map(lua_State *L)
+{
+    const redisReply *r = (const redisReply *)lua_touserdata(L, 1);
+    rc_push_reply(L, r, lua_toboolean(L, 2));
+    return 1;
+}
+
+int evl_redis_fuzz_reply(lua_State *L, const char *data, size_t len, double max_mib);
+
+int evl_redis_fuzz_reply(lua_State *L, const char *data, size_t len, double max_mib)
+{
+    RcCap cap;
+    void *reply = NULL;
+    int n = 0;
+    redisReader *rd = redisReaderCreate();
+    if (rd == NULL)
+        return -1;
+    rc_cap_install(&cap, rd, max_mib);
+    if (redisReaderFeed(rd, data, len) != REDIS_OK) {
+        redisReaderFree(rd);
+        return -1;
+    }
+    while (!rc_cap_peek(&cap, rd) && redisReaderGetReply(rd, &reply) == REDIS_OK && reply) {
+        lua_pushcfunction(L, rc_fuzz_map);
+        lua_pushlightuserdata(L, reply);
+        lua_pushboolean(L, n & 1);
+        lua_pcall(L, 2, 1, 0); /* a raise (memory) is fine: the reply is freed below */
+        lua_pop(L, 1);
+        freeReplyObject(reply);
+        reply = NULL;
+        n++;
+    }
+    redisReaderFree(rd);
+    return n;
+}
+#endif
 
 static const luaL_Reg rc_methods[] = {
     {"call", rc_call},
