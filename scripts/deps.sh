@@ -8,6 +8,7 @@ pkgs=(
   lua-busted lua-check
   redis-server redis-sentinel redis-tools
   python3 ca-certificates procps
+  clang libfuzzer-14-dev bubblewrap
 )
 missing=()
 for p in "${pkgs[@]}"; do

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: installs the Debian packages, builds twice (release, and
 # ASan+UBSan), and runs CTest in both (C unit tests, busted specs against
-# private redis-server / redis-sentinel and local stand-ins), then luacheck.
+# private redis-server / redis-sentinel and local stand-ins), then luacheck,
+# then each libFuzzer harness for a short fixed time (clang, build-fuzz/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 umask 022 # the rule and config files the specs write must pass strict_modes (docs/rules.md)
@@ -23,3 +24,5 @@ echo "== tests: release"
 echo "== tests: asan+ubsan"
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --output-on-failure)
+echo "== fuzz: each harness 20 s (longer runs: docs/fuzzing.md)"
+bash scripts/fuzz.sh 20

@@ -179,7 +179,7 @@ describe("eventilator.http", function()
       local r, err = http.request({ url = base .. "/hang", timeout = 1 })
       local elapsed = now() - t0
       assert.is_nil(r)
-      assert.matches("^http GET " .. base:gsub("%p", "%%%0") .. "/hang: .*timed out", err)
+      assert.matches("^http GET " .. base:gsub("%p", "%%%0") .. "/hang: timed out after 1 s %(", err)
       assert.is_true(elapsed < 1 + 2, "took " .. elapsed .. " s")
     end)
 
@@ -315,10 +315,10 @@ describe("eventilator.http", function()
 
   describe("misuse raises", function()
     it("on an unknown option", function()
-      assert.has_error(function() http.request({ url = base, tiemout = 1 }) end,
-        "http.request: unknown option 'tiemout'")
-      assert.has_error(function() http.post_json(base, {}, { bdoy = "" }) end,
-        "http.post_json: unknown option 'bdoy'")
+      assert.error_matches(function() http.request({ url = base, tiemout = 1 }) end,
+        "^bad argument #1 to 'request' %(unknown option 'tiemout'%)$")
+      assert.error_matches(function() http.post_json(base, {}, { bdoy = "" }) end,
+        "^bad argument #3 to 'post_json' %(unknown option 'bdoy'%)$")
     end)
 
     it("on wrong types and bad values", function()

@@ -19,9 +19,8 @@ end
 
 describe("eventilator.legacy", function()
   describe("the shipped Go samples", function()
-    it("eventilator.conf is detected, parses and maps", function()
+    it("eventilator.conf parses and maps", function()
       local text = shared("eventilator.conf")
-      assert.is_true(legacy.detect(text))
       local cfg, err = legacy.parse(text, "eventilator.conf")
       assert.is_nil(err)
       assert.same({
@@ -40,27 +39,54 @@ describe("eventilator.legacy", function()
       }, cfg)
     end)
 
-    it("reconfigurator.conf is detected, parses and maps", function()
+    it("reconfigurator.conf parses and maps", function()
       local text = shared("reconfigurator.conf")
-      assert.is_true(legacy.detect(text))
       assert.same({ redis = { host = "127.0.0.1", port = 6379 } }, legacy.parse(text, "reconfigurator.conf"))
     end)
   end)
 
-  describe("detect", function()
-    it("is false for Lua configs", function()
-      assert.is_false(legacy.detect('redis = { host = "10.0.0.1", port = 6379 }\nslack = {}\n'))
-      assert.is_false(legacy.detect("-- RedisAddress is the old name\nredis = {}\n"))
-      assert.is_false(legacy.detect("t = {\n  [1] = 2,\n}\n"))
-      assert.is_false(legacy.detect(""))
+  -- One detector decides, the binary's (src/config.c); these go through it.
+  describe("detection by the binary", function()
+    local runner = require("runner")
+    local ctx
+    before_each(function() ctx = runner.new() end)
+    after_each(function() ctx:cleanup() end)
+
+    -- The format `eventilator check` reports for a config text.
+    local function format_of(text)
+      ctx:config(text, true)
+      ctx.env.EVENTILATOR_RULES = ctx.rules
+      local _, _, out = ctx:run("eventilator", "check")
+      return out:match("^config  %S+ %(([^)]*)%)") or out
+    end
+
+    it("takes Lua configs for Lua, whatever their table lines look like", function()
+      assert.equal("lua", format_of('redis = { host = "10.0.0.1", port = 6379 }\nslack = {}\n'))
+      assert.equal("lua", format_of("-- RedisAddress is the old name\nredis = {}\n"))
+      assert.equal("lua", format_of("t = {\n  [1] = 2,\n}\n"))
+      assert.equal("lua", format_of('local name = "db1"\nhosts = {\n  [name] = "10.0.0.9",\n}\n'))
+      assert.equal("lua", format_of('local b = "k"\nhosts = {\n  [ "a" ] = 1,\n  [b]\n  = 2,\n}\n'))
+      assert.equal("lua", format_of('notes = [[\n[Slack]\n]]\n'))
+      assert.equal("lua", format_of("x = 1 -- RedisPort = 6380\n"))
     end)
 
-    it("is true for a section header or a Go top-level key", function()
-      assert.is_true(legacy.detect("# old config\n[SensuJIT]\nEnabled = true\n"))
-      assert.is_true(legacy.detect("[Slack] # comment\n"))
-      assert.is_true(legacy.detect("RedisPort = 6380\n"))
-      assert.is_true(legacy.detect("  RedisEnabled=true\r\n"))
-      assert.is_true(legacy.detect('RedisAuth="x"'))
+    it("takes a section header or a Go top-level key for the Go eventilator's TOML", function()
+      assert.equal("legacy TOML", format_of("# old config\n[SensuJIT]\nEnabled = true\n"))
+      assert.equal("legacy TOML", format_of("[Slack] # comment\n"))
+      assert.equal("legacy TOML", format_of("[Slack]\r\nEnabled = false\r\n"))
+      assert.equal("legacy TOML", format_of("RedisPort = 6380\n"))
+      assert.equal("legacy TOML", format_of("  RedisEnabled=true\r\n"))
+      assert.equal("legacy TOML", format_of('RedisAuth="x"'))
+      assert.equal("legacy TOML", format_of(shared("eventilator.conf")))
+      assert.equal("legacy TOML", format_of(shared("reconfigurator.conf")))
+    end)
+
+    it("runs events with a Lua config holding a `[name] = ...` line (was: exit 2, every event lost)", function()
+      ctx:config('local name = "db1"\nhosts = {\n  [name] = "10.0.0.9",\n}\n')
+      ctx:rule("10-hosts.lua", 'on("+sdown", function() log.info("host %s", config.hosts.db1) end)\n')
+      local rc, log = ctx:run("eventilator", "+sdown", "master mymaster 127.0.0.1 6379")
+      assert.equal(0, rc, log)
+      assert.matches("host 10%.0%.0%.9", log)
     end)
   end)
 

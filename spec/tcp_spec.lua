@@ -138,7 +138,7 @@ describe("eventilator.tcp", function()
       c:settimeout(0.15)
       local data, err, partial = c:receive()
       assert.is_nil(data)
-      assert.matches("timeout$", err)
+      assert.matches("timed out after 0%.15 s$", err)
       assert.is_true(#partial > 0 and #partial < 26, "got " .. #partial .. " bytes")
       c:settimeout(5)
       local rest = assert(c:receive())
@@ -264,16 +264,16 @@ describe("eventilator.tcp", function()
       local port = procs.free_port()
       local c, err = tcp.connect("127.0.0.1", port)
       assert.is_nil(c)
-      assert.equal("tcp 127.0.0.1:" .. port .. ": Connection refused", err)
+      assert.equal("tcp 127.0.0.1:" .. port .. ": connection refused", err)
       c, err = tcp.connect("::1", port)
       assert.is_nil(c)
-      assert.equal("tcp [::1]:" .. port .. ": Connection refused", err)
+      assert.equal("tcp [::1]:" .. port .. ": connection refused", err)
     end)
 
     it("a missing unix socket", function()
       local c, err = tcp.connect("/nonexistent/eventilator.sock")
       assert.is_nil(c)
-      assert.equal("tcp /nonexistent/eventilator.sock: No such file or directory", err)
+      assert.equal("tcp /nonexistent/eventilator.sock: no such file or directory", err)
     end)
 
     it("a name that does not resolve", function()
@@ -299,7 +299,7 @@ s.bind(("127.0.0.1", %d)); s.listen(0); open("%s/ready", "w").close(); time.slee
         held[#held + 1] = c
       end
       assert.is_nil(c)
-      assert.equal("tcp 127.0.0.1:" .. port .. ": connect timed out", err)
+      assert.equal("tcp 127.0.0.1:" .. port .. ": timed out after 0.3 s", err)
       for _, h in ipairs(held) do h:close() end
     end)
 
@@ -312,7 +312,7 @@ s.bind(("127.0.0.1", %d)); s.listen(0); open("%s/ready", "w").close(); time.slee
       local data, err, partial = c:receive()
       local elapsed = now() - t0
       assert.is_nil(data)
-      assert.equal("tcp 127.0.0.1:" .. srv.port .. ": timeout", err)
+      assert.equal("tcp 127.0.0.1:" .. srv.port .. ": timed out after 1 s", err)
       assert.equal("", partial)
       assert.is_true(elapsed >= 0.9 and elapsed < 1 + 2, "elapsed " .. elapsed)
       -- still usable after a timeout
@@ -335,7 +335,7 @@ s.bind(("127.0.0.1", %d)); s.listen(0); open("%s/ready", "w").close(); time.slee
       end
       assert.is_nil(n)
       assert.matches("^tcp 127%.0%.0%.1:%d+: ", err)
-      local gone = err:find("Broken pipe", 1, true) or err:find("reset by peer", 1, true)
+      local gone = err:find("broken pipe", 1, true) or err:find("reset by peer", 1, true)
       assert.is_truthy(gone, err)
       assert.is_number(sent)
       c:close()
@@ -378,7 +378,7 @@ except OSError:
         function() c:settimeout(1) end,
         function() c:shutdown() end,
       }) do
-        assert.has_error(call, "attempt to use a closed tcp connection")
+        assert.error_matches(call, "^calling '%a+' on bad self %(attempt to use a closed tcp connection%)$")
       end
     end)
 
@@ -401,8 +401,8 @@ except OSError:
 
   describe("misuse raises", function()
     it("on an unknown option or a bad option value", function()
-      assert.has_error(function() tcp.connect("127.0.0.1", 1, { timeuot = 1 }) end,
-        "tcp.connect: unknown option 'timeuot'")
+      assert.error_matches(function() tcp.connect("127.0.0.1", 1, { timeuot = 1 }) end,
+        "^bad argument #3 to 'connect' %(unknown option 'timeuot'%)$")
       assert.has_error(function() tcp.connect("127.0.0.1", 1, { timeout = "soon" }) end)
       assert.has_error(function() tcp.connect("127.0.0.1", 1, { connect_timeout = -1 }) end)
       assert.has_error(function() tcp.connect("127.0.0.1", 1, { [1] = 2 }) end)

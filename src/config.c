@@ -46,6 +46,7 @@ static const struct field {
     {"redis", "password", K_STRING, NULL, 0, NULL},
     {"redis", "db", K_INT, NULL, 0, NULL},
     {"redis", "timeout", K_NUMBER, NULL, 2, NULL},
+    {"redis", "max_reply", K_NUMBER, NULL, 64, NULL}, /* MiB: the largest reply a call accepts */
     {"metrics", "enabled", K_BOOL, NULL, 1, NULL},
     {"warnings", "enabled", K_BOOL, NULL, 0, NULL},
     {"slack", "enabled", K_BOOL, NULL, 0, NULL},
@@ -363,22 +364,66 @@ static int merge(lua_State *L, const char *path, int values, int lines)
     return 0;
 }
 
-/* The Go eventilator's TOML: a [Section] line or one of its top-level keys. */
-static int looks_legacy(const char *s)
+/*
+ * The one legacy detector. The Go eventilator's TOML has a top-level key
+ * (`RedisPort = 6380`, which is also valid Lua, so a key line alone decides)
+ * or a `[Section]` header line: the name, optional spaces and an optional
+ * `# comment`, nothing else. A Lua table line such as `  [name] = "x",` is
+ * not a header, and since no header line can appear in a chunk that compiles
+ * as Lua, a text that compiles is Lua whatever its lines look like.
+ */
+static int toml_ident(int c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+           c == '_' || c == '-' || c == '.';
+}
+
+static int header_line(const char *p)
+{
+    while (*p == ' ' || *p == '\t')
+        p++;
+    if (*p++ != '[')
+        return 0;
+    while (*p == ' ' || *p == '\t')
+        p++;
+    if (!((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || *p == '_'))
+        return 0;
+    while (toml_ident((unsigned char)*p))
+        p++;
+    while (*p == ' ' || *p == '\t')
+        p++;
+    if (*p++ != ']')
+        return 0;
+    while (*p == ' ' || *p == '\t' || *p == '\r')
+        p++;
+    return *p == '\n' || *p == '\0' || *p == '#';
+}
+
+static int looks_legacy(lua_State *L, const char *s, size_t len)
 {
     static const char *const keys[] = {"RedisAddress", "RedisPort", "RedisAuth", "RedisEnabled"};
+    int header = 0;
     for (const char *line = s; line && *line; line = strchr(line, '\n'), line = line ? line + 1 : NULL) {
-        while (*line == ' ' || *line == '\t')
-            line++;
-        if (*line == '[' && ((line[1] >= 'A' && line[1] <= 'Z') || (line[1] >= 'a' && line[1] <= 'z')))
-            return 1;
+        const char *p = line;
+        while (*p == ' ' || *p == '\t')
+            p++;
         for (int i = 0; i < 4; i++) {
             size_t n = strlen(keys[i]);
-            if (strncmp(line, keys[i], n) == 0 && (line[n] == '=' || line[n] == ' ' || line[n] == '\t'))
-                return 1;
+            if (strncmp(p, keys[i], n) == 0) {
+                const char *q = p + n;
+                while (*q == ' ' || *q == '\t')
+                    q++;
+                if (*q == '=' && q[1] != '=')
+                    return 1;
+            }
         }
+        header = header || header_line(line);
     }
-    return 0;
+    if (!header)
+        return 0;
+    int lua = luaL_loadbufferx(L, s, len, "=config", "t") == LUA_OK;
+    lua_pop(L, 1);
+    return !lua;
 }
 
 /*
@@ -418,7 +463,7 @@ int evl_config_load(struct evl_host *h)
             return 2;
         }
         h->config_format = "built-in defaults (no file)";
-    } else if (looks_legacy(text)) {
+    } else if (looks_legacy(L, text, len)) {
         h->config_format = "legacy TOML";
         lua_getglobal(L, "require");
         lua_pushliteral(L, "eventilator.legacy");

@@ -9,6 +9,7 @@
 #include "event.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -95,6 +96,79 @@ int evl_known_event(const char *name)
     return find(name) >= 0;
 }
 
+/* `*` matches any run of characters, everything else itself. */
+int evl_glob(const char *p, const char *s)
+{
+    const char *star = NULL, *back = NULL;
+    while (*s) {
+        if (*p == '*') {
+            star = p++;
+            back = s;
+        } else if (*p == *s) {
+            p++;
+            s++;
+        } else if (star) {
+            p = star + 1;
+            s = ++back;
+        } else {
+            return 0;
+        }
+    }
+    while (*p == '*')
+        p++;
+    return *p == '\0';
+}
+
+/* Levenshtein distance, '*' skipped in the pattern; names are short (< 64). */
+static size_t distance(const char *a, const char *b)
+{
+    size_t row[72], lb = strlen(b);
+    if (lb >= sizeof row / sizeof row[0])
+        return (size_t)-1;
+    for (size_t j = 0; j <= lb; j++)
+        row[j] = j;
+    for (size_t i = 0; a[i]; i++) {
+        size_t diag = row[0];
+        if (a[i] == '*')
+            continue;
+        row[0]++;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t up = row[j];
+            size_t best = diag + (a[i] != b[j - 1]);
+            if (up + 1 < best)
+                best = up + 1;
+            if (row[j - 1] + 1 < best)
+                best = row[j - 1] + 1;
+            row[j] = best;
+            diag = up;
+        }
+    }
+    return row[lb];
+}
+
+int evl_pattern_known(const char *pattern, const char **closest)
+{
+    static const char reconfig[] = "client-reconfig";
+    size_t best = (size_t)-1;
+    *closest = NULL;
+    if (evl_glob(pattern, reconfig))
+        return 1;
+    for (size_t i = 0; i < NCATALOGUE; i++)
+        if (evl_glob(pattern, catalogue[i].name))
+            return 1;
+    if (strlen(pattern) > 200)
+        return 0;
+    for (size_t i = 0; i <= NCATALOGUE; i++) {
+        const char *name = i < NCATALOGUE ? catalogue[i].name : reconfig;
+        size_t d = distance(pattern, name);
+        if (d < best) {
+            best = d;
+            *closest = name;
+        }
+    }
+    return 0;
+}
+
 /* Strict decimal: digits only, no sign, no spaces, within [lo, hi]. */
 static int number(const char *s, long lo, long hi, long *out)
 {
@@ -114,6 +188,8 @@ static int port(const char *s, long *out)
     return number(s, 1, 65535, out);
 }
 
+/* An epoch must fit a Lua integer (signed 64-bit): 2^63 and above would
+ * reach the rules as a negative number, so it is refused instead. */
 static int epoch(const char *s, unsigned long long *out)
 {
     char *end;
@@ -121,7 +197,7 @@ static int epoch(const char *s, unsigned long long *out)
         return 0;
     errno = 0;
     *out = strtoull(s, &end, 10);
-    return errno == 0 && *end == '\0';
+    return errno == 0 && *end == '\0' && *out <= (unsigned long long)LLONG_MAX;
 }
 
 /* One UTF-8 check, per RFC 3629 (no overlongs, no surrogates, <= U+10FFFF). */
@@ -163,11 +239,15 @@ int evl_check_arg(const char *s, int index, char *err, size_t errlen)
     return 0;
 }
 
-/* Event names: a sign, then letters, digits and - _ . : (at most 63). */
+/* Event names: a sign, then a letter or digit, then letters, digits and
+ * - _ . : (at most 63 after the sign). "--" or "+-x" is a typo or an option,
+ * never one of Sentinel's names. */
 static int valid_name(const char *s)
 {
     size_t n = strlen(s);
     if (n < 2 || n > 64 || (s[0] != '+' && s[0] != '-'))
+        return 0;
+    if (!((s[1] >= 'a' && s[1] <= 'z') || (s[1] >= 'A' && s[1] <= 'Z') || (s[1] >= '0' && s[1] <= '9')))
         return 0;
     for (size_t i = 1; i < n; i++) {
         char c = s[i];
@@ -307,12 +387,12 @@ static int parse_known(struct evl_event *ev, int k, const char *desc, char *err,
         return 0;
     case F_EPOCH:
         if (nt != 1 || !epoch(tok[0], &ev->epoch))
-            return fail(err, errlen, "expected an epoch number");
+            return fail(err, errlen, "expected an epoch number from 0 to 2^63-1");
         ev->has_epoch = 1;
         return 0;
     case F_VOTE:
         if (nt != 2 || !epoch(tok[1], &ev->epoch))
-            return fail(err, errlen, "expected '<leader run id> <epoch>'");
+            return fail(err, errlen, "expected '<leader run id> <epoch>', epoch from 0 to 2^63-1");
         ev->leader = tok[0];
         ev->has_epoch = 1;
         return 0;
@@ -427,6 +507,10 @@ int evl_parse_reconfig(struct evl_event *ev, char *const args[7], char *err, siz
         if (args[i][0] == '\0' || strchr(args[i], ' '))
             return fail(err, errlen, "bad %s '%.64s'", what[i], args[i]);
     }
+    /* Sentinel passes only these two (events.md section 3); anything else
+     * is not a call from Sentinel, and retrying it cannot help. */
+    if (strcmp(args[1], "leader") != 0 && strcmp(args[1], "observer") != 0)
+        return fail(err, errlen, "bad role '%.64s': expected leader or observer", args[1]);
     if (!port(args[4], &ev->old_master.port))
         return fail(err, errlen, "bad from-port '%.32s'", args[4]);
     if (!port(args[6], &ev->new_master.port))

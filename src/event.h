@@ -65,4 +65,15 @@ int evl_check_arg(const char *s, int index, char *err, size_t errlen);
 /* Is this a name from Sentinel's catalogue (events.md 1.3)? */
 int evl_known_event(const char *name);
 
+/* Does `pattern` (an exact name or a `*` glob) match s? */
+int evl_glob(const char *pattern, const char *s);
+
+/*
+ * Can an on() pattern ever fire? Sentinel's event names are a closed set
+ * (the catalogue, plus "client-reconfig"). Returns 1 if the pattern matches
+ * one of them; else 0, with *closest the nearest name by edit distance
+ * (NULL for an absurdly long pattern), for "did you mean".
+ */
+int evl_pattern_known(const char *pattern, const char **closest);
+
 #endif

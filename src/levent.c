@@ -1,7 +1,9 @@
 /*
  * levent.c: a parsed event -> the Lua table `ev` of contract section 6.
  * Absent fields stay nil. ev.host (this machine's FQDN) costs a resolver
- * call, so it is computed on first access only.
+ * call, so it is computed on first access only, and that call is bounded
+ * (lookup.h): a dead DNS server costs at most EVL_HOST_LOOKUP seconds once
+ * per call, and then ev.host is the short host name.
  */
 #include <netdb.h>
 #include <stdio.h>
@@ -13,7 +15,13 @@
 #include <lauxlib.h>
 #include <lua.h>
 
+#include "deadline.h"
 #include "host.h"
+#include "log.h"
+#include "lookup.h"
+
+/* Seconds ev.host may wait for the resolver (also clamped to the budget). */
+#define EVL_HOST_LOOKUP 1.0
 
 static void set_str(lua_State *L, const char *k, const char *v)
 {
@@ -50,10 +58,12 @@ static int ev_index(lua_State *L)
         strcpy(host, "localhost");
     host[sizeof host - 1] = '\0';
     struct addrinfo hints, *res = NULL;
+    double wait = evl_clamp_timeout(L, EVL_HOST_LOOKUP);
     memset(&hints, 0, sizeof hints);
     hints.ai_flags = AI_CANONNAME;
     hints.ai_socktype = SOCK_DGRAM;
-    if (strchr(host, '.') == NULL && getaddrinfo(host, NULL, &hints, &res) == 0 && res &&
+    if (strchr(host, '.') == NULL && wait > 0 &&
+        evl_lookup(host, NULL, &hints, evl_monotonic() + wait, &res) == 0 && res &&
         res->ai_canonname)
         lua_pushstring(L, res->ai_canonname);
     else
@@ -132,4 +142,52 @@ void evl_push_event(lua_State *L, const struct evl_event *ev, int nargs, char **
     lua_pushcfunction(L, ev_index);
     lua_setfield(L, -2, "__index");
     lua_setmetatable(L, -2);
+}
+
+/*
+ * on() hands every pattern it registers here (the list at `list`, the rule
+ * file's entry table at `entry`, the line of the on() call). A pattern no
+ * Sentinel event can match is a rule that never fires: it is logged once per
+ * rule file and call, and kept in entry.warnings for `eventilator check`,
+ * which fails on it. The handler is still registered: the call runs on.
+ */
+void evl_warn_patterns(lua_State *L, int list, int entry, int line)
+{
+    lua_Integer n = (lua_Integer)lua_rawlen(L, list);
+    list = lua_absindex(L, list);
+    entry = lua_absindex(L, entry);
+    for (lua_Integer i = 1; i <= n; i++) {
+        const char *near, *p;
+        lua_rawgeti(L, list, i);
+        p = lua_tostring(L, -1);
+        if (!p || evl_pattern_known(p, &near)) {
+            lua_pop(L, 1);
+            continue;
+        }
+        if (lua_getfield(L, entry, "warnings") != LUA_TTABLE) {
+            lua_pop(L, 1);
+            lua_newtable(L);
+            lua_pushvalue(L, -1);
+            lua_setfield(L, entry, "warnings");
+        }
+        lua_pushvalue(L, -2);
+        if (lua_rawget(L, -2) != LUA_TNIL) { /* already reported for this file */
+            lua_pop(L, 3);
+            continue;
+        }
+        lua_pop(L, 1);
+        lua_getfield(L, entry, "path");
+        if (near)
+            lua_pushfstring(L, "%s:%d: `%s` matches no Sentinel event; did you mean `%s`?",
+                            lua_tostring(L, -1), line, p, near);
+        else
+            lua_pushfstring(L, "%s:%d: `%s` matches no Sentinel event", lua_tostring(L, -1), line, p);
+        evl_log(EVL_WARN, "%s", lua_tostring(L, -1));
+        lua_pushvalue(L, -1);
+        lua_rawseti(L, -4, (lua_Integer)lua_rawlen(L, -4) + 1); /* warnings[#+1] = msg */
+        lua_pushvalue(L, -4);
+        lua_pushboolean(L, 1);
+        lua_rawset(L, -5); /* warnings[pattern] = true */
+        lua_pop(L, 4);
+    }
 }

@@ -222,7 +222,8 @@ static int http_fail(lua_State *L, const char *method, const char *url)
 }
 
 /* Push the reason for a failed curl_easy_perform. */
-static void push_reason(lua_State *L, Req *r, CURLcode rc, int clamped)
+static void push_reason(lua_State *L, Req *r, CURLcode rc, int clamped, double timeout,
+                        double connect_timeout)
 {
     const char *txt = curl_easy_strerror(rc);
     if (r->over == OVER_BODY || rc == CURLE_FILESIZE_EXCEEDED)
@@ -233,6 +234,14 @@ static void push_reason(lua_State *L, Req *r, CURLcode rc, int clamped)
         lua_pushliteral(L, "out of memory reading the response");
     else if (rc == CURLE_OPERATION_TIMEDOUT && clamped)
         lua_pushfstring(L, "time budget exhausted (%s)", r->err[0] ? r->err : txt);
+    else if (rc == CURLE_OPERATION_TIMEDOUT) {
+        /* "timed out after N s", N the timeout that fired: curl's detail
+         * says whether it was the lookup/connect or the whole transfer. */
+        int conn = strstr(r->err, "onnection timed out") || strstr(r->err, "esolving timed out");
+        char n[32];
+        snprintf(n, sizeof n, "%g", conn ? connect_timeout : timeout);
+        lua_pushfstring(L, "timed out after %s s (%s)", n, r->err[0] ? r->err : txt);
+    }
     else if (r->err[0] == '\0' || strstr(r->err, txt) != NULL)
         lua_pushstring(L, r->err[0] ? r->err : txt); /* the detail, when it says it all */
     else
@@ -303,6 +312,7 @@ static const struct {
 
 typedef struct {
     const char *fname;         /* "http.request" or "http.post_json", for errors */
+    int arg;                   /* argument number of the options table, for luaL_argerror */
     int url, method, body;     /* stack slots of string values, 0 when absent */
     int headers, unix_socket;
     double timeout, connect_timeout;
@@ -329,25 +339,25 @@ static int is_token(const char *s, size_t len)
 }
 
 /* Raise on an unknown key, a mistyped value, or a key post_json supplies. */
-static void check_keys(lua_State *L, int o, const char *fname, int is_json)
+static void check_keys(lua_State *L, int o, int is_json)
 {
     lua_pushnil(L);
     while (lua_next(L, o) != 0) {
         const char *k;
         int i;
         if (lua_type(L, -2) != LUA_TSTRING)
-            luaL_error(L, "%s: option names must be strings", fname);
+            luaL_argerror(L, o, "option names must be strings");
         k = lua_tostring(L, -2);
         for (i = 0; http_opts[i].name != NULL; i++)
             if (strcmp(k, http_opts[i].name) == 0)
                 break;
         if (http_opts[i].name == NULL)
-            luaL_error(L, "%s: unknown option '%s'", fname, k);
+            luaL_argerror(L, o, lua_pushfstring(L, "unknown option '%s'", k));
         if (is_json && (strcmp(k, "url") == 0 || strcmp(k, "body") == 0))
-            luaL_error(L, "%s: option '%s' is set by post_json's arguments", fname, k);
+            luaL_argerror(L, o, lua_pushfstring(L, "option '%s' is set by post_json's arguments", k));
         if (lua_type(L, -1) != http_opts[i].type)
-            luaL_error(L, "%s: option '%s' must be a %s (got %s)", fname, k,
-                       lua_typename(L, http_opts[i].type), luaL_typename(L, -1));
+            luaL_argerror(L, o, lua_pushfstring(L, "option '%s' must be a %s (got %s)", k,
+                          lua_typename(L, http_opts[i].type), luaL_typename(L, -1)));
         lua_pop(L, 1);
     }
 }
@@ -362,13 +372,13 @@ static int opt_slot(lua_State *L, int o, const char *name)
     return lua_gettop(L);
 }
 
-static double opt_seconds(lua_State *L, int o, const char *fname, const char *name, double dflt)
+static double opt_seconds(lua_State *L, int o, const char *name, double dflt)
 {
     double v = dflt;
     if (lua_getfield(L, o, name) != LUA_TNIL) {
         v = lua_tonumber(L, -1);
         if (!(v > 0)) /* also catches NaN */
-            luaL_error(L, "%s: option '%s' must be a positive number", fname, name);
+            luaL_argerror(L, o, lua_pushfstring(L, "option '%s' must be a positive number", name));
     }
     lua_pop(L, 1);
     return v;
@@ -391,18 +401,18 @@ static void check_headers(lua_State *L, const Opts *op)
         size_t nlen, vlen, i;
         const char *name, *val;
         if (lua_type(L, -2) != LUA_TSTRING)
-            luaL_error(L, "%s: header names must be strings", op->fname);
+            luaL_argerror(L, op->arg, "header names must be strings");
         name = lua_tolstring(L, -2, &nlen);
         if (!is_token(name, nlen))
-            luaL_error(L, "%s: invalid header name '%s'", op->fname, name);
+            luaL_argerror(L, op->arg, lua_pushfstring(L, "invalid header name '%s'", name));
         if (lua_type(L, -1) != LUA_TSTRING && lua_type(L, -1) != LUA_TNUMBER)
-            luaL_error(L, "%s: header '%s' must be a string (got %s)", op->fname, name,
-                       luaL_typename(L, -1));
+            luaL_argerror(L, op->arg, lua_pushfstring(L, "header '%s' must be a string (got %s)", name,
+                          luaL_typename(L, -1)));
         lua_pushvalue(L, -1); /* convert a copy: the table must stay as it is */
         val = lua_tolstring(L, -1, &vlen);
         for (i = 0; i < vlen; i++)
             if (val[i] == '\r' || val[i] == '\n' || val[i] == '\0')
-                luaL_error(L, "%s: header '%s' contains a line break or NUL", op->fname, name);
+                luaL_argerror(L, op->arg, lua_pushfstring(L, "header '%s' contains a line break or NUL", name));
         lua_pop(L, 2);
     }
 }
@@ -414,32 +424,32 @@ static void read_opts(lua_State *L, int o, Opts *op)
     size_t len;
     const char *s;
 
-    check_keys(L, o, op->fname, op->json);
+    check_keys(L, o, op->json);
     if (!op->json) {
         op->url = opt_slot(L, o, "url");
         if (op->url == 0)
-            luaL_error(L, "%s: option 'url' is required", op->fname);
+            luaL_argerror(L, o, "option 'url' is required");
         op->body = opt_slot(L, o, "body");
     }
     op->method = opt_slot(L, o, "method");
     if (op->method != 0) {
         s = lua_tolstring(L, op->method, &len);
         if (!is_token(s, len))
-            luaL_error(L, "%s: invalid method '%s'", op->fname, s);
+            luaL_argerror(L, o, lua_pushfstring(L, "invalid method '%s'", s));
         if (op->body != 0 && strcmp(s, "HEAD") == 0)
-            luaL_error(L, "%s: a HEAD request cannot have a body", op->fname);
+            luaL_argerror(L, o, "a HEAD request cannot have a body");
     }
     op->unix_socket = opt_slot(L, o, "unix_socket");
     op->headers = opt_slot(L, o, "headers");
     if (op->headers != 0)
         check_headers(L, op);
-    op->timeout = opt_seconds(L, o, op->fname, "timeout", HTTP_TIMEOUT);
-    op->connect_timeout = opt_seconds(L, o, op->fname, "connect_timeout", HTTP_CONNECT_TIMEOUT);
+    op->timeout = opt_seconds(L, o, "timeout", HTTP_TIMEOUT);
+    op->connect_timeout = opt_seconds(L, o, "connect_timeout", HTTP_CONNECT_TIMEOUT);
     if (lua_getfield(L, o, "max_body") != LUA_TNIL) {
         int isint;
         mb = lua_tointegerx(L, -1, &isint);
         if (!isint || mb < 0)
-            luaL_error(L, "%s: option 'max_body' must be a non-negative integer", op->fname);
+            luaL_argerror(L, o, "option 'max_body' must be a non-negative integer");
     }
     lua_pop(L, 1);
     op->max_body = (curl_off_t)mb;
@@ -604,7 +614,7 @@ static int http_perform(lua_State *L, int o, Opts *op)
     if (rc == CURLE_OK)
         rc = curl_easy_getinfo(r->curl, CURLINFO_RESPONSE_CODE, &status);
     if (rc != CURLE_OK) {
-        push_reason(L, r, rc, clamped);
+        push_reason(L, r, rc, clamped, op->timeout, op->connect_timeout);
         req_release(r);
         return http_fail(L, method, url);
     }
@@ -639,6 +649,7 @@ static int http_request(lua_State *L)
     Opts op;
     memset(&op, 0, sizeof op);
     op.fname = "http.request";
+    op.arg = 1;
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_settop(L, 1);
     return http_perform(L, 1, &op);
@@ -658,6 +669,7 @@ static int http_post_json(lua_State *L)
     Opts op;
     memset(&op, 0, sizeof op);
     op.fname = "http.post_json";
+    op.arg = 3;
     op.json = 1;
     luaL_checktype(L, 1, LUA_TSTRING);
     luaL_checkany(L, 2);
@@ -678,7 +690,7 @@ static int http_post_json(lua_State *L)
         return luaL_error(L, "http.post_json: cjson.encode not found");
     lua_pushvalue(L, 2);
     if (lua_pcall(L, 1, 1, 0) != LUA_OK)
-        return luaL_error(L, "http.post_json: cannot encode value: %s", lua_tostring(L, -1));
+        return luaL_argerror(L, 2, lua_pushfstring(L, "cannot encode value: %s", lua_tostring(L, -1)));
     if (lua_type(L, -1) != LUA_TSTRING)
         return luaL_error(L, "http.post_json: cjson.encode did not return a string");
     op.body = lua_gettop(L); /* slot 5; the cjson table below it at 4 is harmless */

@@ -37,7 +37,11 @@
 #include <lauxlib.h>
 #include <lua.h>
 
+#include <arpa/inet.h>
+#include <netdb.h>
+
 #include "deadline.h"
+#include "lookup.h"
 
 #if defined(__GNUC__)
 #define RC_EXPORT __attribute__((visibility("default")))
@@ -57,18 +61,41 @@
 /* Each argument of a pipelined command sits on the Lua stack while it is
  * appended; Lua's stack stops at a million slots. */
 #define RC_MAX_ARGC 500000
+/* Default cap on one reply, MiB (config redis.max_reply). */
+#define RC_DEF_MAX_REPLY 64.0
+#define RC_MAX_MAX_REPLY 4096.0
+
+/*
+ * The reply cap. hiredis 0.14 buffers a bulk until all of it has arrived
+ * and allocates an array's slots as soon as its header is read, both sized
+ * by what the server announces: "$8000000000" alone would grow the process
+ * by gigabytes. So the binding bounds one reply three ways: the bytes read
+ * for it, a bulk's announced length (peeked before the bytes come), and an
+ * array's announced count (refused in the reader's createArray hook, before
+ * hiredis allocates). Over the cap, the call fails and the client closes.
+ */
+typedef struct RcCap {
+    redisReplyObjectFunctions fn;         /* ours: the defaults with checks */
+    const redisReplyObjectFunctions *orig; /* hiredis's defaults */
+    size_t max;                           /* bytes */
+    double mib;                           /* as configured, for messages */
+    int over;                             /* set by a hook that refused */
+} RcCap;
 
 typedef struct RClient {
     redisContext *ctx; /* NULL once closed */
     redisReply *reply; /* reply being converted: owned here so a raise cannot leak it */
     double timeout;    /* command timeout, seconds */
     int busy;          /* set during a call; still set later = it was cut short by a raise */
+    RcCap cap;         /* the reader's hooks point here: a userdata never moves */
     char addr[];       /* "host:port", "[v6]:port" or the socket path, for messages */
 } RClient;
 
 /* Message for a timeout that fired inside our own I/O loop. Compared by
  * address, so the caller can tell "timed out" from an errstr. */
 static const char rc_timed_out[] = "timed out";
+/* Message for a reply over the cap; compared by address the same way. */
+static const char rc_too_big[] = "reply too big";
 
 /* ---------------------------------------------------------------------- */
 /* Lifetime                                                                */
@@ -92,7 +119,7 @@ static RClient *rc_open(lua_State *L)
 {
     RClient *c = (RClient *)luaL_checkudata(L, 1, RC_MT);
     if (c->ctx == NULL)
-        luaL_error(L, "attempt to use a closed redis client");
+        luaL_argerror(L, 1, "attempt to use a closed redis client");
     return c;
 }
 
@@ -134,8 +161,11 @@ static int rc_pushfail(lua_State *L, const RClient *c, const char *prefix,
 static int rc_die(lua_State *L, RClient *c, const char *msg, int clamped, double secs,
                   int was_open)
 {
-    char buf[64];
-    if (msg == rc_timed_out && clamped) {
+    char buf[96];
+    if (msg == rc_too_big) {
+        snprintf(buf, sizeof buf, "reply larger than %g MiB (max_reply)", c->cap.mib);
+        msg = buf;
+    } else if (msg == rc_timed_out && clamped) {
         msg = "time budget exhausted";
     } else if (msg == rc_timed_out) {
         snprintf(buf, sizeof buf, "timed out after %g s", secs);
@@ -183,24 +213,97 @@ static const char *rc_flush(redisContext *ctx, double deadline)
     return NULL;
 }
 
+
+/* Reader hooks: an array whose announced size cannot fit the cap is refused
+ * before hiredis allocates its slots (each element takes >= 3 bytes). */
+static void *rc_hook_array(const redisReadTask *task, int elements)
+{
+    RcCap *cap = (RcCap *)task->privdata;
+    if (elements > 0 && (size_t)elements > cap->max / 3) {
+        cap->over = 1;
+        return NULL; /* the reader then fails with "Out of memory" */
+    }
+    return cap->orig->createArray(task, elements);
+}
+
+static void *rc_hook_string(const redisReadTask *task, char *str, size_t len)
+{
+    RcCap *cap = (RcCap *)task->privdata;
+    if (len > cap->max) {
+        cap->over = 1;
+        return NULL;
+    }
+    return cap->orig->createString(task, str, len);
+}
+
+static void *rc_hook_integer(const redisReadTask *task, long long v)
+{
+    return ((RcCap *)task->privdata)->orig->createInteger(task, v);
+}
+
+static void *rc_hook_nil(const redisReadTask *task)
+{
+    return ((RcCap *)task->privdata)->orig->createNil(task);
+}
+
+/* Install the hooks on a reader (a live context's, or the fuzz harness's). */
+static void rc_cap_install(RcCap *cap, redisReader *r, double mib)
+{
+    cap->orig = r->fn;
+    cap->fn = *r->fn;
+    cap->fn.createString = rc_hook_string;
+    cap->fn.createArray = rc_hook_array;
+    cap->fn.createInteger = rc_hook_integer;
+    cap->fn.createNil = rc_hook_nil;
+    cap->mib = mib;
+    cap->max = (size_t)(mib * 1048576.0);
+    cap->over = 0;
+    r->fn = &cap->fn;
+    r->privdata = cap;
+}
+
 /*
- * Read one reply, before `deadline`. poll(2) first, so the read(2) that
- * follows never waits: the whole reply is bounded, not each read.
- * On success *out is the reply and the caller owns it.
+ * After the reader stopped on an incomplete item: a bulk header at the
+ * cursor announces how much is still to come. Refused at once when that
+ * cannot fit, so an announced 8 GB costs nothing.
  */
-static const char *rc_read(redisContext *ctx, double deadline, redisReply **out)
+static int rc_cap_peek(const RcCap *cap, const redisReader *r)
+{
+    const char *p = r->buf + r->pos, *end = r->buf + r->len;
+    unsigned long long n = 0;
+    if (p >= end || *p != '$')
+        return 0;
+    for (p++; p < end && *p >= '0' && *p <= '9'; p++) {
+        n = n * 10 + (unsigned)(*p - '0');
+        if (n > cap->max)
+            return 1;
+    }
+    return 0;
+}
+
+/*
+ * Read one reply, before `deadline`, within the cap. poll(2) first, so the
+ * read(2) that follows never waits: the whole reply is bounded, not each
+ * read. On success *out is the reply and the caller owns it.
+ */
+static const char *rc_read(redisContext *ctx, RcCap *cap, double deadline, redisReply **out)
 {
     void *r = NULL;
+    size_t got = 0;
+    cap->over = 0;
     for (;;) {
         struct pollfd pfd;
         double left;
+        size_t before;
         int n;
         if (redisGetReplyFromReader(ctx, &r) != REDIS_OK)
-            return ctx->errstr;
+            return cap->over ? rc_too_big : ctx->errstr;
         if (r != NULL) {
             *out = (redisReply *)r;
             return NULL;
         }
+        if (rc_cap_peek(cap, ctx->reader))
+            return rc_too_big;
         left = deadline - evl_monotonic();
         if (left <= 0)
             return rc_timed_out;
@@ -216,8 +319,12 @@ static const char *rc_read(redisContext *ctx, double deadline, redisReply **out)
             return strerror(errno);
         }
         /* POLLHUP and POLLERR too: read(2) then reports EOF or the error. */
+        before = ctx->reader->len;
         if (redisBufferRead(ctx) != REDIS_OK)
             return ctx->errstr;
+        got += ctx->reader->len - before;
+        if (got > cap->max + 64) /* + a few bytes of framing */
+            return rc_too_big;
     }
 }
 
@@ -313,7 +420,7 @@ static const char *rc_roundtrip(lua_State *L, RClient *c, int base, int argc,
         lua_pop(L, 1);
     if ((err = rc_flush(c->ctx, deadline)) != NULL)
         return err;
-    return rc_read(c->ctx, deadline, &c->reply);
+    return rc_read(c->ctx, &c->cap, deadline, &c->reply);
 }
 
 /*
@@ -349,7 +456,8 @@ static double rc_begin(lua_State *L, RClient *c, double want, int *clamped)
  * client:call(cmd, ...) -> reply | nil, msg
  * Sends one command in argv form (binary-safe). Arguments: strings or
  * numbers. Returns the reply mapped as in docs/redis.md; an error reply
- * gives nil, "ERR ..." as the server sent it and the client stays usable.
+ * gives nil, "redis <addr>: ERR ..." (the server's text after the prefix)
+ * and the client stays usable.
  * A connection-level failure gives nil, "redis <addr>: ... (client closed)".
  * Raises: closed client, no command, an argument of another type.
  */
@@ -374,8 +482,16 @@ static int rc_call(lua_State *L)
     if ((err = rc_roundtrip(L, c, 2, argc, deadline)) != NULL)
         return rc_die(L, c, err, clamped, c->timeout, 1);
     if (c->reply->type == REDIS_REPLY_ERROR) {
+        /* "redis <addr>: ERR ...", like every other failure; copied first,
+         * since building the message may raise and the reply is ours. */
+        luaL_Buffer b;
         lua_pushnil(L);
-        lua_pushlstring(L, c->reply->str, c->reply->len);
+        luaL_buffinit(L, &b);
+        luaL_addstring(&b, "redis ");
+        luaL_addstring(&b, c->addr);
+        luaL_addstring(&b, ": ");
+        luaL_addlstring(&b, c->reply->str, c->reply->len);
+        luaL_pushresult(&b);
         nret = 2;
     } else {
         rc_push_reply(L, c->reply, 0);
@@ -461,7 +577,7 @@ static int rc_pipeline(lua_State *L)
         err = rc_flush(c->ctx, deadline);
     /* Pass 3: read the replies in order. */
     for (i = 1; i <= n && err == NULL; i++) {
-        if ((err = rc_read(c->ctx, deadline, &c->reply)) != NULL)
+        if ((err = rc_read(c->ctx, &c->cap, deadline, &c->reply)) != NULL)
             break;
         rc_push_reply(L, c->reply, 1);
         lua_rawseti(L, res, i);
@@ -509,7 +625,7 @@ typedef struct RcOpts {
     const char *host, *path, *username, *password;
     size_t userlen, passlen;
     lua_Integer port, db;
-    double timeout, connect_timeout;
+    double timeout, connect_timeout, max_reply;
     int has_port, has_host, has_timeout, has_connect_timeout;
 } RcOpts;
 
@@ -554,6 +670,7 @@ static void rc_readopts(lua_State *L, RcOpts *o)
     o->port = RC_DEF_PORT;
     o->timeout = RC_DEF_TIMEOUT;
     o->connect_timeout = RC_DEF_CONNECT_TIMEOUT;
+    o->max_reply = RC_DEF_MAX_REPLY;
     if (lua_isnoneornil(L, 1))
         return;
     luaL_checktype(L, 1, LUA_TTABLE);
@@ -580,6 +697,12 @@ static void rc_readopts(lua_State *L, RcOpts *o)
         } else if (strcmp(k, "connect_timeout") == 0) {
             o->connect_timeout = rc_optsecs(L, k);
             o->has_connect_timeout = 1;
+        } else if (strcmp(k, "max_reply") == 0) {
+            double v = lua_type(L, -1) == LUA_TNUMBER ? (double)lua_tonumber(L, -1) : -1;
+            if (!(v > 0 && v <= RC_MAX_MAX_REPLY))
+                luaL_argerror(L, 1, lua_pushfstring(L, "option 'max_reply' must be a number of MiB in (0, %d]",
+                                                    (int)RC_MAX_MAX_REPLY));
+            o->max_reply = v;
         } else {
             lua_pushvalue(L, -2); /* tostring a copy: never convert a key lua_next walks */
             luaL_argerror(L, 1, lua_pushfstring(L, "unknown option '%s'", luaL_tolstring(L, -1, NULL)));
@@ -628,12 +751,60 @@ static int rc_handshake(lua_State *L, RClient *c, int argc, const char *what,
 }
 
 /*
+ * Resolve host within the deadline (lookup.h), then connect to each address
+ * in turn as an IP literal, so hiredis's own getaddrinfo never waits on DNS.
+ * Leaves c->ctx set (maybe with err) and returns 0, or pushes nil, msg and
+ * returns 2 when the lookup fails or times out.
+ */
+static int rc_connect_tcp(lua_State *L, RClient *c, const char *host, int port, double deadline,
+                          int clamped, double secs)
+{
+    struct addrinfo hints, *res = NULL, *ai;
+    char ip[INET6_ADDRSTRLEN], buf[96];
+    int rc;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    rc = evl_lookup(host, NULL, &hints, deadline, &res);
+    if (rc == EVL_LOOKUP_TIMEOUT) {
+        if (clamped)
+            snprintf(buf, sizeof buf, "time budget exhausted (name lookup)");
+        else
+            snprintf(buf, sizeof buf, "timed out after %g s (name lookup)", secs);
+        return rc_pushfail(L, c, NULL, buf, 0);
+    }
+    if (rc != 0) {
+        snprintf(buf, sizeof buf, "name lookup: %s", rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
+        return rc_pushfail(L, c, NULL, buf, 0);
+    }
+    for (ai = res; ai != NULL; ai = ai->ai_next) {
+        const void *a = ai->ai_family == AF_INET6
+            ? (const void *)&((struct sockaddr_in6 *)(void *)ai->ai_addr)->sin6_addr
+            : (const void *)&((struct sockaddr_in *)(void *)ai->ai_addr)->sin_addr;
+        double left = deadline - evl_monotonic();
+        if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6)
+            continue;
+        if (inet_ntop(ai->ai_family, a, ip, sizeof ip) == NULL)
+            continue;
+        if (c->ctx)
+            redisFree(c->ctx);
+        c->ctx = redisConnectWithTimeout(ip, port, rc_tv(left > 0 ? left : 0.001));
+        if (c->ctx == NULL || !c->ctx->err || left <= 0)
+            break;
+    }
+    freeaddrinfo(res);
+    return 0;
+}
+
+/*
  * redis.connect([opts]) -> client | nil, msg
  * opts: host ("127.0.0.1"), port (6379), path (unix socket; excludes host
  * and port), username + password (AUTH user pass) or password (AUTH pass;
  * "" means none), db (SELECT when non-zero), timeout (per-call, s, default
- * 5), connect_timeout (s; default: timeout if given, else 2).
- * connect_timeout bounds the whole of connect: TCP handshake, AUTH, SELECT.
+ * 5), connect_timeout (s; default: timeout if given, else 2), max_reply
+ * (MiB, default 64: the largest reply a call accepts, see RcCap).
+ * connect_timeout bounds the whole of connect: name lookup, TCP handshake,
+ * AUTH, SELECT.
  * Returns nil, "redis <addr>: ..." when refused, timed out, the name does
  * not resolve, AUTH or SELECT fail, or the budget is spent.
  * Raises: opts not a table, an unknown key, a value of the wrong type or
@@ -660,6 +831,7 @@ static int rc_connect(lua_State *L)
     c->ctx = NULL;
     c->reply = NULL;
     c->busy = 0;
+    memset(&c->cap, 0, sizeof c->cap);
     c->timeout = o.timeout;
     memcpy(c->addr, lua_tostring(L, -2), addrlen + 1);
     luaL_setmetatable(L, RC_MT);
@@ -670,19 +842,21 @@ static int rc_connect(lua_State *L)
         return rc_pushfail(L, c, NULL, "time budget exhausted", 0);
     clamped = t < o.connect_timeout;
     deadline = evl_monotonic() + t;
-    /* Name resolution inside hiredis is not bounded by this timeout; see
-     * docs/redis.md. The TCP handshake is. */
     if (o.path)
         c->ctx = redisConnectUnixWithTimeout(o.path, rc_tv(t));
-    else
-        c->ctx = redisConnectWithTimeout(o.host, (int)o.port, rc_tv(t));
+    else if (rc_connect_tcp(L, c, o.host, (int)o.port, deadline, clamped, o.connect_timeout))
+        return 2;
     if (c->ctx == NULL)
         return rc_pushfail(L, c, NULL, "out of memory", 0);
     if (c->ctx->err) {
+        /* hiredis words its own connect timeout "Connection timed out" */
+        if (strstr(c->ctx->errstr, "timed out") != NULL)
+            return rc_die(L, c, rc_timed_out, clamped, o.connect_timeout, 0);
         rc_pushfail(L, c, NULL, c->ctx->errstr, 0);
         rc_free(c);
         return 2;
     }
+    rc_cap_install(&c->cap, c->ctx->reader, o.max_reply);
     if (o.password) {
         int argc = 2;
         lua_pushliteral(L, "AUTH");
@@ -706,6 +880,51 @@ static int rc_connect(lua_State *L)
 }
 
 /* ---------------------------------------------------------------------- */
+
+#ifdef EVL_FUZZ
+/*
+ * For fuzz/fuzz_redis_reply.c only (built with -DEVL_FUZZ, never in the
+ * shipped binaries): feed bytes to a hiredis reader with the reply cap's
+ * hooks, and map every complete reply to Lua exactly as call() and
+ * pipeline() do. Each mapping runs under lua_pcall, so a raise (memory)
+ * never skips freeing the reply or the reader.
+ */
+static int rc_fuzz_map(lua_State *L)
+{
+    const redisReply *r = (const redisReply *)lua_touserdata(L, 1);
+    rc_push_reply(L, r, lua_toboolean(L, 2));
+    return 1;
+}
+
+int evl_redis_fuzz_reply(lua_State *L, const char *data, size_t len, double max_mib);
+
+int evl_redis_fuzz_reply(lua_State *L, const char *data, size_t len, double max_mib)
+{
+    RcCap cap;
+    void *reply = NULL;
+    int n = 0;
+    redisReader *rd = redisReaderCreate();
+    if (rd == NULL)
+        return -1;
+    rc_cap_install(&cap, rd, max_mib);
+    if (redisReaderFeed(rd, data, len) != REDIS_OK) {
+        redisReaderFree(rd);
+        return -1;
+    }
+    while (!rc_cap_peek(&cap, rd) && redisReaderGetReply(rd, &reply) == REDIS_OK && reply) {
+        lua_pushcfunction(L, rc_fuzz_map);
+        lua_pushlightuserdata(L, reply);
+        lua_pushboolean(L, n & 1);
+        lua_pcall(L, 2, 1, 0); /* a raise (memory) is fine: the reply is freed below */
+        lua_pop(L, 1);
+        freeReplyObject(reply);
+        reply = NULL;
+        n++;
+    }
+    redisReaderFree(rd);
+    return n;
+}
+#endif
 
 static const luaL_Reg rc_methods[] = {
     {"call", rc_call},

@@ -32,6 +32,7 @@
 #include <lauxlib.h>
 
 #include "deadline.h"
+#include "lookup.h"
 
 /* Built with -fvisibility=hidden as a C module: require() must still see it. */
 #if defined(__GNUC__)
@@ -64,7 +65,7 @@ typedef struct {
 
 /* Why an operation stopped early; turned into a message once nothing owned
  * by C is left to free. */
-enum { TCP_OK = 0, TCP_ETIMEOUT, TCP_EBUDGET, TCP_ECLOSED, TCP_ETOOBIG, TCP_EERRNO };
+enum { TCP_OK = 0, TCP_ETIMEOUT, TCP_EBUDGET, TCP_ECLOSED, TCP_ETOOBIG, TCP_EERRNO, TCP_ELOOKUP };
 
 /* ------------------------------------------------------------------------ */
 /* Helpers                                                                   */
@@ -81,18 +82,18 @@ static TcpConn *tcp_checkopen(lua_State *L, int idx)
 {
     TcpConn *c = tcp_check(L, idx);
     if (c->fd < 0)
-        luaL_error(L, "attempt to use a closed tcp connection");
+        luaL_argerror(L, idx, "attempt to use a closed tcp connection");
     return c;
 }
 
 /* A timeout value: a positive number of seconds. math.huge is accepted; the
  * budget and poll's int range bound it anyway. Strict about the type (no
  * "5" strings) because a timeout in the wrong unit or type is a bug. */
-static double tcp_checktimeout(lua_State *L, int idx, const char *what)
+static double tcp_checktimeout(lua_State *L, int idx, int arg, const char *what)
 {
     double t = lua_type(L, idx) == LUA_TNUMBER ? lua_tonumber(L, idx) : 0;
     if (!(t > 0)) /* also rejects NaN */
-        luaL_error(L, "%s must be a positive number of seconds", what);
+        luaL_argerror(L, arg, lua_pushfstring(L, "%s must be a positive number of seconds", what));
     return t;
 }
 
@@ -146,19 +147,31 @@ static double tcp_deadline(lua_State *L, double want, int *clamped)
     return evl_monotonic() + t;
 }
 
-/* Push nil, "tcp <label>: <what>" and return 2: the one failure shape. */
-static int tcp_fail(lua_State *L, const char *label, int why, int err)
+/* Push nil, "tcp <label>: <what>" and return 2: the one failure shape.
+ * A timeout reads "timed out after N s", N being the timeout that applied
+ * (`secs`), as in every binding (docs/design.md, "Error vocabulary"). */
+static int tcp_fail(lua_State *L, const char *label, int why, int err, double secs)
 {
     const char *what;
+    char buf[64];
     switch (why) {
-    case TCP_ETIMEOUT: what = "timeout"; break;
+    case TCP_ETIMEOUT:
+        snprintf(buf, sizeof buf, "timed out after %g s", secs);
+        what = buf;
+        break;
     case TCP_EBUDGET: what = "time budget exhausted"; break;
     case TCP_ECLOSED: what = "closed"; break;
     case TCP_ETOOBIG: what = "reply larger than 16 MiB"; break;
+    case TCP_ELOOKUP: what = gai_strerror(err); break;
     default: what = strerror(err); break;
     }
     lua_pushnil(L);
-    lua_pushfstring(L, "tcp %s: %s", label, what);
+    /* The OS's "Connection refused" reads "connection refused", as in every
+     * binding's messages (docs/design.md, "Error vocabulary"). */
+    if (what[0] >= 'A' && what[0] <= 'Z' && what[1] >= 'a' && what[1] <= 'z')
+        lua_pushfstring(L, "tcp %s: %c%s", label, what[0] - 'A' + 'a', what + 1);
+    else
+        lua_pushfstring(L, "tcp %s: %s", label, what);
     return 2;
 }
 
@@ -221,10 +234,12 @@ static int tcp_connect_one(TcpConn *c, int family, int proto, const struct socka
 }
 
 /*
- * Resolve host:port and try every address in order until one connects or
- * the deadline passes. A numeric host is resolved with AI_NUMERICHOST first:
- * in the static executable a literal must never reach NSS, which a static
- * glibc provides only in part (modules are dlopen'ed). Returns TCP_OK or a failure code; *gai is set for lookup errors.
+ * Resolve host:port within the deadline (lookup.h: a literal never reaches
+ * NSS, which a static glibc provides only in part, and a name is looked up
+ * in a helper thread the deadline can walk away from), then try every
+ * address in order until one connects or the deadline passes. Returns
+ * TCP_OK or a failure code: TCP_ELOOKUP with *err an EAI_* code, or
+ * TCP_ETIMEOUT when the lookup itself ran out of time (*gai set).
  * Nothing here can raise, so freeaddrinfo always runs.
  */
 static int tcp_connect_inet(TcpConn *c, const char *host, int port, double deadline, int *err,
@@ -232,21 +247,24 @@ static int tcp_connect_inet(TcpConn *c, const char *host, int port, double deadl
 {
     struct addrinfo hints, *res = NULL, *ai;
     char serv[8];
-    int why = TCP_EERRNO;
+    int why = TCP_EERRNO, rc;
     memset(&hints, 0, sizeof hints);
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
+    hints.ai_flags = AI_NUMERICSERV;
     snprintf(serv, sizeof serv, "%d", port);
-    *gai = getaddrinfo(host, serv, &hints, &res);
-    if (*gai == EAI_NONAME) {
-        hints.ai_flags = AI_NUMERICSERV;
-        *gai = getaddrinfo(host, serv, &hints, &res);
+    rc = evl_lookup(host, serv, &hints, deadline, &res);
+    if (rc == EVL_LOOKUP_TIMEOUT) {
+        *gai = 1;
+        return TCP_ETIMEOUT;
     }
-    if (*gai != 0) {
-        if (*gai == EAI_SYSTEM)
-            *err = errno;
+    if (rc == EAI_SYSTEM) {
+        *err = errno;
         return TCP_EERRNO;
+    }
+    if (rc != 0) {
+        *err = rc;
+        return TCP_ELOOKUP;
     }
     *err = EHOSTUNREACH; /* only if the list is empty, which it never is */
     for (ai = res; ai != NULL; ai = ai->ai_next) {
@@ -284,14 +302,14 @@ static void tcp_options(lua_State *L, int idx, TcpConn *c, double *ctimeout)
     while (lua_next(L, idx) != 0) {
         const char *k;
         if (lua_type(L, -2) != LUA_TSTRING)
-            luaL_error(L, "tcp.connect: option names must be strings");
+            luaL_argerror(L, idx, "option names must be strings");
         k = lua_tostring(L, -2);
         if (strcmp(k, "connect_timeout") == 0)
-            *ctimeout = tcp_checktimeout(L, -1, "tcp.connect: connect_timeout");
+            *ctimeout = tcp_checktimeout(L, -1, idx, "option 'connect_timeout'");
         else if (strcmp(k, "timeout") == 0)
-            c->timeout = tcp_checktimeout(L, -1, "tcp.connect: timeout");
+            c->timeout = tcp_checktimeout(L, -1, idx, "option 'timeout'");
         else
-            luaL_error(L, "tcp.connect: unknown option '%s'", k);
+            luaL_argerror(L, idx, lua_pushfstring(L, "unknown option '%s'", k));
         lua_pop(L, 1);
     }
 }
@@ -347,7 +365,7 @@ static int tcp_connect(lua_State *L)
 
     deadline = tcp_deadline(L, ctimeout, &clamped);
     if (deadline <= 0)
-        return tcp_fail(L, c->label, TCP_EBUDGET, 0);
+        return tcp_fail(L, c->label, TCP_EBUDGET, 0, 0);
 
     if (is_unix)
         why = tcp_connect_unix(c, host, len, deadline, &err);
@@ -356,18 +374,19 @@ static int tcp_connect(lua_State *L)
 
     if (why == TCP_OK)
         return 1; /* the userdata on top */
-    if (gai != 0 && gai != EAI_SYSTEM) {
+    if (why == TCP_ETIMEOUT && gai) { /* the name lookup ran out of time */
+        char buf[64];
+        if (clamped)
+            snprintf(buf, sizeof buf, "time budget exhausted (name lookup)");
+        else
+            snprintf(buf, sizeof buf, "timed out after %g s (name lookup)", ctimeout);
         lua_pushnil(L);
-        lua_pushfstring(L, "tcp %s: %s", c->label, gai_strerror(gai));
+        lua_pushfstring(L, "tcp %s: %s", c->label, buf);
         return 2;
     }
-    if (why == TCP_ETIMEOUT) {
-        lua_pushnil(L);
-        lua_pushfstring(L, "tcp %s: %s", c->label,
-                        clamped ? "time budget exhausted" : "connect timed out");
-        return 2;
-    }
-    return tcp_fail(L, c->label, why, err);
+    if (why == TCP_ETIMEOUT && clamped)
+        why = TCP_EBUDGET;
+    return tcp_fail(L, c->label, why, err, ctimeout);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -411,7 +430,7 @@ static int tcp_send(lua_State *L)
     }
     if (why == TCP_ETIMEOUT && clamped)
         why = TCP_EBUDGET;
-    tcp_fail(L, c->label, why, err);
+    tcp_fail(L, c->label, why, err, c->timeout);
     lua_pushinteger(L, (lua_Integer)sent);
     return 3;
 }
@@ -549,7 +568,7 @@ static int tcp_receive(lua_State *L)
         return 1;
     if (why == TCP_ETIMEOUT && clamped)
         why = TCP_EBUDGET;
-    tcp_fail(L, c->label, why, err); /* stack: partial, nil, msg */
+    tcp_fail(L, c->label, why, err, c->timeout); /* stack: partial, nil, msg */
     lua_rotate(L, -3, -1);            /* nil, msg, partial */
     return 3;
 }
@@ -562,7 +581,7 @@ static int tcp_receive(lua_State *L)
 static int tcp_settimeout(lua_State *L)
 {
     TcpConn *c = tcp_checkopen(L, 1);
-    c->timeout = tcp_checktimeout(L, 2, "conn:settimeout: timeout");
+    c->timeout = tcp_checktimeout(L, 2, 2, "timeout");
     lua_pushboolean(L, 1);
     return 1;
 }
@@ -578,7 +597,7 @@ static int tcp_shutdown(lua_State *L)
 {
     TcpConn *c = tcp_checkopen(L, 1);
     if (shutdown(c->fd, SHUT_WR) < 0)
-        return tcp_fail(L, c->label, TCP_EERRNO, errno);
+        return tcp_fail(L, c->label, TCP_EERRNO, errno, 0);
     lua_pushboolean(L, 1);
     return 1;
 }

@@ -83,6 +83,7 @@ static int l_on(lua_State *L)
     luaL_argcheck(L, lua_gettop(L) == 2, 3, "on() takes a pattern and a handler");
     if (lua_getstack(L, 1, &ar) && lua_getinfo(L, "l", &ar))
         line = ar.currentline;
+    evl_warn_patterns(L, 1, lua_upvalueindex(1), line); /* a pattern no event can match */
     lua_rawgeti(L, LUA_REGISTRYINDEX, h->handlers_ref);
     lua_createtable(L, 0, 6);
     lua_pushvalue(L, 2);

@@ -156,8 +156,7 @@ static void catalogue(void)
     }
     CHECK(parse("+odown", "master mymaster 10.0.0.1 6379 #quorum 2/3") == 0, "%s", err);
     CHECK(ev.votes == 2 && ev.quorum == 3, "+odown votes %ld quorum %ld", ev.votes, ev.quorum);
-    CHECK(parse("+new-epoch", "18446744073709551615") == 0 && ev.epoch == 18446744073709551615ULL,
-          "+new-epoch max");
+    CHECK(parse("+new-epoch", "18446744073709551615") == -1, "+new-epoch past a Lua integer");
     snprintf(buf, sizeof buf, "%s 7", sid);
     CHECK(parse("+vote-for-leader", buf) == 0 && ev.epoch == 7 && streq(ev.leader, sid), "vote");
     CHECK(parse("+switch-master", "mymaster 10.0.0.1 6379 10.0.0.2 6380") == 0, "%s", err);
@@ -280,12 +279,60 @@ static void malformed(void)
     CHECK(evl_parse_reconfig(&ev, empty, err, sizeof err) == -1, "empty master");
 }
 
+/* Defects found by hostile testing: each must fail before its fix. */
+static void edges(void)
+{
+    /* an epoch that does not fit a Lua integer is refused, never negative */
+    CHECK(parse("+new-epoch", "9223372036854775807") == 0 && ev.epoch == 9223372036854775807ULL,
+          "2^63-1: %s", err);
+    CHECK(parse("+new-epoch", "9223372036854775808") == -1 && strstr(err, "epoch"), "2^63: %s", err);
+    CHECK(parse("+new-epoch", "18446744073709551616") == -1, "2^64");
+    CHECK(parse("+vote-for-leader", "abc 9223372036854775808") == -1, "vote 2^63");
+    /* "--" and signs alone are not event names */
+    CHECK(parse("--", "master pod1 127.0.0.1 6379") == -1 && strstr(err, "not an event name"),
+          "--: %s", err);
+    CHECK(parse("-+", "x") == -1, "-+");
+    CHECK(parse("+-sdown", "x") == -1, "+-sdown");
+    CHECK(parse("+1x", "x") == 0, "digits may start a future name: %s", err);
+    /* reconfigurator mode: the role is leader or observer */
+    char *obs[7] = {"pod1", "observer", "start", "10.0.0.1", "6379", "10.0.0.2", "6380"};
+    CHECK(evl_parse_reconfig(&ev, obs, err, sizeof err) == 0 && streq(ev.role, "observer"), "observer");
+    static char *const roles[] = {"Leader", "follower", "leaderx", "-"};
+    for (size_t i = 0; i < sizeof roles / sizeof roles[0]; i++) {
+        char *r[7] = {"pod1", roles[i], "start", "10.0.0.1", "6379", "10.0.0.2", "6380"};
+        CHECK(evl_parse_reconfig(&ev, r, err, sizeof err) == -1 && strstr(err, "role"), "role %s: %s",
+              roles[i], err);
+    }
+}
+
+/* Patterns that can never fire, and the name a typo meant. */
+static void patterns(void)
+{
+    const char *near = NULL;
+    static const char *const good[] = {"+sdown", "*", "+*down", "-*", "client-reconfig",
+                                       "client-*", "+script-child", "*-master", "+*"};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
+        CHECK(evl_pattern_known(good[i], &near) == 1, "'%s' should match", good[i]);
+    static const char *const bad[][2] = {
+        {"+sdwon", "+sdown"}, {"switch-master", "+switch-master"}, {"+odwn", "+odown"},
+        {"client_reconfig", "client-reconfig"}, {"+failover-ended", "+failover-end"},
+        {"+sdown ", "+sdown"}, {"+SDOWN*", NULL}, {"", NULL}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        CHECK(evl_pattern_known(bad[i][0], &near) == 0, "'%s' should match nothing", bad[i][0]);
+        CHECK(near != NULL && (!bad[i][1] || streq(near, bad[i][1])), "'%s': closest %s, wanted %s",
+              bad[i][0], near ? near : "(none)", bad[i][1] ? bad[i][1] : "any");
+    }
+    CHECK(evl_glob("+*down", "+sdown") && evl_glob("*", "") && !evl_glob("+s", "+sdown"), "glob");
+}
+
 int main(int argc, char **argv)
 {
     const char *shared = argc > 1 ? argv[1] : "../shared";
     int n = corpus(shared);
     catalogue();
     malformed();
+    edges();
+    patterns();
     printf("corpus lines parsed: %d\n", n);
     printf("%d passed, %d failed\n", checks - failures, failures);
     return failures ? 1 : 0;

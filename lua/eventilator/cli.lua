@@ -55,20 +55,22 @@ local function check(host)
   end
   out("config  %s (%s)", path, format)
   local files = host.load_rules()
-  local bad = 0
+  local bad, never = 0, 0
   if #files == 0 then
     out("rules   %s: no *.lua files", os.getenv("EVENTILATOR_RULES") or config.rules_dir)
   end
   for _, f in ipairs(files) do
     if f.ok then
       out("ok      %s: %s", f.path, #f.patterns > 0 and patterns(f.patterns) or "(registers nothing)")
+      for _, w in ipairs(f.warnings or {}) do never = never + 1; out("NEVER   %s", w) end
     else
       bad = bad + 1
       out("FAILED  %s", f.err)
     end
   end
-  out("%d rule file(s), %d failed", #files, bad)
-  return bad == 0 and 0 or 1
+  out("%d rule file(s), %d failed%s", #files, bad,
+    never > 0 and (", " .. never .. " pattern(s) never match") or "")
+  return (bad == 0 and never == 0) and 0 or 1
 end
 
 local function test(host, args)

@@ -44,24 +44,6 @@ for sec, keys in pairs(MAP) do
   for k in pairs(keys) do KEY_BY_LC[sec][k:lower()] = k end
 end
 
-local TOP_KEYS = { "RedisAddress", "RedisPort", "RedisAuth", "RedisEnabled" }
-
--- legacy.detect(text) -> true when text is a Go eventilator TOML config
--- rather than a Lua chunk: it has a `[Section]` header line, or assigns one
--- of the Go top-level keys before any section.
-function M.detect(text)
-  for line in (tostring(text) .. "\n"):gmatch("([^\n]*)\n") do
-    local l = line:gsub("\r$", "")
-    if l:match("^%s*%[%s*[%a_][%w_%-%.]*%s*%]%s*$") or l:match("^%s*%[%s*[%a_][%w_%-%.]*%s*%]%s*#") then
-      return true
-    end
-    for _, k in ipairs(TOP_KEYS) do
-      if l:match("^%s*" .. k .. "%s*=") then return true end
-    end
-  end
-  return false
-end
-
 -- ---------------------------------------------------------------------------
 -- Values. Each parser takes (line, pos) and returns value, next pos, or
 -- raises a plain message (caught by parse, which adds file:line).

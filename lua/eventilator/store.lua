@@ -5,7 +5,8 @@
 local M = {}
 
 -- The options the binding's connect() takes (it raises on any other key).
-local KEYS = { "host", "port", "path", "username", "password", "db", "timeout", "connect_timeout" }
+local KEYS = { "host", "port", "path", "username", "password", "db", "timeout", "connect_timeout",
+  "max_reply" }
 
 -- connect_opts([overrides]) -> options: config.redis, then the overrides.
 -- An empty password or username means none (as the Go config's RedisAuth = "");

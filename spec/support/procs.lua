@@ -4,8 +4,14 @@
 -- a spec dies before its teardown.
 local M = {}
 
-M.build = os.getenv("EVENTILATOR_BUILD") or "build"
-M.src = os.getenv("EVENTILATOR_SRC") or "."
+-- Absolute, so a symlink or a `cd` elsewhere still finds them (plain
+-- `busted` in the repo root sets neither variable).
+local function absolute(p)
+  if p:sub(1, 1) == "/" then return p end
+  return (os.getenv("PWD") or ".") .. "/" .. p
+end
+M.build = absolute(os.getenv("EVENTILATOR_BUILD") or "build")
+M.src = absolute(os.getenv("EVENTILATOR_SRC") or ".")
 M.shared = M.src .. "/../shared"
 M.LIFETIME = 900 -- seconds any helper process may live
 

@@ -1,0 +1,104 @@
+-- Host-name lookups end within the binding's timeout (and the budget) even
+-- when the DNS server never answers. Each case runs under bubblewrap in a
+-- private network namespace (loopback only) whose /etc/resolv.conf points at
+-- a UDP listener on 127.0.0.1:53 that reads queries and never replies, with
+-- glibc told to wait 5 s x 3 attempts. Unbounded, one lookup takes 15 s and
+-- the outer `timeout` kills the run; bounded, each ends on its own timeout.
+local procs = require("procs")
+
+local NAME = "db.eventilator.test"
+
+-- Can this machine make an unprivileged network namespace?
+local function sandbox_ok()
+  local _, rc = procs.sh("bwrap --dev-bind / / --unshare-net --unshare-user --uid 0 true 2>/dev/null")
+  return rc == 0
+end
+
+-- Run `cmd` (a shell string) in the sandbox with the silent resolver, at
+-- most `limit` seconds. Returns stdout+stderr and the exit code.
+local function in_silent_dns(dir, cmd, limit)
+  procs.write(dir .. "/resolv.conf", "nameserver 127.0.0.1\noptions timeout:5 attempts:3\n")
+  procs.write(dir .. "/silent_dns.py", table.concat({
+    "import socket",
+    "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)",
+    "s.bind(('127.0.0.1', 53))",
+    "open(" .. string.format("%q", dir .. "/dns.ready") .. ", 'w').close()",
+    "while True:",
+    "    s.recvfrom(4096)  # and never a word back",
+  }, "\n") .. "\n")
+  -- The sanitized build preloads libasan into busted's lua5.4: only the
+  -- command under test gets it, not bwrap, sh or the Python stand-in.
+  local preload = os.getenv("LD_PRELOAD")
+  if preload and preload ~= "" then cmd = "LD_PRELOAD=" .. procs.quote(preload) .. " " .. cmd end
+  local inner = string.format(
+    "python3 %s & while [ ! -e %s ]; do sleep 0.05; done; timeout %d sh -c %s",
+    procs.quote(dir .. "/silent_dns.py"), procs.quote(dir .. "/dns.ready"), limit, procs.quote(cmd))
+  return procs.sh(string.format(
+    "env -u LD_PRELOAD timeout %d bwrap --dev-bind / / --unshare-net --unshare-user --uid 0 --cap-add CAP_NET_BIND_SERVICE " ..
+    "--unshare-uts --hostname nodotshost --unshare-pid --proc /proc --die-with-parent --bind %s /etc/resolv.conf sh -c %s 2>&1",
+    limit + 5, procs.quote(dir .. "/resolv.conf"), procs.quote(inner)))
+end
+
+describe("host-name lookups with a DNS server that never answers", function()
+  local dir
+  before_each(function()
+    if not sandbox_ok() then
+      pending("bubblewrap cannot create a network namespace here")
+    end
+    dir = procs.tmpdir()
+  end)
+  after_each(function() procs.rmtree(dir) end)
+
+  it("tcp.connect and redis.connect end on their connect_timeout", function()
+    procs.write(dir .. "/probe.lua", string.format([[
+package.cpath = %q .. "/lib/eventilator/?.so;" .. package.cpath
+local tcp = require("eventilator.tcp")
+local redis = require("eventilator.redis")
+print(select(2, tcp.connect(%q, 6379, { connect_timeout = 0.5 })))
+print(select(2, redis.connect({ host = %q, connect_timeout = 0.5 })))
+print(select(2, tcp.connect("127.0.0.1", 1, { connect_timeout = 0.5 })))
+]], procs.build, NAME, NAME))
+    local out, rc = in_silent_dns(dir, "lua5.4 " .. procs.quote(dir .. "/probe.lua"), 8)
+    assert.equal(0, rc, out)
+    assert.matches("tcp " .. NAME:gsub("%p", "%%%0") .. ":6379: timed out after 0%.5 s %(name lookup%)\n", out)
+    assert.matches("redis " .. NAME:gsub("%p", "%%%0") .. ":6379: timed out after 0%.5 s %(name lookup%)\n", out)
+    -- a literal never waits on the resolver
+    assert.matches("tcp 127%.0%.0%.1:1: connection refused\n", out)
+  end)
+
+  it("the time budget bounds a lookup that asked for longer", function()
+    procs.write(dir .. "/probe.lua", string.format([[
+package.cpath = %q .. "/lib/eventilator/?.so;" .. package.cpath
+local tcp = require("eventilator.tcp")
+local redis = require("eventilator.redis")
+local clock = io.popen("env -u LD_PRELOAD python3 -c 'import time; print(time.monotonic())'"):read("n")
+debug.getregistry()["eventilator.deadline"] = clock + 1
+print(select(2, tcp.connect(%q, 6379, { connect_timeout = 30 })))
+debug.getregistry()["eventilator.deadline"] = clock + 2
+print(select(2, redis.connect({ host = %q, connect_timeout = 30 })))
+]], procs.build, NAME, NAME))
+    local out, rc = in_silent_dns(dir, "lua5.4 " .. procs.quote(dir .. "/probe.lua"), 8)
+    assert.equal(0, rc, out)
+    assert.matches("tcp [^\n]*: time budget exhausted %(name lookup%)\n", out)
+    assert.matches("redis [^\n]*: time budget exhausted %(name lookup%)\n", out)
+  end)
+
+  it("ev.host falls back to the short host name, once per call", function()
+    local rules = dir .. "/rules"
+    os.execute("mkdir -p " .. procs.quote(rules))
+    procs.write(dir .. "/eventilator.conf", string.format(
+      "log = { target = %q, level = \"info\" }\nrules_dir = %q\nstate_dir = %q\n",
+      dir .. "/eventilator.log", rules, dir .. "/state"))
+    procs.write(rules .. "/10-host.lua", [[
+on("+sdown", function(ev)
+  for _ = 1, 5 do log.info("host=%s", ev.host) end
+end)
+]])
+    local out, rc = in_silent_dns(dir, string.format("EVENTILATOR_CONF=%s %s +sdown 'master m 127.0.0.1 6379'",
+      procs.quote(dir .. "/eventilator.conf"), procs.quote(procs.build .. "/bin/eventilator")), 8)
+    assert.equal(0, rc, out .. (procs.read(dir .. "/eventilator.log") or ""))
+    local log = procs.read(dir .. "/eventilator.log") or ""
+    local _, n = log:gsub("host=nodotshost\n", "")
+    assert.equal(5, n, log)
+  end)
+end)
