@@ -4,9 +4,9 @@
 set -euo pipefail
 pkgs=(
   build-essential cmake pkg-config
-  liblua5.4-dev lua5.4 lua-cjson libhiredis-dev libcurl4-openssl-dev
+  liblua5.4-dev lua5.4 lua-cjson libhiredis-dev libcurl4-openssl-dev libssl-dev
   lua-busted lua-check
-  redis-server redis-sentinel redis-tools
+  redis-server redis-sentinel redis-tools prometheus-alertmanager
   python3 ca-certificates procps
 )
 missing=()

@@ -8,14 +8,6 @@
 -- same way, with a message saying which key to set.
 local M = {}
 
-M.DEFAULTS = {
-  api_url = "https://slack.com/api",
-  channel = "sentinel-events",
-  username = "eventilator",
-  author_name = "eventilator",
-  timeout = 5,
-}
-
 -- Slack's message formatting treats these three as control characters.
 function M.escape(s)
   return (tostring(s):gsub("[&<>]", { ["&"] = "&amp;", ["<"] = "&lt;", [">"] = "&gt;" }))
@@ -158,15 +150,6 @@ local function redact(msg, url)
   return (tostring(msg):gsub(plain, repl))
 end
 
-local function settings(opts)
-  local cfg = require("eventilator.config").slack or {}
-  local s = {}
-  for k, v in pairs(M.DEFAULTS) do s[k] = v end
-  for k, v in pairs(cfg) do s[k] = v end
-  for k, v in pairs(opts or {}) do s[k] = v end
-  return s
-end
-
 -- What went wrong with a reply, or nil when it is a success.
 local function failure(res, what)
   local body = tostring(res.body or ""):sub(1, 200)
@@ -186,11 +169,11 @@ end
 -- incoming webhook is used, else chat.postMessage with token.
 function M.notify(ev, opts)
   if type(ev) ~= "table" then error("slack.notify: ev must be a table", 2) end
-  local s = settings(opts)
+  local s = require("eventilator.settings").get("slack", opts)
   local http = require("eventilator.http")
   local json = require("cjson")
   local msg = M.message(ev, s)
-  local timeout = tonumber(s.timeout) or M.DEFAULTS.timeout
+  local timeout = s.timeout
   if s.webhook_url and s.webhook_url ~= "" then
     local res, err = http.request {
       method = "POST", url = s.webhook_url, body = json.encode(msg), timeout = timeout,
