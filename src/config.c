@@ -72,6 +72,7 @@ static const struct field {
     {"alertmanager", "urls", K_LIST, NULL, 0, alertmanager_urls},
     {"alertmanager", "labels", K_TABLE, NULL, 0, NULL},
     {"alertmanager", "generator_url", K_STRING, NULL, 0, NULL},
+    {"alertmanager", "ttl", K_NUMBER, NULL, 86400, NULL},
     {"alertmanager", "failover_ttl", K_NUMBER, NULL, 600, NULL},
     {"alertmanager", "timeout", K_NUMBER, NULL, 5, NULL},
     {"pagerduty", "enabled", K_BOOL, NULL, 0, NULL},

@@ -9,10 +9,7 @@
 local M = {}
 
 local function addr(t)
-  if type(t) ~= "table" or not t.ip then return "?" end
-  local ip = tostring(t.ip)
-  if ip:find(":", 1, true) then ip = "[" .. ip .. "]" end
-  return ip .. ":" .. tostring(t.port)
+  return require("eventilator.words").addr(t) or "?"
 end
 
 local MASTER_DOWN = {

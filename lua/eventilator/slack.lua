@@ -14,72 +14,11 @@ function M.escape(s)
 end
 local esc = M.escape
 
-local function addr(t)
-  if type(t) ~= "table" or not t.ip then return nil end
-  local ip = tostring(t.ip)
-  if ip:find(":", 1, true) then ip = "[" .. ip .. "]" end
-  return t.port and (ip .. ":" .. tostring(t.port)) or ip
-end
-
-local ROLE = { master = "master", slave = "replica", sentinel = "sentinel" }
-
--- "master cache1 (10.0.0.5:6379)", "replica 10.0.0.7:6379 of pod cache1",
--- "sentinel 3e0933e0 (10.0.0.7:26379) of pod cache1"
-local function who(ev)
-  local i = ev.instance
-  if type(i) ~= "table" then return "pod " .. tostring(ev.pod or "?") end
-  local role = ROLE[i.type] or tostring(i.type or "instance")
-  if i.type == "master" then
-    return string.format("master %s (%s)", tostring(i.name), addr(i) or "?")
-  end
-  local of = ev.pod and (" of pod " .. tostring(ev.pod)) or ""
-  if i.type == "sentinel" then
-    return string.format("sentinel %s (%s)%s", tostring(i.name):sub(1, 8), addr(i) or "?", of)
-  end
-  return role .. " " .. (addr(i) or tostring(i.name)) .. of
-end
-
--- One line per event; {who}, {pod}, {old}, {new}, {quorum}, {role},
--- {state}, {option}, {value} are filled in from ev.
-local SUMMARY = {
-  ["+sdown"] = "{who} is subjectively down",
-  ["-sdown"] = "{who} is no longer subjectively down",
-  ["+odown"] = "{who} is objectively down{quorum}",
-  ["-odown"] = "{who} is no longer objectively down",
-  ["+try-failover"] = "failover of pod {pod} started",
-  ["+elected-leader"] = "this sentinel leads the failover of pod {pod}",
-  ["+selected-slave"] = "{who} was selected for promotion",
-  ["+promoted-slave"] = "{who} was promoted to master",
-  ["+failover-end"] = "failover of pod {pod} ended",
-  ["+failover-end-for-timeout"] = "failover of pod {pod} ended on timeout; some replicas may be unconfigured",
-  ["-failover-abort-not-elected"] = "failover of pod {pod} aborted: this sentinel was not elected",
-  ["-failover-abort-no-good-slave"] = "failover of pod {pod} aborted: no replica can be promoted",
-  ["-failover-abort-slave-timeout"] = "failover of pod {pod} aborted: the chosen replica did not take over",
-  ["+switch-master"] = "pod {pod} switched master from {old} to {new}",
-  ["client-reconfig"] = "pod {pod} fails over from {old} to {new} ({role}, {state})",
-  ["+monitor"] = "now monitoring {who}",
-  ["-monitor"] = "no longer monitoring {who}",
-  ["+reset-master"] = "{who} was reset",
-  ["+set"] = "pod {pod}: {option} set to {value}",
-  ["+config-update-from"] = "pod {pod} took a newer config from {who}",
-}
+local words = require("eventilator.words")
+local addr, ROLE = words.addr, words.ROLE
 
 -- slack.summary(ev) -> one line of plain (unescaped) text.
-function M.summary(ev)
-  local tpl = SUMMARY[ev.name]
-  if not tpl then
-    local detail = ev.text or (type(ev.args) == "table" and table.concat(ev.args, " ")) or ""
-    return tostring(ev.name) .. (detail ~= "" and (" " .. detail) or "")
-  end
-  local vars = {
-    who = who(ev), pod = tostring(ev.pod or "?"),
-    old = addr(ev.old_master) or "?", new = addr(ev.new_master) or "?",
-    quorum = ev.votes and ev.quorum and string.format(" (%s of quorum %s agree)", ev.votes, ev.quorum) or "",
-    role = tostring(ev.role), state = tostring(ev.state),
-    option = tostring(ev.option), value = tostring(ev.value),
-  }
-  return (tpl:gsub("{(%w+)}", vars))
-end
+M.summary = words.summary
 
 -- slack.color(ev) -> "danger" | "good" | "warning"
 function M.color(ev)
