@@ -7,7 +7,7 @@ pkgs=(
   liblua5.4-dev lua5.4 lua-cjson libhiredis-dev libcurl4-openssl-dev libssl-dev
   lua-busted lua-check
   redis-server redis-sentinel redis-tools prometheus-alertmanager
-  python3 ca-certificates procps
+  python3 ca-certificates procps curl
 )
 missing=()
 for p in "${pkgs[@]}"; do
