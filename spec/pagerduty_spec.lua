@@ -128,7 +128,8 @@ describe("pagerduty", function()
       conf(', severity = "urgent"') -- not a severity PagerDuty knows: the stand-in answers 400
       local rc, log = ctx:run("eventilator", "+odown", "master pod1 10.0.0.5 6379 #quorum 2/3")
       assert.equal(0, rc, log)
-      assert.matches("error: pagerduty: trigger redis/pod1/odown was rejected for good %(HTTP 400: .-payload%.severity.-%); not retried", log)
+      assert.matches("error: pagerduty: trigger redis/pod1/odown was rejected for good " ..
+        "%(HTTP 400: .-payload%.severity.-%); not retried", log)
       assert.equal(1, #S.requests())
     end)
   end)
