@@ -76,8 +76,9 @@ describe("alertmanager", function()
     assert.equal("10.0.0.8:26379", left[1].labels.instance)
   end)
 
-  it("a failover abort fires RedisFailoverAborted; the leader's failover sends RedisFailover and resolves it",
+  it("a failover abort fires RedisFailoverAborted; the leader's failover sends RedisFailover, resolves the old master's",
     function()
+      assert.equal(0, (ctx:run("eventilator", "+odown", "master pod2 10.0.1.5 6379 #quorum 2/3")))
       assert.equal(0, (ctx:run("eventilator", "-failover-abort-no-good-slave", "master pod2 10.0.1.5 6379")))
       local ab = am.find("RedisFailoverAborted")
       assert.equal(1, #ab)
@@ -93,6 +94,7 @@ describe("alertmanager", function()
       assert.same({ alertname = "RedisFailover", pod = "pod2", instance = "10.0.1.6:6379", role = "master",
                     cluster = "test-eu", severity = "page" }, f[1].labels)
       assert.same({}, am.find("RedisFailoverAborted"))
+      assert.same({}, am.find("RedisMasterDown")) -- no -odown comes for a master that moved
       -- +switch-master from the other Sentinels: the same alert, not a second one
       assert.equal(0, (ctx:run("eventilator", "+switch-master", "pod2 10.0.1.5 6379 10.0.1.6 6379")))
       assert.equal(1, #am.find("RedisFailover"))

@@ -75,13 +75,15 @@ describe("pagerduty", function()
       old_master = { ip = "10.0.0.5", port = 6379 }, new_master = { ip = "10.0.0.6", port = 6379 } })))
     assert.is_true(pd.notify(ev("+new-epoch"))) -- no meaning for PagerDuty: nothing sent
     local r = S.requests()
-    assert.equal(3, #r)
+    assert.equal(4, #r)
     local b = {}
     for i, q in ipairs(r) do b[i] = json.decode(q.body) end
     assert.equal("redis/pod1/sdown/10.0.0.7:6380", b[1].dedup_key)
     assert.equal("10.0.0.7:6380", b[1].payload.source)
     assert.same({ "trigger", "redis/pod1/failover" }, { b[2].event_action, b[2].dedup_key })
-    assert.same({ "resolve", "redis/pod1/failover" }, { b[3].event_action, b[3].dedup_key })
+    -- no -odown comes for a master that moved: the switch closes it too
+    assert.same({ "resolve", "redis/pod1/odown" }, { b[3].event_action, b[3].dedup_key })
+    assert.same({ "resolve", "redis/pod1/failover" }, { b[4].event_action, b[4].dedup_key })
   end)
 
   it("a 429 or a 5xx fails, so Sentinel retries", function()

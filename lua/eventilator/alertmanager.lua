@@ -6,8 +6,9 @@
 --   +sdown / -sdown            RedisInstanceDown     per instance (master, replica, sentinel)
 --   -failover-abort-no-good-slave  RedisFailoverAborted  fired
 --   +switch-master, client-reconfig (leader)
---                              RedisFailover         fired for failover_ttl seconds,
---                                                    and RedisFailoverAborted resolved
+--                              RedisFailover         fired for failover_ttl seconds; the old
+--                                                    master's RedisMasterDown and
+--                                                    RedisFailoverAborted resolved
 --
 -- Every alert is posted to every URL in `urls` (an HA pair gets each
 -- alert); the call succeeds when at least one accepts it.
@@ -118,12 +119,18 @@ function M.notify(ev, opts)
   elseif name == "-odown" or name == "-sdown" then
     return M.resolve(ev, opts)
   elseif name == "+switch-master" or (name == "client-reconfig" and ev.role == "leader") then
-    local done = {}
-    for k, v in pairs(opts or {}) do done[k] = v end
-    done.alertname = "RedisFailoverAborted"
-    local closed = M.alert(ev, "resolved", done)
-    closed.labels.instance = words.addr(ev.old_master) -- the abort was about the old master
-    return M.post({ M.alert(ev, "firing", opts), closed }, opts)
+    -- The old master's alerts end here: Sentinel raises no -odown for an
+    -- address it no longer calls master (it comes back as a replica).
+    local alerts = { M.alert(ev, "firing", opts) }
+    for _, closed in ipairs({ "RedisMasterDown", "RedisFailoverAborted" }) do
+      local o = {}
+      for k, v in pairs(opts or {}) do o[k] = v end
+      o.alertname = closed
+      local a = M.alert(ev, "resolved", o)
+      a.labels.instance = words.addr(ev.old_master)
+      alerts[#alerts + 1] = a
+    end
+    return M.post(alerts, opts)
   end
   return true
 end

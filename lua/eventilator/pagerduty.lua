@@ -88,15 +88,23 @@ function M.resolve(ev, opts)
 end
 
 -- pagerduty.notify(ev [, opts]): +odown, +sdown and a failover abort
--- trigger; -odown, -sdown and a completed failover (+switch-master, the
--- leader's client-reconfig) resolve. Other events do nothing.
+-- trigger; -odown and -sdown resolve; a completed failover (+switch-master,
+-- the leader's client-reconfig) resolves the pod's odown and failover
+-- incidents. Other events do nothing.
 function M.notify(ev, opts)
   if type(ev) ~= "table" then error("pagerduty.notify: ev must be a table", 2) end
   local name = tostring(ev.name)
   if name == "+odown" or name == "+sdown" or name:find("^%-failover%-abort%-") then
     return M.trigger(ev, opts)
-  elseif name == "-odown" or name == "-sdown" or name == "+switch-master"
-    or (name == "client-reconfig" and ev.role == "leader") then
+  elseif name == "-odown" or name == "-sdown" then
+    return M.resolve(ev, opts)
+  elseif name == "+switch-master" or (name == "client-reconfig" and ev.role == "leader") then
+    -- Sentinel raises no -odown for a master that moved: the switch ends
+    -- both the master-down incident and a failover abort's.
+    local body = M.event(ev, "resolve", opts)
+    body.dedup_key = "redis/" .. tostring(ev.pod or "-") .. "/odown"
+    local ok, err = send(body, opts)
+    if not ok then return nil, err end
     return M.resolve(ev, opts)
   end
   return true
