@@ -67,12 +67,16 @@ describe("receivers against a live Sentinel constellation", function()
 
       -- Alertmanager: the old master's RedisMasterDown is resolved, the failover is firing.
       assert.same({}, am.find("RedisMasterDown"))
-      local f = am.find("RedisFailover")
-      assert.equal(1, #f)
-      assert.equal("127.0.0.1:" .. new, f[1].labels.instance)
-      assert.equal(POD, f[1].labels.pod)
-      assert.equal("e2e", f[1].labels.cluster)
-      assert.equal("active", f[1].status.state)
+      -- (a loaded machine can make the Sentinels fail over twice: one alert per new master)
+      local f
+      for _, a in ipairs(am.find("RedisFailover")) do
+        if a.labels.instance == "127.0.0.1:" .. new then f = a end
+      end
+      assert.is_table(f, "no RedisFailover alert for 127.0.0.1:" .. new)
+      assert.equal(POD, f.labels.pod)
+      assert.equal("e2e", f.labels.cluster)
+      assert.equal("master", f.labels.role)
+      assert.equal("active", f.status.state)
       local text = procs.read(log) or ""
       assert.is_truthy(text:find("info: +odown master " .. POD, 1, true), "no +odown was raised")
       for _, s in ipairs(constellation.summaries(text)) do assert.equal(0, s.exit, s.line) end
