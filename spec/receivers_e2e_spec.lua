@@ -109,6 +109,9 @@ describe("receivers against a live Sentinel constellation", function()
       for _, k in ipairs(once) do assert.equal(1, times[k], k) end
     end, debug.traceback)
     if not ok then
+      local st = {}
+      for _, e in ipairs(entries(c, "eventilator:events")) do st[#st + 1] = e.fields.name .. " " .. e.fields.text end
+      io.stderr:write("\n[receivers-e2e] the stream:\n" .. table.concat(st, "\n") .. "\n")
       io.stderr:write("\n[receivers-e2e] log tail:\n" .. (procs.read(log) or ""):sub(-5000) .. "\n")
       error(err, 0)
     end
