@@ -4,10 +4,10 @@
 set -euo pipefail
 pkgs=(
   build-essential cmake pkg-config
-  liblua5.4-dev lua5.4 lua-cjson libhiredis-dev libcurl4-openssl-dev
+  liblua5.4-dev lua5.4 lua-cjson libhiredis-dev libcurl4-openssl-dev libssl-dev
   lua-busted lua-check
-  redis-server redis-sentinel redis-tools
-  python3 ca-certificates procps
+  redis-server redis-sentinel redis-tools prometheus-alertmanager
+  python3 ca-certificates procps curl
   clang libfuzzer-14-dev bubblewrap
 )
 missing=()

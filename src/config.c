@@ -31,6 +31,10 @@ static const char *const slack_triggers[] = {"+sdown", "-sdown", "+odown", "-odo
 static const char *const sensu_triggers[] = {"+odown", "-odown", "-failover-abort-no-good-slave",
                                              NULL};
 
+static const char *const alertmanager_urls[] = {"http://127.0.0.1:9093", NULL};
+static const char *const webhook_triggers[] = {"+sdown", "-sdown", "+odown", "-odown", "+switch-master",
+                                               "-failover-abort-no-good-slave", NULL};
+
 /* section NULL = a top-level scalar. A NULL default string = nil. */
 static const struct field {
     const char *section, *key;
@@ -65,6 +69,29 @@ static const struct field {
     {"sensu", "handler_no_good_slave", K_STRING, NULL, 0, NULL},
     {"sensu", "handler_promoted_slave", K_STRING, NULL, 0, NULL},
     {"sensu", "timeout", K_NUMBER, NULL, 5, NULL},
+    /* receivers (docs/alertmanager.md, pagerduty.md, webhook.md, stream.md) */
+    {"alertmanager", "enabled", K_BOOL, NULL, 0, NULL},
+    {"alertmanager", "urls", K_LIST, NULL, 0, alertmanager_urls},
+    {"alertmanager", "labels", K_TABLE, NULL, 0, NULL},
+    {"alertmanager", "generator_url", K_STRING, NULL, 0, NULL},
+    {"alertmanager", "ttl", K_NUMBER, NULL, 86400, NULL},
+    {"alertmanager", "failover_ttl", K_NUMBER, NULL, 600, NULL},
+    {"alertmanager", "timeout", K_NUMBER, NULL, 5, NULL},
+    {"pagerduty", "enabled", K_BOOL, NULL, 0, NULL},
+    {"pagerduty", "routing_key", K_STRING, NULL, 0, NULL},
+    {"pagerduty", "url", K_STRING, "https://events.pagerduty.com/v2/enqueue", 0, NULL},
+    {"pagerduty", "severity", K_STRING, "critical", 0, NULL},
+    {"pagerduty", "timeout", K_NUMBER, NULL, 5, NULL},
+    {"webhook", "enabled", K_BOOL, NULL, 0, NULL},
+    {"webhook", "url", K_STRING, NULL, 0, NULL},
+    {"webhook", "headers", K_TABLE, NULL, 0, NULL},
+    {"webhook", "secret", K_STRING, NULL, 0, NULL},
+    {"webhook", "trigger_on", K_LIST, NULL, 0, webhook_triggers},
+    {"webhook", "timeout", K_NUMBER, NULL, 5, NULL},
+    {"stream", "enabled", K_BOOL, NULL, 0, NULL},
+    {"stream", "key", K_STRING, "eventilator:events", 0, NULL},
+    {"stream", "maxlen", K_INT, NULL, 100000, NULL},
+    {"stream", "redis", K_TABLE, NULL, 0, NULL},
     {"log", "target", K_STRING, "syslog", 0, NULL},
     {"log", "level", K_STRING, "info", 0, NULL},
     {"dedupe", "prefix", K_STRING, "eventilator:dedupe:", 0, NULL},

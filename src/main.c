@@ -30,6 +30,7 @@ static const char usage[] =
     "       reconfigurator <master> <role> <state> <from-ip> <from-port> <to-ip> <to-port>\n"
     "                                                         (Sentinel client-reconfig-script)\n"
     "       eventilator check\n"
+    "       eventilator config [--secrets]                   (the merged config, as JSON)\n"
     "       eventilator test [--run] <event-type> <event-description>\n"
     "       eventilator test [--run] --reconfig <master> <role> <state> <from-ip> <from-port> <to-ip> <to-port>\n"
     "       eventilator --help | --version\n"

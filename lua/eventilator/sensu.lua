@@ -8,13 +8,8 @@
 -- result that resolves it share name and source.
 local M = {}
 
-M.DEFAULTS = { host = "127.0.0.1", port = 3030, timeout = 5 }
-
 local function addr(t)
-  if type(t) ~= "table" or not t.ip then return "?" end
-  local ip = tostring(t.ip)
-  if ip:find(":", 1, true) then ip = "[" .. ip .. "]" end
-  return ip .. ":" .. tostring(t.port)
+  return require("eventilator.words").addr(t) or "?"
 end
 
 local MASTER_DOWN = {
@@ -50,22 +45,13 @@ local CHECKS = {
   end },
 }
 
-local function settings(opts)
-  local cfg = require("eventilator.config").sensu or {}
-  local s = {}
-  for k, v in pairs(M.DEFAULTS) do s[k] = v end
-  for k, v in pairs(cfg) do s[k] = v end
-  for k, v in pairs(opts or {}) do s[k] = v end
-  return s
-end
-
 -- sensu.result(ev [, opts]) -> the check result table, or nil when the
 -- event has no Sensu meaning.
 function M.result(ev, opts)
   local c = CHECKS[ev.name]
   if not c or type(ev.pod) ~= "string" then return nil end
   local kind, status, hkey, output = c[1], c[2], c[3], c[4]
-  local s = settings(opts)
+  local s = require("eventilator.settings").get("sensu", opts)
   local r = {
     name = kind.name,
     source = "pod-" .. ev.pod,
@@ -97,8 +83,8 @@ function M.notify(ev, opts)
     require("eventilator.log").debug("sensu: no check result for %s, skipped", tostring(ev.name))
     return true
   end
-  local s = settings(opts)
-  local timeout = tonumber(s.timeout) or M.DEFAULTS.timeout
+  local s = require("eventilator.settings").get("sensu", opts)
+  local timeout = s.timeout
   local tcp = require("eventilator.tcp")
   local conn, err = tcp.connect(s.host, tonumber(s.port),
     { connect_timeout = math.min(timeout, 5), timeout = timeout })

@@ -8,86 +8,17 @@
 -- same way, with a message saying which key to set.
 local M = {}
 
-M.DEFAULTS = {
-  api_url = "https://slack.com/api",
-  channel = "sentinel-events",
-  username = "eventilator",
-  author_name = "eventilator",
-  timeout = 5,
-}
-
 -- Slack's message formatting treats these three as control characters.
 function M.escape(s)
   return (tostring(s):gsub("[&<>]", { ["&"] = "&amp;", ["<"] = "&lt;", [">"] = "&gt;" }))
 end
 local esc = M.escape
 
-local function addr(t)
-  if type(t) ~= "table" or not t.ip then return nil end
-  local ip = tostring(t.ip)
-  if ip:find(":", 1, true) then ip = "[" .. ip .. "]" end
-  return t.port and (ip .. ":" .. tostring(t.port)) or ip
-end
-
-local ROLE = { master = "master", slave = "replica", sentinel = "sentinel" }
-
--- "master cache1 (10.0.0.5:6379)", "replica 10.0.0.7:6379 of pod cache1",
--- "sentinel 3e0933e0 (10.0.0.7:26379) of pod cache1"
-local function who(ev)
-  local i = ev.instance
-  if type(i) ~= "table" then return "pod " .. tostring(ev.pod or "?") end
-  local role = ROLE[i.type] or tostring(i.type or "instance")
-  if i.type == "master" then
-    return string.format("master %s (%s)", tostring(i.name), addr(i) or "?")
-  end
-  local of = ev.pod and (" of pod " .. tostring(ev.pod)) or ""
-  if i.type == "sentinel" then
-    return string.format("sentinel %s (%s)%s", tostring(i.name):sub(1, 8), addr(i) or "?", of)
-  end
-  return role .. " " .. (addr(i) or tostring(i.name)) .. of
-end
-
--- One line per event; {who}, {pod}, {old}, {new}, {quorum}, {role},
--- {state}, {option}, {value} are filled in from ev.
-local SUMMARY = {
-  ["+sdown"] = "{who} is subjectively down",
-  ["-sdown"] = "{who} is no longer subjectively down",
-  ["+odown"] = "{who} is objectively down{quorum}",
-  ["-odown"] = "{who} is no longer objectively down",
-  ["+try-failover"] = "failover of pod {pod} started",
-  ["+elected-leader"] = "this sentinel leads the failover of pod {pod}",
-  ["+selected-slave"] = "{who} was selected for promotion",
-  ["+promoted-slave"] = "{who} was promoted to master",
-  ["+failover-end"] = "failover of pod {pod} ended",
-  ["+failover-end-for-timeout"] = "failover of pod {pod} ended on timeout; some replicas may be unconfigured",
-  ["-failover-abort-not-elected"] = "failover of pod {pod} aborted: this sentinel was not elected",
-  ["-failover-abort-no-good-slave"] = "failover of pod {pod} aborted: no replica can be promoted",
-  ["-failover-abort-slave-timeout"] = "failover of pod {pod} aborted: the chosen replica did not take over",
-  ["+switch-master"] = "pod {pod} switched master from {old} to {new}",
-  ["client-reconfig"] = "pod {pod} fails over from {old} to {new} ({role}, {state})",
-  ["+monitor"] = "now monitoring {who}",
-  ["-monitor"] = "no longer monitoring {who}",
-  ["+reset-master"] = "{who} was reset",
-  ["+set"] = "pod {pod}: {option} set to {value}",
-  ["+config-update-from"] = "pod {pod} took a newer config from {who}",
-}
+local words = require("eventilator.words")
+local addr, ROLE = words.addr, words.ROLE
 
 -- slack.summary(ev) -> one line of plain (unescaped) text.
-function M.summary(ev)
-  local tpl = SUMMARY[ev.name]
-  if not tpl then
-    local detail = ev.text or (type(ev.args) == "table" and table.concat(ev.args, " ")) or ""
-    return tostring(ev.name) .. (detail ~= "" and (" " .. detail) or "")
-  end
-  local vars = {
-    who = who(ev), pod = tostring(ev.pod or "?"),
-    old = addr(ev.old_master) or "?", new = addr(ev.new_master) or "?",
-    quorum = ev.votes and ev.quorum and string.format(" (%s of quorum %s agree)", ev.votes, ev.quorum) or "",
-    role = tostring(ev.role), state = tostring(ev.state),
-    option = tostring(ev.option), value = tostring(ev.value),
-  }
-  return (tpl:gsub("{(%w+)}", vars))
-end
+M.summary = words.summary
 
 -- slack.color(ev) -> "danger" | "good" | "warning"
 function M.color(ev)
@@ -158,15 +89,6 @@ local function redact(msg, url)
   return (tostring(msg):gsub(plain, repl))
 end
 
-local function settings(opts)
-  local cfg = require("eventilator.config").slack or {}
-  local s = {}
-  for k, v in pairs(M.DEFAULTS) do s[k] = v end
-  for k, v in pairs(cfg) do s[k] = v end
-  for k, v in pairs(opts or {}) do s[k] = v end
-  return s
-end
-
 -- What went wrong with a reply, or nil when it is a success.
 local function failure(res, what)
   local body = tostring(res.body or ""):sub(1, 200)
@@ -186,11 +108,11 @@ end
 -- incoming webhook is used, else chat.postMessage with token.
 function M.notify(ev, opts)
   if type(ev) ~= "table" then error("slack.notify: ev must be a table", 2) end
-  local s = settings(opts)
+  local s = require("eventilator.settings").get("slack", opts)
   local http = require("eventilator.http")
   local json = require("cjson")
   local msg = M.message(ev, s)
-  local timeout = tonumber(s.timeout) or M.DEFAULTS.timeout
+  local timeout = s.timeout
   if s.webhook_url and s.webhook_url ~= "" then
     local res, err = http.request {
       method = "POST", url = s.webhook_url, body = json.encode(msg), timeout = timeout,

@@ -22,6 +22,13 @@ Replies, by path (the query is ignored except for `header`):
     /redirect        302 to /status/200
     /redirect/<n>    302 to /redirect/<n-1>, the last hop to /status/200
     /echo            200 with the log record above as JSON
+    /pagerduty/...   PagerDuty's Events API v2 (enqueue): the body is checked
+                     against the published schema; 202 {"status": "success",
+                     "dedup_key": ...}, or 400 {"status": "invalid event",
+                     "errors": [...]} naming what is wrong
+    /verify/...      checks X-Eventilator-Signature (sha256=<hex HMAC-SHA256
+                     of the body>) with the --secret given, and that
+                     X-Eventilator-Timestamp is a number: 200, or 401
     anything else    200 {"ok":true}
 Any of these adds the response headers given as ?header=Name:Value
 (repeatable, so repeated headers can be produced).
@@ -31,10 +38,13 @@ can change it between requests) and replaces the behaviour above:
     {"status": 200, "headers": {"Name": "v"} or [["Name", "v"], ...],
      "body": "text" or any JSON value (sent encoded)}
 --cert/--key serve HTTPS on the TCP port.
+--secret S: the key /verify checks signatures with.
 
 Prints nothing; exits at once on SIGTERM or SIGINT.
 """
 
+import hashlib
+import hmac
 import json
 import os
 import signal
@@ -47,7 +57,53 @@ import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 LOG_LOCK = threading.Lock()
-OPTS = {"log": None, "reply": None}
+OPTS = {"log": None, "reply": None, "secret": ""}
+
+PD_KEYS = {"routing_key", "event_action", "dedup_key", "payload", "images", "links", "client", "client_url"}
+PD_PAYLOAD = {"summary", "source", "severity", "timestamp", "component", "group", "class", "custom_details"}
+
+
+def pagerduty_errors(raw):
+    """What PagerDuty's Events API v2 would reject in this body."""
+    try:
+        ev = json.loads(raw)
+    except ValueError:
+        return ["body is not JSON"]
+    if not isinstance(ev, dict):
+        return ["body is not an object"]
+    errs = ["unknown field '%s'" % k for k in ev if k not in PD_KEYS]
+    if not isinstance(ev.get("routing_key"), str) or len(ev["routing_key"]) != 32:
+        errs.append("'routing_key' must be a 32-character string")
+    action = ev.get("event_action")
+    if action not in ("trigger", "acknowledge", "resolve"):
+        errs.append("'event_action' must be trigger, acknowledge or resolve")
+    dk = ev.get("dedup_key")
+    if action != "trigger" and not isinstance(dk, str):
+        errs.append("'dedup_key' is required to %s" % action)
+    if dk is not None and (not isinstance(dk, str) or not 0 < len(dk) <= 255):
+        errs.append("'dedup_key' must be a string of at most 255 characters")
+    if action == "trigger":
+        p = ev.get("payload")
+        if not isinstance(p, dict):
+            return errs + ["'payload' is required to trigger"]
+        errs += ["unknown field 'payload.%s'" % k for k in p if k not in PD_PAYLOAD]
+        if not isinstance(p.get("summary"), str) or not 0 < len(p["summary"]) <= 1024:
+            errs.append("'payload.summary' must be a string of 1 to 1024 characters")
+        if not isinstance(p.get("source"), str) or not p["source"]:
+            errs.append("'payload.source' is required")
+        if p.get("severity") not in ("critical", "error", "warning", "info"):
+            errs.append("'payload.severity' must be critical, error, warning or info")
+        for k in ("timestamp", "component", "group", "class"):
+            if k in p and not isinstance(p[k], str):
+                errs.append("'payload.%s' must be a string" % k)
+    return errs
+
+
+def signature_ok(headers, body):
+    sig = headers.get("X-Eventilator-Signature", "")
+    want = "sha256=" + hmac.new(OPTS["secret"].encode(), body, hashlib.sha256).hexdigest()
+    ts = headers.get("X-Eventilator-Timestamp", "")
+    return hmac.compare_digest(sig, want) and ts.isdigit()
 
 
 def joined_headers(msg):
@@ -160,6 +216,20 @@ class Handler(BaseHTTPRequestHandler):
             self.send(302, "", extra + [("Location", to)], "text/plain")
         elif head == "echo":
             self.send(200, json.dumps(rec), extra)
+        elif head == "pagerduty":
+            errs = pagerduty_errors(body)
+            if errs:
+                self.send(400, json.dumps({"status": "invalid event", "message": "Event object is invalid",
+                                           "errors": errs}), extra)
+            else:
+                dk = json.loads(body).get("dedup_key") or "generated"
+                self.send(202, json.dumps({"status": "success", "message": "Event processed",
+                                           "dedup_key": dk}), extra)
+        elif head == "verify":
+            if signature_ok(self.headers, body):
+                self.send(200, ok, extra)
+            else:
+                self.send(401, json.dumps({"error": "bad signature"}), extra)
         else:
             self.send(200, ok, extra)
 
@@ -198,6 +268,8 @@ def main(argv):
             cert = next(args)
         elif a == "--key":
             key = next(args)
+        elif a == "--secret":
+            OPTS["secret"] = next(args)
         else:
             port = int(a)
     if unix:

@@ -1,0 +1,49 @@
+-- eventilator.webhook: the event as JSON to your own endpoint, optionally
+-- signed. See docs/webhook.md.
+--
+-- The body is ev (with host and time) as a JSON object. With `secret` set,
+-- two headers let the receiver check that it came from us, as GitHub's
+-- webhooks do:
+--   X-Eventilator-Signature: sha256=<hex HMAC-SHA256 of the body, keyed by secret>
+--   X-Eventilator-Timestamp: <unix seconds when it was sent>
+local M = {}
+
+-- webhook.body(ev) -> the JSON text that is sent
+function M.body(ev)
+  return require("cjson").encode(require("eventilator.words").record(ev))
+end
+
+-- webhook.sign(secret, body) -> "sha256=<hex>"
+function M.sign(secret, body)
+  return "sha256=" .. assert(require("eventilator.crypto").hmac_sha256(secret, body))
+end
+
+-- webhook.post(ev [, opts]) -> true | nil, err: any 2xx reply is success;
+-- anything else, or no reply, fails (Sentinel retries).
+function M.post(ev, opts)
+  if type(ev) ~= "table" then error("webhook.post: ev must be a table", 2) end
+  local s = require("eventilator.settings").get("webhook", opts)
+  if not s.url or s.url == "" then return nil, "webhook: set webhook.url" end
+  local http = require("eventilator.http") -- before crypto: both live in the full runtime
+  local body = M.body(ev)
+  local headers = {}
+  for k, v in pairs(s.headers or {}) do headers[k] = tostring(v) end
+  local has_type = false
+  for k in pairs(headers) do
+    if k:lower() == "content-type" then has_type = true end
+  end
+  if not has_type then headers["Content-Type"] = "application/json" end
+  if s.secret and s.secret ~= "" then
+    headers["X-Eventilator-Signature"] = M.sign(s.secret, body)
+    headers["X-Eventilator-Timestamp"] = tostring(os.time())
+  end
+  local res, err = http.request {
+    method = "POST", url = s.url, body = body, headers = headers,
+    timeout = s.timeout, connect_timeout = math.min(s.timeout, 2),
+  }
+  if not res then return nil, "webhook: " .. tostring(err) end
+  if res.status >= 200 and res.status < 300 then return true end
+  return nil, string.format("webhook: HTTP %d: %s", res.status, tostring(res.body):sub(1, 200))
+end
+
+return M

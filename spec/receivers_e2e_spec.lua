@@ -1,0 +1,119 @@
+-- The receivers through a real failover: three redis-sentinel processes
+-- (spec/support/constellation.lua) run the built binary with the default
+-- rules, Alertmanager enabled (a real one) and the stream enabled (into the
+-- constellation's store, which is config.redis).
+local procs = require("procs")
+local constellation = require("constellation")
+local alertmanager = require("alertmanager")
+
+local POD = constellation.NAME
+
+local function count(text, plain)
+  local n, i = 0, 1
+  while true do
+    local s, e = text:find(plain, i, true)
+    if not s then return n end
+    n, i = n + 1, e + 1
+  end
+end
+
+-- XRANGE as a list of { id, fields }
+local function entries(c, key)
+  local out, l = {}, {}
+  for x in (c:store_cli("XRANGE", key, "-", "+") .. "\n"):gmatch("([^\n]*)\n") do l[#l + 1] = x end
+  -- redis-cli (no tty) prints the id, then field and value lines; the 6 fields are fixed
+  local i = 1
+  while i + 12 <= #l do
+    local f = {}
+    for k = i + 1, i + 11, 2 do f[l[k]] = l[k + 1] end
+    out[#out + 1] = { id = l[i], fields = f }
+    i = i + 13
+  end
+  return out
+end
+
+describe("receivers against a live Sentinel constellation", function()
+  local am, c, dir
+
+  after_each(function()
+    if c then c:stop() end
+    if am then am.stop() end
+    procs.rmtree(dir)
+  end)
+
+  it("a failover: RedisMasterDown resolved, RedisFailover firing; the stream has each event once", function()
+    am = alertmanager.start()
+    dir = procs.tmpdir()
+    local rules, log, conf = dir .. "/rules", dir .. "/eventilator.log", dir .. "/eventilator.conf"
+    os.execute(string.format("mkdir -p %s %s && cp %s/rules/*.lua %s/", procs.quote(rules),
+      procs.quote(dir .. "/state"), procs.quote(procs.src), procs.quote(rules)))
+    c = constellation.start{ conf = conf, setup = function(k)
+      procs.write(conf, table.concat({
+        string.format("log = { target = %q, level = \"debug\" }", log),
+        string.format("rules_dir = %q", rules),
+        string.format("state_dir = %q", dir .. "/state"),
+        string.format("redis = { host = \"127.0.0.1\", port = %d, timeout = 1 }", k.store.port),
+        string.format("alertmanager = { enabled = true, urls = { %q }, labels = { cluster = \"e2e\" } }", am.url),
+        "stream = { enabled = true }",
+      }, "\n") .. "\n")
+    end }
+    local ok, err = xpcall(function()
+      local old = c:kill_master()
+      local new = c:wait_failover(90, old)
+      procs.wait(function()
+        return count(procs.read(log) or "", "info: +sdown slave 127.0.0.1:" .. old) >= 3
+      end, 30, "the three sentinels' +sdown of the old master")
+      c:wait_scripts_idle(90)
+
+      -- Alertmanager: the old master's RedisMasterDown is resolved, the failover is firing.
+      assert.same({}, am.find("RedisMasterDown"))
+      -- (a loaded machine can make the Sentinels fail over twice: one alert per new master)
+      local f
+      for _, a in ipairs(am.find("RedisFailover")) do
+        if a.labels.instance == "127.0.0.1:" .. new then f = a end
+      end
+      assert.is_table(f, "no RedisFailover alert for 127.0.0.1:" .. new)
+      assert.equal(POD, f.labels.pod)
+      assert.equal("e2e", f.labels.cluster)
+      assert.equal("master", f.labels.role)
+      assert.equal("active", f.status.state)
+      local text = procs.read(log) or ""
+      assert.is_truthy(text:find("info: +odown master " .. POD, 1, true), "no +odown was raised")
+      for _, s in ipairs(constellation.summaries(text)) do assert.equal(0, s.exit, s.line) end
+
+      -- The stream: every event of the failover, and what several Sentinels
+      -- report with the same text only once (dedupe.once). A Sentinel that
+      -- tries again (a new epoch) raises +try-failover again: that is a new
+      -- event, and dedupe.once lets the same Sentinel through by design.
+      local times, names = {}, {}
+      for _, e in ipairs(entries(c, "eventilator:events")) do
+        local k = e.fields.name .. " " .. e.fields.text
+        times[k] = (times[k] or 0) + 1
+        names[e.fields.name] = true
+        if e.fields.name ~= "+new-epoch" and e.fields.name ~= "+vote-for-leader" then -- no master named
+          assert.equal(POD, e.fields.pod, k)
+        end
+      end
+      for _, name in ipairs({ "+sdown", "+odown", "+try-failover", "+elected-leader", "+selected-slave",
+                              "+failover-state-reconf-slaves" }) do
+        assert.is_true(names[name], "missing in the stream: " .. name)
+      end
+      local once = {
+        string.format("+switch-master %s 127.0.0.1 %d 127.0.0.1 %d", POD, old, new),
+        string.format("+sdown master %s 127.0.0.1 %d", POD, old),
+        string.format("+sdown slave 127.0.0.1:%d 127.0.0.1 %d @ %s 127.0.0.1 %d", old, old, POD, new),
+        string.format("+promoted-slave slave 127.0.0.1:%d 127.0.0.1 %d @ %s 127.0.0.1 %d", new, new, POD, old),
+        string.format("+failover-end master %s 127.0.0.1 %d", POD, old),
+        string.format("client-reconfig %s leader start 127.0.0.1 %d 127.0.0.1 %d", POD, old, new),
+      }
+      for _, k in ipairs(once) do assert.equal(1, times[k], k) end
+    end, debug.traceback)
+    if not ok then
+      local st = {}
+      for _, e in ipairs(entries(c, "eventilator:events")) do st[#st + 1] = e.fields.name .. " " .. e.fields.text end
+      io.stderr:write("\n[receivers-e2e] the stream:\n" .. table.concat(st, "\n") .. "\n")
+      io.stderr:write("\n[receivers-e2e] log tail:\n" .. (procs.read(log) or ""):sub(-5000) .. "\n")
+      error(err, 0)
+    end
+  end)
+end)
