@@ -125,6 +125,7 @@ function M.main(args, host)
     return check(host)
   elseif cmd == "test" then
     return test(host, args)
+  elseif cmd == "sentinels" then return require("eventilator.sentinels").main(args, host)
   end
   io.stderr:write(string.format("eventilator: unknown subcommand '%s' (try --help)\n", tostring(cmd)))
   return 2

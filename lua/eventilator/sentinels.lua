@@ -1,0 +1,799 @@
+-- eventilator sentinels status | register | unregister | doctor (contract section 11).
+-- Policy only: the Sentinel client and the host facts come from the C binding
+-- eventilator.sentinel (host.sentinel()), so this file decides what to ask,
+-- what counts as wrong, and how to say it.
+local M = {}
+
+local USAGE = [[
+usage: eventilator sentinels status     [--sentinel HOST:PORT]... [--master NAME]... [--timeout S] [--json]
+       eventilator sentinels register   [--sentinel HOST:PORT]... [--master NAME]... [--timeout S]
+                                        [--notification PATH] [--reconfig PATH] [--dry-run]
+       eventilator sentinels unregister [--sentinel HOST:PORT]... [--master NAME]... [--timeout S] [--dry-run]
+       eventilator sentinels doctor     [--user NAME] [--notification PATH] [--reconfig PATH] [--unit FILE]
+Seeds default to watch.sentinels; watch.username / watch.password / watch.timeout are used to log in.
+]]
+
+local DEFAULT_UNIT = "/lib/systemd/system/redis-sentinel.service"
+local UNIT_NAME = "redis-sentinel.service"
+
+local function out(fmt, ...)
+  io.stdout:write(string.format(fmt, ...), "\n")
+end
+
+local function usage_error(msg)
+  io.stderr:write("eventilator sentinels: ", msg, "\n", USAGE)
+  return 2
+end
+
+-- ------------------------------------------------------------------ options
+
+local FLAGS = { json = true, ["dry-run"] = true }
+local VALUES = { timeout = true, notification = true, reconfig = true, user = true, unit = true }
+local LISTS = { sentinel = true, master = true }
+local ALLOWED = {
+  status = { sentinel = 1, master = 1, timeout = 1, json = 1 },
+  register = { sentinel = 1, master = 1, timeout = 1, notification = 1, reconfig = 1, ["dry-run"] = 1 },
+  unregister = { sentinel = 1, master = 1, timeout = 1, ["dry-run"] = 1 },
+  doctor = { user = 1, notification = 1, reconfig = 1, unit = 1 },
+}
+
+-- args: the subcommand's arguments (after "sentinels <cmd>"). -> opts | nil, err
+local function parse(cmd, args)
+  local o = { sentinel = {}, master = {} }
+  local i = 1
+  while i <= #args do
+    local a = args[i]
+    local name, value = a:match("^%-%-([%w-]+)=(.*)$")
+    name = name or a:match("^%-%-([%w-]+)$")
+    if not name or not ALLOWED[cmd][name] then
+      return nil, string.format("%s: unknown option '%s'", cmd, a)
+    end
+    if FLAGS[name] then
+      if value then return nil, "--" .. name .. " takes no value" end
+      o[name] = true
+    else
+      if not value then
+        i = i + 1
+        value = args[i]
+        if not value then return nil, "--" .. name .. " needs a value" end
+      end
+      if LISTS[name] then
+        o[name][#o[name] + 1] = value
+      elseif VALUES[name] then
+        o[name] = value
+      end
+    end
+    i = i + 1
+  end
+  if o.timeout then
+    local t = tonumber(o.timeout)
+    if not t or t <= 0 or t > 3600 then return nil, "--timeout: expected seconds above 0" end
+    o.timeout = t
+  end
+  for _, k in ipairs({ "notification", "reconfig" }) do
+    if o[k] and o[k]:sub(1, 1) ~= "/" then
+      return nil, "--" .. k .. ": expected an absolute path (Sentinel runs it from its own folder)"
+    end
+  end
+  return o
+end
+
+-- Login and timeout: watch mode's settings (contract section 10), flags first.
+local function connect_opts(config, o)
+  local w = config.watch or {}
+  local t = { timeout = o.timeout or w.timeout or 2 }
+  if w.username and w.username ~= "" then t.username = w.username end
+  if w.password and w.password ~= "" then t.password = w.password end
+  return t
+end
+
+local function seeds_of(config, o)
+  if #o.sentinel > 0 then return o.sentinel end
+  local w = config.watch or {}
+  return w.sentinels or {}
+end
+
+local function masters_filter(config, o)
+  if #o.master > 0 then return o.master end
+  local w = config.watch or {}
+  return w.masters
+end
+
+-- A flat { k1, v1, k2, v2 } reply as a map.
+local function kv(reply)
+  local t = {}
+  if type(reply) ~= "table" then return t end
+  for i = 1, #reply - 1, 2 do t[reply[i]] = reply[i + 1] end
+  return t
+end
+
+-- ------------------------------------------------------------------ JSON
+
+-- Arrays are marked, so an empty one is [] and not {}.
+local ARRAY = {}
+local function array(t)
+  return setmetatable(t or {}, ARRAY)
+end
+
+local function encode(v)
+  local t = type(v)
+  if t == "table" then
+    local parts = {}
+    if getmetatable(v) == ARRAY then
+      for i = 1, #v do parts[i] = encode(v[i]) end
+      return "[" .. table.concat(parts, ",") .. "]"
+    end
+    local keys = {}
+    for k in pairs(v) do keys[#keys + 1] = tostring(k) end
+    table.sort(keys)
+    for i, k in ipairs(keys) do parts[i] = encode(k) .. ":" .. encode(v[k]) end
+    return "{" .. table.concat(parts, ",") .. "}"
+  elseif t == "string" then
+    return (require("cjson").encode(v):gsub("\\/", "/"))
+  elseif t == "number" or t == "boolean" then
+    return tostring(v)
+  end
+  return "null"
+end
+
+-- ------------------------------------------------------------------ status
+
+local function parse_info(text)
+  local t = {}
+  for k, v in tostring(text):gmatch("([%w_]+):([^\r\n]*)") do t[k] = v end
+  return t
+end
+
+local function split_flags(s)
+  local t = array()
+  for f in tostring(s or ""):gmatch("[^,]+") do t[#t + 1] = f end
+  return t
+end
+
+-- Which master a pending script is about: the argv names it as a word.
+local function mentions(argv, name)
+  for i = 2, #argv do
+    for w in tostring(argv[i]):gmatch("%S+") do
+      if w == name then return true end
+    end
+  end
+  return false
+end
+
+-- One Sentinel's view: its masters (those of the fleet), scripts, queue.
+local function inspect(S, s, masters, copts)
+  local rec = { addr = s.addr, reachable = s.reachable, error = s.err, masters = array(), pending = array() }
+  local function plain(e) -- "127.0.0.1:1: Connection refused" -> "Connection refused"
+    if e and e:sub(1, #s.addr + 2) == s.addr .. ": " then return e:sub(#s.addr + 3) end
+    return e
+  end
+  rec.error = plain(rec.error)
+  if not s.reachable then return rec end
+  local c, err = S.connect(s.addr, copts)
+  if not c then
+    rec.reachable, rec.error = false, plain(err)
+    return rec
+  end
+  local function call(...)
+    local r, e, dead = c:call(...)
+    if dead then
+      rec.reachable, rec.error = false, plain(e)
+    end
+    return r, e
+  end
+  local info = call("INFO", "sentinel")
+  if info then
+    info = parse_info(info)
+    rec.running_scripts = tonumber(info.sentinel_running_scripts)
+    rec.queued_scripts = tonumber(info.sentinel_scripts_queue_length)
+    rec.tilt = info.sentinel_tilt == "1"
+  end
+  local pending = rec.reachable and call("SENTINEL", "PENDING-SCRIPTS")
+  for _, p in ipairs(type(pending) == "table" and pending or {}) do
+    local f = kv(p)
+    rec.pending[#rec.pending + 1] = {
+      argv = array(type(f.argv) == "table" and f.argv or {}), state = f.flags,
+      pid = tonumber(f.pid), retries = tonumber(f["retry-num"]) or 0,
+      run_time_ms = tonumber(f["run-time"]), run_delay_ms = tonumber(f["run-delay"]),
+    }
+  end
+  for _, name in ipairs(masters) do
+    if not rec.reachable then break end
+    local r, e = call("SENTINEL", "MASTER", name)
+    local m = { name = name }
+    if r then
+      local f = kv(r)
+      m.monitored = true
+      m.address = f.ip and (f.ip:find(":") and "[" .. f.ip .. "]" or f.ip) .. ":" .. tostring(f.port)
+      m.flags = split_flags(f.flags)
+      m.quorum = tonumber(f.quorum)
+      m.notification_script = f["notification-script"]
+      m.client_reconfig_script = f["client-reconfig-script"]
+      local n = 0
+      for _, p in ipairs(rec.pending) do
+        if mentions(p.argv, name) then n = n + 1 end
+      end
+      m.pending_scripts = n
+    elseif rec.reachable then
+      m.monitored = false
+      m.error = e
+    end
+    rec.masters[#rec.masters + 1] = m
+  end
+  c:close()
+  return rec
+end
+
+-- Group "value -> list of who" for a message, in a stable order.
+local function groups(map)
+  local keys, parts = {}, {}
+  for k in pairs(map) do keys[#keys + 1] = k end
+  table.sort(keys)
+  for _, k in ipairs(keys) do parts[#parts + 1] = string.format("%s (%s)", k, table.concat(map[k], ", ")) end
+  return table.concat(parts, "; "), #keys
+end
+
+local function problems_of(report)
+  local p = array()
+  local function add(fmt, ...) p[#p + 1] = string.format(fmt, ...) end
+  local scripts = { notification_script = {}, client_reconfig_script = {} }
+  local addresses = {}
+  for _, s in ipairs(report.sentinels) do
+    if not s.reachable then
+      add("%s: unreachable: %s", s.addr, s.error or "?")
+    else
+      if s.tilt then
+        add("%s: in TILT mode (its clock jumped or it was blocked); it runs no failover now", s.addr)
+      end
+      for _, m in ipairs(s.masters) do
+        if not m.monitored then
+          add("%s: does not monitor master %s (%s)", s.addr, m.name, m.error or "?")
+        else
+          for _, k in ipairs({ "notification_script", "client_reconfig_script" }) do
+            local v = m[k]
+            local label = k:gsub("_", "-")
+            if not v or v == "" then
+              add("%s, master %s: no %s", s.addr, m.name, label)
+            else
+              scripts[k][v] = scripts[k][v] or {}
+              table.insert(scripts[k][v], s.addr .. " " .. m.name)
+            end
+          end
+          addresses[m.name] = addresses[m.name] or {}
+          local a = m.address or "?"
+          addresses[m.name][a] = addresses[m.name][a] or {}
+          table.insert(addresses[m.name][a], s.addr)
+        end
+      end
+      for _, j in ipairs(s.pending) do
+        if j.retries > 0 then
+          add("%s: script waiting on retry %d: %s", s.addr, j.retries, table.concat(j.argv, " "))
+        end
+      end
+    end
+  end
+  for _, k in ipairs({ "notification_script", "client_reconfig_script" }) do
+    local text, n = groups(scripts[k])
+    if n > 1 then add("%s differs between Sentinels: %s", (k:gsub("_", "-")), text) end
+  end
+  local names = {}
+  for name in pairs(addresses) do names[#names + 1] = name end
+  table.sort(names)
+  for _, name in ipairs(names) do
+    local text, n = groups(addresses[name])
+    if n > 1 then add("master %s: Sentinels disagree on its address: %s", name, text) end
+  end
+  return p
+end
+
+local function discover(S, config, o)
+  local seeds = seeds_of(config, o)
+  if #seeds == 0 then
+    return nil, "no Sentinel to start from: give --sentinel HOST:PORT or set watch.sentinels in the config", 2
+  end
+  local copts = connect_opts(config, o)
+  local args = { seeds = seeds, masters = masters_filter(config, o) }
+  for k, v in pairs(copts) do args[k] = v end
+  local fleet, err = S.discover(args)
+  if not fleet then return nil, err, 2 end
+  table.sort(fleet.masters)
+  return fleet, copts
+end
+
+local function print_table(report)
+  local head = { "SENTINEL", "MASTER", "ADDRESS", "FLAGS", "QUORUM", "NOTIFICATION-SCRIPT",
+    "CLIENT-RECONFIG-SCRIPT", "RUNNING", "QUEUED", "PENDING" }
+  local rows = { head }
+  for _, s in ipairs(report.sentinels) do
+    if not s.reachable then
+      rows[#rows + 1] = { s.addr, "-", "unreachable: " .. (s.error or "?") }
+    elseif #s.masters == 0 then
+      rows[#rows + 1] = { s.addr, "-", "(no masters)" }
+    end
+    for _, m in ipairs(s.reachable and s.masters or {}) do
+      if m.monitored then
+        rows[#rows + 1] = { s.addr, m.name, m.address or "-", table.concat(m.flags, ","),
+          tostring(m.quorum or "-"),
+          m.notification_script or "-", m.client_reconfig_script or "-", tostring(s.running_scripts or "-"),
+          tostring(s.queued_scripts or "-"), tostring(m.pending_scripts or 0) }
+      else
+        rows[#rows + 1] = { s.addr, m.name, "not monitored" }
+      end
+    end
+  end
+  local width = {}
+  for _, r in ipairs(rows) do
+    for i = 1, #r - 1 do width[i] = math.max(width[i] or 0, #r[i]) end
+  end
+  for _, r in ipairs(rows) do
+    local cells = {}
+    for i, c in ipairs(r) do
+      cells[i] = i < #r and c .. string.rep(" ", width[i] - #c) or c
+    end
+    out("%s", table.concat(cells, "  "))
+  end
+  for _, s in ipairs(report.sentinels) do
+    if s.reachable and #s.pending > 0 then
+      out("")
+      out("pending scripts on %s (SENTINEL PENDING-SCRIPTS):", s.addr)
+      for _, j in ipairs(s.pending) do
+        out("  %-9s retries=%d  %s", j.state or "?", j.retries, table.concat(j.argv, " "))
+      end
+    end
+  end
+  out("")
+  if #report.problems == 0 then
+    out("all %d Sentinel(s) consistent", #report.sentinels)
+  else
+    out("problems:")
+    for _, p in ipairs(report.problems) do out("  - %s", p) end
+  end
+end
+
+local function status(S, config, o)
+  local fleet, copts, code = discover(S, config, o)
+  if not fleet then
+    io.stderr:write("eventilator sentinels status: ", copts, "\n")
+    return code
+  end
+  local report = { sentinels = array(), masters = array(fleet.masters) }
+  for _, s in ipairs(fleet.sentinels) do
+    report.sentinels[#report.sentinels + 1] = inspect(S, s, fleet.masters, copts)
+  end
+  report.problems = problems_of(report)
+  report.ok = #report.problems == 0
+  if o.json then
+    out("%s", encode(report))
+  else
+    print_table(report)
+  end
+  return report.ok and 0 or 1
+end
+
+-- ------------------------------------------------------------------ register
+
+-- This installation's eventilator and reconfigurator: the folder whose
+-- eventilator hands over to the running full runtime
+-- (<bindir>/../libexec/eventilator/eventilator-full, as handover.c does).
+-- Links are resolved, so Sentinel gets the real place of the file (what its
+-- unit's ExecPaths judge), not a /usr/bin link.
+local function installation(S)
+  local exe = S.exe()
+  if not exe then return nil, "cannot read /proc/self/exe" end
+  local candidates = {}
+  local f = io.open("/proc/self/cmdline", "rb")
+  local argv0 = f and f:read("a"):match("^([^%z]*)")
+  if f then f:close() end
+  if argv0 and argv0:find("/", 1, true) then
+    candidates[#candidates + 1] = argv0
+  elseif argv0 and argv0 ~= "" then
+    for dir in (os.getenv("PATH") or ""):gmatch("[^:]+") do
+      candidates[#candidates + 1] = dir .. "/" .. argv0
+    end
+  end
+  local root = exe:match("^(.*)/[^/]+/[^/]+/[^/]+$")
+  if root then candidates[#candidates + 1] = root .. "/bin/eventilator" end
+  for _, c in ipairs(candidates) do
+    local real = S.realpath(c)
+    local dir = real and real:match("^(.*)/[^/]+$")
+    if dir and S.realpath(dir .. "/../libexec/eventilator/eventilator-full") == exe then
+      return dir .. "/eventilator", dir .. "/reconfigurator"
+    end
+  end
+  return nil, "cannot find this installation's eventilator next to " .. exe
+    .. "; give --notification and --reconfig"
+end
+
+-- A value as sentinel.conf reads it (sdssplitargs): quoted when it must be.
+local function conf_quote(s)
+  if s ~= "" and not s:find('[%s"\'\\]') then return s end
+  return '"' .. s:gsub('[\\"]', "\\%0") .. '"'
+end
+
+local function is_denied(err)
+  return tostring(err):find("deny%-scripts%-reconfig") ~= nil
+end
+
+-- register (want = paths) or unregister (want = "" for both).
+local function set_scripts(S, config, o, clear)
+  local want = { ["notification-script"] = "", ["client-reconfig-script"] = "" }
+  if not clear then
+    local n, r = o.notification, o.reconfig
+    if not (n and r) then
+      local dn, dr = installation(S)
+      if not dn then
+        io.stderr:write("eventilator sentinels register: ", dr, "\n")
+        return 2
+      end
+      n, r = n or dn, r or dr
+    end
+    want["notification-script"], want["client-reconfig-script"] = n, r
+  end
+  local fleet, copts, code = discover(S, config, o)
+  local verb = clear and "unregister" or "register"
+  if not fleet then
+    io.stderr:write("eventilator sentinels ", verb, ": ", copts, "\n")
+    return code
+  end
+  local only = {}
+  for _, m in ipairs(fleet.masters) do only[m] = true end
+  local failed = 0
+  local KINDS = { "notification-script", "client-reconfig-script" }
+  for _, s in ipairs(fleet.sentinels) do
+    local c, err
+    if s.reachable then c, err = S.connect(s.addr, copts) end
+    if not c then
+      failed = failed + 1
+      out("%s  FAILED: unreachable: %s", s.addr, err or s.err or "?")
+      goto next
+    end
+    do
+      local masters, merr = c:call("SENTINEL", "MASTERS")
+      if not masters then
+        failed = failed + 1
+        out("%s  FAILED: SENTINEL MASTERS: %s", s.addr, merr)
+        c:close()
+        goto next
+      end
+      local denied = {}
+      table.sort(masters, function(x, y) return tostring(kv(x).name) < tostring(kv(y).name) end)
+      for _, entry in ipairs(masters) do
+        local m = kv(entry)
+        local name = m.name
+        if not name or not only[name] then goto continue end
+        if o["dry-run"] then
+          for _, k in ipairs(KINDS) do
+            out("%s  %s  would set %s %s (now: %s)", s.addr, name, k, want[k] == "" and '""' or want[k],
+              m[k] or "none")
+          end
+          goto continue
+        end
+        for _, k in ipairs(KINDS) do
+          local ok, e, dead = c:call("SENTINEL", "SET", name, k, want[k])
+          if not ok and is_denied(e) then
+            denied[#denied + 1] = { name = name, current = m }
+            break
+          elseif not ok then
+            failed = failed + 1
+            out("%s  %s  FAILED: SENTINEL SET %s: %s", s.addr, name, k, e)
+            if dead then break end
+          end
+        end
+        if denied[#denied] and denied[#denied].name == name then goto continue end
+        -- read back what the Sentinel now has
+        do
+          local back, e = c:call("SENTINEL", "MASTER", name)
+          local b = kv(back)
+          if not back then
+            failed = failed + 1
+            out("%s  %s  FAILED: reading back: %s", s.addr, name, e)
+          else
+            local bad = {}
+            for _, k in ipairs(KINDS) do
+              if (b[k] or "") ~= want[k] then
+                bad[#bad + 1] = string.format("%s is %s", k, b[k] or "unset")
+              end
+            end
+            if #bad > 0 then
+              failed = failed + 1
+              out("%s  %s  FAILED: read back: %s", s.addr, name, table.concat(bad, ", "))
+            elseif clear then
+              out("%s  %s  cleared (read back: no scripts)", s.addr, name)
+            else
+              out("%s  %s  set (read back): notification-script %s, client-reconfig-script %s", s.addr, name,
+                want["notification-script"], want["client-reconfig-script"])
+            end
+          end
+        end
+        ::continue::
+      end
+      c:close()
+      if #denied > 0 then
+        failed = failed + #denied
+        out("%s  REFUSED: deny-scripts-reconfig is yes, so scripts cannot be %s at runtime.", s.addr,
+          clear and "cleared" or "set")
+        if clear then
+          out("# remove these lines from the sentinel.conf of %s, then restart it:", s.addr)
+          for _, d in ipairs(denied) do
+            for _, k in ipairs(KINDS) do
+              if d.current[k] then out("sentinel %s %s %s", k, d.name, conf_quote(d.current[k])) end
+            end
+          end
+        else
+          out("# add these lines to the sentinel.conf of %s, then restart it:", s.addr)
+          for _, d in ipairs(denied) do
+            for _, k in ipairs(KINDS) do out("sentinel %s %s %s", k, d.name, conf_quote(want[k])) end
+          end
+        end
+      end
+    end
+    ::next::
+  end
+  if failed > 0 then
+    out("%d Sentinel/master pair(s) not %s", failed, clear and "cleared" or "set")
+    return 1
+  end
+  return 0
+end
+
+-- ------------------------------------------------------------------ doctor
+
+-- Does user `u` get `bits` (4 r, 2 w, 1 x) on `st`? Mode bits only; root
+-- gets everything but needs one x bit to execute a file.
+local function can(st, u, bits)
+  if u.uid == 0 then
+    if bits & 1 ~= 0 and st.type ~= "dir" then return st.mode & 73 ~= 0 end -- 0111
+    return true
+  end
+  local m
+  if st.uid == u.uid then
+    m = (st.mode >> 6) & 7
+  else
+    m = st.mode & 7
+    for _, g in ipairs(u.groups) do
+      if g == st.gid then
+        m = (st.mode >> 3) & 7
+        break
+      end
+    end
+  end
+  return m & bits == bits
+end
+
+local function octal(mode)
+  return string.format("%04o", mode)
+end
+
+-- Every folder from / down to `path`'s parent must be searchable by u.
+-- -> nil | message, fix
+local function walk(S, path, u)
+  local dir = ""
+  local parts = {}
+  for p in path:gmatch("[^/]+") do parts[#parts + 1] = p end
+  for i = 0, #parts - 1 do
+    dir = i == 0 and "/" or (dir == "/" and "" or dir) .. "/" .. parts[i]
+    local st = S.stat(dir)
+    if st and not can(st, u, 1) then
+      return string.format("folder %s is not searchable by %s (mode %s, uid %d, gid %d)", dir, u.name,
+        octal(st.mode), st.uid, st.gid), string.format("chmod o+x %s (or give %s's group g+x)", dir, u.name)
+    end
+  end
+end
+
+-- ExecPaths / NoExecPaths of the unit and its drop-ins, in the order
+-- systemd reads them; an empty assignment resets a list.
+local function unit_paths(o)
+  local files = {}
+  if o.unit then
+    files[1] = o.unit
+  else
+    local main = DEFAULT_UNIT
+    local f = io.open("/etc/systemd/system/" .. UNIT_NAME, "r")
+    if f then
+      f:close()
+      main = "/etc/systemd/system/" .. UNIT_NAME
+    end
+    files[1] = main
+    for _, d in ipairs({ "/lib/systemd/system/", "/run/systemd/system/", "/etc/systemd/system/" }) do
+      local p = io.popen("ls -1 " .. d .. UNIT_NAME .. ".d/*.conf 2>/dev/null")
+      if p then
+        for line in p:lines() do files[#files + 1] = line end
+        p:close()
+      end
+    end
+  end
+  local f = io.open(files[1], "r")
+  if not f then return nil, files[1] end
+  f:close()
+  local lists = { ExecPaths = {}, NoExecPaths = {} }
+  for _, file in ipairs(files) do
+    local fh = io.open(file, "r")
+    local section
+    for line in fh and fh:lines() or function() end do
+      local s = line:match("^%[(.-)%]")
+      if s then section = s end
+      local key, value = line:match("^%s*(%a+)%s*=%s*(.-)%s*$")
+      if section == "Service" and lists[key] then
+        if value == "" then
+          lists[key] = {}
+        else
+          for p in value:gmatch("%S+") do lists[key][#lists[key] + 1] = (p:gsub("^[-+]+", "")) end
+        end
+      end
+    end
+    if fh then fh:close() end
+  end
+  return lists, table.concat(files, ", ")
+end
+
+-- May the unit execute `real`? The most specific mount wins.
+local function exec_allowed(lists, real)
+  local best, allowed = -1, true
+  local function under(prefix)
+    prefix = prefix:gsub("/+$", "")
+    return prefix == "" or real == prefix or real:sub(1, #prefix + 1) == prefix .. "/", #prefix
+  end
+  for _, kind in ipairs({ "NoExecPaths", "ExecPaths" }) do
+    for _, p in ipairs(lists[kind]) do
+      local hit, len = under(p)
+      if hit and len >= best then best, allowed = len, kind == "ExecPaths" end
+    end
+  end
+  return allowed
+end
+
+local function doctor(S, host, o)
+  local failed = 0
+  local function ok(fmt, ...) out("ok    " .. fmt, ...) end
+  local function fail(what, fix)
+    failed = failed + 1
+    out("FAIL  %s\n      fix: %s", what, fix)
+  end
+  local uname = o.user or "redis"
+  local u, uerr = S.user(uname)
+  if not u then
+    fail(string.format("Sentinel's user: %s", uerr), "give --user NAME: the user redis-sentinel runs as")
+    return 1
+  end
+  ok("Sentinel's user: %s (uid %d)", u.name, u.uid)
+
+  -- the scripts
+  local n, r = o.notification, o.reconfig
+  if not (n and r) then
+    local dn, dr = installation(S)
+    n, r = n or dn, r or dr
+    if not n or not r then
+      fail("this installation's scripts: " .. tostring(dr), "give --notification PATH and --reconfig PATH")
+    end
+  end
+  local lists, unit = unit_paths(o)
+  if not lists then
+    ok("no %s at %s: no ExecPaths restriction to check", UNIT_NAME, unit)
+  end
+  for _, sc in ipairs({ { "notification-script", n }, { "client-reconfig-script", r } }) do
+    local kind, path = sc[1], sc[2]
+    if not path then goto next end
+    do
+      local real = S.realpath(path)
+      local st = real and S.stat(real)
+      local msg, fix = walk(S, path, u)
+      if not msg and real and real ~= path then msg, fix = walk(S, real, u) end
+      if not st then
+        fail(string.format("%s %s does not exist", kind, path),
+          "install eventilator (its executables go under /usr/lib/eventilator), or give the right path")
+      elseif msg then
+        fail(string.format("%s %s: %s", kind, path, msg), fix)
+      elseif st.type ~= "file" then
+        fail(string.format("%s %s is not a file", kind, path), "point Sentinel at the eventilator executable")
+      elseif not can(st, u, 1) then
+        fail(string.format("%s %s is not executable by %s (mode %s, uid %d, gid %d)", kind, path, u.name,
+          octal(st.mode), st.uid, st.gid), "chmod 755 " .. real)
+      else
+        ok("%s %s: executable by %s, every folder on the way searchable", kind, path, u.name)
+      end
+      if lists and real then
+        if exec_allowed(lists, real) then
+          ok("%s %s: the %s unit may execute it (%s)", kind, real, UNIT_NAME, unit)
+        else
+          fail(string.format("%s %s lies outside the ExecPaths of %s (ExecPaths=%s, NoExecPaths=%s; %s)",
+            kind, real, UNIT_NAME, table.concat(lists.ExecPaths, " "), table.concat(lists.NoExecPaths, " "),
+            unit),
+            "install under /usr/lib (cmake -DCMAKE_INSTALL_PREFIX=/usr/lib/eventilator, or the Debian "
+            .. "package), or allow its folder: systemctl edit redis-sentinel, add [Service] ExecPaths="
+            .. real:match("^(.*)/[^/]+$"))
+        end
+      end
+    end
+    ::next::
+  end
+
+  -- config and rules, as `eventilator check` loads them
+  local config, path, format = host.load_config()
+  if not config then
+    fail("config " .. tostring(path) .. " does not load (the error is above)",
+      "fix the file:line named above; `eventilator check` shows it again")
+    out("%d check(s) failed", failed)
+    return 1
+  end
+  local cst = S.stat(path)
+  if cst and not (can(cst, u, 4) and not walk(S, path, u)) then
+    fail(string.format("config %s is not readable by %s (mode %s)", path, u.name, octal(cst.mode)),
+      string.format("chgrp %s %s && chmod g+r %s", u.name, path, path))
+  else
+    ok("config %s (%s) loads%s", path, format, cst and ", readable by " .. u.name or "")
+  end
+  local files = host.load_rules()
+  local bad = {}
+  for _, f in ipairs(files) do
+    if not f.ok then bad[#bad + 1] = f.err end
+  end
+  if #bad > 0 then
+    fail(string.format("%d of %d rule file(s) fail to load: %s", #bad, #files, table.concat(bad, "; ")),
+      "fix the file:line named; `eventilator check` lists every rule file")
+  else
+    ok("%d rule file(s) load from %s", #files, os.getenv("EVENTILATOR_RULES") or config.rules_dir)
+  end
+
+  -- state_dir
+  local sd = config.state_dir
+  local sst = S.stat(sd)
+  local wmsg, wfix = walk(S, sd .. "/x", u)
+  if not sst then
+    fail(string.format("state_dir %s does not exist", sd), string.format("install -d -o %s -g %s -m 750 %s",
+      u.name, u.name, sd))
+  elseif wmsg then
+    fail("state_dir " .. sd .. ": " .. wmsg, wfix)
+  elseif sst.type ~= "dir" or not can(sst, u, 3) then
+    fail(string.format("state_dir %s is not writable by %s (mode %s, uid %d, gid %d)", sd, u.name,
+      octal(sst.mode), sst.uid, sst.gid), string.format("chown %s: %s && chmod 750 %s", u.name, sd, sd))
+  else
+    ok("state_dir %s is writable by %s", sd, u.name)
+  end
+
+  -- the metrics store
+  if config.metrics and config.metrics.enabled then
+    local store = require("eventilator.store")
+    local opts = store.connect_opts()
+    local where = opts.path or string.format("%s:%s", opts.host or "127.0.0.1", tostring(opts.port or 6379))
+    local c, err = store.connect()
+    local pong, perr
+    if c then
+      pong, perr = c:call("PING")
+      c:close()
+    end
+    if c and pong then
+      ok("metrics store %s answers", where)
+    else
+      fail(string.format("metrics store %s does not answer: %s", where, tostring(err or perr)),
+        "start that Redis, correct redis = { ... } in the config, or set metrics = { enabled = false }")
+    end
+  else
+    ok("metrics are off: no store to check")
+  end
+  out(failed == 0 and "all checks passed" or "%d check(s) failed", failed)
+  return failed == 0 and 0 or 1
+end
+
+-- ------------------------------------------------------------------ main
+
+-- args: the whole argv after the program name ({ "sentinels", cmd, ... }).
+function M.main(args, host)
+  local cmd = args[2]
+  if cmd == nil or cmd == "-h" or cmd == "--help" or cmd == "help" then
+    io.stdout:write(USAGE)
+    return cmd == nil and 2 or 0
+  end
+  if not ALLOWED[cmd] then return usage_error(string.format("unknown subcommand '%s'", cmd)) end
+  local rest = {}
+  for i = 3, #args do rest[#rest + 1] = args[i] end
+  local o, err = parse(cmd, rest)
+  if not o then return usage_error(err) end
+  local S = host.sentinel()
+  if cmd == "doctor" then return doctor(S, host, o) end
+  local config = host.load_config()
+  if not config then return 2 end
+  if cmd == "status" then return status(S, config, o) end
+  return set_scripts(S, config, o, cmd == "unregister")
+end
+
+return M

@@ -1,0 +1,373 @@
+-- eventilator sentinels status | register | unregister | doctor, against a
+-- real fleet on loopback: 2 masters (pod1 with two replicas, pod2 alone) and
+-- 3 redis-sentinel processes, the first two started with
+-- `sentinel deny-scripts-reconfig no`, the third with the default (yes).
+local procs = require("procs")
+local runner = require("runner")
+local constellation = require("constellation")
+local json = require("cjson")
+
+local function lines_of(text)
+  local t = {}
+  for l in (text or ""):gmatch("[^\n]+") do t[#t + 1] = l end
+  return t
+end
+
+local function has(text, needle)
+  return text:find(needle, 1, true) ~= nil
+end
+
+local BIN = (procs.sh("realpath " .. procs.quote(procs.build .. "/bin")):gsub("%s+$", ""))
+local NOTIFY, RECONF = BIN .. "/eventilator", BIN .. "/reconfigurator"
+
+-- A listener that accepts connections and never answers (a hung Sentinel).
+local function silent_listener()
+  local port = procs.free_port()
+  local dir = procs.tmpdir()
+  procs.write(dir .. "/silent.py", table.concat({
+    "import socket, sys",
+    "s = socket.socket()",
+    "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)",
+    "s.bind(('127.0.0.1', int(sys.argv[1])))",
+    "s.listen(16)",
+    "held = []",
+    "while True:",
+    "    held.append(s.accept()[0])",
+  }, "\n") .. "\n")
+  local pid = procs.spawn("python3 " .. procs.quote(dir .. "/silent.py") .. " " .. port, dir .. "/log")
+  procs.wait(function()
+    local _, rc = procs.sh(string.format(
+      "python3 -c 'import socket; socket.create_connection((\"127.0.0.1\", %d), 1)' 2>/dev/null", port))
+    return rc == 0
+  end, 10, "silent listener")
+  return { port = port, stop = function() procs.kill(pid); procs.rmtree(dir) end }
+end
+
+describe("eventilator sentinels on a real fleet", function()
+  local c, ctx
+
+  local function run(...)
+    local rc, _, out = ctx:run("eventilator", "sentinels", ...)
+    return rc, out, procs.read(ctx.dir .. "/stderr") or ""
+  end
+  local function seed(i) return "127.0.0.1:" .. c.sentinels[i].port end
+  local function sentinel_addr(i) return "127.0.0.1:" .. c.sentinels[i].port end
+
+  lazy_setup(function()
+    ctx = runner.new()
+    c = constellation.start{
+      conf = ctx.conf, masters = 2, scripts = false,
+      sentinel_conf = function(i) return i <= 2 and { "sentinel deny-scripts-reconfig no" } or nil end,
+      setup = function(k)
+        ctx:config(string.format("redis = { port = %d }\n", k.store.port))
+        ctx:rule("10-fail.lua", [[
+          local f = io.open(config.state_dir .. "/../fail", "r")
+          on("+sdown", function() if f then f:close(); error("told to fail") end end)
+        ]])
+      end,
+    }
+  end)
+
+  lazy_teardown(function()
+    if c then c:stop() end
+    if ctx then ctx:cleanup() end
+  end)
+
+  it("register sets both scripts where Sentinel allows it and prints sentinel.conf lines where not", function()
+    local rc, out = run("register", "--sentinel", seed(1), "--timeout", "2")
+    assert.equals(1, rc, out)
+    for i = 1, 2 do
+      for _, m in ipairs({ "pod1", "pod2" }) do
+        assert.truthy(has(out, sentinel_addr(i) .. "  " .. m .. "  set (read back)"), out)
+        local f = constellation.fields(c:sentinel_cli(i, "sentinel", "master", m))
+        assert.equals(NOTIFY, f["notification-script"])
+        assert.equals(RECONF, f["client-reconfig-script"])
+      end
+    end
+    assert.truthy(has(out, sentinel_addr(3) .. "  REFUSED: deny-scripts-reconfig"), out)
+    local conf = {}
+    for _, l in ipairs(lines_of(out)) do
+      if l:match("^sentinel ") then conf[#conf + 1] = l end
+    end
+    assert.same({
+      "sentinel notification-script pod1 " .. NOTIFY, "sentinel client-reconfig-script pod1 " .. RECONF,
+      "sentinel notification-script pod2 " .. NOTIFY, "sentinel client-reconfig-script pod2 " .. RECONF,
+    }, conf)
+    local f = constellation.fields(c:sentinel_cli(3, "sentinel", "master", "pod1"))
+    assert.is_nil(f["notification-script"])
+
+    -- status: the third is missing the scripts
+    rc, out = run("status", "--sentinel", seed(2))
+    assert.equals(1, rc, out)
+    assert.truthy(has(out, sentinel_addr(3) .. ", master pod1: no notification-script"), out)
+    assert.truthy(has(out, sentinel_addr(3) .. ", master pod2: no client-reconfig-script"), out)
+    assert.falsy(has(out, sentinel_addr(1) .. ", master"), out)
+
+    -- the printed lines, added to its config, and a restart: all consistent
+    c:stop_sentinel(3)
+    c:start_sentinel(3, conf)
+    c:wait_sentinel(3)
+    c:wait_ready(30)
+    rc, out = run("status", "--sentinel", seed(3))
+    assert.equals(0, rc, out)
+    assert.truthy(has(out, "all 3 Sentinel(s) consistent"), out)
+
+    rc, out = run("status", "--sentinel", seed(1), "--json")
+    assert.equals(0, rc, out)
+    local doc = json.decode(out)
+    assert.is_true(doc.ok)
+    assert.same({}, doc.problems)
+    assert.equals(3, #doc.sentinels)
+    table.sort(doc.masters)
+    assert.same({ "pod1", "pod2" }, doc.masters)
+    for _, s in ipairs(doc.sentinels) do
+      assert.is_true(s.reachable)
+      assert.equals(2, #s.masters)
+      for _, m in ipairs(s.masters) do
+        assert.equals(NOTIFY, m.notification_script)
+        assert.equals(RECONF, m.client_reconfig_script)
+        assert.same({ "master" }, m.flags)
+        assert.equals(2, m.quorum)
+      end
+    end
+  end)
+
+  it("register --dry-run changes nothing", function()
+    local rc, out = run("register", "--sentinel", seed(1), "--dry-run", "--notification", "/bin/true",
+      "--reconfig", "/bin/true")
+    assert.equals(0, rc, out)
+    assert.truthy(has(out, "would set notification-script /bin/true (now: " .. NOTIFY .. ")"), out)
+    local f = constellation.fields(c:sentinel_cli(1, "sentinel", "master", "pod1"))
+    assert.equals(NOTIFY, f["notification-script"])
+  end)
+
+  it("reports a stopped Sentinel as unreachable and still shows the others", function()
+    c:stop_sentinel(2)
+    local rc, out = run("status", "--sentinel", seed(1), "--timeout", "1")
+    c:start_sentinel(2)
+    c:wait_sentinel(2)
+    assert.equals(1, rc, out)
+    assert.truthy(has(out, sentinel_addr(2) .. ": unreachable: Connection refused"), out)
+    for _, i in ipairs({ 1, 3 }) do
+      assert.truthy(out:find(sentinel_addr(i):gsub("%p", "%%%0") .. "%s+pod1%s+127%.0%.0%.1:%d+%s+master"), out)
+    end
+  end)
+
+  it("a Sentinel that accepts and never answers costs its timeout, and the rest still report", function()
+    local l = silent_listener()
+    local rc, out = run("status", "--sentinel", "127.0.0.1:" .. l.port, "--sentinel", seed(1), "--timeout", "0.5")
+    l.stop()
+    assert.equals(1, rc, out)
+    assert.truthy(has(out, "127.0.0.1:" .. l.port .. ": unreachable: timed out"), out)
+    for i = 1, 3 do assert.truthy(out:find(sentinel_addr(i):gsub("%p", "%%%0") .. "%s+pod2%s"), out) end
+  end)
+
+  it("logs in with the password (and an ACL user) of watch mode, and fails cleanly without", function()
+    local function acl(i, ...)
+      local args = { "redis-cli", "-p", tostring(c.sentinels[i].port), "--no-auth-warning" }
+      for _, a in ipairs({ ... }) do args[#args + 1] = a end
+      for k, a in ipairs(args) do args[k] = procs.quote(a) end
+      return (procs.sh(table.concat(args, " ") .. " 2>&1"):gsub("%s+$", ""))
+    end
+    for i = 1, 3 do
+      assert.equals("OK", acl(i, "acl", "setuser", "ops", "on", ">opspw", "+@all"))
+      assert.equals("OK", acl(i, "acl", "setuser", "default", "resetpass", ">s3cret"))
+    end
+    local ok, err = pcall(function()
+      ctx:config(string.format("redis = { port = %d }\nwatch = { password = 's3cret' }\n", c.store.port))
+      local rc, out = run("status", "--sentinel", seed(1))
+      assert.equals(0, rc, out)
+      ctx:config(string.format("redis = { port = %d }\nwatch = { username = 'ops', password = 'opspw' }\n",
+        c.store.port))
+      rc, out = run("status", "--sentinel", seed(1))
+      assert.equals(0, rc, out)
+      ctx:config(string.format("redis = { port = %d }\nwatch = { password = 'wrong' }\n", c.store.port))
+      rc, out = run("status", "--sentinel", seed(1))
+      assert.equals(1, rc, out)
+      assert.truthy(has(out, sentinel_addr(1) .. ": unreachable: authentication failed: WRONGPASS"), out)
+      ctx:config(string.format("redis = { port = %d }\n", c.store.port))
+      rc, out = run("status", "--sentinel", seed(1))
+      assert.equals(1, rc, out)
+      assert.truthy(has(out, sentinel_addr(1) .. ": unreachable: NOAUTH"), out)
+    end)
+    for i = 1, 3 do acl(i, "-a", "s3cret", "acl", "setuser", "default", "nopass") end
+    ctx:config(string.format("redis = { port = %d }\n", c.store.port))
+    assert(ok, err)
+  end)
+
+  it("shows a script waiting in Sentinel's retry queue with its retry count", function()
+    procs.write(ctx.dir .. "/fail", "")
+    local replica = c:replica_port()
+    c:kill_node(replica)
+    local rc, out
+    local ok = pcall(procs.wait, function()
+      rc, out = run("status", "--sentinel", seed(1))
+      return out:find("retries=1", 1, true) ~= nil
+    end, 30, "a pending script with a retry")
+    os.remove(ctx.dir .. "/fail")
+    assert(ok, out)
+    assert.equals(1, rc, out)
+    assert.truthy(out:find("pending scripts on 127%.0%.0%.1:%d+ %(SENTINEL PENDING%-SCRIPTS%):"), out)
+    assert.truthy(out:find("retries=1%s+" .. NOTIFY:gsub("%p", "%%%0") .. " %+sdown slave"), out)
+    assert.truthy(out:find("script waiting on retry 1: " .. NOTIFY:gsub("%p", "%%%0") .. " %+sdown"), out)
+    local _, jout = run("status", "--sentinel", seed(1), "--json")
+    local doc = json.decode(jout)
+    local found = false
+    for _, s in ipairs(doc.sentinels) do
+      for _, p in ipairs(s.pending) do
+        if p.retries >= 1 and p.argv[1] == NOTIFY and p.argv[2] == "+sdown" then found = true end
+      end
+    end
+    assert.is_true(found, jout)
+  end)
+
+  it("unregister clears the scripts where allowed, prints the lines to remove elsewhere, and status shows it",
+    function()
+      local rc, out = run("unregister", "--sentinel", seed(1))
+      assert.equals(1, rc, out)
+      for i = 1, 2 do
+        assert.truthy(has(out, sentinel_addr(i) .. "  pod1  cleared"), out)
+        local f = constellation.fields(c:sentinel_cli(i, "sentinel", "master", "pod2"))
+        assert.is_nil(f["notification-script"])
+        assert.is_nil(f["client-reconfig-script"])
+      end
+      assert.truthy(has(out, "# remove these lines from the sentinel.conf of " .. sentinel_addr(3)), out)
+      assert.truthy(has(out, "\nsentinel notification-script pod1 " .. NOTIFY .. "\n"), out)
+      rc, out = run("status", "--sentinel", seed(1))
+      assert.equals(1, rc, out)
+      assert.truthy(has(out, sentinel_addr(1) .. ", master pod1: no notification-script"), out)
+      assert.truthy(has(out, sentinel_addr(2) .. ", master pod2: no client-reconfig-script"), out)
+      assert.falsy(has(out, sentinel_addr(3) .. ", master pod1: no"), out)
+    end)
+end)
+
+describe("eventilator sentinels: usage", function()
+  local ctx
+  before_each(function() ctx = runner.new() end)
+  after_each(function() ctx:cleanup() end)
+
+  it("exits 2 on bad usage and without any Sentinel to start from", function()
+    local rc = ctx:run("eventilator", "sentinels", "status", "--bogus")
+    assert.equals(2, rc)
+    rc = ctx:run("eventilator", "sentinels", "frobnicate")
+    assert.equals(2, rc)
+    rc = ctx:run("eventilator", "sentinels", "status", "--timeout", "x", "--sentinel", "127.0.0.1:1")
+    assert.equals(2, rc)
+    rc = ctx:run("eventilator", "sentinels", "status")
+    assert.equals(2, rc)
+    assert.truthy(has(ctx:stderr(), "watch.sentinels"))
+    rc = ctx:run("eventilator", "sentinels", "status", "--sentinel", "nocolon")
+    assert.equals(2, rc)
+    rc = ctx:run("eventilator", "sentinels", "register", "--notification", "relative/path", "--sentinel", "127.0.0.1:1")
+    assert.equals(2, rc)
+  end)
+
+  it("takes its seeds from watch.sentinels and reports every one that is down", function()
+    local a, b = procs.free_port(), procs.free_port()
+    ctx:config(string.format("watch = { sentinels = { '127.0.0.1:%d', '[::1]:%d' }, timeout = 0.5 }", a, b))
+    local rc, _, out = ctx:run("eventilator", "sentinels", "status", "--json")
+    assert.equals(1, rc, out)
+    local doc = json.decode(out)
+    assert.equals(2, #doc.sentinels)
+    assert.equals("[::1]:" .. b, doc.sentinels[2].addr)
+    assert.is_false(doc.sentinels[2].reachable)
+    assert.equals(2, #doc.problems)
+  end)
+end)
+
+describe("eventilator sentinels doctor", function()
+  local ctx, store, root, user, scripts, unit
+  local is_root = (procs.sh("id -u"):gsub("%s+$", "")) == "0"
+
+  local function doctor(...)
+    local rc, _, out = ctx:run("eventilator", "sentinels", "doctor", "--user", user, "--notification",
+      scripts .. "/eventilator", "--reconfig", scripts .. "/reconfigurator", "--unit", unit, ...)
+    return rc, out
+  end
+
+  before_each(function()
+    -- Checked as the user Sentinel runs as: redis when we are root (root
+    -- passes every mode check), otherwise ourselves.
+    user = is_root and "redis" or (procs.sh("id -un"):gsub("%s+$", ""))
+    ctx = runner.new()
+    store = procs.start_redis()
+    root = ctx.dir
+    scripts = root .. "/lib/eventilator"
+    unit = root .. "/redis-sentinel.service"
+    os.execute(string.format("mkdir -p %s %s/state && cp /bin/true %s/eventilator && ln -s eventilator %s/reconfigurator",
+      procs.quote(scripts), procs.quote(root), procs.quote(scripts), procs.quote(scripts)))
+    os.execute(string.format("chmod 755 %s %s/lib %s && chmod 755 %s/eventilator", procs.quote(root), procs.quote(root),
+      procs.quote(scripts), procs.quote(scripts)))
+    if is_root then os.execute("chown redis " .. procs.quote(root .. "/state")) end
+    -- Debian's unit, with the drop-in an operator adds for a folder of their own
+    procs.write(unit, "[Unit]\nDescription=x\n[Service]\nNoExecPaths=/\nExecPaths=/usr/bin/redis-sentinel /usr/lib /lib\n" ..
+      "ExecPaths=-" .. scripts .. "\n")
+    ctx:config(string.format("redis = { port = %d }\n", store.port))
+    os.execute("chmod 644 " .. procs.quote(ctx.conf))
+  end)
+
+  after_each(function()
+    store.stop()
+    ctx:cleanup()
+  end)
+
+  it("passes on a host set up right", function()
+    local rc, out = doctor()
+    assert.equals(0, rc, out)
+    assert.truthy(has(out, "ok    notification-script " .. scripts .. "/eventilator: executable by " .. user), out)
+    assert.truthy(has(out, "ok    metrics store 127.0.0.1:" .. store.port .. " answers"), out)
+    assert.truthy(has(out, "all checks passed"), out)
+  end)
+
+  it("reports a script that is not executable, with its fix", function()
+    os.execute("chmod 644 " .. procs.quote(scripts .. "/eventilator"))
+    local rc, out = doctor()
+    assert.equals(1, rc, out)
+    assert.truthy(out:find("FAIL  notification%-script [^\n]* is not executable by " .. user .. " %(mode 0644"), out)
+    assert.truthy(has(out, "fix: chmod 755 " .. scripts .. "/eventilator"), out)
+  end)
+
+  it("reports a folder on the way that Sentinel's user cannot enter", function()
+    if not is_root then return end -- our own 0700 folder is ours to enter
+    os.execute("chmod 700 " .. procs.quote(root .. "/lib"))
+    local rc, out = doctor()
+    assert.equals(1, rc, out)
+    assert.truthy(has(out, "folder " .. root .. "/lib is not searchable by redis"), out)
+    assert.truthy(has(out, "fix: chmod o+x " .. root .. "/lib"), out)
+  end)
+
+  it("reports a script outside the unit's ExecPaths (as under /opt), with its fix", function()
+    procs.write(unit, "[Service]\nNoExecPaths=/\nExecPaths=/usr/bin/redis-sentinel /usr/lib /lib\n")
+    local rc, out = doctor()
+    assert.equals(1, rc, out)
+    assert.truthy(has(out, "FAIL  notification-script " .. scripts .. "/eventilator lies outside the ExecPaths"), out)
+    assert.truthy(has(out, "ExecPaths=" .. scripts), out)
+  end)
+
+  it("reports a state_dir Sentinel's user cannot write, with its fix", function()
+    local sd = root .. "/ro"
+    os.execute("mkdir -p " .. procs.quote(sd) .. " && chmod 555 " .. procs.quote(sd))
+    ctx:config(string.format("redis = { port = %d }\nstate_dir = %q\n", store.port, sd))
+    os.execute("chmod 644 " .. procs.quote(ctx.conf))
+    local rc, out = doctor()
+    assert.equals(1, rc, out)
+    assert.truthy(has(out, "FAIL  state_dir " .. sd .. " is not writable by " .. user), out)
+    assert.truthy(has(out, "fix: chown " .. user .. ": " .. sd), out)
+  end)
+
+  it("reports a metrics store that is down, with its fix", function()
+    store.stop()
+    local rc, out = doctor()
+    store = { stop = function() end }
+    assert.equals(1, rc, out)
+    assert.truthy(out:find("FAIL  metrics store 127%.0%.0%.1:%d+ does not answer"), out)
+    assert.truthy(has(out, "metrics = { enabled = false }"), out)
+  end)
+
+  it("reports a rule file that does not load", function()
+    ctx:rule("bad.lua", "on(")
+    local rc, out = doctor()
+    assert.equals(1, rc, out)
+    assert.truthy(out:find("FAIL  1 of 1 rule file%(s%) fail to load"), out)
+  end)
+end)
