@@ -132,6 +132,18 @@ describe("eventilator sentinels on a real fleet", function()
     end
   end)
 
+  it("lists a Sentinel named by hostname once, and flags script paths that differ", function()
+    local rc, out = run("status", "--sentinel", "localhost:" .. c.sentinels[1].port, "--json")
+    assert.equals(0, rc, out)
+    assert.equals(3, #json.decode(out).sentinels, out)
+    assert.equals("OK", c:sentinel_cli(1, "sentinel", "set", "pod2", "notification-script", "/bin/true"))
+    rc, out = run("status", "--sentinel", seed(1))
+    assert.equals("OK", c:sentinel_cli(1, "sentinel", "set", "pod2", "notification-script", NOTIFY))
+    assert.equals(1, rc, out)
+    assert.truthy(has(out, "notification-script differs between Sentinels: /bin/true (" .. sentinel_addr(1) .. " pod2); "
+      .. NOTIFY .. " ("), out)
+  end)
+
   it("register --dry-run changes nothing", function()
     local rc, out = run("register", "--sentinel", seed(1), "--dry-run", "--notification", "/bin/true",
       "--reconfig", "/bin/true")

@@ -737,7 +737,7 @@ local function doctor(S, host, o)
   -- state_dir
   local sd = config.state_dir
   local sst = S.stat(sd)
-  local wmsg, wfix = walk(S, sd .. "/x", u)
+  local wmsg, wfix = walk(S, sd, u) -- the folders above it; its own bits are checked below
   if not sst then
     fail(string.format("state_dir %s does not exist", sd), string.format("install -d -o %s -g %s -m 750 %s",
       u.name, u.name, sd))
