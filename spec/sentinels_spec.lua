@@ -144,6 +144,19 @@ describe("eventilator sentinels on a real fleet", function()
       .. NOTIFY .. " ("), out)
   end)
 
+  it("--master limits the work to those masters, and names one nobody monitors", function()
+    local rc, out = run("status", "--sentinel", seed(1), "--master", "pod2", "--json")
+    assert.equals(0, rc, out)
+    local doc = json.decode(out)
+    assert.same({ "pod2" }, doc.masters)
+    for _, s in ipairs(doc.sentinels) do assert.equals(1, #s.masters) end
+    rc, out = run("status", "--sentinel", seed(1), "--master", "pod2", "--master", "nope")
+    assert.equals(1, rc, out)
+    assert.truthy(has(out, "master nope: no Sentinel reached monitors it"), out)
+    rc, out = run("register", "--sentinel", seed(1), "--master", "nope", "--dry-run")
+    assert.equals(1, rc, out)
+  end)
+
   it("register --dry-run changes nothing", function()
     local rc, out = run("register", "--sentinel", seed(1), "--dry-run", "--notification", "/bin/true",
       "--reconfig", "/bin/true")

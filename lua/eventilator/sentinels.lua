@@ -99,6 +99,12 @@ local function masters_filter(config, o)
   return w.masters
 end
 
+-- "127.0.0.1:1: Connection refused" about 127.0.0.1:1 -> "Connection refused"
+local function plain(addr, e)
+  if e and e:sub(1, #addr + 2) == addr .. ": " then return e:sub(#addr + 3) end
+  return e
+end
+
 -- A flat { k1, v1, k2, v2 } reply as a map.
 local function kv(reply)
   local t = {}
@@ -163,21 +169,17 @@ end
 -- One Sentinel's view: its masters (those of the fleet), scripts, queue.
 local function inspect(S, s, masters, copts)
   local rec = { addr = s.addr, reachable = s.reachable, error = s.err, masters = array(), pending = array() }
-  local function plain(e) -- "127.0.0.1:1: Connection refused" -> "Connection refused"
-    if e and e:sub(1, #s.addr + 2) == s.addr .. ": " then return e:sub(#s.addr + 3) end
-    return e
-  end
-  rec.error = plain(rec.error)
+  rec.error = plain(s.addr, rec.error)
   if not s.reachable then return rec end
   local c, err = S.connect(s.addr, copts)
   if not c then
-    rec.reachable, rec.error = false, plain(err)
+    rec.reachable, rec.error = false, plain(s.addr, err)
     return rec
   end
   local function call(...)
     local r, e, dead = c:call(...)
     if dead then
-      rec.reachable, rec.error = false, plain(e)
+      rec.reachable, rec.error = false, plain(s.addr, e)
     end
     return r, e
   end
@@ -361,6 +363,13 @@ local function status(S, config, o)
     report.sentinels[#report.sentinels + 1] = inspect(S, s, fleet.masters, copts)
   end
   report.problems = problems_of(report)
+  local found = {}
+  for _, m in ipairs(fleet.masters) do found[m] = true end
+  for _, m in ipairs(masters_filter(config, o) or {}) do
+    if not found[m] then
+      report.problems[#report.problems + 1] = string.format("master %s: no Sentinel reached monitors it", m)
+    end
+  end
   report.ok = #report.problems == 0
   if o.json then
     out("%s", encode(report))
@@ -438,13 +447,19 @@ local function set_scripts(S, config, o, clear)
   local only = {}
   for _, m in ipairs(fleet.masters) do only[m] = true end
   local failed = 0
+  for _, m in ipairs(masters_filter(config, o) or {}) do
+    if not only[m] then
+      failed = failed + 1
+      out("%s  FAILED: no Sentinel reached monitors it", m)
+    end
+  end
   local KINDS = { "notification-script", "client-reconfig-script" }
   for _, s in ipairs(fleet.sentinels) do
     local c, err
     if s.reachable then c, err = S.connect(s.addr, copts) end
     if not c then
       failed = failed + 1
-      out("%s  FAILED: unreachable: %s", s.addr, err or s.err or "?")
+      out("%s  FAILED: unreachable: %s", s.addr, plain(s.addr, err or s.err) or "?")
       goto next
     end
     do
