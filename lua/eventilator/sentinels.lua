@@ -446,6 +446,7 @@ local function set_scripts(S, config, o, clear)
   end
   local only = {}
   for _, m in ipairs(fleet.masters) do only[m] = true end
+  if #fleet.masters == 0 then out("no master found on the Sentinels reached: nothing to %s", verb) end
   local failed = 0
   for _, m in ipairs(masters_filter(config, o) or {}) do
     if not only[m] then
