@@ -241,9 +241,6 @@ local function problems_of(report)
     if not s.reachable then
       add("%s: unreachable: %s", s.addr, s.error or "?")
     else
-      if s.tilt then
-        add("%s: in TILT mode (its clock jumped or it was blocked); it runs no failover now", s.addr)
-      end
       for _, m in ipairs(s.masters) do
         if not m.monitored then
           add("%s: does not monitor master %s (%s)", s.addr, m.name, m.error or "?")
@@ -341,6 +338,7 @@ local function print_table(report)
     end
   end
   out("")
+  for _, n in ipairs(report.notes) do out("note: %s", n) end
   if #report.problems == 0 then
     out("all %d Sentinel(s) consistent", #report.sentinels)
   else
@@ -368,6 +366,14 @@ local function status(S, config, o)
     end
   end
   report.ok = #report.problems == 0
+  -- Worth knowing, but not wrong wiring: TILT passes by itself after 30 s.
+  report.notes = array()
+  for _, s in ipairs(report.sentinels) do
+    if s.tilt then
+      report.notes[#report.notes + 1] = string.format("%s: in TILT mode (its clock jumped or it was "
+        .. "blocked); it starts no failover until it leaves it, 30 s after the last jump", s.addr)
+    end
+  end
   if o.json then
     out("%s", encode(report))
   else
