@@ -128,6 +128,7 @@ function M.main(args, host)
   elseif cmd == "test" then
     return test(host, args)
   elseif cmd == "config" then return require("eventilator.showconfig").main(args, host)
+  elseif cmd == "sentinels" then return require("eventilator.sentinels").main(args, host)
   end
   io.stderr:write(string.format("eventilator: unknown subcommand '%s' (try --help)\n", tostring(cmd)))
   return 2
