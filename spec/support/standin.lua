@@ -1,0 +1,44 @@
+-- An HTTP stand-in (httpd.py) on a spare loopback port, for the specs of
+-- modules that call an HTTP API (Consul, a cloud API): the requests it got,
+-- decoded, and the reply it gives (httpd.py --reply).
+--
+--   local s = standin.start()   -- s.url = "http://127.0.0.1:<port>"
+--   s.reply{ status = 200, body = "true" }; s.requests(); s.clear(); s.stop()
+local procs = require("procs")
+local json = require("cjson")
+
+local M = {}
+
+function M.start()
+  local s = { dir = procs.tmpdir(), port = procs.free_port() }
+  s.url = "http://127.0.0.1:" .. s.port
+  s.log, s.replyf = s.dir .. "/requests.jsonl", s.dir .. "/reply.json"
+  s.pid = procs.spawn(string.format("python3 %s %d --log %s --reply %s",
+    procs.quote(procs.src .. "/spec/support/httpd.py"), s.port, procs.quote(s.log), procs.quote(s.replyf)))
+  procs.wait(function()
+    return os.execute(string.format("bash -c 'exec 3<>/dev/tcp/127.0.0.1/%d' 2>/dev/null", s.port)) == true
+  end, 10, "httpd.py on " .. s.port)
+
+  -- Every request so far; a JSON body is decoded into .json.
+  function s.requests()
+    local out = {}
+    for l in (procs.read(s.log) or ""):gmatch("[^\n]+") do
+      local r = json.decode(l)
+      local ok, v = pcall(json.decode, r.body)
+      if ok then r.json = v end
+      out[#out + 1] = r
+    end
+    return out
+  end
+  function s.reply(t)
+    if t then procs.write(s.replyf, json.encode(t)) else os.remove(s.replyf) end
+  end
+  function s.clear() os.remove(s.log) end
+  function s.stop()
+    procs.kill(s.pid)
+    procs.rmtree(s.dir)
+  end
+  return s
+end
+
+return M
