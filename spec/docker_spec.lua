@@ -16,11 +16,11 @@ local docker = require("eventilator.docker")
 local function dockerd(extra)
   local d = { dir = procs.tmpdir() }
   d.socket, d.log = d.dir .. "/docker.sock", d.dir .. "/docker.jsonl"
-  d.pid = procs.spawn(string.format("python3 %s --unix %s --log %s --dir %s %s",
+  d.pid = procs.spawn(string.format("env -u LD_PRELOAD python3 %s --unix %s --log %s --dir %s %s",
     procs.quote(procs.src .. "/spec/support/dockerd.py"), procs.quote(d.socket), procs.quote(d.log),
     procs.quote(d.dir), extra or ""), d.dir .. "/dockerd.out")
   procs.wait(function() return procs.sh("test -S " .. procs.quote(d.socket) .. " && echo y"):match("y") end,
-    10, "dockerd.py socket")
+    30, "dockerd.py socket")
   function d.records(key)
     local out = {}
     for l in (procs.read(d.log) or ""):gmatch("[^\n]+") do
@@ -103,7 +103,7 @@ describe("eventilator.docker", function()
       HostConfig = { NetworkMode = "redis-net" } }, create)
     local started = d.records("started")
     assert.equal(1, #started)
-    procs.wait(function() return procs.cli(started[1].port, "ping") == "PONG" end, 10, "the container's redis-server")
+    procs.wait(function() return procs.cli(started[1].port, "ping") == "PONG" end, 20, "the container's redis-server")
     local none, err = docker.run({ image = "redis:7", name = "r1" })
     assert.is_nil(none)
     assert.equal('docker: POST /containers/create?name=r1: Conflict. The container name "/r1" is already in use', err)
@@ -141,7 +141,7 @@ describe("swarm-replace-replica.lua with real Sentinels", function()
     local run_ok, err = pcall(function()
       local master = c.master_port
       c:kill_node(c:replica_port())
-      procs.wait(function() return #d.records("started") > 0 end, 20, "a replacement container")
+      procs.wait(function() return #d.records("started") > 0 end, 60, "a replacement container")
       local started = d.records("started")[1]
       started.port = math.tointeger(started.port) -- cjson decodes numbers as floats
       assert.same({ "redis-server", "--replicaof", "127.0.0.1", tostring(master) }, started.cmd)
@@ -153,13 +153,13 @@ describe("swarm-replace-replica.lua with real Sentinels", function()
           end
         end
         return true
-      end, 40, "every Sentinel to list the new replica")
-      c:wait_scripts_idle(60)
+      end, 60, "every Sentinel to list the new replica")
+      c:wait_scripts_idle(120)
       -- the second replica down in the same hour: no second replacement
       c:kill_node(c:replica_port())
       procs.wait(function() return (procs.read(logf) or ""):find("replacements this hour", 1, true) ~= nil end,
-        20, "the cap to be reported")
-      c:wait_scripts_idle(60)
+        60, "the cap to be reported")
+      c:wait_scripts_idle(120)
       assert.equal(1, #d.records("started"))
       assert.equal("", problems(d))
     end)

@@ -41,13 +41,14 @@ function M.start(opts)
   h.cfg = h.dir .. "/haproxy.cfg"
   h.log = h.dir .. "/haproxy.log"
   procs.write(h.cfg, table.concat(cfg, "\n") .. "\n")
-  h.pid = procs.spawn("haproxy -db -f " .. procs.quote(h.cfg), h.log)
+  -- helpers run without the sanitizer runtime the ASan build preloads into the specs
+  h.pid = procs.spawn("env -u LD_PRELOAD haproxy -db -f " .. procs.quote(h.cfg), h.log)
   procs.wait(function()
-    local out = procs.sh(string.format("echo 'show info' | timeout 2 python3 -c %s %s 2>/dev/null",
+    local out = procs.sh(string.format("echo 'show info' | env -u LD_PRELOAD timeout 5 python3 -c %s %s 2>/dev/null",
       procs.quote("import socket,sys;s=socket.socket(socket.AF_UNIX);s.connect(sys.argv[1]);" ..
         "s.sendall(sys.stdin.buffer.read());print(s.recv(65536).decode())"), procs.quote(h.socket)))
     return out:find("Name: HAProxy", 1, true) ~= nil
-  end, 10, "haproxy admin socket (log: " .. h.log .. ")")
+  end, 30, "haproxy admin socket (log: " .. h.log .. ")")
   function h.stop()
     procs.kill(h.pid)
     procs.sleep(0.1)

@@ -13,11 +13,12 @@ function M.start()
   local s = { dir = procs.tmpdir(), port = procs.free_port() }
   s.url = "http://127.0.0.1:" .. s.port
   s.log, s.replyf = s.dir .. "/requests.jsonl", s.dir .. "/reply.json"
-  s.pid = procs.spawn(string.format("python3 %s %d --log %s --reply %s",
+  -- helpers run without the sanitizer runtime the ASan build preloads into the specs
+  s.pid = procs.spawn(string.format("env -u LD_PRELOAD python3 %s %d --log %s --reply %s",
     procs.quote(procs.src .. "/spec/support/httpd.py"), s.port, procs.quote(s.log), procs.quote(s.replyf)))
   procs.wait(function()
     return os.execute(string.format("bash -c 'exec 3<>/dev/tcp/127.0.0.1/%d' 2>/dev/null", s.port)) == true
-  end, 10, "httpd.py on " .. s.port)
+  end, 30, "httpd.py on " .. s.port)
 
   -- Every request so far; a JSON body is decoded into .json.
   function s.requests()
