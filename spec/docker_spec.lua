@@ -123,7 +123,7 @@ describe("swarm-replace-replica.lua with real Sentinels", function()
     os.execute(string.format("mkdir -p %s && cp %s/rules/*.lua %s/examples/rules/swarm-replace-replica.lua %s/",
       procs.quote(rules), procs.quote(procs.src), procs.quote(procs.src), procs.quote(rules)))
     local d = dockerd()
-    local ok, c = pcall(constellation.start, { conf = conf, setup = function(c)
+    local ok, c = pcall(constellation.start, { conf = conf, down_after = 3000, setup = function(c)
       procs.write(conf, table.concat({
         string.format("log = { target = %q, level = \"debug\" }", logf),
         string.format("rules_dir = %q\nstate_dir = %q", rules, dir .. "/state"),

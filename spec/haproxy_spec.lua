@@ -147,7 +147,7 @@ describe("haproxy-follow-master.lua through a real failover", function()
     os.execute(string.format("mkdir -p %s && cp %s/rules/*.lua %s/examples/rules/haproxy-follow-master.lua %s/",
       procs.quote(rules), procs.quote(procs.src), procs.quote(procs.src), procs.quote(rules)))
     local h
-    local ok, c = pcall(constellation.start, { conf = conf, setup = function(c)
+    local ok, c = pcall(constellation.start, { conf = conf, down_after = 3000, setup = function(c)
       h = haproxy_proc.start({ backends = { redis = { master = c.nodes[1].port } }, check = true })
       procs.write(conf, table.concat({
         string.format("log = { target = %q, level = \"debug\" }", logf),
@@ -187,7 +187,8 @@ describe("haproxy-follow-master.lua through a real failover", function()
     end)
     if not ok2 then
       io.stderr:write("\n[haproxy] eventilator log:\n" .. (procs.read(logf) or ""):sub(-5000) ..
-        "\n[haproxy] haproxy log:\n" .. (procs.read(h.log) or ""):sub(-3000) .. "\n")
+        "\n[haproxy] haproxy log:\n" .. (procs.read(h.log) or ""):sub(-3000) ..
+        "\n[haproxy] sentinel logs:\n" .. c:sentinel_logs():sub(-4000) .. "\n")
       error(err, 0)
     end
   end)
