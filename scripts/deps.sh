@@ -6,7 +6,7 @@ pkgs=(
   build-essential cmake pkg-config
   liblua5.4-dev lua5.4 lua-cjson libhiredis-dev libcurl4-openssl-dev libssl-dev
   lua-busted lua-check
-  redis-server redis-sentinel redis-tools prometheus-alertmanager
+  redis-server redis-sentinel redis-tools prometheus-alertmanager haproxy
   python3 ca-certificates procps curl
   clang libfuzzer-14-dev bubblewrap
 )
@@ -28,6 +28,6 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -q
 $SUDO apt-get install -y -q --no-install-recommends "${pkgs[@]}"
 # The packaged services are not wanted running: tests start private ones.
-for svc in redis-server redis-sentinel; do
+for svc in redis-server redis-sentinel haproxy; do
   $SUDO service "$svc" stop >/dev/null 2>&1 || true
 done

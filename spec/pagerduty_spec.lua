@@ -32,7 +32,7 @@ describe("pagerduty", function()
     S.reset()
     CFG.pagerduty = defaults().pagerduty
     CFG.pagerduty.routing_key = KEY
-    CFG.pagerduty.url = S.base .. "/pagerduty/v2/enqueue"
+    CFG.pagerduty.url = S.url .. "/pagerduty/v2/enqueue"
     CFG.pagerduty.timeout = 2
   end)
 
@@ -115,7 +115,7 @@ describe("pagerduty", function()
 
     local function conf(extra)
       ctx:config(string.format("pagerduty = { enabled = true, routing_key = %q, url = %q, timeout = 2%s }",
-        KEY, S.base .. "/pagerduty/v2/enqueue", extra or ""))
+        KEY, S.url .. "/pagerduty/v2/enqueue", extra or ""))
     end
 
     it("429: exit 1", function()

@@ -28,7 +28,7 @@ describe("webhook", function()
   before_each(function()
     S.reset()
     CFG.webhook = defaults().webhook
-    CFG.webhook.url = S.base .. "/verify/hook"
+    CFG.webhook.url = S.url .. "/verify/hook"
     CFG.webhook.secret = "right secret"
     CFG.webhook.timeout = 2
   end)
@@ -72,7 +72,7 @@ describe("webhook", function()
   end)
 
   it("passes the configured headers through; a Content-Type among them wins", function()
-    CFG.webhook.url = S.base .. "/hook"
+    CFG.webhook.url = S.url .. "/hook"
     CFG.webhook.secret = nil
     CFG.webhook.headers = { ["X-Team"] = "storage", Authorization = "Bearer abc", ["content-type"] = "application/vnd.x+json" }
     assert.is_true(webhook.post(ev()))
@@ -84,7 +84,7 @@ describe("webhook", function()
   end)
 
   it("fails on a non-2xx reply and without a url", function()
-    CFG.webhook.url = S.base .. "/status/502"
+    CFG.webhook.url = S.url .. "/status/502"
     local ok, err = webhook.post(ev())
     assert.is_nil(ok)
     assert.matches("HTTP 502", err)
@@ -98,11 +98,11 @@ describe("webhook", function()
     local ctx = runner.new()
     os.execute(string.format("cp %s/rules/52-webhook.lua %s/", procs.quote(procs.src), procs.quote(ctx.rules)))
     ctx:config(string.format("webhook = { enabled = true, url = %q, secret = %q, headers = { ['X-Team'] = 'storage' } }",
-      S.base .. "/verify/hook", "right secret"))
+      S.url .. "/verify/hook", "right secret"))
     local rc, log = ctx:run("eventilator", "+odown", "master pod1 10.0.0.5 6379 #quorum 2/3")
     assert.equal(0, rc, log)
     assert.equal("storage", S.requests()[1].headers["x-team"])
-    ctx:config(string.format("webhook = { enabled = true, url = %q, secret = 'wrong' }", S.base .. "/verify/hook"))
+    ctx:config(string.format("webhook = { enabled = true, url = %q, secret = 'wrong' }", S.url .. "/verify/hook"))
     rc, log = ctx:run("eventilator", "-odown", "master pod1 10.0.0.5 6379")
     assert.equal(1, rc, log)
     assert.matches("webhook: HTTP 401", log)
@@ -116,7 +116,7 @@ describe("webhook", function()
     assert.equal(0, rc, out)
     local ctx = runner.new()
     ctx:rule("10-signed.lua", 'on("+odown", function(ev) return require("eventilator.webhook").post(ev) end)\n')
-    ctx:config(string.format("webhook = { url = %q, secret = 'right secret' }", S.base .. "/verify/hook"))
+    ctx:config(string.format("webhook = { url = %q, secret = 'right secret' }", S.url .. "/verify/hook"))
     out, rc = procs.sh(string.format("EVENTILATOR_CONF=%s %s/usr/lib/eventilator/bin/eventilator +odown %s 2>&1",
       procs.quote(ctx.conf), procs.quote(root), procs.quote("master pod1 10.0.0.5 6379 #quorum 2/3")))
     assert.equal(0, rc, out .. ctx:logtext())

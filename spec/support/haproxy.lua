@@ -1,0 +1,60 @@
+-- A real HAProxy (Debian's haproxy) for the specs, in the foreground under
+-- procs.spawn: an admin socket (unix path, and a loopback TCP one), one TCP
+-- frontend on a spare port, and the backends given.
+--
+--   local h = haproxy.start{ backends = { redis = { master = 6379 } }, check = true }
+--   h.socket, h.tcp_socket ("127.0.0.1:<port>"), h.frontend (port of `fe`,
+--   whose default backend is opts.default or the first given), h.stop()
+local procs = require("procs")
+
+local M = {}
+
+function M.start(opts)
+  local h = { dir = procs.tmpdir(), frontend = procs.free_port(), admin_port = procs.free_port() }
+  h.socket = h.dir .. "/admin.sock"
+  h.tcp_socket = "127.0.0.1:" .. h.admin_port
+  local cfg = {
+    "global",
+    "  stats socket " .. h.socket .. " level admin",
+    "  stats socket ipv4@" .. h.tcp_socket .. " level admin",
+    "  log stderr format raw local0 info",
+    "defaults",
+    "  mode tcp", "  log global",
+    "  timeout connect 1s", "  timeout client 30s", "  timeout server 30s",
+  }
+  local names = {}
+  for name in pairs(opts.backends) do names[#names + 1] = name end
+  table.sort(names)
+  cfg[#cfg + 1] = "frontend fe"
+  cfg[#cfg + 1] = "  bind 127.0.0.1:" .. h.frontend
+  cfg[#cfg + 1] = "  default_backend " .. (opts.default or names[1])
+  for _, name in ipairs(names) do
+    cfg[#cfg + 1] = "backend " .. name
+    local servers = {}
+    for s in pairs(opts.backends[name]) do servers[#servers + 1] = s end
+    table.sort(servers)
+    for _, s in ipairs(servers) do
+      cfg[#cfg + 1] = string.format("  server %s 127.0.0.1:%d%s", s, opts.backends[name][s],
+        opts.check and " check inter 200 fall 1 rise 1" or "")
+    end
+  end
+  h.cfg = h.dir .. "/haproxy.cfg"
+  h.log = h.dir .. "/haproxy.log"
+  procs.write(h.cfg, table.concat(cfg, "\n") .. "\n")
+  -- helpers run without the sanitizer runtime the ASan build preloads into the specs
+  h.pid = procs.spawn("env -u LD_PRELOAD haproxy -db -f " .. procs.quote(h.cfg), h.log)
+  procs.wait(function()
+    local out = procs.sh(string.format("echo 'show info' | env -u LD_PRELOAD timeout 5 python3 -c %s %s 2>/dev/null",
+      procs.quote("import socket,sys;s=socket.socket(socket.AF_UNIX);s.connect(sys.argv[1]);" ..
+        "s.sendall(sys.stdin.buffer.read());print(s.recv(65536).decode())"), procs.quote(h.socket)))
+    return out:find("Name: HAProxy", 1, true) ~= nil
+  end, 30, "haproxy admin socket (log: " .. h.log .. ")")
+  function h.stop()
+    procs.kill(h.pid)
+    procs.sleep(0.1)
+    procs.rmtree(h.dir)
+  end
+  return h
+end
+
+return M
