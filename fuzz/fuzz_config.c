@@ -23,11 +23,17 @@ int LLVMFuzzerInitialize(int *argc, char ***argv);
 
 static char path[64];
 
+static void cleanup(void)
+{
+    unlink(path);
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
     snprintf(path, sizeof path, "/tmp/eventilator-fuzz-config.%ld", (long)getpid());
+    atexit(cleanup);
     setenv("EVENTILATOR_CONF", path, 1);
     evl_log_open("/dev/null", "error");
     return 0;

@@ -311,7 +311,6 @@ static const struct {
 };
 
 typedef struct {
-    const char *fname;         /* "http.request" or "http.post_json", for errors */
     int arg;                   /* argument number of the options table, for luaL_argerror */
     int url, method, body;     /* stack slots of string values, 0 when absent */
     int headers, unix_socket;
@@ -648,7 +647,6 @@ static int http_request(lua_State *L)
 {
     Opts op;
     memset(&op, 0, sizeof op);
-    op.fname = "http.request";
     op.arg = 1;
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_settop(L, 1);
@@ -668,7 +666,6 @@ static int http_post_json(lua_State *L)
 {
     Opts op;
     memset(&op, 0, sizeof op);
-    op.fname = "http.post_json";
     op.arg = 3;
     op.json = 1;
     luaL_checktype(L, 1, LUA_TSTRING);

@@ -271,9 +271,13 @@ static int rc_cap_peek(const RcCap *cap, const redisReader *r)
 {
     const char *p = r->buf + r->pos, *end = r->buf + r->len;
     unsigned long long n = 0;
-    if (p >= end || *p != '$')
+    /* hiredis consumes the type byte first: a bulk it is waiting for has
+     * its task typed STRING and the cursor on the length's digits. */
+    if (p < end && *p == '$')
+        p++;
+    else if (r->ridx < 0 || r->rstack[r->ridx].type != REDIS_REPLY_STRING)
         return 0;
-    for (p++; p < end && *p >= '0' && *p <= '9'; p++) {
+    for (; p < end && *p >= '0' && *p <= '9'; p++) {
         n = n * 10 + (unsigned)(*p - '0');
         if (n > cap->max)
             return 1;
