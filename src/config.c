@@ -70,6 +70,9 @@ static const struct field {
     {NULL, "rules_dir", K_STRING, EVL_RULES_DIR, 0, NULL},
     {NULL, "state_dir", K_STRING, EVL_STATE_DIR, 0, NULL},
     {NULL, "budget", K_NUMBER, NULL, EVL_DEFAULT_BUDGET, NULL},
+    /* record/replay (docs/testing-rules.md): every call as a JSON line; record_max bytes, 0 = no cap */
+    {NULL, "record", K_STRING, NULL, 0, NULL},
+    {NULL, "record_max", K_INT, NULL, 64 << 20, NULL},
 };
 #define NSCHEMA (sizeof schema / sizeof schema[0])
 
