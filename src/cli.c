@@ -11,11 +11,15 @@
 #include "host.h"
 #include "log.h"
 #include "paths.h"
+#include "record.h"
 #include "retry.h"
 
+/* The host; its state is the caller's (eventilator.testing may call from a coroutine). */
 static struct evl_host *host(lua_State *L)
 {
-    return lua_touserdata(L, lua_upvalueindex(1));
+    struct evl_host *h = lua_touserdata(L, lua_upvalueindex(1));
+    h->L = L;
+    return h;
 }
 
 /* host.load_config() -> config, path, format | nil, err (logged) */
@@ -118,6 +122,7 @@ void evl_push_cli_host(lua_State *L, struct evl_host *h)
     static const luaL_Reg fns[] = {
         {"load_config", h_load_config}, {"load_rules", h_load_rules}, {"parse", h_parse},
         {"match", h_match},             {"run", h_run},               {"retries", h_retries},
+        {"begin_call", evl_cli_begin_call}, /* replay.c */
         {NULL, NULL},
     };
     lua_createtable(L, 0, 8);
