@@ -88,7 +88,9 @@ function M.read(text, name)
       if call then
         call.line = n
         calls[#calls + 1] = call
-        if note then problems[#problems + 1] = { line = n, msg = string.format("%s:%d: %s", name, n, note) } end
+        if note then
+          problems[#problems + 1] = { line = n, msg = string.format("%s:%d: %s", name, n, note) }
+        end
       else
         problems[#problems + 1] = { line = n, skipped = true,
           msg = string.format("%s:%d: %s; line skipped", name, n, why) }

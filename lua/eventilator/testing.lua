@@ -177,7 +177,9 @@ local function http_stand_in()
   -- function(request) -> either. Unanswered requests get { status = 200, body = "" }.
   function S.answer(key, res) S.answers[key] = res end
   local function request(opts)
-    if type(opts) ~= "table" or type(opts.url) ~= "string" then error("http.request: opts.url required", 2) end
+    if type(opts) ~= "table" or type(opts.url) ~= "string" then
+      error("http.request: opts.url required", 2)
+    end
     local req = copy(opts)
     req.method = req.method or (req.body and "POST" or "GET")
     req.headers = req.headers or {}
@@ -242,8 +244,8 @@ local function tcp_stand_in()
     self.inbox = rest
     return (line:gsub("\r$", ""))
   end
-  function Conn:settimeout() return true end
-  function Conn:shutdown() return true end
+  function Conn.settimeout() return true end
+  function Conn.shutdown() return true end
   function Conn:close() self.closed = true end
   S.module = {
     connect = function(host, port)
@@ -336,7 +338,9 @@ function M.load(opts)
   self.host = hostmod.new{ config = conf, rules = rules or (dir .. "/no-rules"), log = self.logfile }
   local config, path = self.host.load_config()
   hostmod.log_to_stderr(false)
-  if not config then error("eventilator.testing: config " .. tostring(path) .. " did not load: " .. self:log(), 2) end
+  if not config then
+    error("eventilator.testing: config " .. tostring(path) .. " did not load: " .. self:log(), 2)
+  end
   self.config = config
   package.loaded["eventilator.config"] = nil -- this host's config, not an earlier one's
   self.files = self.host.load_rules()
@@ -393,7 +397,8 @@ function T:replay(src, opts)
   self:log()
   for _, c in ipairs(calls) do
     if not opts.sentinel or replay.from_sentinel(c, opts.sentinel) then
-      results[#results + 1] = finish(self, replay.call(self.host, c, { run = opts.run ~= false }, self.files_failed))
+      local r = replay.call(self.host, c, { run = opts.run ~= false }, self.files_failed)
+      results[#results + 1] = finish(self, r)
     end
   end
   local msgs = {}
