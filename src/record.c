@@ -119,6 +119,26 @@ static size_t json_string(char *out, const char *str, size_t n)
     return o;
 }
 
+static size_t put(char *out, const char *s)
+{
+    size_t n = strlen(s);
+    memcpy(out, s, n);
+    return n;
+}
+
+/* Decimal digits of v, at least `width` of them (printf's %f is ~6k instructions: a call is ~500k). */
+static size_t put_uint(char *out, unsigned long long v, int width)
+{
+    char tmp[24];
+    int n = 0;
+    do
+        tmp[n++] = (char)('0' + v % 10);
+    while ((v /= 10) || n < width);
+    for (int i = 0; i < n; i++)
+        out[i] = tmp[n - 1 - i];
+    return (size_t)n;
+}
+
 /* The line for this call; malloc'd, its length in *len. */
 static char *build_line(struct evl_host *h, int code, size_t *len)
 {
@@ -131,26 +151,31 @@ static char *build_line(struct evl_host *h, int code, size_t *len)
     /* the call's start in wall-clock time: t0 is monotonic (and kept across a handover) */
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    double now = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-    double start = now - (evl_monotonic() - h->t0);
-    char pid[32];
-    const char *who = sentinel_env;
-    if (!*who) {
-        snprintf(pid, sizeof pid, "pid:%ld", (long)getppid());
-        who = pid;
-    }
-    size_t o = 0;
-    o += (size_t)snprintf(buf + o, cap - o, "{\"argv0\":");
+    double start = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9 - (evl_monotonic() - h->t0);
+    unsigned long long ms = start > 0 ? (unsigned long long)(start * 1e3 + 0.5) : 0;
+    size_t o = put(buf, "{\"argv0\":");
     o += json_string(buf + o, h->name, strlen(h->name));
-    o += (size_t)snprintf(buf + o, cap - o, ",\"args\":[");
+    o += put(buf + o, ",\"args\":[");
     for (int i = 1; i < h->argc; i++) {
         if (i > 1)
             buf[o++] = ',';
         o += json_string(buf + o, h->argv[i], strlen(h->argv[i]));
     }
-    o += (size_t)snprintf(buf + o, cap - o, "],\"time\":%.3f,\"sentinel\":", start);
-    o += json_string(buf + o, who, strlen(who));
-    o += (size_t)snprintf(buf + o, cap - o, ",\"exit\":%d}\n", code);
+    o += put(buf + o, "],\"time\":");
+    o += put_uint(buf + o, ms / 1000, 1);
+    buf[o++] = '.';
+    o += put_uint(buf + o, ms % 1000, 3);
+    o += put(buf + o, ",\"sentinel\":");
+    if (*sentinel_env) {
+        o += json_string(buf + o, sentinel_env, strlen(sentinel_env));
+    } else {
+        o += put(buf + o, "\"pid:");
+        o += put_uint(buf + o, (unsigned long long)getppid(), 1);
+        buf[o++] = '"';
+    }
+    o += put(buf + o, ",\"exit\":");
+    o += put_uint(buf + o, (unsigned long long)(code < 0 ? 0 : code), 1);
+    o += put(buf + o, "}\n");
     *len = o;
     return buf;
 }
