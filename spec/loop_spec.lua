@@ -199,6 +199,29 @@ describe("test --spec", function()
   end)
 end)
 
+describe("docs/testing-rules.md", function()
+  it("has a walk-through whose HAProxy rule passes its spec", function()
+    local ctx = runner.new()
+    local doc = procs.read(procs.src .. "/docs/testing-rules.md")
+    local files = 0
+    for block in doc:gmatch("```lua\n(.-)```") do
+      local name = block:match("^%-%- (%S+%.lua)\n")
+      if name == "60-haproxy.lua" or name == "spec/60-haproxy_spec.lua" then
+        local path = ctx.dir .. "/" .. (name:find("/") and name or "rules/" .. name)
+        os.execute("mkdir -p " .. procs.quote(path:match("^(.*)/")))
+        procs.write(path, block)
+        files = files + 1
+      end
+    end
+    assert.equal(2, files)
+    local out, rc = procs.sh(string.format("cd %s && EVENTILATOR_LUA_DIR=%s %s/bin/eventilator test --spec spec/ 2>&1",
+      procs.quote(ctx.dir), procs.quote(procs.src .. "/lua"), procs.quote(procs.build)))
+    assert.equal(0, rc, out)
+    assert.matches("3 successes / 0 failures / 0 errors", out)
+    ctx:cleanup()
+  end)
+end)
+
 describe("a recorded failover", function()
   it("replays with --run to the outcomes it had live, leader-only work once", function()
     local dir = procs.tmpdir()
