@@ -138,6 +138,27 @@ describe("test --replay", function()
     assert.equal(1, #json.decode(out))
   end)
 
+  it("skips in Sentinel's retry of a failed call what already succeeded, as a real retry does", function()
+    ctx:rule("50-x.lua", table.concat({
+      "local n = 0",
+      'on("+odown", function() return true end)',
+      'on("+odown", function() n = n + 1; if n == 1 then return nil, "first time" end return true end)',
+    }, "\n") .. "\n")
+    local line = '{"argv0":"eventilator","args":["+odown","master pod1 10.0.0.1 6379 #quorum 2/2"],"sentinel":"%s"}'
+    procs.write(ctx.dir .. "/calls.jsonl", table.concat({
+      line:format("pid:10"), line:format("pid:10"), line:format("pid:11") }, "\n") .. "\n")
+    local out, rc = eventilator(ctx, "test", "--replay", ctx.dir .. "/calls.jsonl", "--run", "--json")
+    assert.equal(1, rc)
+    local outcomes = {}
+    for i, r in ipairs(json.decode(out)) do
+      outcomes[i] = { r.exit }
+      for _, h in ipairs(r.handlers) do
+        if h.rule:find("50%-x") then table.insert(outcomes[i], h.outcome) end
+      end
+    end
+    assert.same({ { 1, "ok", "failed" }, { 0, "skipped", "ok" }, { 0, "ok", "ok" } }, outcomes)
+  end)
+
   it("says what is wrong with each bad line and replays the rest", function()
     local good = '{"argv0":"eventilator","args":["+sdown","master pod1 10.0.0.1 6379"]}'
     procs.write(ctx.dir .. "/bad.jsonl", table.concat({

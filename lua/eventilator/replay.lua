@@ -119,6 +119,16 @@ local function owner_of(call, here)
   return "replay:line" .. call.line
 end
 
+-- Sentinel re-runs a call that exited 1, from the same process with the same
+-- arguments, and the retry skips the handlers that already succeeded
+-- (src/retry.c). A replay does the same for such calls in the file.
+local RETRY_WINDOW = 5 * 3600 -- seconds, as EVL_RETRY_WINDOW in src/retry.h
+
+local function retry_key(c)
+  if not c.sentinel then return nil end
+  return c.sentinel .. "\0" .. c.argv0 .. "\0" .. table.concat(c.args, "\0")
+end
+
 -- An empty list that encodes as [] (cli.encode) rather than {}.
 local function list()
   return setmetatable({}, require("eventilator.cli").array)
@@ -127,6 +137,8 @@ end
 -- call(host, c, opts, files_failed) -> result
 -- result: { argv0, args, sentinel, line, ev, exit, error, handlers = { { rule,
 -- file, line, outcome = "would run" | "ok" | "failed" | "skipped", error, ms } } }
+-- opts.run runs the handlers; opts.retries (a table kept across the calls of
+-- one replay) lets a retry skip what its failed call did.
 function M.call(host, c, opts, files_failed)
   opts = opts or {}
   host.begin_call()
@@ -149,18 +161,30 @@ function M.call(host, c, opts, files_failed)
     r.exit = 0
     return r
   end
+  local key = opts.retries and retry_key(c)
+  local done = key and opts.retries[key]
+  if done and c.time and done.time and c.time - done.time > RETRY_WINDOW then done = nil end
+  local torun = {}
+  for _, h in ipairs(matched) do
+    if not (done and done.ok[h.file .. ":" .. h.line]) then torun[#torun + 1] = h end
+  end
   local dedupe = require("eventilator.dedupe")
   local own = dedupe.owner
   local here = own():match("^(.*):[^:]*$") or "localhost"
   dedupe.owner = function() return owner_of(c, here) end
-  local ok, ran, failed = pcall(host.run, matched, ev)
+  local ok, ran, failed = pcall(host.run, torun, ev)
   dedupe.owner = own
   if not ok then error(ran, 0) end
+  local oks = done and done.ok or {}
   for i, h in ipairs(matched) do
-    r.handlers[i] = { rule = h.file .. ":" .. h.line, file = h.file, line = h.line, ms = h.ms,
-      outcome = h.skipped and "skipped" or (h.ok and "ok" or "failed"), error = h.err }
+    local id = h.file .. ":" .. h.line
+    local skipped = done and done.ok[id]
+    r.handlers[i] = { rule = id, file = h.file, line = h.line, ms = not skipped and h.ms or nil,
+      outcome = skipped and "skipped" or (h.ok and "ok" or "failed"), error = not skipped and h.err or nil }
+    if h.ok then oks[id] = true end
   end
   r.exit = (failed > 0 or (files_failed or 0) > 0) and 1 or 0
+  if key then opts.retries[key] = r.exit == 1 and { ok = oks, time = done and done.time or c.time } or nil end
   return r
 end
 
@@ -168,6 +192,7 @@ end
 -- and rules must be loaded.
 function M.run(host, calls, opts, files_failed)
   opts = opts or {}
+  opts.retries = opts.retries or {}
   local results = {}
   for _, c in ipairs(calls) do
     if not opts.sentinel or M.from_sentinel(c, opts.sentinel) then

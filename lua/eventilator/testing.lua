@@ -370,7 +370,9 @@ local function finish(self, r)
 end
 
 -- t:call(argv0, arg...) or t:call{ argv0 = ..., args = {...}, time = ...,
--- sentinel = ... } -> result of one call, run (unless opts.run == false):
+-- sentinel = ... } -> result of one call, its handlers run (the same call
+-- from the same sentinel after one that exited 1 is Sentinel's retry, and
+-- skips what succeeded):
 -- { ev, exit, error, log, handlers = { { rule, file, line, outcome, error } },
 --   outcomes = { "ok", ... }, rules = { "10-x.lua:5", ... } }
 function T:call(first, ...)
@@ -379,7 +381,8 @@ function T:call(first, ...)
   self.ncalls = (self.ncalls or 0) + 1
   c.line = c.line or self.ncalls -- without a "sentinel", each call is a Sentinel of its own
   self:log()
-  return finish(self, replay.call(self.host, c, { run = c.run ~= false }, self.files_failed))
+  self.retries = self.retries or {}
+  return finish(self, replay.call(self.host, c, { run = true, retries = self.retries }, self.files_failed))
 end
 
 -- t:replay(file | text | list of calls [, opts]) -> results (one per call,
@@ -393,11 +396,11 @@ function T:replay(src, opts)
     calls, problems = replay.read(text, src:find("\n") and "(text)" or src)
   end
   for i, c in ipairs(calls) do c.line = c.line or i end
-  local results = {}
+  local results, retries = {}, {}
   self:log()
   for _, c in ipairs(calls) do
     if not opts.sentinel or replay.from_sentinel(c, opts.sentinel) then
-      local r = replay.call(self.host, c, { run = opts.run ~= false }, self.files_failed)
+      local r = replay.call(self.host, c, { run = opts.run ~= false, retries = retries }, self.files_failed)
       results[#results + 1] = finish(self, r)
     end
   end
