@@ -175,7 +175,8 @@ function M.call(host, c, opts, files_failed)
   local ok, ran, failed = pcall(host.run, torun, ev)
   dedupe.owner = own
   if not ok then error(ran, 0) end
-  local oks = done and done.ok or {}
+  local oks = {}
+  for id in pairs(done and done.ok or {}) do oks[id] = true end
   for i, h in ipairs(matched) do
     local id = h.file .. ":" .. h.line
     local skipped = done and done.ok[id]
@@ -184,7 +185,7 @@ function M.call(host, c, opts, files_failed)
     if h.ok then oks[id] = true end
   end
   r.exit = (failed > 0 or (files_failed or 0) > 0) and 1 or 0
-  if key then opts.retries[key] = r.exit == 1 and { ok = oks, time = done and done.time or c.time } or nil end
+  if key then opts.retries[key] = r.exit == 1 and { ok = oks, time = c.time } or nil end -- the record's mtime
   return r
 end
 
