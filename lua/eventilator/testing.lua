@@ -308,6 +308,8 @@ end
 -- opts.stand_ins: false to use the real redis, http and tcp bindings.
 -- t.redis, t.http, t.tcp: the stand-ins; t.files: the rule files loaded
 -- ({ path, ok, err, patterns }); t.config: the loaded config.
+-- Shipped modules (and require("eventilator.config")) belong to the latest
+-- load: use one loaded t at a time, a fresh one per test (before_each).
 function M.load(opts)
   opts = opts or {}
   local dir = sh("mktemp -d /tmp/eventilator-testing.XXXXXX")
