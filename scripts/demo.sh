@@ -116,6 +116,7 @@ state_dir = "$W/state"
 redis = { host = "127.0.0.1", port = $STORE, timeout = 1 }
 metrics = { enabled = true }
 warnings = { enabled = true }
+record = "$W/calls.jsonl" -- every call, for: eventilator test --replay (docs/testing-rules.md)
 EOF
 
 i=0
@@ -284,3 +285,4 @@ show "keys in the store" "$(store dbsize)"
 grep -h -e "-script-error" -e "-script-timeout" "$W"/sentinel-*/sentinel.log | sed 's/^/  sentinel: /' || true
 say ""
 say "   logs: $W/eventilator-s{1,2,3}.log, $W/sentinel-{1,2,3}/sentinel.log (DEMO_KEEP=1 keeps them)"
+say "   every call recorded: $W/calls.jsonl ($(wc -l <"$W/calls.jsonl") lines); replay it: EVENTILATOR_CONF=$W/eventilator.conf build/bin/eventilator test --replay $W/calls.jsonl"

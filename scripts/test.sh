@@ -19,6 +19,8 @@ cmake --build build-asan -j"$jobs"
 echo "== luacheck"
 luacheck --quiet --config .luacheckrc lua rules examples spec bench conf
 
+echo "== rule specs (the shipped rules' own, as a user runs them)"
+EVENTILATOR_LUA_DIR="$PWD/lua" build/bin/eventilator test --spec spec/rules
 echo "== tests: release"
 (cd build && ctest --output-on-failure)
 echo "== tests: asan+ubsan"

@@ -11,13 +11,17 @@
 #include "host.h"
 #include "log.h"
 #include "paths.h"
+#include "record.h"
 #include "retry.h"
 
 int luaopen_eventilator_sentinel(lua_State *L); /* lsentinel.c, full runtime only */
 
+/* The host; its state is the caller's (eventilator.testing may call from a coroutine). */
 static struct evl_host *host(lua_State *L)
 {
-    return lua_touserdata(L, lua_upvalueindex(1));
+    struct evl_host *h = lua_touserdata(L, lua_upvalueindex(1));
+    h->L = L;
+    return h;
 }
 
 /* host.load_config() -> config, path, format | nil, err (logged) */
@@ -123,6 +127,7 @@ void evl_push_cli_host(lua_State *L, struct evl_host *h)
 #ifndef EVL_LEAN
         {"sentinel", luaopen_eventilator_sentinel}, /* host.sentinel() -> the module */
 #endif
+        {"begin_call", evl_cli_begin_call}, /* replay.c */
         {NULL, NULL},
     };
     lua_createtable(L, 0, 8);

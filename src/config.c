@@ -138,6 +138,9 @@ static const struct field {
     {NULL, "budget", K_NUMBER, NULL, EVL_DEFAULT_BUDGET, NULL},
     {NULL, "memory_limit", K_INT, NULL, EVL_DEFAULT_MEMORY_MIB, NULL},
     {NULL, "strict_modes", K_BOOL, NULL, 1, NULL},
+    /* record/replay (docs/testing-rules.md): every call as a JSON line; record_max bytes, 0 = no cap */
+    {NULL, "record", K_STRING, NULL, 0, NULL},
+    {NULL, "record_max", K_INT, NULL, 64 << 20, NULL},
 };
 #define NSCHEMA (sizeof schema / sizeof schema[0])
 

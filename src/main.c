@@ -23,6 +23,7 @@
 #include "host.h"
 #include "log.h"
 #include "paths.h"
+#include "record.h"
 #include "retry.h"
 
 static const char usage[] =
@@ -256,6 +257,8 @@ int main(int argc, char **argv)
      * stdio buffers (io.write from rules) are flushed by exit(). The state
      * stays reachable from a static, so leak checkers do not count it.
      */
+    if (event_call)
+        evl_record(&h, code); /* `record` in the config: this call as one JSON line */
     static lua_State *kept;
     if (event_call)
         kept = L;

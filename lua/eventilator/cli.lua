@@ -7,6 +7,9 @@ local function out(fmt, ...)
   io.stdout:write(string.format(fmt, ...), "\n")
 end
 
+-- A metatable that marks a table as a JSON array, so an empty one encodes as [].
+M.array = {}
+
 -- JSON with sorted keys and two-space indent, so `test` output diffs well.
 local function encode(v, indent)
   local json = require("cjson")
@@ -21,7 +24,7 @@ local function encode(v, indent)
       for i = 1, n do parts[i] = indent .. "  " .. encode(v[i], indent .. "  ") end
       return "[\n" .. table.concat(parts, ",\n") .. "\n" .. indent .. "]"
     end
-    if #keys == 0 then return "{}" end
+    if #keys == 0 then return getmetatable(v) == M.array and "[]" or "{}" end
     table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
     local parts = {}
     for i, k in ipairs(keys) do
@@ -73,19 +76,44 @@ local function check(host)
   return (bad == 0 and never == 0) and 0 or 1
 end
 
+-- test's options, before the event's arguments: flags, and options with a value.
+local TEST_FLAGS = { ["--run"] = "run", ["--reconfig"] = "reconfig", ["--json"] = "json" }
+local TEST_VALUES = { ["--replay"] = "file", ["--sentinel"] = "sentinel" }
+
 local function test(host, args)
-  local run, reconfig = false, false
-  local rest = {}
-  for i = 2, #args do
+  if args[2] == "--spec" then
+    return require("eventilator.testing").run_specs(table.move(args, 3, #args, 1, {}))
+  end
+  local o, rest = {}, {}
+  local i = 2
+  while i <= #args do
     local a = args[i]
-    if #rest == 0 and a == "--run" then
-      run = true
-    elseif #rest == 0 and a == "--reconfig" then
-      reconfig = true
+    if #rest == 0 and TEST_FLAGS[a] then
+      o[TEST_FLAGS[a]] = true
+    elseif #rest == 0 and TEST_VALUES[a] then
+      if args[i + 1] == nil then
+        io.stderr:write("eventilator test: ", a, " needs a value\n")
+        return 2
+      end
+      o[TEST_VALUES[a]] = args[i + 1]
+      i = i + 1
     else
       rest[#rest + 1] = a
     end
+    i = i + 1
   end
+  if o.file then
+    if #rest > 0 or o.reconfig then
+      io.stderr:write("eventilator test --replay FILE takes no event arguments and no --reconfig\n")
+      return 2
+    end
+    return require("eventilator.replay").main(host, o)
+  end
+  if o.json or o.sentinel then
+    io.stderr:write("eventilator test: --json and --sentinel go with --replay FILE\n")
+    return 2
+  end
+  local run, reconfig = o.run, o.reconfig
   if not host.load_config() then return 2 end
   local ev, err = host.parse(rest, reconfig)
   if not ev then

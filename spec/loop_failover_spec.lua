@@ -1,0 +1,90 @@
+-- Record on a real loopback failover (three Sentinels, script mode), then
+-- replay the file with --run against the same rules and store: the same
+-- outcomes per call as live, and the leader-only work done once more, by the
+-- Sentinel that did it live. Its own file: a failover on a loaded machine can
+-- take minutes (Sentinel's TILT), and each spec file has its own time limit.
+local procs = require("procs")
+local constellation = require("constellation")
+local json = require("cjson")
+
+local function lines_of(text)
+  local t = {}
+  for l in (text or ""):gmatch("([^\n]*)\n") do t[#t + 1] = l end
+  return t
+end
+
+describe("a recorded failover", function()
+  it("replays with --run to the outcomes it had live, leader-only work once", function()
+    local dir = procs.tmpdir()
+    local conf, rules, rec = dir .. "/eventilator.conf", dir .. "/rules", dir .. "/calls.jsonl"
+    os.execute(string.format("mkdir -p %s && cp %s/rules/*.lua %s/", procs.quote(rules), procs.quote(procs.src),
+      procs.quote(rules)))
+    -- once per failover, whichever Sentinel's +switch-master comes first: who did it, in a list
+    procs.write(rules .. "/60-once.lua", [[
+on("+switch-master", function(ev)
+  local first, err = dedupe.once(dedupe.key(ev))
+  if first == nil then return nil, err end
+  if not first then return true end
+  local c, cerr = redis.connect()
+  if not c then return nil, cerr end
+  local _, perr = c:call("RPUSH", "once", dedupe.owner())
+  c:close()
+  if perr then return nil, perr end
+  return true
+end)
+]])
+    local c = constellation.start{ conf = conf, setup = function(cc)
+      procs.write(conf, table.concat({
+        string.format("log = { target = %q, level = \"debug\" }", dir .. "/eventilator.log"),
+        string.format("rules_dir = %q", rules), string.format("state_dir = %q", dir .. "/state"),
+        string.format("redis = { host = \"127.0.0.1\", port = %d, timeout = 5 }", cc.store.port),
+        string.format("record = %q", rec),
+      }, "\n") .. "\n")
+    end }
+    local ok, err = pcall(function()
+      c:kill_master()
+      -- generous: on a loaded machine (the sanitized build) Sentinels may enter TILT for 30 s
+      c:wait_failover(180)
+      c:wait_scripts_idle(180)
+      local live = lines_of(procs.read(rec))
+      local recorded = {}
+      for i, l in ipairs(live) do recorded[i] = json.decode(l) end
+      local switches, leaders = 0, 0
+      for _, r in ipairs(recorded) do
+        if r.args[1] == "+switch-master" then switches = switches + 1 end
+        if r.argv0 == "reconfigurator" and r.args[2] == "leader" then leaders = leaders + 1 end
+        assert.equal(0, r.exit, json.encode(r))
+      end
+      assert.is_true(switches >= 2, "each Sentinel reports +switch-master") -- 3 unless one was slow
+      assert.equal(1, leaders)
+      assert.equal("1", c:store_cli("llen", "once"))
+      local owner = c:store_cli("lrange", "once", "0", "0")
+      local counters = c:store_cli("hgetall", "failovers:success:pod1:counters")
+
+      -- the same file, the same rules and store: the same Sentinel wins the dedupe again
+      local out, rc = procs.sh(string.format("EVENTILATOR_CONF=%s %s/bin/eventilator test --replay %s --run --json 2>%s",
+        procs.quote(conf), procs.quote(procs.build), procs.quote(rec), procs.quote(dir .. "/replay.err")))
+      assert.equal(0, rc, procs.read(dir .. "/replay.err"))
+      local results = json.decode(out)
+      assert.equal(#recorded, #results)
+      for i, r in ipairs(results) do
+        assert.equal(recorded[i].exit, r.exit)
+        for _, h in ipairs(r.handlers) do assert.equal("ok", h.outcome, json.encode(r)) end
+      end
+      assert.equal("2", c:store_cli("llen", "once")) -- one more: the replay did it once
+      assert.equal(owner, c:store_cli("lrange", "once", "1", "1")) -- by the Sentinel that did it live
+      -- the leader's failover was recorded once more, at the recorded time (same windows)
+      local before, after = {}, {}
+      for k, v in counters:gmatch("([^\n]+)\n([^\n]+)") do before[k] = tonumber(v) end
+      for k, v in c:store_cli("hgetall", "failovers:success:pod1:counters"):gmatch("([^\n]+)\n([^\n]+)") do
+        after[k] = tonumber(v)
+      end
+      assert.is_not_nil(next(before))
+      for k, v in pairs(before) do assert.equal(v + 1, after[k], k) end
+    end)
+    local logs = ok and "" or c:sentinel_logs()
+    c:stop()
+    procs.rmtree(dir)
+    assert(ok, tostring(err) .. "\n" .. logs)
+  end)
+end)

@@ -1,0 +1,242 @@
+/*
+ * record.c: `record = "<path>"` appends every event call as one JSON line,
+ *
+ *   {"argv0":"eventilator","args":[...],"time":1795600000.123,"sentinel":"pid:1234","exit":0}
+ *
+ * so a failover seen once can be replayed through new rules as often as one
+ * likes (`eventilator test --replay`, lua/eventilator/replay.lua).
+ *
+ * Sentinel runs scripts concurrently, so a line is built whole in memory and
+ * written with one write(2) on an O_APPEND descriptor: Linux takes the
+ * inode's lock for the whole write on a local file system, so lines of
+ * concurrent calls never interleave. The file is capped at `record_max`
+ * bytes with one rotation to <path>.1. Rotation takes an flock on the file it
+ * is about to move and checks the path still names that file, so two calls
+ * that find the file full at once rotate it once; a call that opened the file
+ * just before it moved finishes its line in <path>.1, which can thus end a
+ * few lines past the cap. Nothing here changes a call's exit code: a file
+ * that cannot be written is a warning in the log.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <lua.h>
+
+#include "deadline.h"
+#include "host.h"
+#include "log.h"
+#include "record.h"
+
+/*
+ * Watch mode names the reporting Sentinel in EVENTILATOR_SENTINEL; the event
+ * code reads and unsets it during the call (so handlers' children do not
+ * inherit it), hence it is copied here before main() runs.
+ */
+static char sentinel_env[128];
+
+__attribute__((constructor)) static void rec_capture(void)
+{
+    const char *s = getenv("EVENTILATOR_SENTINEL");
+    if (s && *s)
+        snprintf(sentinel_env, sizeof sentinel_env, "%s", s);
+}
+
+/* Length of the valid UTF-8 sequence at s (n bytes left), or 0. */
+static size_t utf8_len(const unsigned char *s, size_t n)
+{
+    unsigned c = s[0];
+    size_t len;
+    unsigned min;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xc2 && c <= 0xdf)
+        len = 2, min = 0x80;
+    else if (c >= 0xe0 && c <= 0xef)
+        len = 3, min = 0x800;
+    else if (c >= 0xf0 && c <= 0xf4)
+        len = 4, min = 0x10000;
+    else
+        return 0;
+    if (n < len)
+        return 0;
+    unsigned cp = c & (0x7f >> len);
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        cp = cp << 6 | (s[i] & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+        return 0; /* overlong, out of range, or a surrogate */
+    return len;
+}
+
+/*
+ * A JSON string (quotes included) of s[0..n) into out, which has room for
+ * 6 * n + 2 bytes. Valid UTF-8 is copied; any other byte becomes \u00XX
+ * (its Latin-1 character), which replay turns back into the byte, so a
+ * recorded argument replays byte for byte and the file stays valid UTF-8.
+ */
+static size_t json_string(char *out, const char *str, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *s = (const unsigned char *)str;
+    size_t o = 0;
+    out[o++] = '"';
+    for (size_t i = 0; i < n;) {
+        unsigned c = s[i];
+        size_t l = c < 0x80 ? 1 : utf8_len(s + i, n - i);
+        if (c == '"' || c == '\\') {
+            out[o++] = '\\';
+            out[o++] = (char)c;
+        } else if (c == '\n') {
+            out[o++] = '\\', out[o++] = 'n';
+        } else if (c == '\t') {
+            out[o++] = '\\', out[o++] = 't';
+        } else if (c == '\r') {
+            out[o++] = '\\', out[o++] = 'r';
+        } else if (c < 0x20 || l == 0) {
+            memcpy(out + o, "\\u00", 4);
+            out[o + 4] = hex[c >> 4];
+            out[o + 5] = hex[c & 15];
+            o += 6;
+            l = 1;
+        } else {
+            memcpy(out + o, s + i, l);
+            o += l;
+            i += l;
+            continue;
+        }
+        i += 1;
+    }
+    out[o++] = '"';
+    return o;
+}
+
+static size_t put(char *out, const char *s)
+{
+    size_t n = strlen(s);
+    memcpy(out, s, n);
+    return n;
+}
+
+/* Decimal digits of v, at least `width` of them (printf's %f is ~6k instructions: a call is ~500k). */
+static size_t put_uint(char *out, unsigned long long v, int width)
+{
+    char tmp[24];
+    int n = 0;
+    do
+        tmp[n++] = (char)('0' + v % 10);
+    while ((v /= 10) || n < width);
+    for (int i = 0; i < n; i++)
+        out[i] = tmp[n - 1 - i];
+    return (size_t)n;
+}
+
+/* The line for this call; malloc'd, its length in *len. */
+static char *build_line(struct evl_host *h, int code, size_t *len)
+{
+    size_t cap = 128 + 6 * strlen(h->name) + sizeof sentinel_env * 6;
+    for (int i = 1; i < h->argc; i++)
+        cap += 6 * strlen(h->argv[i]) + 4;
+    char *buf = malloc(cap);
+    if (!buf)
+        return NULL;
+    /* the call's start in wall-clock time: t0 is monotonic (and kept across a handover) */
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    double start = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9 - (evl_monotonic() - h->t0);
+    unsigned long long ms = start > 0 ? (unsigned long long)(start * 1e3 + 0.5) : 0;
+    size_t o = put(buf, "{\"argv0\":");
+    o += json_string(buf + o, h->name, strlen(h->name));
+    o += put(buf + o, ",\"args\":[");
+    for (int i = 1; i < h->argc; i++) {
+        if (i > 1)
+            buf[o++] = ',';
+        o += json_string(buf + o, h->argv[i], strlen(h->argv[i]));
+    }
+    o += put(buf + o, "],\"time\":");
+    o += put_uint(buf + o, ms / 1000, 1);
+    buf[o++] = '.';
+    o += put_uint(buf + o, ms % 1000, 3);
+    o += put(buf + o, ",\"sentinel\":");
+    if (*sentinel_env) {
+        o += json_string(buf + o, sentinel_env, strlen(sentinel_env));
+    } else {
+        o += put(buf + o, "\"pid:");
+        o += put_uint(buf + o, (unsigned long long)getppid(), 1);
+        buf[o++] = '"';
+    }
+    o += put(buf + o, ",\"exit\":");
+    o += put_uint(buf + o, (unsigned long long)(code < 0 ? 0 : code), 1);
+    o += put(buf + o, "}\n");
+    *len = o;
+    return buf;
+}
+
+static int open_append(const char *path)
+{
+    return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+}
+
+/*
+ * The file at fd (opened as path) is full: move it to <path>.1 unless
+ * another call already did, and return a descriptor on the new file.
+ */
+static int rotate(const char *path, int fd)
+{
+    struct stat mine, now;
+    char old[4200];
+    snprintf(old, sizeof old, "%s.1", path);
+    if (flock(fd, LOCK_EX) == 0 && fstat(fd, &mine) == 0 && stat(path, &now) == 0 &&
+        mine.st_ino == now.st_ino && mine.st_dev == now.st_dev && rename(path, old) != 0)
+        evl_log(EVL_WARN, "record %s: cannot rotate to %s: %s", path, old, strerror(errno));
+    close(fd); /* drops the lock */
+    return open_append(path);
+}
+
+/* record_max from the config: bytes, 0 or less for no cap. */
+static long long record_max(struct evl_host *h)
+{
+    lua_State *L = h->L;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->config_ref);
+    lua_getfield(L, -1, "record_max");
+    long long max = (long long)lua_tointeger(L, -1);
+    lua_pop(L, 2);
+    return max;
+}
+
+void evl_record(struct evl_host *h, int code)
+{
+    if (h->config_ref <= 0)
+        return; /* no config loaded: nowhere to record */
+    const char *path = evl_config_string(h, NULL, "record");
+    if (!path || !*path)
+        return;
+    size_t len = 0;
+    char *line = build_line(h, code, &len);
+    if (!line)
+        return;
+    int fd = open_append(path);
+    long long max = record_max(h);
+    struct stat st;
+    if (fd >= 0 && max > 0 && fstat(fd, &st) == 0 && st.st_size > 0 &&
+        (long long)st.st_size + (long long)len > max)
+        fd = rotate(path, fd);
+    if (fd < 0) {
+        evl_log(EVL_WARN, "record %s: %s; call not recorded", path, strerror(errno));
+    } else {
+        ssize_t w = write(fd, line, len); /* one write: whole line or (disk full) a short one */
+        if (w != (ssize_t)len)
+            evl_log(EVL_WARN, "record %s: %s; call not recorded whole", path,
+                    w < 0 ? strerror(errno) : "short write");
+        close(fd);
+    }
+    free(line);
+}
