@@ -218,7 +218,6 @@ int main(int argc, char **argv)
     const char *env = getenv("EVENTILATOR_LOG");
     evl_log_open(env && *env ? env : "syslog", "info");
     evl_log_also_stderr(1); /* until the config says where the log goes */
-    prepare_emergency(&h);
     if (h.mode == EVL_NOTIFY && argc < 2) {
         fputs(usage, stderr);
         evl_log(EVL_ERROR, "%s: no arguments: expected <event-type> <event-description>", h.name);
