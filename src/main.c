@@ -90,8 +90,8 @@ static int run_event(struct evl_host *h)
     char **args = h->argv + 1;
 
     int rc = evl_config_load(h);
-    if (rc != 0)
-        return rc;
+    if (rc < 0)
+        return rc == EVL_CONFIG_REFUSED ? 1 : 2;
     evl_config_open_log(h);
     prepare_emergency(h);
     evl_watchdog_arm(h->deadline + 2.0 - evl_monotonic(), on_watchdog); /* the config's budget */
