@@ -202,7 +202,7 @@ int evl_load_rule_chunk(struct evl_host *h, const char *path, const char *chunk)
     }
     size_t len;
     int err;
-    char *src = evl_read_file(path, MAX_SOURCE, &len, &err, NULL);
+    char *src = evl_read_file(path, MAX_SOURCE, &len, &err);
     if (!src) {
         lua_pushfstring(L, "%s: %s", path, strerror(err));
         return LUA_ERRFILE;

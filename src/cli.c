@@ -28,7 +28,7 @@ static struct evl_host *host(lua_State *L)
 static int h_load_config(lua_State *L)
 {
     struct evl_host *h = host(L);
-    if (evl_config_load(h) != 0) {
+    if (evl_config_load(h) < 0) {
         lua_pushnil(L);
         lua_pushstring(L, h->config_path);
         return 2;

@@ -495,10 +495,10 @@ static int looks_legacy(lua_State *L, const char *s, size_t len)
 
 /*
  * Load the config into the registry (h->config_ref). Returns 0, or after
- * logging the reason the exit code: 2 for a file that cannot load (a retry
- * cannot fix it), 1 for a file refused by the trust rule (readfile.c): the
+ * logging the reason EVL_CONFIG_BROKEN (exit 2: a retry cannot fix it) or
+ * EVL_CONFIG_REFUSED (exit 1: refused by the trust rule, readfile.c; the
  * operator's chmod/chown fixes it, and Sentinel's retries give the event
- * hours to get through once it is fixed.
+ * hours to get through once it is fixed). Both are negative.
  */
 int evl_config_load(struct evl_host *h)
 {
@@ -515,11 +515,11 @@ int evl_config_load(struct evl_host *h)
     int err;
     struct stat st;
     char why[600];
-    char *text = evl_read_file(h->config_path, 16u << 20, &len, &err, &st);
+    char *text = evl_read_file_stat(h->config_path, 16u << 20, &len, &err, &st);
     if (text && !evl_trusted(&st, h->config_path, why, sizeof why)) {
         free(text);
         evl_log(EVL_ERROR, "config %s refused: %s", h->config_path, why);
-        return 1;
+        return EVL_CONFIG_REFUSED;
     }
     lua_newtable(L); /* values */
     int values = lua_gettop(L);
@@ -527,7 +527,7 @@ int evl_config_load(struct evl_host *h)
     if (!text) {
         if (err != ENOENT) {
             evl_log(EVL_ERROR, "config %s: %s", h->config_path, strerror(err));
-            return 2;
+            return EVL_CONFIG_BROKEN;
         }
         h->config_format = "built-in defaults (no file)";
     } else if (looks_legacy(L, text, len)) {
@@ -537,7 +537,7 @@ int evl_config_load(struct evl_host *h)
         if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
             free(text);
             evl_log(EVL_ERROR, "config %s: %s", h->config_path, lua_tostring(L, -1));
-            return 2;
+            return EVL_CONFIG_BROKEN;
         }
         lua_getfield(L, -1, "parse");
         lua_pushlstring(L, text, len);
@@ -545,7 +545,7 @@ int evl_config_load(struct evl_host *h)
         free(text);
         if (lua_pcall(L, 2, 2, 0) != LUA_OK || lua_type(L, -2) != LUA_TTABLE) {
             evl_log(EVL_ERROR, "config %s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "?");
-            return 2;
+            return EVL_CONFIG_BROKEN;
         }
         lua_pop(L, 1);
         lua_replace(L, values);
@@ -560,7 +560,7 @@ int evl_config_load(struct evl_host *h)
         free(text);
         if (rc != LUA_OK) {
             evl_log(EVL_ERROR, "config %s", lua_tostring(L, -1));
-            return 2;
+            return EVL_CONFIG_BROKEN;
         }
         /* env: an empty table whose writes land in `values` with their line */
         lua_newtable(L);
@@ -577,12 +577,12 @@ int evl_config_load(struct evl_host *h)
         lua_setupvalue(L, -2, 1);
         if (evl_call(h, 0, 0, h->deadline) != LUA_OK) {
             evl_log(EVL_ERROR, "config %s", evl_error_text(h, -1));
-            return 2;
+            return EVL_CONFIG_BROKEN;
         }
     }
     if (merge(L, h->config_path, values, lines) < 0) {
         evl_log(EVL_ERROR, "config %s", lua_tostring(L, -1));
-        return 2;
+        return EVL_CONFIG_BROKEN;
     }
     lua_getfield(L, -1, "budget");
     h->budget = lua_tonumber(L, -1);

@@ -66,6 +66,8 @@ int evl_call(struct evl_host *h, int nargs, int nres, double deadline);
 const char *evl_error_text(struct evl_host *h, int idx);
 
 /* config.c */
+#define EVL_CONFIG_BROKEN (-1)  /* exit 2 */
+#define EVL_CONFIG_REFUSED (-2) /* exit 1 */
 int evl_config_load(struct evl_host *h);
 void evl_config_open_log(struct evl_host *h);
 const char *evl_config_string(struct evl_host *h, const char *section, const char *key);
@@ -101,7 +103,9 @@ int evl_handover_needed(struct evl_host *h, int matched);
 void evl_handover(struct evl_host *h, const char *reason, const char *done);
 
 /* readfile.c */
-char *evl_read_file(const char *path, size_t max, size_t *len, int *err, struct stat *out);
+char *evl_read_file(const char *path, size_t max, size_t *len, int *err);
+/* The same, and the file's stat (for the trust rule). */
+char *evl_read_file_stat(const char *path, size_t max, size_t *len, int *err, struct stat *out);
 /*
  * The trust rule (sshd's StrictModes): a file or folder is trusted when it
  * is owned by root or the user running the call and nobody else may write

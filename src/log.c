@@ -167,8 +167,7 @@ void evl_log(enum evl_level level, const char *fmt, ...)
  */
 static char emergency[EVL_EMERGENCY_SLOTS][1024];
 static size_t emergency_len[EVL_EMERGENCY_SLOTS];
-static char context[600];
-static volatile size_t context_len;
+static const char *volatile context; /* the caller keeps it alive while it is set */
 
 void evl_log_prepare_emergency(int slot, const char *msg)
 {
@@ -186,21 +185,27 @@ void evl_log_prepare_emergency(int slot, const char *msg)
 
 void evl_log_emergency_context(const char *what)
 {
-    context_len = 0;
-    if (what)
-        context_len = escape(context, sizeof context, what);
+    context = what; /* a pointer: this runs for every rule file and handler */
 }
 
 void evl_log_emergency(int slot)
 {
     char line[1700];
-    size_t n = emergency_len[slot], c = context_len;
-    memcpy(line, emergency[slot], n);
-    if (c) {
+    /* before the config has given the budget and the log target: a fixed line */
+    static const char *const unprepared[EVL_EMERGENCY_SLOTS] = {
+        "eventilator: error: time budget exceeded, stopped by the watchdog; exit 1",
+        "eventilator: error: stopped by SIGTERM; exit 1"};
+    const char *ctx = context;
+    size_t n = emergency_len[slot];
+    if (n == 0)
+        memcpy(line, unprepared[slot], n = strlen(unprepared[slot]));
+    else
+        memcpy(line, emergency[slot], n);
+    if (ctx) {
         memcpy(line + n, " (", 2);
-        memcpy(line + n + 2, context, c);
-        line[n + 2 + c] = ')';
-        n += c + 3;
+        n += 2;
+        n += escape(line + n, 600, ctx); /* escape() is a pure function: safe here */
+        line[n++] = ')';
     }
     if (target == T_SYSLOG) {
         int s = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);

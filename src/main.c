@@ -92,8 +92,8 @@ static int run_event(struct evl_host *h)
     char **args = h->argv + 1;
 
     int rc = evl_config_load(h);
-    if (rc != 0)
-        return rc;
+    if (rc < 0)
+        return rc == EVL_CONFIG_REFUSED ? 1 : 2;
     evl_config_open_log(h);
     prepare_emergency(h);
     evl_watchdog_arm(h->deadline + 2.0 - evl_monotonic(), on_watchdog); /* the config's budget */
@@ -220,7 +220,6 @@ int main(int argc, char **argv)
     const char *env = getenv("EVENTILATOR_LOG");
     evl_log_open(env && *env ? env : "syslog", "info");
     evl_log_also_stderr(1); /* until the config says where the log goes */
-    prepare_emergency(&h);
     if (h.mode == EVL_NOTIFY && argc < 2) {
         fputs(usage, stderr);
         evl_log(EVL_ERROR, "%s: no arguments: expected <event-type> <event-description>", h.name);
