@@ -6,6 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 umask 022 # the rule and config files the specs write must pass strict_modes (docs/rules.md)
+# Debian's own tools first: the specs start Debian's python3, redis-server, haproxy...; a
+# python3 shim ahead of /usr/bin on PATH would start slowly under the sanitizer's preload.
+export PATH="/usr/sbin:/usr/bin:/sbin:/bin:$PATH"
 bash scripts/deps.sh
 jobs=$(nproc 2>/dev/null || echo 2)
 

@@ -34,6 +34,10 @@ static const char usage[] =
     "       eventilator config [--secrets]                   (the merged config, as JSON)\n"
     "       eventilator test [--run] <event-type> <event-description>\n"
     "       eventilator test [--run] --reconfig <master> <role> <state> <from-ip> <from-port> <to-ip> <to-port>\n"
+    "       eventilator test --replay FILE [--run] [--json] [--sentinel ID]\n"
+    "       eventilator test --spec FILE|DIR                 (rule specs, with busted)\n"
+    "       eventilator watch                                (Sentinel Pub/Sub: every event, once)\n"
+    "       eventilator sentinels status|register|unregister|doctor [options]\n"
     "       eventilator --help | --version\n"
     "config: " EVL_CONFDIR "/<name>.conf or $EVENTILATOR_CONF; rules: " EVL_RULES_DIR
     "/*.lua or $EVENTILATOR_RULES\n";

@@ -24,29 +24,6 @@
 #include "log.h"
 #include "retry.h"
 
-/* Glob with '*' only (any run of characters, also none). */
-static int glob(const char *p, const char *s)
-{
-    const char *star = NULL, *back = NULL;
-    while (*s) {
-        if (*p == '*') {
-            star = p++;
-            back = s;
-        } else if (*p == *s) {
-            p++;
-            s++;
-        } else if (star) {
-            p = star + 1;
-            s = ++back;
-        } else {
-            return 0;
-        }
-    }
-    while (*p == '*')
-        p++;
-    return *p == '\0';
-}
-
 static int cmp(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);
@@ -266,7 +243,7 @@ int evl_rules_match(struct evl_host *h, const char *name)
         int hit = 0;
         for (lua_Integer j = 1; j <= np && !hit; j++) {
             lua_rawgeti(L, -1, j);
-            hit = glob(lua_tostring(L, -1), name);
+            hit = evl_glob(lua_tostring(L, -1), name); /* the glob `check` judges patterns by */
             lua_pop(L, 1);
         }
         lua_pop(L, 1);
