@@ -8,6 +8,7 @@ pkgs=(
   lua-busted lua-check
   redis-server redis-sentinel redis-tools
   python3 ca-certificates procps
+  debhelper dpkg-dev fakeroot lintian scdoc man-db strace systemd mount
 )
 missing=()
 for p in "${pkgs[@]}"; do
