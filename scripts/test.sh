@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: installs the Debian packages, builds twice (release, and
 # ASan+UBSan), and runs CTest in both (C unit tests, busted specs against
-# private redis-server / redis-sentinel and local stand-ins), then luacheck.
+# private redis-server / redis-sentinel and local stand-ins), then luacheck,
+# then the Debian package (scripts/package-test.sh: as root only).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
@@ -22,3 +23,6 @@ echo "== tests: release"
 echo "== tests: asan+ubsan"
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --output-on-failure)
+
+echo "== package"
+bash scripts/package-test.sh
