@@ -37,6 +37,8 @@ mkdir -p "$src"
 tar -c --exclude=./.git --exclude='./build*' --exclude=./dist --exclude='./_*' . | tar -x -C "$src"
 
 echo "== dpkg-buildpackage ($work)"
+# both cores; the tests run from scripts/test.sh, not in the package build
+export DEB_BUILD_OPTIONS="${DEB_BUILD_OPTIONS:-parallel=$(nproc 2>/dev/null || echo 2) nocheck}"
 (cd "$src" && dpkg-buildpackage -b -us -uc) >"$work/build.log" 2>&1 || {
   tail -40 "$work/build.log" >&2
   echo "package: dpkg-buildpackage failed (PACKAGE_KEEP=1 keeps $work/build.log)" >&2
