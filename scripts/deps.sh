@@ -8,6 +8,7 @@ pkgs=(
   lua-busted lua-check
   redis-server redis-sentinel redis-tools
   python3 ca-certificates procps
+  # the Debian package and its test (scripts/package.sh, scripts/package-test.sh)
   debhelper dpkg-dev fakeroot lintian scdoc man-db strace systemd mount
 )
 missing=()
