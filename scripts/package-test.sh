@@ -48,10 +48,6 @@ cleanup() {
   exit $rc
 }
 trap cleanup EXIT INT TERM
-if [ -e "$STATE" ]; then   # left by someone's run of a built binary
-  SAVED=$(mktemp -u /var/lib/redis/eventilator.saved.XXXXXX)
-  mv "$STATE" "$SAVED"
-fi
 
 # What the package may touch, as a listing (paths, owners, modes, link targets).
 snapshot() {
@@ -60,7 +56,7 @@ snapshot() {
     for p in /etc/redis /var/lib/redis /usr/lib/eventilator /usr/share/eventilator /usr/share/doc/$PKG \
              /usr/bin/eventilator /lib/systemd/system/eventilator-watch.service /etc/systemd/system; do
       [ -e "$p" ] || [ -L "$p" ] || continue
-      find "$p" -not -path "$SAVED*" -printf '%p %u:%g %m %l\n'
+      find "$p" -not -path "${SAVED:-/nonexistent}*" -printf '%p %u:%g %m %l\n'
     done
     ls /usr/share/man/man1/eventilator* /usr/share/man/man5/eventilator* /usr/share/man/man7/eventilator* 2>/dev/null || true
   } | sort
@@ -70,6 +66,11 @@ say "== build"
 bash scripts/package.sh
 DEB=$(ls -t dist/${PKG}_*.deb | head -1)
 VERSION=$(dpkg-deb -f "$DEB" Version)
+# a state folder left by a run of a built binary as root: put aside, put back
+if [ -e "$STATE" ]; then
+  SAVED=$(mktemp -u /var/lib/redis/eventilator.saved.XXXXXX)
+  mv "$STATE" "$SAVED"
+fi
 snapshot >"$WORK/before"
 
 say "== install $DEB"
