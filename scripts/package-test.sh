@@ -18,6 +18,7 @@ STATE=/var/lib/redis/eventilator
 MARK=/run/eventilator-package-test   # "this test installed the package"
 
 say() { printf '%s\n' "$*"; }
+stage() { say "== $* (at ${SECONDS} s)"; }
 die() { say "package-test: FAILED: $*" >&2; exit 1; }
 check() { local what=$1; shift; if "$@"; then say "   ok: $what"; else die "$what"; fi; }
 status() { dpkg-query -W -f='${db:Status-Abbrev}' "$PKG" 2>/dev/null | tr -d ' ' || true; }
@@ -54,7 +55,8 @@ snapshot() {
   {
     getent passwd redis || true
     for p in /etc/redis /var/lib/redis /usr/lib/eventilator /usr/share/eventilator /usr/share/doc/$PKG \
-             /usr/bin/eventilator /lib/systemd/system/eventilator-watch.service /etc/systemd/system; do
+             /usr/bin/eventilator /lib/systemd/system/eventilator-watch.service /etc/systemd/system \
+             /var/lib/systemd/deb-systemd-helper-enabled /var/lib/systemd/deb-systemd-helper-masked; do
       [ -e "$p" ] || [ -L "$p" ] || continue
       find "$p" -not -path "${SAVED:-/nonexistent}*" -printf '%p %u:%g %m %l\n'
     done
@@ -62,7 +64,7 @@ snapshot() {
   } | sort
 }
 
-say "== build"
+stage "build"
 bash scripts/package.sh
 DEB=$(ls -t dist/${PKG}_*.deb | head -1)
 VERSION=$(dpkg-deb -f "$DEB" Version)
@@ -72,8 +74,9 @@ if [ -e "$STATE" ]; then
   mv "$STATE" "$SAVED"
 fi
 snapshot >"$WORK/before"
+grep -q '^/etc/redis ' "$WORK/before" || die "the snapshot lists nothing"
 
-say "== install $DEB"
+stage "install $DEB"
 touch "$MARK"
 dpkg -i "$DEB" >"$WORK/install.log" 2>&1 || { cat "$WORK/install.log"; die "dpkg -i"; }
 check "eventilator --version" bash -c "eventilator --version | grep -q '^eventilator ${VERSION%%-*} '"
@@ -108,7 +111,7 @@ dpkg-query -W -f='${Conffiles}\n' "$PKG" | awk 'NF {print $1}' | sort >"$WORK/co
 expected="/etc/redis/eventilator.conf.example /etc/redis/eventilator.d/00-log.lua /etc/redis/eventilator.d/10-failover-metrics.lua /etc/redis/eventilator.d/20-warnings.lua /etc/redis/eventilator.d/30-slack.lua /etc/redis/eventilator.d/40-sensu.lua /etc/redis/reconfigurator.conf.example"
 check "conffiles: the default rules and the config examples" test "$(tr '\n' ' ' <"$WORK/conffiles" | sed 's/ $//')" = "$expected"
 
-say "== eventilator-watch.service"
+stage "eventilator-watch.service"
 UNIT=/lib/systemd/system/eventilator-watch.service
 check "installed" test -f $UNIT
 check "disabled" bash -c "! ls /etc/systemd/system/*.wants/eventilator-watch.service 2>/dev/null | grep -q ."
@@ -156,11 +159,11 @@ if bad:
     sys.exit(1)
 EOF
 
-say "== a failover under the sentinel unit's sandbox"
+stage "a failover under the sentinel unit's sandbox"
 EVENTILATOR_SRC="$ROOT" EVENTILATOR_BUILD="$ROOT/build" \
   lua5.4 "$(command -v busted)" --helper=spec/support/helper.lua -o utfTerminal spec/package/sandbox_spec.lua
 
-say "== upgrade over edited rules"
+stage "upgrade over edited rules"
 echo '-- edited by the operator' >>/etc/redis/eventilator.d/00-log.lua
 rm /etc/redis/eventilator.d/30-slack.lua
 edited=$(md5sum /etc/redis/eventilator.d/00-log.lua)
@@ -181,7 +184,7 @@ check "an edited rule file survives an upgrade that changes it (new one as .dpkg
   "test \"\$(md5sum /etc/redis/eventilator.d/00-log.lua)\" = '$edited' && test -f /etc/redis/eventilator.d/00-log.lua.dpkg-dist"
 rm -f /etc/redis/eventilator.d/00-log.lua.dpkg-dist
 
-say "== remove, purge"
+stage "remove, purge"
 dpkg --remove "$PKG" >/dev/null
 snapshot >"$WORK/removed"
 check "remove keeps only the conffiles and the state folder" bash -c \
