@@ -10,6 +10,7 @@
 # state folder that was there before is put back.
 #
 #   bash scripts/package-test.sh     # skipped (exit 0) when not root
+#   PACKAGE_TEST_DEB=dist/eventilator_0.1.0_amd64.deb bash scripts/package-test.sh   # test that .deb, no build
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -64,9 +65,13 @@ snapshot() {
   } | sort
 }
 
-stage "build"
-bash scripts/package.sh
-DEB=$(ls -t dist/${PKG}_*.deb | head -1)
+if [ -n "${PACKAGE_TEST_DEB:-}" ]; then
+  DEB=$PACKAGE_TEST_DEB
+else
+  stage "build"
+  bash scripts/package.sh
+  DEB=$(ls -t dist/${PKG}_*.deb | head -1)
+fi
 VERSION=$(dpkg-deb -f "$DEB" Version)
 # a state folder left by a run of a built binary as root: put aside, put back
 if [ -e "$STATE" ]; then
@@ -187,9 +192,11 @@ rm -f /etc/redis/eventilator.d/00-log.lua.dpkg-dist
 stage "remove, purge"
 dpkg --remove "$PKG" >/dev/null
 snapshot >"$WORK/removed"
+# (and debhelper's record of the unit's enablement, kept until purge like a conffile)
 check "remove keeps only the conffiles and the state folder" bash -c \
   "diff '$WORK/before' '$WORK/removed' | sed -n 's/^> //p' | grep -v -e '^/etc/redis/eventilator\\.d' \
      -e '^/etc/redis/eventilator\\.conf\\.example ' -e '^/etc/redis/reconfigurator\\.conf\\.example ' -e '^$STATE[/ ]' \
+     -e '^/var/lib/systemd/deb-systemd-helper-enabled/eventilator-watch\\.service\\.dsh-also ' \
    | { ! grep .; }"
 check "remove left the state folder" test -d "$STATE"
 dpkg --purge "$PKG" >/dev/null
