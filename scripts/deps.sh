@@ -9,6 +9,8 @@ pkgs=(
   redis-server redis-sentinel redis-tools prometheus-alertmanager haproxy
   python3 ca-certificates procps curl
   clang libfuzzer-14-dev bubblewrap
+  # the Debian package and its test (scripts/package.sh, scripts/package-test.sh)
+  debhelper dpkg-dev fakeroot lintian scdoc man-db strace systemd mount
 )
 missing=()
 for p in "${pkgs[@]}"; do

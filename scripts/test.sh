@@ -2,7 +2,8 @@
 # Runs every test: installs the Debian packages, builds twice (release, and
 # ASan+UBSan), and runs CTest in both (C unit tests, busted specs against
 # private redis-server / redis-sentinel and local stand-ins), then luacheck,
-# then each libFuzzer harness for a short fixed time (clang, build-fuzz/).
+# then each libFuzzer harness for a short fixed time (clang, build-fuzz/), then the Debian
+# package (scripts/package-test.sh: as root only).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 umask 022 # the rule and config files the specs write must pass strict_modes (docs/rules.md)
@@ -31,3 +32,6 @@ echo "== tests: asan+ubsan"
   ctest --output-on-failure)
 echo "== fuzz: each harness 20 s (longer runs: docs/fuzzing.md)"
 bash scripts/fuzz.sh 20
+
+echo "== package"
+bash scripts/package-test.sh

@@ -16,9 +16,11 @@ local function install()
     procs.quote(root), procs.quote(procs.build)))
   assert(rc == 0, out)
   bin = root .. "/usr/lib/eventilator/bin/"
-  -- the default rules land in the configured rules folder, under DESTDIR
-  rules = procs.sh("ls -d " .. procs.quote(root) .. "/*/redis/eventilator.d 2>/dev/null || ls -d "
-    .. procs.quote(root) .. "/etc/*/eventilator.d"):gsub("%s+$", "")
+  -- the default rules, as installed under the prefix (the system rules
+  -- folder is written only with -DEVENTILATOR_INSTALL_SYSTEM_CONFIG=ON)
+  rules = root .. "/usr/lib/eventilator/share/eventilator/rules"
+  local _, src = procs.sh("test -f " .. procs.quote(rules .. "/00-log.lua"))
+  if src ~= 0 then rules = "" end
   assert(rules ~= "", "default rules not installed")
 end
 
@@ -71,6 +73,12 @@ describe("installed eventilator", function()
     local out, rc = procs.sh(procs.quote(bin .. "eventilator") .. " --version")
     assert.are.equal(0, rc)
     assert.matches("^eventilator ", out)
+  end)
+
+  it("puts nothing outside the prefix unless asked", function()
+    local out = procs.sh("cd " .. procs.quote(root) .. " && find . -mindepth 1 -not -path './usr/lib/eventilator*' "
+      .. "-not -path ./usr -not -path ./usr/lib")
+    assert.are.equal("", out)
   end)
 
   it("records a leader's failover with every key of the schema, and nothing for an observer", function()

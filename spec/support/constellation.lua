@@ -117,7 +117,10 @@ end
 --   bin (folder with eventilator/reconfigurator; default <build>/bin),
 --   down_after (ms, 1000), failover_timeout (ms, 15000), quorum (2),
 --   env (extra environment for the sentinels), script_retry_delay /
---   script_max_runtime (ms; applied with SENTINEL DEBUG once up).
+--   script_max_runtime (ms; applied with SENTINEL DEBUG once up),
+--   sentinel_root (folder for the sentinels' folders; default the root),
+--   sentinel_cmd (function(s, env) -> the shell command that starts
+--   sentinel s with config s.conf and the environment words `env`).
 function M.new(opts)
   opts = opts or {}
   assert(opts.conf, "constellation: opts.conf (the eventilator config path) is required")
@@ -137,7 +140,7 @@ function M.new(opts)
   end
   for i = 1, 3 do
     self.nodes[i] = { port = p[i], dir = root .. "/redis-" .. i, role = i == 1 and "master" or "replica" }
-    self.sentinels[i] = { port = p[3 + i], dir = root .. "/sentinel-" .. i }
+    self.sentinels[i] = { port = p[3 + i], dir = (opts.sentinel_root or root) .. "/sentinel-" .. i }
   end
   self.store = { port = p[7], dir = root .. "/store" }
   -- masters past the first: name, single node
@@ -308,8 +311,9 @@ function C:start_sentinel(i, extra)
   end
   local env = { "EVENTILATOR_CONF=" .. procs.quote(self.conf) }
   for k, v in pairs(self.opts.env or {}) do env[#env + 1] = k .. "=" .. procs.quote(v) end
-  s.pid = procs.spawn(string.format("env %s redis-sentinel %s", table.concat(env, " "), procs.quote(s.conf)),
-    s.dir .. "/stdout.log")
+  local cmd = string.format("env %s redis-sentinel %s", table.concat(env, " "), procs.quote(s.conf))
+  if self.opts.sentinel_cmd then cmd = self.opts.sentinel_cmd(s, table.concat(env, " ")) end
+  s.pid = procs.spawn(cmd, s.dir .. "/stdout.log")
 end
 
 function C:wait_sentinel(i)
