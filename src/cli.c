@@ -12,6 +12,7 @@
 #include "log.h"
 #include "paths.h"
 #include "retry.h"
+#include "watch.h"
 
 static struct evl_host *host(lua_State *L)
 {
@@ -118,6 +119,9 @@ void evl_push_cli_host(lua_State *L, struct evl_host *h)
     static const luaL_Reg fns[] = {
         {"load_config", h_load_config}, {"load_rules", h_load_rules}, {"parse", h_parse},
         {"match", h_match},             {"run", h_run},               {"retries", h_retries},
+#ifndef EVL_LEAN
+        {"watch", evl_watch_lua}, /* watch.c: `eventilator watch` */
+#endif
         {NULL, NULL},
     };
     lua_createtable(L, 0, 8);

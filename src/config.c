@@ -30,6 +30,8 @@ static const char *const slack_triggers[] = {"+sdown", "-sdown", "+odown", "-odo
 static const char *const sensu_triggers[] = {"+odown", "-odown", "-failover-abort-no-good-slave",
                                              NULL};
 
+static const char *const watch_seeds[] = {"127.0.0.1:26379", NULL};
+
 /* section NULL = a top-level scalar. A NULL default string = nil. */
 static const struct field {
     const char *section, *key;
@@ -67,6 +69,17 @@ static const struct field {
     {"log", "level", K_STRING, "info", 0, NULL},
     {"dedupe", "prefix", K_STRING, "eventilator:dedupe:", 0, NULL},
     {"dedupe", "ttl", K_INT, NULL, 300, NULL},
+    /* watch mode (contract section 10, docs/watch.md) */
+    {"watch", "sentinels", K_LIST, NULL, 0, watch_seeds},
+    {"watch", "discover", K_BOOL, NULL, 1, NULL},
+    {"watch", "username", K_STRING, NULL, 0, NULL},
+    {"watch", "password", K_STRING, NULL, 0, NULL},
+    {"watch", "masters", K_LIST, NULL, 0, NULL},
+    {"watch", "dedupe_window", K_NUMBER, NULL, 5, NULL},
+    {"watch", "concurrency", K_INT, NULL, 4, NULL},
+    {"watch", "queue", K_INT, NULL, 10000, NULL},
+    {"watch", "retries", K_INT, NULL, 10, NULL},
+    {"watch", "timeout", K_NUMBER, NULL, 2, NULL},
     {NULL, "rules_dir", K_STRING, EVL_RULES_DIR, 0, NULL},
     {NULL, "state_dir", K_STRING, EVL_STATE_DIR, 0, NULL},
     {NULL, "budget", K_NUMBER, NULL, EVL_DEFAULT_BUDGET, NULL},

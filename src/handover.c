@@ -15,6 +15,7 @@
 
 #include "host.h"
 #include "log.h"
+#include "watch_env.h"
 
 void evl_handover(struct evl_host *h, const char *reason, const char *done)
 {
@@ -33,6 +34,7 @@ void evl_handover(struct evl_host *h, const char *reason, const char *done)
     setenv("EVENTILATOR_T0", t0, 1);
     setenv("EVENTILATOR_HANDOVER", reason, 1);
     setenv("EVENTILATOR_DONE", done ? done : "", 1);
+    evl_watch_env_restore(); /* the full runtime reads watch mode's variables again */
     evl_watchdog_disarm(); /* an interval timer would survive execve */
     execv(full, h->argv);
     evl_log(EVL_ERROR, "cannot start the full runtime %s: %s", full, strerror(errno));

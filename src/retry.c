@@ -33,6 +33,7 @@
 
 #include "log.h"
 #include "retry.h"
+#include "watch_env.h"
 
 #define REC_MAX 65536
 
@@ -99,6 +100,8 @@ void evl_retry_begin(struct evl_host *h)
     /* digest of (Sentinel's pid, mode, argv) */
     long ppid = (long)getppid();
     snprintf(line, sizeof line, "%ld", ppid);
+    if (evl_watch_delivery()) /* watch mode: the watcher's id of this event, not Sentinel's pid */
+        snprintf(line, sizeof line, "delivery %s", evl_watch_delivery());
     uint64_t d = fnv(line, strlen(line) + 1, 0xcbf29ce484222325ULL);
     d = fnv(mode_name(h), strlen(mode_name(h)) + 1, d);
     for (int i = 1; i < h->argc; i++)

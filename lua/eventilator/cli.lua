@@ -125,6 +125,8 @@ function M.main(args, host)
     return check(host)
   elseif cmd == "test" then
     return test(host, args)
+  elseif cmd == "watch" then
+    return require("eventilator.watch").main(args, host)
   end
   io.stderr:write(string.format("eventilator: unknown subcommand '%s' (try --help)\n", tostring(cmd)))
   return 2
