@@ -274,7 +274,7 @@ static void down(int idx, const char *why, double now)
                 s->addr, why, BACKOFF_MAX);
         s->quiet = 1;
     } else {
-        evl_log(EVL_DEBUG, "watch: sentinel %s: cannot connect: %s", s->addr, why);
+        evl_log(EVL_DEBUG, "watch: sentinel %s: still no connection: %s", s->addr, why);
     }
     s->next_try = now + s->backoff;
     s->backoff = s->backoff * 2 > BACKOFF_MAX ? BACKOFF_MAX : s->backoff * 2;

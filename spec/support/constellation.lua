@@ -111,10 +111,13 @@ end
 --   bin (folder with eventilator/reconfigurator; default <build>/bin),
 --   down_after (ms, 1000), failover_timeout (ms, 15000), quorum (2),
 --   env (extra environment for the sentinels), script_retry_delay /
---   script_max_runtime (ms; applied with SENTINEL DEBUG once up).
+--   script_max_runtime (ms; applied with SENTINEL DEBUG once up),
+--   scripts (false: no notification/client-reconfig script, for watch mode;
+--   then conf is optional), sentinel_conf (extra sentinel.conf lines).
 function M.new(opts)
   opts = opts or {}
-  assert(opts.conf, "constellation: opts.conf (the eventilator config path) is required")
+  assert(opts.conf or opts.scripts == false,
+    "constellation: opts.conf (the eventilator config path) is required")
   local root = procs.tmpdir()
   local p = ports(7)
   local self = setmetatable({
@@ -154,29 +157,27 @@ function C:start()
   self.master_port = master.port
   self:wait_replication(20)
 
-  local env = { "EVENTILATOR_CONF=" .. procs.quote(self.conf) }
-  for k, v in pairs(self.opts.env or {}) do env[#env + 1] = k .. "=" .. procs.quote(v) end
   for _, s in ipairs(self.sentinels) do
     s.conf = s.dir .. "/sentinel.conf"
     s.log = s.dir .. "/sentinel.log"
-    procs.write(s.conf, table.concat({
+    local conf = {
       "port " .. s.port, "bind 127.0.0.1", "protected-mode no", "daemonize no",
       "dir " .. s.dir, "logfile " .. s.log,
       string.format("sentinel monitor %s 127.0.0.1 %d %d", self.name, master.port, self.quorum),
       string.format("sentinel down-after-milliseconds %s %d", self.name, self.down_after),
       string.format("sentinel failover-timeout %s %d", self.name, self.failover_timeout),
       string.format("sentinel parallel-syncs %s 1", self.name),
-      string.format("sentinel notification-script %s %s/eventilator", self.name, self.bin),
-      string.format("sentinel client-reconfig-script %s %s/reconfigurator", self.name, self.bin),
       "sentinel deny-scripts-reconfig yes",
-    }, "\n") .. "\n")
-    s.pid = procs.spawn(string.format("env %s redis-sentinel %s", table.concat(env, " "), procs.quote(s.conf)),
-      s.dir .. "/stdout.log")
+    }
+    if self.opts.scripts ~= false then
+      conf[#conf + 1] = string.format("sentinel notification-script %s %s/eventilator", self.name, self.bin)
+      conf[#conf + 1] = string.format("sentinel client-reconfig-script %s %s/reconfigurator", self.name, self.bin)
+    end
+    for _, l in ipairs(self.opts.sentinel_conf or {}) do conf[#conf + 1] = l end
+    procs.write(s.conf, table.concat(conf, "\n") .. "\n")
   end
-  for _, s in ipairs(self.sentinels) do
-    procs.wait(function() return procs.cli(s.port, "ping") == "PONG" end, 10, "sentinel on " .. s.port)
-    s.up = true
-  end
+  for i = 1, #self.sentinels do self:start_sentinel(i, true) end
+  for i = 1, #self.sentinels do self:start_sentinel(i) end
   if self.opts.script_retry_delay then self:debug("script-retry-delay", self.opts.script_retry_delay) end
   if self.opts.script_max_runtime then self:debug("script-max-runtime", self.opts.script_max_runtime) end
   self:wait_ready(30)
@@ -269,6 +270,59 @@ end
 
 function C:sentinel_cli(i, ...)
   return procs.cli(self.sentinels[i].port, ...)
+end
+
+-- Start sentinel i from its (self-rewritten) config and wait until it
+-- answers; `nowait` only spawns it.
+function C:start_sentinel(i, nowait)
+  local s = self.sentinels[i]
+  if not s.up and not (s.pid and alive(s.pid)) then
+    local env = { "EVENTILATOR_CONF=" .. procs.quote(self.conf or "/dev/null") }
+    for k, v in pairs(self.opts.env or {}) do env[#env + 1] = k .. "=" .. procs.quote(v) end
+    s.pid = procs.spawn(string.format("env %s redis-sentinel %s", table.concat(env, " "), procs.quote(s.conf)),
+      s.dir .. "/stdout.log")
+  end
+  if nowait then return end
+  procs.wait(function() return procs.cli(s.port, "ping") == "PONG" end, 10, "sentinel on " .. s.port)
+  s.up = true
+end
+
+-- One more sentinel monitoring the pod (the others then report +sentinel);
+-- returns its index.
+function C:add_sentinel()
+  local i = #self.sentinels + 1
+  local s = { port = procs.free_port(), dir = self.root .. "/sentinel-" .. i }
+  s.conf, s.log = s.dir .. "/sentinel.conf", s.dir .. "/sentinel.log"
+  os.execute("mkdir -p " .. procs.quote(s.dir))
+  procs.write(s.conf, table.concat({
+    "port " .. s.port, "bind 127.0.0.1", "protected-mode no", "daemonize no", "dir " .. s.dir, "logfile " .. s.log,
+    string.format("sentinel monitor %s 127.0.0.1 %d %d", self.name, self.master_port, self.quorum),
+    string.format("sentinel down-after-milliseconds %s %d", self.name, self.down_after),
+    string.format("sentinel failover-timeout %s %d", self.name, self.failover_timeout),
+  }, "\n") .. "\n")
+  self.sentinels[i] = s
+  self:start_sentinel(i)
+  return i
+end
+
+-- Start the redis-server on `port` again (after kill_node).
+function C:start_node(port)
+  node_start(assert(self:node(port), "no node on port " .. tostring(port)))
+end
+
+-- Stop sentinel i (SIGTERM, then SIGKILL after 5 s).
+function C:stop_sentinel(i)
+  local s = self.sentinels[i]
+  s.up = false
+  procs.kill(s.pid, "TERM")
+  local deadline = os.time() + 5
+  while alive(s.pid) and os.time() <= deadline do procs.sleep(0.05) end
+  if alive(s.pid) then procs.kill(s.pid, "KILL") end
+end
+
+-- "127.0.0.1:port" of sentinel i.
+function C:sentinel_addr(i)
+  return "127.0.0.1:" .. self.sentinels[i].port
 end
 
 -- SENTINEL DEBUG <name> <value> on every sentinel.
