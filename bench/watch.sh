@@ -9,7 +9,7 @@
 #   3. latency from PUBLISH to handler start at 1 000 events/s with a
 #      matching handler: the payload carries the publish time, the handler
 #      writes ev.time (taken when the run hands ev to its handlers) minus it.
-#   bash bench/watch.sh [N]      (default N=1000000; needs a build in ./build)
+#   bash bench/watch.sh [N]      (default N=1000000; RATE=1000 for phase 3; needs ./build)
 # The failover comparison with script mode is bench/watch_failover.lua.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -50,14 +50,15 @@ on("+bench", function(ev)
 end)
 LUA
 
-EVENTILATOR_CONF="$W/eventilator.conf" timeout 900 "$B/bin/eventilator" watch &
+# not under timeout(1): the signals below must reach the watcher itself
+EVENTILATOR_CONF="$W/eventilator.conf" "$B/bin/eventilator" watch &
 WPID=$!
 for _ in $(seq 100); do grep -q "connected and subscribed" "$W/watch.log" 2>/dev/null && break; sleep 0.1; done
 
 heard() { # ask for a stats line; print the last heard= count
   kill -USR1 "$WPID"
   sleep 0.2
-  grep -o 'stats heard=[0-9]*' "$W/watch.log" | tail -1 | cut -d= -f2
+  { grep -o 'stats heard=[0-9]*' "$W/watch.log" || true; } | tail -1 | cut -d= -f2
 }
 wait_heard() { # until the watcher has heard $1 events
   local n
@@ -69,6 +70,8 @@ wait_heard() { # until the watcher has heard $1 events
   return 1
 }
 rss() { awk '/^VmRSS/ { print $2 }' "/proc/$WPID/status"; }
+cpu() { awk '{ print $14 + $15 }' "/proc/$WPID/stat"; } # utime + stime, clock ticks
+now() { date +%s.%N; }
 publish() { # publish $1 +sdown events, a different master each time
   redis-benchmark -h 127.0.0.1 -p "$PORT" -n "$1" -c 2 -P 200 -r 1000000 -q \
     publish +sdown "master m__rand_int__ 127.0.0.1 6379" >/dev/null
@@ -77,34 +80,44 @@ publish() { # publish $1 +sdown events, a different master each time
 echo "== intake, no handler matched (real redis-server channel, PUBLISH by redis-benchmark)"
 publish 10000
 wait_heard 10000
-R1=$(rss)
+R1=$(rss) C1=$(cpu) T1=$(now)
 publish $((N - 10000))
 wait_heard "$N"
-R2=$(rss)
+R2=$(rss) C2=$(cpu) T2=$(now)
 grep 'stats heard' "$W/watch.log" | tail -1 | sed 's/^.*watch: /   /'
+python3 - "$((N - 10000))" "$C1" "$C2" "$T1" "$T2" "$(getconf CLK_TCK)" <<'PY'
+import sys
+n, c1, c2, t1, t2, hz = int(sys.argv[1]), *map(float, sys.argv[2:])
+cpu = (c2 - c1) / hz
+print("   %d events: %.2f s of the watcher's CPU (%s events per CPU-second), %.2f s wall (%.0f events/s,"
+      " publisher and redis included)" % (n, cpu, "%.0f" % (n / cpu) if cpu > 0 else "n/a", t2 - t1, n / (t2 - t1)))
+PY
 echo "   RSS after 10 000 events: ${R1} kB; after $N: ${R2} kB ($(python3 -c "print('%+.1f%%' % (100.0 * ($R2 - $R1) / $R1))"))"
 
-echo "== latency, PUBLISH to handler start, 1 000 events/s for 10 s, one matching handler"
-python3 - "$PORT" <<'PY'
+RATE=${RATE:-1000}
+COUNT=$((RATE * 10))
+echo "== latency, PUBLISH to handler start, $RATE events/s for 10 s, one matching handler (load: $(cut -d' ' -f1 /proc/loadavg))"
+python3 - "$PORT" "$RATE" <<'PY'
 import socket, sys, time
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+rate = int(sys.argv[2])
 t0 = time.time()
-for i in range(10000):
-    due = t0 + i / 1000.0
+for i in range(rate * 10):
+    due = t0 + i / float(rate)
     while time.time() < due:
         time.sleep(max(0.0, due - time.time()) * 0.9)
     now = "%.6f" % time.time()
     s.sendall(b"*3\r\n$7\r\nPUBLISH\r\n$6\r\n+bench\r\n$%d\r\n%s\r\n" % (len(now), now.encode()))
 s.settimeout(5)
 got = 0
-while got < 10000:  # one ":N\r\n" reply per PUBLISH
+while got < rate * 10:  # one ":N\r\n" reply per PUBLISH
     chunk = s.recv(65536)
     if not chunk:
         break
     got += chunk.count(b"\r\n")
 PY
-for _ in $(seq 300); do
-  [ "$(wc -l < "$W/latency" 2>/dev/null || echo 0)" -ge 10000 ] && break
+for _ in $(seq 600); do
+  [ "$(wc -l < "$W/latency" 2>/dev/null || echo 0)" -ge "$COUNT" ] && break
   sleep 0.1
 done
 python3 - "$W/latency" <<'PY'

@@ -482,6 +482,9 @@ void run_init(struct watch_set *s)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     boot_id = ((uint64_t)ts.tv_sec << 20) ^ (uint64_t)ts.tv_nsec ^ ((uint64_t)getpid() << 44);
+    /* the dedupe ring is fixed: fault it in now, so memory does not creep as it fills */
+    memset(ring, 0, sizeof ring);
+    memset(buckets, 0, sizeof buckets);
     if (access(lean, X_OK) != 0)
         evl_log(EVL_ERROR, "watch: %s: %s: handlers cannot run", lean, strerror(errno));
 }
