@@ -22,8 +22,9 @@ describe("watch mode on a Sentinel constellation", function()
   local c, w
 
   setup(function()
-    c = constellation.start{ scripts = false }
-    w = watcher.new{ config = string.format("watch = { sentinels = { %q }, dedupe_window = 5 }", c:sentinel_addr(1)) }
+    w = watcher.new()
+    c = constellation.start{ scripts = false, conf = w.conf }
+    w:config(string.format("watch = { sentinels = { %q }, dedupe_window = 5 }", c:sentinel_addr(1)))
     w:record("10-record.lua", { "+sdown", "+odown", "+switch-master", "+failover-end", "+slave", "+sentinel" })
     w:start()
   end)
@@ -87,6 +88,7 @@ describe("watch mode on a Sentinel constellation", function()
     w:wait_handled(function(r) return r.name == "+sdown" and r.type == "slave" and r.text:find(text, 1, true) ~= nil end,
       1, 30, "+sdown of the killed replica")
     c:start_sentinel(2)
+    c:wait_sentinel(2)
     w:wait_log("sentinel " .. c:sentinel_addr(2) .. ": connected and subscribed", 2, 30)
     c:start_node(replica)
   end)

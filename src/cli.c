@@ -14,6 +14,8 @@
 #include "retry.h"
 #include "watch.h"
 
+int luaopen_eventilator_sentinel(lua_State *L); /* lsentinel.c, full runtime only */
+
 static struct evl_host *host(lua_State *L)
 {
     return lua_touserdata(L, lua_upvalueindex(1));
@@ -120,6 +122,7 @@ void evl_push_cli_host(lua_State *L, struct evl_host *h)
         {"load_config", h_load_config}, {"load_rules", h_load_rules}, {"parse", h_parse},
         {"match", h_match},             {"run", h_run},               {"retries", h_retries},
 #ifndef EVL_LEAN
+        {"sentinel", luaopen_eventilator_sentinel}, /* host.sentinel() -> the module */
         {"watch", evl_watch_lua}, /* watch.c: `eventilator watch` */
 #endif
         {NULL, NULL},

@@ -30,8 +30,6 @@ static const char *const slack_triggers[] = {"+sdown", "-sdown", "+odown", "-odo
 static const char *const sensu_triggers[] = {"+odown", "-odown", "-failover-abort-no-good-slave",
                                              NULL};
 
-static const char *const watch_seeds[] = {"127.0.0.1:26379", NULL};
-
 /* section NULL = a top-level scalar. A NULL default string = nil. */
 static const struct field {
     const char *section, *key;
@@ -69,8 +67,8 @@ static const struct field {
     {"log", "level", K_STRING, "info", 0, NULL},
     {"dedupe", "prefix", K_STRING, "eventilator:dedupe:", 0, NULL},
     {"dedupe", "ttl", K_INT, NULL, 300, NULL},
-    /* watch mode (contract section 10, docs/watch.md) */
-    {"watch", "sentinels", K_LIST, NULL, 0, watch_seeds},
+    /* watch mode and `eventilator sentinels` (contract sections 10, 11) */
+    {"watch", "sentinels", K_LIST, NULL, 0, NULL},
     {"watch", "discover", K_BOOL, NULL, 1, NULL},
     {"watch", "username", K_STRING, NULL, 0, NULL},
     {"watch", "password", K_STRING, NULL, 0, NULL},

@@ -208,6 +208,32 @@ redisReply *evl_sentinel_cmd(redisContext *c, char *err, size_t errcap, int argc
     return r;
 }
 
+redisReply *evl_sentinel_read(redisContext *c, double timeout, int *timed_out, char *err,
+                              size_t errcap)
+{
+    char addr[320];
+    const char *msg;
+    redisReply *r = NULL;
+    *timed_out = 0;
+    sn_ctx_addr(c, addr, sizeof addr);
+    if (c->err) {
+        snprintf(err, errcap, "%s: %s", addr, c->errstr[0] ? c->errstr : "connection lost");
+        return NULL;
+    }
+    msg = sn_read(c, sn_now() + (timeout > 0 ? timeout : 0), &r);
+    if (msg == sn_timed_out) {
+        *timed_out = 1; /* waiting for a message is not an error: the stream is in step */
+        snprintf(err, errcap, "%s: %s", addr, sn_timed_out);
+        return NULL;
+    }
+    if (msg != NULL) {
+        sn_kill(c, msg);
+        snprintf(err, errcap, "%s: %s", addr, c->errstr);
+        return NULL;
+    }
+    return r;
+}
+
 redisContext *evl_sentinel_connect(const char *addr, const struct evl_sentinel_auth *auth,
                                    double timeout, char *err, size_t errcap)
 {

@@ -40,6 +40,13 @@ redisContext *evl_sentinel_connect(const char *addr, const struct evl_sentinel_a
 redisReply *evl_sentinel_cmd(redisContext *c, char *err, size_t errcap, int argc,
                              const char *const *argv);
 
+/* Wait up to `timeout` seconds for one reply nobody asked for (a Pub/Sub message after SUBSCRIBE /
+   PSUBSCRIBE). The reply; or NULL with *timed_out = 1 when nothing came (the context stays usable,
+   and a reply cut in half is kept for the next call); or NULL with err when the connection failed
+   (the context is dead then). */
+redisReply *evl_sentinel_read(redisContext *c, double timeout, int *timed_out, char *err,
+                              size_t errcap);
+
 /* 1 when the context is dead (an I/O error or a timeout happened on it). */
 int evl_sentinel_dead(const redisContext *c);
 

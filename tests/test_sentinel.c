@@ -237,6 +237,23 @@ static void test_replies(void)
     redisFree(c);
     stop(pid);
 
+    /* Messages nobody asked for: a wait that times out leaves the context usable. */
+    pid = canned("*3\r\n$7\r\nmessage\r\n$6\r\n+sdown\r\n$1\r\nx\r\n", &port);
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
+    c = evl_sentinel_connect(addr, NULL, 2.0, err, sizeof err);
+    CHECK(c != NULL);
+    int timed_out = 0;
+    r = evl_sentinel_read(c, 0.1, &timed_out, err, sizeof err);
+    CHECK(r == NULL && timed_out && !evl_sentinel_dead(c));
+    static const char *const sub[] = {"SUBSCRIBE", "+sdown"};
+    r = evl_sentinel_cmd(c, err, sizeof err, 2, sub); /* the peer answers with a message */
+    CHECK(r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == 3);
+    freeReplyObject(r);
+    r = evl_sentinel_read(c, 0.1, &timed_out, err, sizeof err);
+    CHECK(r == NULL && timed_out && !evl_sentinel_dead(c));
+    redisFree(c);
+    stop(pid);
+
     /* Half a reply, then nothing: the whole reply is bounded, not each read. */
     pid = canned("+PO", &port);
     snprintf(addr, sizeof addr, "127.0.0.1:%d", port);

@@ -125,6 +125,7 @@ function M.main(args, host)
     return check(host)
   elseif cmd == "test" then
     return test(host, args)
+  elseif cmd == "sentinels" then return require("eventilator.sentinels").main(args, host)
   elseif cmd == "watch" then
     return require("eventilator.watch").main(args, host)
   end

@@ -14,7 +14,13 @@
 --   c:kill_master()          -- SIGKILL the current master, returns its port
 --   c:wait_failover(30)      -- until every sentinel names a new master
 --   c:wait_scripts_idle(60)  -- until SENTINEL PENDING-SCRIPTS is empty everywhere
+--   c:stop_sentinel(i) / c:start_sentinel(i [, extra conf lines])
 --   c:stop()
+--
+-- More opts: masters (how many masters; the ones past pod1 are single
+-- redis-servers named pod2, pod3, ...), scripts = false (no script lines in
+-- sentinel.conf), sentinel_conf = function(i) return { lines } end (extra
+-- lines for sentinel i, after the defaults, so they win).
 local procs = require("procs")
 
 local M = {}
@@ -111,15 +117,13 @@ end
 --   bin (folder with eventilator/reconfigurator; default <build>/bin),
 --   down_after (ms, 1000), failover_timeout (ms, 15000), quorum (2),
 --   env (extra environment for the sentinels), script_retry_delay /
---   script_max_runtime (ms; applied with SENTINEL DEBUG once up),
---   scripts (false: no notification/client-reconfig script, for watch mode;
---   then conf is optional), sentinel_conf (extra sentinel.conf lines).
+--   script_max_runtime (ms; applied with SENTINEL DEBUG once up).
 function M.new(opts)
   opts = opts or {}
-  assert(opts.conf or opts.scripts == false,
-    "constellation: opts.conf (the eventilator config path) is required")
+  assert(opts.conf, "constellation: opts.conf (the eventilator config path) is required")
   local root = procs.tmpdir()
-  local p = ports(7)
+  local extra = (opts.masters or 1) - 1
+  local p = ports(7 + extra)
   local self = setmetatable({
     root = root, name = M.NAME, conf = opts.conf, opts = opts,
     bin = opts.bin or (procs.build .. "/bin"),
@@ -136,7 +140,14 @@ function M.new(opts)
     self.sentinels[i] = { port = p[3 + i], dir = root .. "/sentinel-" .. i }
   end
   self.store = { port = p[7], dir = root .. "/store" }
+  -- masters past the first: name, single node
+  self.masters = { { name = self.name } }
+  for i = 1, extra do
+    local n = { port = p[7 + i], dir = root .. "/master-" .. (i + 1), role = "master" }
+    self.masters[i + 1] = { name = M.NAME:gsub("%d+$", "") .. (i + 1), node = n }
+  end
   local dirs = { self.store.dir }
+  for i = 2, #self.masters do dirs[#dirs + 1] = self.masters[i].node.dir end
   for i = 1, 3 do
     dirs[#dirs + 1] = self.nodes[i].dir
     dirs[#dirs + 1] = self.sentinels[i].dir
@@ -154,30 +165,38 @@ function C:start()
     node_conf(n, i > 1 and { "replicaof 127.0.0.1 " .. master.port } or nil)
   end
   for _, n in ipairs(self.nodes) do node_start(n) end
+  for i = 2, #self.masters do
+    node_conf(self.masters[i].node)
+    node_start(self.masters[i].node)
+  end
   self.master_port = master.port
   self:wait_replication(20)
 
-  for _, s in ipairs(self.sentinels) do
+  for i, s in ipairs(self.sentinels) do
     s.conf = s.dir .. "/sentinel.conf"
     s.log = s.dir .. "/sentinel.log"
     local conf = {
       "port " .. s.port, "bind 127.0.0.1", "protected-mode no", "daemonize no",
       "dir " .. s.dir, "logfile " .. s.log,
-      string.format("sentinel monitor %s 127.0.0.1 %d %d", self.name, master.port, self.quorum),
-      string.format("sentinel down-after-milliseconds %s %d", self.name, self.down_after),
-      string.format("sentinel failover-timeout %s %d", self.name, self.failover_timeout),
-      string.format("sentinel parallel-syncs %s 1", self.name),
-      "sentinel deny-scripts-reconfig yes",
     }
-    if self.opts.scripts ~= false then
-      conf[#conf + 1] = string.format("sentinel notification-script %s %s/eventilator", self.name, self.bin)
-      conf[#conf + 1] = string.format("sentinel client-reconfig-script %s %s/reconfigurator", self.name, self.bin)
+    for k, m in ipairs(self.masters) do
+      local port = k == 1 and master.port or m.node.port
+      local function add(fmt, ...) conf[#conf + 1] = string.format(fmt, ...) end
+      add("sentinel monitor %s 127.0.0.1 %d %d", m.name, port, self.quorum)
+      add("sentinel down-after-milliseconds %s %d", m.name, self.down_after)
+      add("sentinel failover-timeout %s %d", m.name, self.failover_timeout)
+      add("sentinel parallel-syncs %s 1", m.name)
+      if self.opts.scripts ~= false then
+        add("sentinel notification-script %s %s/eventilator", m.name, self.bin)
+        add("sentinel client-reconfig-script %s %s/reconfigurator", m.name, self.bin)
+      end
     end
-    for _, l in ipairs(self.opts.sentinel_conf or {}) do conf[#conf + 1] = l end
+    conf[#conf + 1] = "sentinel deny-scripts-reconfig yes"
+    for _, l in ipairs(self.opts.sentinel_conf and self.opts.sentinel_conf(i) or {}) do conf[#conf + 1] = l end
     procs.write(s.conf, table.concat(conf, "\n") .. "\n")
+    self:start_sentinel(i)
   end
-  for i = 1, #self.sentinels do self:start_sentinel(i, true) end
-  for i = 1, #self.sentinels do self:start_sentinel(i) end
+  for i = 1, #self.sentinels do self:wait_sentinel(i) end
   if self.opts.script_retry_delay then self:debug("script-retry-delay", self.opts.script_retry_delay) end
   if self.opts.script_max_runtime then self:debug("script-max-runtime", self.opts.script_max_runtime) end
   self:wait_ready(30)
@@ -216,13 +235,20 @@ function C:wait_replication(timeout)
   end, timeout or 20, "replication links")
 end
 
--- Every sentinel knows the master, both replicas and the two other sentinels.
+-- Every sentinel knows the master, both replicas and the two other sentinels
+-- (and every other master, with the two other sentinels).
 function C:wait_ready(timeout)
   procs.wait(function()
-    for i = 1, #self.sentinels do
-      local m = self:master_info(i)
-      if m["num-other-sentinels"] ~= "2" or m["num-slaves"] ~= "2" or m.flags ~= "master" then
-        return false
+    for i, s in ipairs(self.sentinels) do
+      if s.up then
+        local m = self:master_info(i)
+        if m["num-other-sentinels"] ~= "2" or m["num-slaves"] ~= "2" or m.flags ~= "master" then
+          return false
+        end
+        for k = 2, #self.masters do
+          m = fields(self:sentinel_cli(i, "sentinel", "master", self.masters[k].name))
+          if m["num-other-sentinels"] ~= "2" or m.flags ~= "master" then return false end
+        end
       end
     end
     return true
@@ -272,23 +298,34 @@ function C:sentinel_cli(i, ...)
   return procs.cli(self.sentinels[i].port, ...)
 end
 
--- Start sentinel i from its (self-rewritten) config and wait until it
--- answers; `nowait` only spawns it.
-function C:start_sentinel(i, nowait)
+-- Start sentinel i from its sentinel.conf, after appending `extra` lines
+-- (sentinel.conf lines, such as the ones `eventilator sentinels register`
+-- prints). Returns at once; c:wait_sentinel(i) waits for it to answer.
+function C:start_sentinel(i, extra)
   local s = self.sentinels[i]
-  if not s.up and not (s.pid and alive(s.pid)) then
-    local env = { "EVENTILATOR_CONF=" .. procs.quote(self.conf or "/dev/null") }
-    for k, v in pairs(self.opts.env or {}) do env[#env + 1] = k .. "=" .. procs.quote(v) end
-    s.pid = procs.spawn(string.format("env %s redis-sentinel %s", table.concat(env, " "), procs.quote(s.conf)),
-      s.dir .. "/stdout.log")
+  if extra and #extra > 0 then
+    procs.write(s.conf, (procs.read(s.conf) or "") .. table.concat(extra, "\n") .. "\n")
   end
-  if nowait then return end
+  local env = { "EVENTILATOR_CONF=" .. procs.quote(self.conf) }
+  for k, v in pairs(self.opts.env or {}) do env[#env + 1] = k .. "=" .. procs.quote(v) end
+  s.pid = procs.spawn(string.format("env %s redis-sentinel %s", table.concat(env, " "), procs.quote(s.conf)),
+    s.dir .. "/stdout.log")
+end
+
+function C:wait_sentinel(i)
+  local s = self.sentinels[i]
   procs.wait(function() return procs.cli(s.port, "ping") == "PONG" end, 10, "sentinel on " .. s.port)
   s.up = true
 end
 
+-- Stop sentinel i (SIGTERM, then SIGKILL after 5 s).
+-- "127.0.0.1:port" of sentinel i.
+function C:sentinel_addr(i)
+  return "127.0.0.1:" .. self.sentinels[i].port
+end
+
 -- One more sentinel monitoring the pod (the others then report +sentinel);
--- returns its index.
+-- started and answering; returns its index.
 function C:add_sentinel()
   local i = #self.sentinels + 1
   local s = { port = procs.free_port(), dir = self.root .. "/sentinel-" .. i }
@@ -302,6 +339,7 @@ function C:add_sentinel()
   }, "\n") .. "\n")
   self.sentinels[i] = s
   self:start_sentinel(i)
+  self:wait_sentinel(i)
   return i
 end
 
@@ -310,7 +348,6 @@ function C:start_node(port)
   node_start(assert(self:node(port), "no node on port " .. tostring(port)))
 end
 
--- Stop sentinel i (SIGTERM, then SIGKILL after 5 s).
 function C:stop_sentinel(i)
   local s = self.sentinels[i]
   s.up = false
@@ -318,11 +355,6 @@ function C:stop_sentinel(i)
   local deadline = os.time() + 5
   while alive(s.pid) and os.time() <= deadline do procs.sleep(0.05) end
   if alive(s.pid) then procs.kill(s.pid, "KILL") end
-end
-
--- "127.0.0.1:port" of sentinel i.
-function C:sentinel_addr(i)
-  return "127.0.0.1:" .. self.sentinels[i].port
 end
 
 -- SENTINEL DEBUG <name> <value> on every sentinel.
@@ -440,6 +472,7 @@ function C:stop()
     s.up = false
   end
   for _, n in ipairs(self.nodes) do node_stop(n, "TERM") end
+  for i = 2, #self.masters do node_stop(self.masters[i].node, "TERM") end
   node_stop(self.store, "TERM")
   if not self.opts.keep then procs.rmtree(self.root) end
 end

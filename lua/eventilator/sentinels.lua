@@ -1,0 +1,576 @@
+-- eventilator sentinels status | register | unregister | doctor (contract section 11).
+-- Policy only: the Sentinel client and the host facts come from the C binding
+-- eventilator.sentinel (host.sentinel()), so this file decides what to ask,
+-- what counts as wrong, and how to say it.
+local M = {}
+
+local USAGE = [[
+usage: eventilator sentinels status     [--sentinel HOST:PORT]... [--master NAME]... [--timeout S] [--json]
+       eventilator sentinels register   [--sentinel HOST:PORT]... [--master NAME]... [--timeout S]
+                                        [--notification PATH] [--reconfig PATH] [--dry-run]
+       eventilator sentinels unregister [--sentinel HOST:PORT]... [--master NAME]... [--timeout S] [--dry-run]
+       eventilator sentinels doctor     [--user NAME] [--notification PATH] [--reconfig PATH] [--unit FILE]
+Seeds default to watch.sentinels; watch.username / watch.password / watch.timeout are used to log in.
+]]
+
+local function out(fmt, ...)
+  io.stdout:write(string.format(fmt, ...), "\n")
+end
+
+local function usage_error(msg)
+  io.stderr:write("eventilator sentinels: ", msg, "\n", USAGE)
+  return 2
+end
+
+-- ------------------------------------------------------------------ options
+
+local FLAGS = { json = true, ["dry-run"] = true }
+local VALUES = { timeout = true, notification = true, reconfig = true, user = true, unit = true }
+local LISTS = { sentinel = true, master = true }
+local ALLOWED = {
+  status = { sentinel = 1, master = 1, timeout = 1, json = 1 },
+  register = { sentinel = 1, master = 1, timeout = 1, notification = 1, reconfig = 1, ["dry-run"] = 1 },
+  unregister = { sentinel = 1, master = 1, timeout = 1, ["dry-run"] = 1 },
+  doctor = { user = 1, notification = 1, reconfig = 1, unit = 1 },
+}
+
+-- args: the subcommand's arguments (after "sentinels <cmd>"). -> opts | nil, err
+local function parse(cmd, args)
+  local o = { sentinel = {}, master = {} }
+  local i = 1
+  while i <= #args do
+    local a = args[i]
+    local name, value = a:match("^%-%-([%w-]+)=(.*)$")
+    name = name or a:match("^%-%-([%w-]+)$")
+    if not name or not ALLOWED[cmd][name] then
+      return nil, string.format("%s: unknown option '%s'", cmd, a)
+    end
+    if FLAGS[name] then
+      if value then return nil, "--" .. name .. " takes no value" end
+      o[name] = true
+    else
+      if not value then
+        i = i + 1
+        value = args[i]
+        if not value then return nil, "--" .. name .. " needs a value" end
+      end
+      if LISTS[name] then
+        o[name][#o[name] + 1] = value
+      elseif VALUES[name] then
+        o[name] = value
+      end
+    end
+    i = i + 1
+  end
+  if o.timeout then
+    local t = tonumber(o.timeout)
+    if not t or t <= 0 or t > 3600 then return nil, "--timeout: expected seconds above 0" end
+    o.timeout = t
+  end
+  for _, k in ipairs({ "notification", "reconfig" }) do
+    if o[k] and o[k]:sub(1, 1) ~= "/" then
+      return nil, "--" .. k .. ": expected an absolute path (Sentinel runs it from its own folder)"
+    end
+  end
+  return o
+end
+
+-- Login and timeout: watch mode's settings (contract section 10), flags first.
+local function connect_opts(config, o)
+  local w = config.watch or {}
+  local t = { timeout = o.timeout or w.timeout or 2 }
+  if w.username and w.username ~= "" then t.username = w.username end
+  if w.password and w.password ~= "" then t.password = w.password end
+  return t
+end
+
+local function seeds_of(config, o)
+  if #o.sentinel > 0 then return o.sentinel end
+  local w = config.watch or {}
+  return w.sentinels or {}
+end
+
+local function masters_filter(config, o)
+  if #o.master > 0 then return o.master end
+  local w = config.watch or {}
+  return w.masters
+end
+
+-- "127.0.0.1:1: Connection refused" about 127.0.0.1:1 -> "Connection refused"
+local function plain(addr, e)
+  if e and e:sub(1, #addr + 2) == addr .. ": " then return e:sub(#addr + 3) end
+  return e
+end
+
+-- A flat { k1, v1, k2, v2 } reply as a map.
+local function kv(reply)
+  local t = {}
+  if type(reply) ~= "table" then return t end
+  for i = 1, #reply - 1, 2 do t[reply[i]] = reply[i + 1] end
+  return t
+end
+
+-- ------------------------------------------------------------------ JSON
+
+-- Arrays are marked, so an empty one is [] and not {}.
+local ARRAY = {}
+local function array(t)
+  return setmetatable(t or {}, ARRAY)
+end
+
+local function encode(v)
+  local t = type(v)
+  if t == "table" then
+    local parts = {}
+    if getmetatable(v) == ARRAY then
+      for i = 1, #v do parts[i] = encode(v[i]) end
+      return "[" .. table.concat(parts, ",") .. "]"
+    end
+    local keys = {}
+    for k in pairs(v) do keys[#keys + 1] = tostring(k) end
+    table.sort(keys)
+    for i, k in ipairs(keys) do parts[i] = encode(k) .. ":" .. encode(v[k]) end
+    return "{" .. table.concat(parts, ",") .. "}"
+  elseif t == "string" then
+    return (require("cjson").encode(v):gsub("\\/", "/"))
+  elseif t == "number" or t == "boolean" then
+    return tostring(v)
+  end
+  return "null"
+end
+
+-- ------------------------------------------------------------------ status
+
+local function parse_info(text)
+  local t = {}
+  for k, v in tostring(text):gmatch("([%w_]+):([^\r\n]*)") do t[k] = v end
+  return t
+end
+
+local function split_flags(s)
+  local t = array()
+  for f in tostring(s or ""):gmatch("[^,]+") do t[#t + 1] = f end
+  return t
+end
+
+-- Which master a pending script is about: the argv names it as a word.
+local function mentions(argv, name)
+  for i = 2, #argv do
+    for w in tostring(argv[i]):gmatch("%S+") do
+      if w == name then return true end
+    end
+  end
+  return false
+end
+
+-- One Sentinel's view: its masters (those of the fleet), scripts, queue.
+local function inspect(S, s, masters, copts)
+  local rec = { addr = s.addr, reachable = s.reachable, error = s.err, masters = array(), pending = array() }
+  rec.error = plain(s.addr, rec.error)
+  if not s.reachable then return rec end
+  local c, err = S.connect(s.addr, copts)
+  if not c then
+    rec.reachable, rec.error = false, plain(s.addr, err)
+    return rec
+  end
+  local function call(...)
+    local r, e, dead = c:call(...)
+    if dead then
+      rec.reachable, rec.error = false, plain(s.addr, e)
+    end
+    return r, e
+  end
+  local info = call("INFO", "sentinel")
+  if info then
+    info = parse_info(info)
+    rec.running_scripts = tonumber(info.sentinel_running_scripts)
+    rec.queued_scripts = tonumber(info.sentinel_scripts_queue_length)
+    rec.tilt = info.sentinel_tilt == "1"
+  end
+  local pending = rec.reachable and call("SENTINEL", "PENDING-SCRIPTS")
+  for _, p in ipairs(type(pending) == "table" and pending or {}) do
+    local f = kv(p)
+    rec.pending[#rec.pending + 1] = {
+      argv = array(type(f.argv) == "table" and f.argv or {}), state = f.flags,
+      pid = tonumber(f.pid), retries = tonumber(f["retry-num"]) or 0,
+      run_time_ms = tonumber(f["run-time"]), run_delay_ms = tonumber(f["run-delay"]),
+    }
+  end
+  for _, name in ipairs(masters) do
+    if not rec.reachable then break end
+    local r, e = call("SENTINEL", "MASTER", name)
+    local m = { name = name }
+    if r then
+      local f = kv(r)
+      m.monitored = true
+      m.address = f.ip and (f.ip:find(":") and "[" .. f.ip .. "]" or f.ip) .. ":" .. tostring(f.port)
+      m.flags = split_flags(f.flags)
+      m.quorum = tonumber(f.quorum)
+      m.notification_script = f["notification-script"]
+      m.client_reconfig_script = f["client-reconfig-script"]
+      local n = 0
+      for _, p in ipairs(rec.pending) do
+        if mentions(p.argv, name) then n = n + 1 end
+      end
+      m.pending_scripts = n
+    elseif rec.reachable then
+      m.monitored = false
+      m.error = e
+    end
+    rec.masters[#rec.masters + 1] = m
+  end
+  c:close()
+  return rec
+end
+
+-- Group "value -> list of who" for a message, in a stable order.
+local function groups(map)
+  local keys, parts = {}, {}
+  for k in pairs(map) do keys[#keys + 1] = k end
+  table.sort(keys)
+  for _, k in ipairs(keys) do parts[#parts + 1] = string.format("%s (%s)", k, table.concat(map[k], ", ")) end
+  return table.concat(parts, "; "), #keys
+end
+
+local function problems_of(report)
+  local p = array()
+  local function add(fmt, ...) p[#p + 1] = string.format(fmt, ...) end
+  local scripts = { notification_script = {}, client_reconfig_script = {} }
+  local addresses = {}
+  for _, s in ipairs(report.sentinels) do
+    if not s.reachable then
+      add("%s: unreachable: %s", s.addr, s.error or "?")
+    else
+      if s.tilt then
+        add("%s: in TILT mode (its clock jumped or it was blocked); it runs no failover now", s.addr)
+      end
+      for _, m in ipairs(s.masters) do
+        if not m.monitored then
+          add("%s: does not monitor master %s (%s)", s.addr, m.name, m.error or "?")
+        else
+          for _, k in ipairs({ "notification_script", "client_reconfig_script" }) do
+            local v = m[k]
+            local label = k:gsub("_", "-")
+            if not v or v == "" then
+              add("%s, master %s: no %s", s.addr, m.name, label)
+            else
+              scripts[k][v] = scripts[k][v] or {}
+              table.insert(scripts[k][v], s.addr .. " " .. m.name)
+            end
+          end
+          addresses[m.name] = addresses[m.name] or {}
+          local a = m.address or "?"
+          addresses[m.name][a] = addresses[m.name][a] or {}
+          table.insert(addresses[m.name][a], s.addr)
+        end
+      end
+      for _, j in ipairs(s.pending) do
+        if j.retries > 0 then
+          add("%s: script waiting on retry %d: %s", s.addr, j.retries, table.concat(j.argv, " "))
+        end
+      end
+    end
+  end
+  for _, k in ipairs({ "notification_script", "client_reconfig_script" }) do
+    local text, n = groups(scripts[k])
+    if n > 1 then add("%s differs between Sentinels: %s", (k:gsub("_", "-")), text) end
+  end
+  local names = {}
+  for name in pairs(addresses) do names[#names + 1] = name end
+  table.sort(names)
+  for _, name in ipairs(names) do
+    local text, n = groups(addresses[name])
+    if n > 1 then add("master %s: Sentinels disagree on its address: %s", name, text) end
+  end
+  return p
+end
+
+local function discover(S, config, o)
+  local seeds = seeds_of(config, o)
+  if #seeds == 0 then
+    return nil, "no Sentinel to start from: give --sentinel HOST:PORT or set watch.sentinels in the config", 2
+  end
+  local copts = connect_opts(config, o)
+  local args = { seeds = seeds, masters = masters_filter(config, o) }
+  for k, v in pairs(copts) do args[k] = v end
+  local fleet, err = S.discover(args)
+  if not fleet then return nil, err, 2 end
+  table.sort(fleet.masters)
+  return fleet, copts
+end
+
+local function print_table(report)
+  local head = { "SENTINEL", "MASTER", "ADDRESS", "FLAGS", "QUORUM", "NOTIFICATION-SCRIPT",
+    "CLIENT-RECONFIG-SCRIPT", "RUNNING", "QUEUED", "PENDING" }
+  local rows = { head }
+  for _, s in ipairs(report.sentinels) do
+    if not s.reachable then
+      rows[#rows + 1] = { s.addr, "-", "unreachable: " .. (s.error or "?") }
+    elseif #s.masters == 0 then
+      rows[#rows + 1] = { s.addr, "-", "(no masters)" }
+    end
+    for _, m in ipairs(s.reachable and s.masters or {}) do
+      if m.monitored then
+        rows[#rows + 1] = { s.addr, m.name, m.address or "-", table.concat(m.flags, ","),
+          tostring(m.quorum or "-"),
+          m.notification_script or "-", m.client_reconfig_script or "-", tostring(s.running_scripts or "-"),
+          tostring(s.queued_scripts or "-"), tostring(m.pending_scripts or 0) }
+      else
+        rows[#rows + 1] = { s.addr, m.name, "not monitored" }
+      end
+    end
+  end
+  local width = {}
+  for _, r in ipairs(rows) do
+    for i = 1, #r - 1 do width[i] = math.max(width[i] or 0, #r[i]) end
+  end
+  for _, r in ipairs(rows) do
+    local cells = {}
+    for i, c in ipairs(r) do
+      cells[i] = i < #r and c .. string.rep(" ", width[i] - #c) or c
+    end
+    out("%s", table.concat(cells, "  "))
+  end
+  for _, s in ipairs(report.sentinels) do
+    if s.reachable and #s.pending > 0 then
+      out("")
+      out("pending scripts on %s (SENTINEL PENDING-SCRIPTS):", s.addr)
+      for _, j in ipairs(s.pending) do
+        out("  %-9s retries=%d  %s", j.state or "?", j.retries, table.concat(j.argv, " "))
+      end
+    end
+  end
+  out("")
+  if #report.problems == 0 then
+    out("all %d Sentinel(s) consistent", #report.sentinels)
+  else
+    out("problems:")
+    for _, p in ipairs(report.problems) do out("  - %s", p) end
+  end
+end
+
+local function status(S, config, o)
+  local fleet, copts, code = discover(S, config, o)
+  if not fleet then
+    io.stderr:write("eventilator sentinels status: ", copts, "\n")
+    return code
+  end
+  local report = { sentinels = array(), masters = array(fleet.masters) }
+  for _, s in ipairs(fleet.sentinels) do
+    report.sentinels[#report.sentinels + 1] = inspect(S, s, fleet.masters, copts)
+  end
+  report.problems = problems_of(report)
+  local found = {}
+  for _, m in ipairs(fleet.masters) do found[m] = true end
+  for _, m in ipairs(masters_filter(config, o) or {}) do
+    if not found[m] then
+      report.problems[#report.problems + 1] = string.format("master %s: no Sentinel reached monitors it", m)
+    end
+  end
+  report.ok = #report.problems == 0
+  if o.json then
+    out("%s", encode(report))
+  else
+    print_table(report)
+  end
+  return report.ok and 0 or 1
+end
+
+-- ------------------------------------------------------------------ register
+
+-- This installation's eventilator and reconfigurator: the folder whose
+-- eventilator hands over to the running full runtime
+-- (<bindir>/../libexec/eventilator/eventilator-full, as handover.c does).
+-- Links are resolved, so Sentinel gets the real place of the file (what its
+-- unit's ExecPaths judge), not a /usr/bin link.
+local function installation(S)
+  local exe = S.exe()
+  if not exe then return nil, "cannot read /proc/self/exe" end
+  local candidates = {}
+  local f = io.open("/proc/self/cmdline", "rb")
+  local argv0 = f and f:read("a"):match("^([^%z]*)")
+  if f then f:close() end
+  if argv0 and argv0:find("/", 1, true) then
+    candidates[#candidates + 1] = argv0
+  elseif argv0 and argv0 ~= "" then
+    for dir in (os.getenv("PATH") or ""):gmatch("[^:]+") do
+      candidates[#candidates + 1] = dir .. "/" .. argv0
+    end
+  end
+  local root = exe:match("^(.*)/[^/]+/[^/]+/[^/]+$")
+  if root then candidates[#candidates + 1] = root .. "/bin/eventilator" end
+  for _, c in ipairs(candidates) do
+    local real = S.realpath(c)
+    local dir = real and real:match("^(.*)/[^/]+$")
+    if dir and S.realpath(dir .. "/../libexec/eventilator/eventilator-full") == exe then
+      return dir .. "/eventilator", dir .. "/reconfigurator"
+    end
+  end
+  return nil, "cannot find this installation's eventilator next to " .. exe
+    .. "; give --notification and --reconfig"
+end
+
+-- A value as sentinel.conf reads it (sdssplitargs): quoted when it must be.
+local function conf_quote(s)
+  if s ~= "" and not s:find('[%s"\'\\]') then return s end
+  return '"' .. s:gsub('[\\"]', "\\%0") .. '"'
+end
+
+local function is_denied(err)
+  return tostring(err):find("deny%-scripts%-reconfig") ~= nil
+end
+
+-- register (want = paths) or unregister (want = "" for both).
+local function set_scripts(S, config, o, clear)
+  local want = { ["notification-script"] = "", ["client-reconfig-script"] = "" }
+  if not clear then
+    local n, r = o.notification, o.reconfig
+    if not (n and r) then
+      local dn, dr = installation(S)
+      if not dn then
+        io.stderr:write("eventilator sentinels register: ", dr, "\n")
+        return 2
+      end
+      n, r = n or dn, r or dr
+    end
+    want["notification-script"], want["client-reconfig-script"] = n, r
+  end
+  local fleet, copts, code = discover(S, config, o)
+  local verb = clear and "unregister" or "register"
+  if not fleet then
+    io.stderr:write("eventilator sentinels ", verb, ": ", copts, "\n")
+    return code
+  end
+  local only = {}
+  for _, m in ipairs(fleet.masters) do only[m] = true end
+  if #fleet.masters == 0 then out("no master found on the Sentinels reached: nothing to %s", verb) end
+  local failed = 0
+  for _, m in ipairs(masters_filter(config, o) or {}) do
+    if not only[m] then
+      failed = failed + 1
+      out("%s  FAILED: no Sentinel reached monitors it", m)
+    end
+  end
+  local KINDS = { "notification-script", "client-reconfig-script" }
+  for _, s in ipairs(fleet.sentinels) do
+    local c, err
+    if s.reachable then c, err = S.connect(s.addr, copts) end
+    if not c then
+      failed = failed + 1
+      out("%s  FAILED: unreachable: %s", s.addr, plain(s.addr, err or s.err) or "?")
+      goto next
+    end
+    do
+      local masters, merr = c:call("SENTINEL", "MASTERS")
+      if not masters then
+        failed = failed + 1
+        out("%s  FAILED: SENTINEL MASTERS: %s", s.addr, merr)
+        c:close()
+        goto next
+      end
+      local denied = {}
+      table.sort(masters, function(x, y) return tostring(kv(x).name) < tostring(kv(y).name) end)
+      for _, entry in ipairs(masters) do
+        local m = kv(entry)
+        local name = m.name
+        if not name or not only[name] then goto continue end
+        if o["dry-run"] then
+          for _, k in ipairs(KINDS) do
+            out("%s  %s  would set %s %s (now: %s)", s.addr, name, k, want[k] == "" and '""' or want[k],
+              m[k] or "none")
+          end
+          goto continue
+        end
+        for _, k in ipairs(KINDS) do
+          local ok, e, dead = c:call("SENTINEL", "SET", name, k, want[k])
+          if not ok and is_denied(e) then
+            denied[#denied + 1] = { name = name, current = m }
+            break
+          elseif not ok then
+            failed = failed + 1
+            out("%s  %s  FAILED: SENTINEL SET %s: %s", s.addr, name, k, e)
+            if dead then break end
+          end
+        end
+        if denied[#denied] and denied[#denied].name == name then goto continue end
+        -- read back what the Sentinel now has
+        do
+          local back, e = c:call("SENTINEL", "MASTER", name)
+          local b = kv(back)
+          if not back then
+            failed = failed + 1
+            out("%s  %s  FAILED: reading back: %s", s.addr, name, e)
+          else
+            local bad = {}
+            for _, k in ipairs(KINDS) do
+              if (b[k] or "") ~= want[k] then
+                bad[#bad + 1] = string.format("%s is %s", k, b[k] or "unset")
+              end
+            end
+            if #bad > 0 then
+              failed = failed + 1
+              out("%s  %s  FAILED: read back: %s", s.addr, name, table.concat(bad, ", "))
+            elseif clear then
+              out("%s  %s  cleared (read back: no scripts)", s.addr, name)
+            else
+              out("%s  %s  set (read back): notification-script %s, client-reconfig-script %s", s.addr, name,
+                want["notification-script"], want["client-reconfig-script"])
+            end
+          end
+        end
+        ::continue::
+      end
+      c:close()
+      if #denied > 0 then
+        failed = failed + #denied
+        out("%s  REFUSED: deny-scripts-reconfig is yes, so scripts cannot be %s at runtime.", s.addr,
+          clear and "cleared" or "set")
+        if clear then
+          out("# remove these lines from the sentinel.conf of %s, then restart it:", s.addr)
+          for _, d in ipairs(denied) do
+            for _, k in ipairs(KINDS) do
+              if d.current[k] then out("sentinel %s %s %s", k, d.name, conf_quote(d.current[k])) end
+            end
+          end
+        else
+          out("# add these lines to the sentinel.conf of %s, then restart it:", s.addr)
+          for _, d in ipairs(denied) do
+            for _, k in ipairs(KINDS) do out("sentinel %s %s %s", k, d.name, conf_quote(want[k])) end
+          end
+        end
+      end
+    end
+    ::next::
+  end
+  if failed > 0 then
+    out("%d Sentinel/master pair(s) not %s", failed, clear and "cleared" or "set")
+    return 1
+  end
+  return 0
+end
+
+-- ------------------------------------------------------------------ main
+
+-- args: the whole argv after the program name ({ "sentinels", cmd, ... }).
+function M.main(args, host)
+  local cmd = args[2]
+  if cmd == nil or cmd == "-h" or cmd == "--help" or cmd == "help" then
+    io.stdout:write(USAGE)
+    return cmd == nil and 2 or 0
+  end
+  if not ALLOWED[cmd] then return usage_error(string.format("unknown subcommand '%s'", cmd)) end
+  local rest = {}
+  for i = 3, #args do rest[#rest + 1] = args[i] end
+  local o, err = parse(cmd, rest)
+  if not o then return usage_error(err) end
+  local S = host.sentinel()
+  if cmd == "doctor" then
+    return require("eventilator.sentinels_doctor").run(S, host, o, installation, out)
+  end
+  local config = host.load_config()
+  if not config then return 2 end
+  if cmd == "status" then return status(S, config, o) end
+  return set_scripts(S, config, o, cmd == "unregister")
+end
+
+return M

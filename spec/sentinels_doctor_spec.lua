@@ -1,0 +1,140 @@
+-- eventilator sentinels: usage errors, seeds from the config, and doctor
+-- (this host as Sentinel's user sees it). The fleet itself is in
+-- sentinels_spec.lua.
+local procs = require("procs")
+local runner = require("runner")
+local json = require("cjson")
+
+local function has(text, needle)
+  return text:find(needle, 1, true) ~= nil
+end
+
+describe("eventilator sentinels: usage", function()
+  local ctx
+  before_each(function() ctx = runner.new() end)
+  after_each(function() ctx:cleanup() end)
+
+  it("exits 2 on bad usage and without any Sentinel to start from", function()
+    local rc = ctx:run("eventilator", "sentinels", "status", "--bogus")
+    assert.equals(2, rc)
+    rc = ctx:run("eventilator", "sentinels", "frobnicate")
+    assert.equals(2, rc)
+    rc = ctx:run("eventilator", "sentinels", "status", "--timeout", "x", "--sentinel", "127.0.0.1:1")
+    assert.equals(2, rc)
+    rc = ctx:run("eventilator", "sentinels", "status")
+    assert.equals(2, rc)
+    assert.truthy(has(ctx:stderr(), "watch.sentinels"))
+    rc = ctx:run("eventilator", "sentinels", "status", "--sentinel", "nocolon")
+    assert.equals(2, rc)
+    rc = ctx:run("eventilator", "sentinels", "register", "--notification", "relative/path", "--sentinel", "127.0.0.1:1")
+    assert.equals(2, rc)
+  end)
+
+  it("takes its seeds from watch.sentinels and reports every one that is down", function()
+    local a, b = procs.free_port(), procs.free_port()
+    ctx:config(string.format("watch = { sentinels = { '127.0.0.1:%d', '[::1]:%d' }, timeout = 0.5 }", a, b))
+    local rc, _, out = ctx:run("eventilator", "sentinels", "status", "--json")
+    assert.equals(1, rc, out)
+    local doc = json.decode(out)
+    assert.equals(2, #doc.sentinels)
+    assert.equals("[::1]:" .. b, doc.sentinels[2].addr)
+    assert.is_false(doc.sentinels[2].reachable)
+    assert.equals(2, #doc.problems)
+  end)
+end)
+
+describe("eventilator sentinels doctor", function()
+  local ctx, store, root, user, scripts, unit
+  local is_root = (procs.sh("id -u"):gsub("%s+$", "")) == "0"
+
+  lazy_setup(function() store = procs.start_redis() end)
+  lazy_teardown(function() if store then store.stop() end end)
+
+  local function doctor(...)
+    local rc, _, out = ctx:run("eventilator", "sentinels", "doctor", "--user", user, "--notification",
+      scripts .. "/eventilator", "--reconfig", scripts .. "/reconfigurator", "--unit", unit, ...)
+    return rc, out
+  end
+
+  before_each(function()
+    -- Checked as the user Sentinel runs as: redis when we are root (root
+    -- passes every mode check), otherwise ourselves.
+    user = is_root and "redis" or (procs.sh("id -un"):gsub("%s+$", ""))
+    ctx = runner.new()
+    root = ctx.dir
+    scripts = root .. "/lib/eventilator"
+    unit = root .. "/redis-sentinel.service"
+    os.execute(string.format("mkdir -p %s %s/state && cp /bin/true %s/eventilator && ln -s eventilator %s/reconfigurator",
+      procs.quote(scripts), procs.quote(root), procs.quote(scripts), procs.quote(scripts)))
+    os.execute(string.format("chmod 755 %s %s/lib %s && chmod 755 %s/eventilator", procs.quote(root), procs.quote(root),
+      procs.quote(scripts), procs.quote(scripts)))
+    if is_root then os.execute("chown redis " .. procs.quote(root .. "/state")) end
+    -- Debian's unit, with the drop-in an operator adds for a folder of their own
+    procs.write(unit, "[Unit]\nDescription=x\n[Service]\nNoExecPaths=/\nExecPaths=/usr/bin/redis-sentinel /usr/lib /lib\n" ..
+      "ExecPaths=-" .. scripts .. "\n")
+    ctx:config(string.format("redis = { port = %d }\n", store.port))
+    os.execute("chmod 644 " .. procs.quote(ctx.conf))
+  end)
+
+  after_each(function() ctx:cleanup() end)
+
+  it("passes on a host set up right", function()
+    local rc, out = doctor()
+    assert.equals(0, rc, out)
+    assert.truthy(has(out, "ok    notification-script " .. scripts .. "/eventilator: executable by " .. user), out)
+    assert.truthy(has(out, "ok    metrics store 127.0.0.1:" .. store.port .. " answers"), out)
+    assert.truthy(has(out, "all checks passed"), out)
+  end)
+
+  it("reports a script that is not executable, with its fix", function()
+    os.execute("chmod 644 " .. procs.quote(scripts .. "/eventilator"))
+    local rc, out = doctor()
+    assert.equals(1, rc, out)
+    assert.truthy(out:find("FAIL  notification%-script [^\n]* is not executable by " .. user .. " %(mode 0644"), out)
+    assert.truthy(has(out, "fix: chmod 755 " .. scripts .. "/eventilator"), out)
+  end)
+
+  it("reports a folder on the way that Sentinel's user cannot enter", function()
+    if not is_root then return end -- our own 0700 folder is ours to enter
+    os.execute("chmod 700 " .. procs.quote(root .. "/lib"))
+    local rc, out = doctor()
+    assert.equals(1, rc, out)
+    assert.truthy(has(out, "folder " .. root .. "/lib is not searchable by redis"), out)
+    assert.truthy(has(out, "fix: chmod o+x " .. root .. "/lib"), out)
+  end)
+
+  it("reports a script outside the unit's ExecPaths (as under /opt), with its fix", function()
+    procs.write(unit, "[Service]\nNoExecPaths=/\nExecPaths=/usr/bin/redis-sentinel /usr/lib /lib\n")
+    local rc, out = doctor()
+    assert.equals(1, rc, out)
+    assert.truthy(has(out, "FAIL  notification-script " .. scripts .. "/eventilator lies outside the ExecPaths"), out)
+    assert.truthy(has(out, "ExecPaths=" .. scripts), out)
+  end)
+
+  it("reports a state_dir Sentinel's user cannot write, with its fix", function()
+    local sd = root .. "/ro"
+    os.execute("mkdir -p " .. procs.quote(sd) .. " && chmod 555 " .. procs.quote(sd))
+    ctx:config(string.format("redis = { port = %d }\nstate_dir = %q\n", store.port, sd))
+    os.execute("chmod 644 " .. procs.quote(ctx.conf))
+    local rc, out = doctor()
+    assert.equals(1, rc, out)
+    assert.truthy(has(out, "FAIL  state_dir " .. sd .. " is not writable by " .. user), out)
+    assert.truthy(has(out, "fix: chown " .. user .. ": " .. sd), out)
+  end)
+
+  it("reports a metrics store that is down, with its fix", function()
+    ctx:config(string.format("redis = { port = %d }\n", procs.free_port())) -- nothing listens there
+    os.execute("chmod 644 " .. procs.quote(ctx.conf))
+    local rc, out = doctor()
+    assert.equals(1, rc, out)
+    assert.truthy(out:find("FAIL  metrics store 127%.0%.0%.1:%d+ does not answer"), out)
+    assert.truthy(has(out, "metrics = { enabled = false }"), out)
+  end)
+
+  it("reports a rule file that does not load", function()
+    ctx:rule("bad.lua", "on(")
+    local rc, out = doctor()
+    assert.equals(1, rc, out)
+    assert.truthy(out:find("FAIL  1 of 1 rule file%(s%) fail to load"), out)
+  end)
+end)
