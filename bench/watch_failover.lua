@@ -32,12 +32,13 @@ for round = 1, rounds do
       end
       return t and (t - killed) * 1000
     end
-    procs.wait(function() return first("script", "+odown") and first("watch", "+odown") end, 60, "+odown in both modes")
+    procs.wait(function() return first("script", "+odown") and first("watch", "+odown") end, 60,
+      "+odown in both modes")
     local r = { script = first("script"), watch = first("watch"),
                 script_odown = first("script", "+odown"), watch_odown = first("watch", "+odown") }
     results[#results + 1] = r
-    io.stdout:write(string.format("round %d: first handler: script %.0f ms, watch %.0f ms; +odown: script %.0f ms, "
-      .. "watch %.0f ms\n", round, r.script, r.watch, r.script_odown, r.watch_odown))
+    io.stdout:write(string.format("round %d: first handler: script %.0f ms, watch %.0f ms; "
+      .. "+odown: script %.0f ms, watch %.0f ms\n", round, r.script, r.watch, r.script_odown, r.watch_odown))
   end)
   pcall(w.stop, w, 30)
   w:cleanup()
@@ -51,6 +52,6 @@ local function median(key)
   table.sort(v)
   return v[(#v + 1) // 2]
 end
-io.stdout:write(string.format("median of %d: first handler script %.0f ms, watch %.0f ms; +odown script %.0f ms, "
-  .. "watch %.0f ms (down-after-milliseconds 1000)\n", #results, median("script"), median("watch"),
-  median("script_odown"), median("watch_odown")))
+io.stdout:write(string.format("median of %d: first handler script %.0f ms, watch %.0f ms; "
+  .. "+odown script %.0f ms, watch %.0f ms (down-after-milliseconds 1000)\n", #results,
+  median("script"), median("watch"), median("script_odown"), median("watch_odown")))
