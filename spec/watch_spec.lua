@@ -346,17 +346,26 @@ describe("watch mode at scale: one Sentinel, 100 masters, all down at once", fun
     w:wait_handled(is("+odown"), 100, 90, "100 +odown")
     w:wait_handled(is("+sdown"), 100, 30, "100 +sdown")
     procs.sleep(3)
+    -- what the Sentinel published, from its log: on a loaded machine it can
+    -- see a master come and go more than once, and each time is an event
+    local slog = procs.read(dir .. "/sentinel.log") or ""
+    local published = { ["+sdown"] = {}, ["+odown"] = {} }
+    for name, m in slog:gmatch("([+]%a+) master (m%d+) ") do
+      if published[name] then published[name][m] = (published[name][m] or 0) + 1 end
+    end
     local seen = { ["+sdown"] = {}, ["+odown"] = {} }
     for _, r in ipairs(w:handled()) do
-      assert.is_nil(seen[r.name][r.pod], r.name .. " " .. r.pod .. " twice")
-      seen[r.name][r.pod] = true
+      seen[r.name][r.pod] = (seen[r.name][r.pod] or 0) + 1
     end
     for _, name in ipairs({ "+sdown", "+odown" }) do
       local n = 0
-      for _ in pairs(seen[name]) do n = n + 1 end
+      for m, k in pairs(seen[name]) do
+        n = n + 1
+        assert.are.equal(published[name][m], k, name .. " " .. m .. ": handled as often as published")
+        if k > 1 then note("%s %s: published and handled %d times", name, m, k) end
+      end
       assert.are.equal(100, n, name)
     end
-    local slog = procs.read(dir .. "/sentinel.log") or ""
     local _, tries = slog:gsub("%+try%-failover", "")
     note("100 masters: %d +try-failover in the Sentinel's log meanwhile", tries)
   end)
