@@ -131,3 +131,14 @@ print("   %d handler starts: median %.2f ms, p90 %.2f ms, p99 %.2f ms, max %.2f 
 PY
 kill -USR1 "$WPID"; sleep 0.2
 grep 'stats heard' "$W/watch.log" | tail -1 | sed 's/^.*watch: /   /'
+# the machine's own speed right now: a bare fork+exec+wait of /bin/true
+python3 - <<'PY'
+import subprocess, time
+v = []
+for _ in range(100):
+    t = time.perf_counter()
+    subprocess.run(["/bin/true"])
+    v.append((time.perf_counter() - t) * 1000)
+v.sort()
+print("   for scale: /bin/true fork+exec+wait median %.2f ms, p99 %.2f ms right now" % (v[50], v[98]))
+PY
