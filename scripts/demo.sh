@@ -9,7 +9,15 @@
 # `timeout` and is stopped on exit; nothing is left running.
 #
 #   bash scripts/demo.sh            # DEMO_KEEP=1 keeps the temp folder
+#   bash scripts/demo.sh --watch    # the same failover heard by `eventilator watch` instead:
+#                                   # no scripts in sentinel.conf, every event once, NOTICE ones too
 set -euo pipefail
+WATCH=0
+case "${1:-}" in
+  --watch) WATCH=1 ;;
+  "") ;;
+  *) echo "usage: bash scripts/demo.sh [--watch]" >&2; exit 2 ;;
+esac
 T0=$(date +%s.%N)
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -117,6 +125,7 @@ redis = { host = "127.0.0.1", port = $STORE, timeout = 1 }
 metrics = { enabled = true }
 warnings = { enabled = true }
 record = "$W/calls.jsonl" -- every call, for: eventilator test --replay (docs/testing-rules.md)
+watch = { sentinels = { "127.0.0.1:$S1" } } -- one seed: the watcher finds the other two
 EOF
 
 i=0
@@ -135,10 +144,12 @@ sentinel monitor $POD 127.0.0.1 $P1 2
 sentinel down-after-milliseconds $POD 1000
 sentinel failover-timeout $POD 15000
 sentinel parallel-syncs $POD 1
-sentinel notification-script $POD $BIN/eventilator
-sentinel client-reconfig-script $POD $BIN/reconfigurator
 sentinel deny-scripts-reconfig yes
 EOF
+  if [ "$WATCH" = 0 ]; then
+    printf '%s\n' "sentinel notification-script $POD $BIN/eventilator" \
+      "sentinel client-reconfig-script $POD $BIN/reconfigurator" >>"$d/sentinel.conf"
+  fi
   # Sentinel passes its environment to the scripts: the config path, and a
   # log file per sentinel so the timeline can say who ran what.
   start "$d" env EVENTILATOR_CONF="$W/eventilator.conf" EVENTILATOR_LOG="$W/eventilator-s$i.log" \
@@ -161,6 +172,15 @@ ready() {
 wait_for 30 "the sentinels to find the replicas and each other" ready
 say "   master 127.0.0.1:$P1, replicas :$P2 :$P3; sentinels s1 :$S1, s2 :$S2, s3 :$S3 (quorum 2,"
 say "   down-after 1000 ms); metrics store 127.0.0.1:$STORE; up in $(elapsed "$TS") s"
+
+if [ "$WATCH" = 1 ]; then
+  say "== eventilator watch (no scripts in any sentinel.conf; seed s1, discovers s2 and s3)"
+  mkdir -p "$W/watch"
+  start "$W/watch" env EVENTILATOR_CONF="$W/eventilator.conf" "$BIN/eventilator" watch
+  subscribed() { [ "$(grep -c 'connected and subscribed' "$W/eventilator.log" 2>/dev/null)" -ge 3 ]; }
+  wait_for 20 "the watcher to subscribe to all three sentinels" subscribed
+  grep -h -e 'watch: sentinel' "$W/eventilator.log" | sed 's/^[^ ]* [^ ]*: info: /   /'
+fi
 
 # ---------------------------------------------------------------- the failure
 MASTER_PID=$(server_pid "$P1")
@@ -192,6 +212,49 @@ no_pending() {
 wait_for 20 "the old master's +sdown on every sentinel" old_sdown_everywhere
 wait_for 30 "Sentinel's script queue to drain" no_pending
 sleep 0.3
+if [ "$WATCH" = 1 ]; then
+  sleep 1 # the last runs finish
+  say ""
+  say "== what eventilator watch ran: every event once, whichever sentinels reported it (time from the kill)"
+  say "   (NOTICE = an event Sentinel publishes but never passes to a notification-script)"
+  python3 - "$KILL_AT" "$W/eventilator.log" <<'PY'
+import datetime, re, sys
+kill, path = float(sys.argv[1]), sys.argv[2]
+NOTICE = {"+slave", "+sentinel", "+sentinel-address-switch", "+sentinel-invalid-addr", "+sentinel-address-update",
+          "+reboot", "+convert-to-slave", "+fix-slave-config", "+failover-state-send-slaveof-noone",
+          "+failover-state-wait-promotion", "+slave-reconf-sent", "+slave-reconf-inprog", "+slave-reconf-done",
+          "-slave-reconf-sent-timeout", "+slave-reconf-sent-be", "+role-change", "-role-change",
+          "+tilt", "-tilt", "-script-error", "-script-timeout"}
+line_re = re.compile(r"^(\S+) \S+?\[(\d+)\]: (\w+): (.*)$")
+runs, notice, watcher = {}, 0, []
+for line in open(path, encoding="utf-8", errors="replace"):
+    m = line_re.match(line.rstrip("\n"))
+    if not m:
+        continue
+    ts, pid, level, msg = m.groups()
+    t = datetime.datetime.fromisoformat(ts).timestamp()
+    if t < kill:
+        continue
+    if msg.startswith("watch: "):
+        if "sentinel" in msg or "synthetic" in msg or "queue" in msg:
+            watcher.append((t, msg))
+        continue
+    if (" pod=" in msg and " exit=" in msg) or pid in runs:
+        continue
+    runs[pid] = (t, re.sub(r"\b([0-9a-f]{8})[0-9a-f]{32}\b", "\\1…", msg))
+for t, text in sorted(runs.values()):
+    tag = "NOTICE" if text.split(" ", 1)[0] in NOTICE else ""
+    notice += 1 if tag else 0
+    print(f"  {t - kill:+6.2f}s  {tag:<6}  {text[:90]}")
+for t, msg in watcher:
+    print(f"  {t - kill:+6.2f}s  watcher: {msg[7:]}")
+print(f"  = {len(runs)} events handled, once each; {notice} of them NOTICE-level (a script never sees those)")
+PY
+  say ""
+  say "   log: $W/eventilator.log (DEMO_KEEP=1 keeps it). Failover metrics come from the client-reconfig"
+  say "   script, which watch mode does not replace: keep reconfigurator wired in for them (docs/watch.md)."
+  exit 0
+fi
 
 # ---------------------------------------------------------------- what happened
 say ""

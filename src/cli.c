@@ -13,6 +13,7 @@
 #include "paths.h"
 #include "record.h"
 #include "retry.h"
+#include "watch.h"
 
 int luaopen_eventilator_sentinel(lua_State *L); /* lsentinel.c, full runtime only */
 
@@ -126,6 +127,7 @@ void evl_push_cli_host(lua_State *L, struct evl_host *h)
         {"match", h_match},             {"run", h_run},               {"retries", h_retries},
 #ifndef EVL_LEAN
         {"sentinel", luaopen_eventilator_sentinel}, /* host.sentinel() -> the module */
+        {"watch", evl_watch_lua}, /* watch.c: `eventilator watch` */
 #endif
         {"begin_call", evl_cli_begin_call}, /* replay.c */
         {NULL, NULL},

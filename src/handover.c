@@ -32,6 +32,7 @@
 #include "fullonly.h" /* generated: evl_full_words[] */
 #include "host.h"
 #include "log.h"
+#include "watch_env.h"
 
 #define ENV_T0 "EVENTILATOR_T0"
 #define ENV_DONE "EVENTILATOR_DONE"
@@ -191,6 +192,7 @@ void evl_handover(struct evl_host *h, const char *reason, const char *done)
     setenv(ENV_DONE, done ? done : "", 1);
     if (h->delivery)
         setenv(ENV_DELIVERY, h->delivery, 1);
+    evl_watch_env_restore(); /* the full runtime reads watch mode's ev fields again */
     /* the watchdog's timer survives execve; the full runtime re-arms it from the same t0 */
     execv(full, h->argv);
     evl_log(EVL_ERROR, "cannot start the full runtime %s: %s", full, strerror(errno));

@@ -3,10 +3,12 @@
  * Absent fields stay nil. ev.host (this machine's FQDN) costs a resolver
  * call, so it is computed on first access only, and that call is bounded
  * (lookup.h): a dead DNS server costs at most EVL_HOST_LOOKUP seconds once
- * per call, and then ev.host is the short host name.
+ * per call, and then ev.host is the short host name. The watch-mode fields
+ * (source, sentinel, sentinels, synthetic) come from the environment.
  */
 #include <netdb.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -22,6 +24,7 @@
 
 /* Seconds ev.host may wait for the resolver (also clamped to the budget). */
 #define EVL_HOST_LOOKUP 1.0
+#include "watch_env.h"
 
 static void set_str(lua_State *L, const char *k, const char *v)
 {
@@ -73,6 +76,61 @@ static int ev_index(lua_State *L)
     lua_pushvalue(L, -1);
     lua_setfield(L, 1, "host"); /* cache: rawset through the table itself */
     return 1;
+}
+
+/*
+ * Watch mode passes what Sentinel's argv cannot carry through the
+ * environment (docs/watch.md). They are read once and unset, so what a
+ * handler starts does not inherit them; evl_watch_env_restore() puts them
+ * back for a handover to the full runtime, which reads them again.
+ */
+static const char *const watch_vars[] = {"EVENTILATOR_SOURCE", "EVENTILATOR_SENTINEL",
+                                         "EVENTILATOR_SENTINELS", "EVENTILATOR_SYNTHETIC"};
+enum { W_SOURCE, W_SENTINEL, W_SENTINELS, W_SYNTHETIC, W_N }; /* EVENTILATOR_DELIVERY: handover.c */
+static char *watch_val[W_N];
+static int watch_taken;
+
+static void watch_take(void)
+{
+    if (watch_taken)
+        return;
+    watch_taken = 1;
+    for (int i = 0; i < W_N; i++) {
+        const char *v = getenv(watch_vars[i]);
+        watch_val[i] = v && *v ? strdup(v) : NULL;
+        unsetenv(watch_vars[i]);
+    }
+}
+
+void evl_watch_env_restore(void)
+{
+    for (int i = 0; watch_taken && i < W_N; i++)
+        if (watch_val[i])
+            setenv(watch_vars[i], watch_val[i], 1);
+}
+
+static void push_watch_fields(lua_State *L)
+{
+    watch_take();
+    int watch = watch_val[W_SOURCE] && strcmp(watch_val[W_SOURCE], "watch") == 0;
+    set_str(L, "source", watch ? "watch" : "script");
+    if (!watch)
+        return;
+    set_str(L, "sentinel", watch_val[W_SENTINEL]);
+    lua_newtable(L);
+    int n = 0;
+    for (const char *p = watch_val[W_SENTINELS]; p && *p;) {
+        const char *e = strchr(p, ',');
+        size_t l = e ? (size_t)(e - p) : strlen(p);
+        lua_pushlstring(L, p, l);
+        lua_rawseti(L, -2, ++n);
+        p = e ? e + 1 : NULL;
+    }
+    lua_setfield(L, -2, "sentinels");
+    if (watch_val[W_SYNTHETIC] && strcmp(watch_val[W_SYNTHETIC], "1") == 0) {
+        lua_pushboolean(L, 1);
+        lua_setfield(L, -2, "synthetic");
+    }
 }
 
 void evl_push_event(lua_State *L, const struct evl_event *ev, int nargs, char **args)
@@ -135,6 +193,7 @@ void evl_push_event(lua_State *L, const struct evl_event *ev, int nargs, char **
         set_int(L, "signal", ev->signal);
     if (ev->exit_code >= 0)
         set_int(L, "exit_code", ev->exit_code);
+    push_watch_fields(L);
     clock_gettime(CLOCK_REALTIME, &ts);
     lua_pushnumber(L, (double)ts.tv_sec + (double)ts.tv_nsec / 1e9);
     lua_setfield(L, -2, "time");

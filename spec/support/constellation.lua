@@ -323,6 +323,35 @@ function C:wait_sentinel(i)
 end
 
 -- Stop sentinel i (SIGTERM, then SIGKILL after 5 s).
+-- "127.0.0.1:port" of sentinel i.
+function C:sentinel_addr(i)
+  return "127.0.0.1:" .. self.sentinels[i].port
+end
+
+-- One more sentinel monitoring the pod (the others then report +sentinel);
+-- started and answering; returns its index.
+function C:add_sentinel()
+  local i = #self.sentinels + 1
+  local s = { port = procs.free_port(), dir = self.root .. "/sentinel-" .. i }
+  s.conf, s.log = s.dir .. "/sentinel.conf", s.dir .. "/sentinel.log"
+  os.execute("mkdir -p " .. procs.quote(s.dir))
+  procs.write(s.conf, table.concat({
+    "port " .. s.port, "bind 127.0.0.1", "protected-mode no", "daemonize no", "dir " .. s.dir, "logfile " .. s.log,
+    string.format("sentinel monitor %s 127.0.0.1 %d %d", self.name, self.master_port, self.quorum),
+    string.format("sentinel down-after-milliseconds %s %d", self.name, self.down_after),
+    string.format("sentinel failover-timeout %s %d", self.name, self.failover_timeout),
+  }, "\n") .. "\n")
+  self.sentinels[i] = s
+  self:start_sentinel(i)
+  self:wait_sentinel(i)
+  return i
+end
+
+-- Start the redis-server on `port` again (after kill_node).
+function C:start_node(port)
+  node_start(assert(self:node(port), "no node on port " .. tostring(port)))
+end
+
 function C:stop_sentinel(i)
   local s = self.sentinels[i]
   s.up = false

@@ -1,0 +1,151 @@
+-- A watch-mode process for the specs and benches: its own config, rules
+-- folder, state folder and log, started as `eventilator watch` under
+-- `timeout` (procs.spawn), with its exit code kept in a file.
+--
+--   local w = watcher.new{ config = "watch = { sentinels = { ... } }" }
+--   w:record("10-record.lua", { "+sdown", "+odown" })  -- a rule that logs what it saw
+--   w:start()
+--   w:wait_handled(function(r) return r.name == "+odown" end, 1, 30)
+--   w:stop()   -- SIGTERM; returns the exit code
+local procs = require("procs")
+
+local M = {}
+local W = {}
+W.__index = W
+
+function M.new(opts)
+  opts = opts or {}
+  local dir = procs.tmpdir()
+  local self = setmetatable({
+    dir = dir, rules = dir .. "/rules", state = dir .. "/state", log = dir .. "/eventilator.log",
+    conf = dir .. "/eventilator.conf", out = dir .. "/handled.tsv", env = opts.env or {},
+  }, W)
+  os.execute(string.format("mkdir -p %s %s", procs.quote(self.rules), procs.quote(self.state)))
+  self:config(opts.config or "")
+  return self
+end
+
+function W:config(text)
+  procs.write(self.conf, string.format("log = { target = %q, level = \"debug\" }\nrules_dir = %q\n" ..
+    "state_dir = %q\n%s\n", self.log, self.rules, self.state, text))
+end
+
+function W:rule(name, text)
+  procs.write(self.rules .. "/" .. name, text)
+end
+
+-- A rule that appends one tab-separated line per event it sees:
+-- name, pod, source, sentinel, sentinels (comma list), synthetic (1/0),
+-- instance type, time, text. One write per line (O_APPEND), so
+-- concurrent runs never interleave.
+function W:record(name, patterns, extra)
+  local list = {}
+  for i, p in ipairs(patterns) do list[i] = string.format("%q", p) end
+  self:rule(name, string.format([[
+on({ %s }, function(ev)
+  local f = assert(io.open(%q, "a"))
+  f:write(table.concat({ ev.name, ev.pod or "-", ev.source or "-", ev.sentinel or "-",
+    table.concat(ev.sentinels or {}, ","), ev.synthetic and "1" or "0",
+    ev.instance and ev.instance.type or "-", string.format("%%.6f", ev.time), ev.text or "" }, "\t") .. "\n")
+  f:close()
+  %s
+  return true
+end)
+]], table.concat(list, ", "), self.out, extra or ""))
+end
+
+-- The recorded events, each { name, pod, source, sentinel, sentinels = {...},
+-- synthetic, type, time, text }.
+function W:handled()
+  local out = {}
+  for line in (procs.read(self.out) or ""):gmatch("[^\n]+") do
+    local f = {}
+    for field in (line .. "\t"):gmatch("([^\t]*)\t") do f[#f + 1] = field end
+    local sentinels = {}
+    for s in (f[5] or ""):gmatch("[^,]+") do sentinels[#sentinels + 1] = s end
+    out[#out + 1] = { name = f[1], pod = f[2], source = f[3], sentinel = f[4], sentinels = sentinels,
+                      synthetic = f[6] == "1", type = f[7], time = tonumber(f[8]), text = f[9] }
+  end
+  return out
+end
+
+function W:count(pred)
+  local n = 0
+  for _, r in ipairs(self:handled()) do
+    if pred(r) then n = n + 1 end
+  end
+  return n
+end
+
+-- Until at least n recorded events satisfy pred.
+function W:wait_handled(pred, n, timeout, what)
+  procs.wait(function() return self:count(pred) >= n end, timeout or 30, what or "handled events")
+end
+
+function W:logtext()
+  return procs.read(self.log) or ""
+end
+
+function W:log_count(plain)
+  local text, n, i = self:logtext(), 0, 1
+  while true do
+    local s, e = text:find(plain, i, true)
+    if not s then return n end
+    n, i = n + 1, e + 1
+  end
+end
+
+-- Until the log holds `plain` at least n times.
+function W:wait_log(plain, n, timeout)
+  procs.wait(function() return self:log_count(plain) >= (n or 1) end, timeout or 20,
+    "log line '" .. plain .. "'")
+end
+
+-- Start `eventilator watch` with args; waits for its start line.
+function W:start(args)
+  local pidfile, rcfile = self.dir .. "/watch.pid", self.dir .. "/watch.rc"
+  os.remove(pidfile)
+  os.remove(rcfile)
+  self.rcfile = rcfile
+  local env = { "EVENTILATOR_CONF=" .. procs.quote(self.conf) }
+  for k, v in pairs(self.env) do env[#env + 1] = k .. "=" .. procs.quote(v) end
+  local before = self:log_count("watch: started")
+  local inner = string.format("env %s %s %s & echo $! > %s; wait $!; echo $? > %s", table.concat(env, " "),
+    procs.quote(procs.build .. "/bin/eventilator"), "watch " .. (args or ""), procs.quote(pidfile), procs.quote(rcfile))
+  self.wrapper = procs.spawn("sh -c " .. procs.quote(inner), self.dir .. "/watch.out")
+  procs.wait(function()
+    self.pid = tonumber(procs.read(pidfile) or "")
+    return self.pid ~= nil
+  end, 10, "watcher pid")
+  procs.wait(function()
+    return self:log_count("watch: started") > before or procs.read(rcfile) ~= nil
+  end, 20, "watcher start")
+  return self
+end
+
+function W:signal(sig)
+  procs.kill(self.pid, sig)
+end
+
+-- Its exit code once it has exited (nil while it runs).
+function W:exit_code()
+  return tonumber(procs.read(self.rcfile or "") or "")
+end
+
+-- SIGTERM and wait; returns the exit code.
+function W:stop(timeout)
+  if not self.pid then return nil end
+  self:signal("TERM")
+  procs.wait(function() return self:exit_code() ~= nil end, timeout or 60, "watcher to exit")
+  self.pid = nil
+  return self:exit_code()
+end
+
+function W:cleanup()
+  if self.pid and not self:exit_code() then
+    self:signal("KILL")
+  end
+  procs.rmtree(self.dir)
+end
+
+return M

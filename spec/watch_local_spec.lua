@@ -1,0 +1,182 @@
+-- Watch mode (`eventilator watch`, docs/watch.md) against real peers, part 2 of 3:
+-- a plain redis-server named as a Sentinel, on which the specs PUBLISH
+-- events by hand, and a redis-sentinel that requires a password.
+-- Handlers record what they saw (spec/support/watcher.lua). Nothing here asserts a duration.
+local procs = require("procs")
+local watcher = require("watcher")
+
+local function is(name, typ)
+  return function(r) return r.name == name and (typ == nil or r.type == typ) end
+end
+
+describe("watch mode, events published by hand on a redis-server named as a Sentinel", function()
+  local redis, w
+
+  setup(function()
+    redis = procs.start_redis()
+  end)
+
+  teardown(function()
+    if redis then redis.stop() end
+  end)
+
+  after_each(function()
+    if w then
+      pcall(w.stop, w, 60)
+      w:cleanup()
+      w = nil
+    end
+  end)
+
+  local function start(config)
+    w = watcher.new{ config = string.format("watch = { sentinels = { \"127.0.0.1:%d\" }, %s }\n%s", redis.port,
+      config and config.watch or "", config and config.top or "") }
+    return w
+  end
+
+  local function publish(name, text)
+    return procs.cli(redis.port, "publish", name, text)
+  end
+
+  local function go()
+    w:start()
+    w:wait_log("connected and subscribed", 1)
+  end
+
+  it("logs one line per unusable message and keeps running", function()
+    start()
+    w:record("10-record.lua", { "*" })
+    go()
+    assert.is_true(w:log_count("SENTINEL MASTERS") >= 1) -- not a Sentinel: no reconciliation, said once
+    publish("+sdown", "garbage")
+    publish("+odown", "master pod1 127.0.0.1 notaport #quorum 2/3")
+    publish("+switch-master", "pod1 127.0.0.1")
+    publish("+sdown", "master pod1 127.0.0.1 6379")
+    w:wait_handled(is("+sdown"), 1, 20)
+    assert.are.equal(3, w:log_count("unusable message"))
+    assert.is_nil(w:exit_code())
+    assert.are.equal(1, #w:handled())
+  end)
+
+  it("keeps handling later events on time while a handler hangs", function()
+    start{ watch = "retries = 0", top = "budget = 4" }
+    w:record("10-record.lua", { "+sdown" }, [[
+  if ev.pod == "hung" then os.execute("sleep 8") end]])
+    go()
+    publish("+sdown", "master hung 127.0.0.1 6379")
+    w:wait_handled(function(r) return r.pod == "hung" end, 1, 20)
+    for i = 1, 5 do publish("+sdown", string.format("master other%d 127.0.0.1 6379", i)) end
+    w:wait_handled(function(r) return r.pod:match("^other") end, 5, 20, "later events")
+    -- the hung run is still going: intake and the other runs never waited for it
+    assert.are.equal(0, w:log_count("+sdown pod=hung done"))
+    assert.are.equal(0, w:log_count("+sdown pod=hung failed"))
+    w:wait_log("+sdown pod=hung failed", 1, 30) -- stopped at its budget, not retried (retries = 0)
+  end)
+
+  it("retries a handler that fails twice: it runs 3 times, the one beside it once", function()
+    start()
+    local count = w.dir .. "/count"
+    w:rule("10-flaky.lua", string.format([[
+on("+odown", function(ev)
+  local f = io.open(%q, "r")
+  local n = (f and tonumber(f:read("a")) or 0) + 1
+  if f then f:close() end
+  f = assert(io.open(%q, "w"))
+  f:write(tostring(n))
+  f:close()
+  if n < 3 then return nil, "not yet (" .. n .. ")" end
+  return true
+end)
+]], count, count))
+    w:record("20-record.lua", { "+odown" })
+    go()
+    publish("+odown", "master pod1 127.0.0.1 6379 #quorum 2/2")
+    w:wait_log("+odown pod=pod1 done, run 3", 1, 30)
+    assert.are.equal("3", procs.read(count))
+    assert.are.equal(1, w:count(is("+odown")))
+    assert.are.equal(2, w:log_count("+odown pod=pod1 failed (exit 1)"))
+  end)
+
+  it("SIGHUP keeps the running rules when a file is broken, and picks up a fixed one", function()
+    start()
+    local function version(v)
+      w:record("10-record.lua", { "+sdown" }, string.format([[
+  local g = assert(io.open(%q, "a")); g:write(%q, "\n"); g:close()]], w.dir .. "/versions", v))
+    end
+    version("v1")
+    go()
+    publish("+sdown", "master pod1 127.0.0.1 6379")
+    w:wait_handled(is("+sdown"), 1)
+    w:rule("10-record.lua", "on(\"+sdown\", function(ev)\n  return true\n") -- broken
+    w:signal("HUP")
+    w:wait_log("reload refused", 1)
+    publish("+sdown", "master pod1 127.0.0.1 6379")
+    w:wait_handled(is("+sdown"), 2)
+    version("v2")
+    w:signal("HUP")
+    w:wait_log("config and rules reloaded", 1)
+    publish("+sdown", "master pod1 127.0.0.1 6379")
+    w:wait_handled(is("+sdown"), 3)
+    assert.are.equal("v1\nv1\nv2\n", procs.read(w.dir .. "/versions"))
+  end)
+
+  it("SIGTERM lets the running handler finish and exits 0", function()
+    start{ top = "budget = 10" }
+    local done = w.dir .. "/done"
+    w:record("10-record.lua", { "+sdown" }, string.format([[
+  os.execute("sleep 1")
+  local g = assert(io.open(%q, "w")); g:close()]], done))
+    go()
+    publish("+sdown", "master pod1 127.0.0.1 6379")
+    w:wait_handled(is("+sdown"), 1)
+    assert.are.equal(0, w:stop(30))
+    assert.is_not_nil(procs.read(done))
+  end)
+end)
+
+describe("watch mode and a Sentinel that requires a password", function()
+  local dir, port, pid, w
+
+  setup(function()
+    dir = procs.tmpdir()
+    port = procs.free_port()
+    procs.write(dir .. "/sentinel.conf", table.concat({
+      "port " .. port, "bind 127.0.0.1", "daemonize no", "dir " .. dir, "requirepass s3cret",
+    }, "\n") .. "\n")
+    pid = procs.spawn("redis-sentinel " .. procs.quote(dir .. "/sentinel.conf"), dir .. "/sentinel.log")
+    procs.wait(function()
+      return procs.cli(port, "-a", "s3cret", "--no-auth-warning", "ping") == "PONG"
+    end, 10, "sentinel with requirepass")
+  end)
+
+  teardown(function()
+    procs.kill(pid)
+    procs.rmtree(dir)
+  end)
+
+  after_each(function()
+    if w then
+      pcall(w.stop, w, 30)
+      w:cleanup()
+      w = nil
+    end
+  end)
+
+  it("connects with it", function()
+    w = watcher.new{ config = string.format("watch = { sentinels = { \"127.0.0.1:%d\" }, password = \"s3cret\" }", port) }
+    w:start()
+    w:wait_log("connected and subscribed", 1)
+  end)
+
+  it("is refused cleanly without it, once in the log, and keeps running", function()
+    w = watcher.new{ config = string.format("watch = { sentinels = { \"127.0.0.1:%d\" } }", port) }
+    w:start()
+    w:wait_log("cannot connect", 1)
+    procs.sleep(1.5)
+    assert.are.equal(1, w:log_count("cannot connect"))
+    assert.is_truthy(w:logtext():find("NOAUTH", 1, true))
+    assert.is_nil(w:exit_code())
+    assert.are.equal(0, w:log_count("connected and subscribed"))
+  end)
+end)
+

@@ -1,0 +1,507 @@
+/*
+ * watch.c: `eventilator watch` (contract section 10, docs/watch.md).
+ *
+ * The subcommand's host function: loads config and rules into a Lua state
+ * of its own (used only to know which event names have handlers), takes a
+ * snapshot of the config file and the rule files for the runs to use, and
+ * drives one poll() loop over the Sentinel connections (watch_conn.c), the
+ * queue and the children (watch_run.c) and a self-pipe for signals.
+ *
+ * Why a snapshot: every run is the lean binary reading config and rules
+ * from disk. SIGHUP validates the files on disk first and only then points
+ * the runs at a new snapshot, so a broken file never reaches a run: the
+ * running set really keeps running.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+
+#include "deadline.h"
+#include "host.h"
+#include "log.h"
+#include "paths.h"
+#include "watch.h"
+
+volatile int watch_stopping;
+static volatile sig_atomic_t got_hup, got_term, got_usr1;
+static int wake[2] = {-1, -1};
+static struct watch_set *cur;
+static char orig_conf[4096], orig_rules[4096]; /* as given at start; "" = not set */
+static char snap_dir[4300], prev_snap[4300];
+static unsigned snap_n;
+
+double watch_now(void)
+{
+    return evl_monotonic();
+}
+
+/* ---------------------------------------------------------------- the rule set */
+
+static uint64_t hash(const char *s)
+{
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (; *s; s++) {
+        h ^= (unsigned char)*s;
+        h *= 0x100000001b3ULL;
+    }
+    return h;
+}
+
+/*
+ * Does any handler match this name? Asked of rules.c once per distinct name
+ * per loaded set (the names Sentinel uses are few), then answered from an
+ * open-addressed table. Past 1024 names nothing more is cached.
+ */
+#define NAME_SLOTS 2048
+int watch_matches(struct watch_set *set, const char *name)
+{
+    if (!set->names) {
+        set->names = calloc(NAME_SLOTS, sizeof *set->names);
+        set->capnames = set->names ? NAME_SLOTS : 0;
+    }
+    size_t i = set->capnames ? hash(name) % set->capnames : 0;
+    for (; set->capnames && set->names[i].name; i = (i + 1) % set->capnames)
+        if (strcmp(set->names[i].name, name) == 0)
+            return set->names[i].hit;
+    struct evl_host *h = set->host;
+    evl_rules_match(h, name);
+    int hit = lua_rawlen(h->L, -1) > 0;
+    lua_pop(h->L, 1);
+    if (set->capnames && set->nnames < NAME_SLOTS / 2 && (set->names[i].name = strdup(name))) {
+        set->names[i].hit = hit;
+        set->nnames++;
+    }
+    return hit;
+}
+
+int watch_wants_master(const struct watch_set *set, const char *pod)
+{
+    if (!set->s.masters || !pod)
+        return 1;
+    for (size_t i = 0; i < set->s.nmasters; i++)
+        if (strcmp(set->s.masters[i], pod) == 0)
+            return 1;
+    return 0;
+}
+
+static char **strlist(lua_State *L, int idx, size_t *n)
+{
+    *n = 0;
+    if (lua_type(L, idx) != LUA_TTABLE)
+        return NULL;
+    size_t len = lua_rawlen(L, idx);
+    char **out = calloc(len + 1, sizeof *out);
+    for (size_t i = 0; out && i < len; i++) {
+        lua_rawgeti(L, idx, (lua_Integer)i + 1);
+        out[(*n)++] = strdup(lua_tostring(L, -1) ? lua_tostring(L, -1) : "");
+        lua_pop(L, 1);
+    }
+    return out;
+}
+
+static char *optstr(lua_State *L, int t, const char *k)
+{
+    lua_getfield(L, t, k);
+    char *s = lua_type(L, -1) == LUA_TSTRING ? strdup(lua_tostring(L, -1)) : NULL;
+    lua_pop(L, 1);
+    return s;
+}
+
+static double optnum(lua_State *L, int t, const char *k, double def)
+{
+    lua_getfield(L, t, k);
+    double v = lua_type(L, -1) == LUA_TNUMBER ? lua_tonumber(L, -1) : def;
+    lua_pop(L, 1);
+    return v;
+}
+
+/* config.watch -> settings; raises with a reason when a value is out of range. */
+static void read_settings(lua_State *L, struct evl_host *h, struct watch_settings *s)
+{
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->config_ref);
+    const char *sd = evl_config_string(h, NULL, "state_dir");
+    s->state_dir = strdup(sd ? sd : EVL_STATE_DIR);
+    s->budget = h->budget;
+    if (lua_getfield(L, -1, "watch") != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+    }
+    int t = lua_gettop(L);
+    lua_getfield(L, t, "sentinels");
+    s->seeds = strlist(L, -1, &s->nseeds);
+    lua_pop(L, 1);
+    if (!s->seeds || !s->nseeds) {
+        free(s->seeds);
+        s->seeds = calloc(2, sizeof *s->seeds);
+        s->seeds[0] = strdup("127.0.0.1:26379");
+        s->nseeds = 1;
+    }
+    lua_getfield(L, t, "discover");
+    s->discover = lua_isnil(L, -1) ? 1 : lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    s->username = optstr(L, t, "username");
+    s->password = optstr(L, t, "password");
+    lua_getfield(L, t, "masters");
+    s->masters = strlist(L, -1, &s->nmasters);
+    lua_pop(L, 1);
+    s->dedupe_window = optnum(L, t, "dedupe_window", 5);
+    s->concurrency = (int)optnum(L, t, "concurrency", 4);
+    s->queue = (int)optnum(L, t, "queue", 10000);
+    s->retries = (int)optnum(L, t, "retries", 10);
+    s->timeout = optnum(L, t, "timeout", 2);
+    lua_settop(L, t - 2);
+    if (s->dedupe_window < 0 || s->dedupe_window > 3600)
+        luaL_error(L, "%s: watch.dedupe_window: expected seconds between 0 and 3600", h->config_path);
+    if (s->concurrency < 1 || s->concurrency > 256)
+        luaL_error(L, "%s: watch.concurrency: expected 1 to 256", h->config_path);
+    if (s->queue < 1)
+        luaL_error(L, "%s: watch.queue: expected at least 1", h->config_path);
+    if (s->retries < 0 || s->retries > 100)
+        luaL_error(L, "%s: watch.retries: expected 0 to 100", h->config_path);
+    if (s->timeout <= 0 || s->timeout > 60)
+        luaL_error(L, "%s: watch.timeout: expected seconds between 0 and 60", h->config_path);
+}
+
+static int pload(lua_State *L)
+{
+    struct watch_set *set = lua_touserdata(L, 1);
+    struct evl_host *h = set->host;
+    evl_host_open(h);
+    if (evl_config_load(h) < 0)
+        return luaL_error(L, "the config failed to load (the reason is logged above)");
+    evl_open_host_module(L, h);
+    read_settings(L, h, &set->s);
+    evl_rules_load(h);
+    if (h->files_failed)
+        return luaL_error(L, "%d rule file(s) failed to load (the reasons are logged above)",
+                          h->files_failed);
+    return 0;
+}
+
+static void free_strs(char **v)
+{
+    for (size_t i = 0; v && v[i]; i++)
+        free(v[i]);
+    free(v);
+}
+
+static void free_set(struct watch_set *set)
+{
+    if (!set)
+        return;
+    if (set->L)
+        lua_close(set->L);
+    free(set->host);
+    free_strs(set->s.seeds);
+    free_strs(set->s.masters);
+    free(set->s.username);
+    free(set->s.password);
+    free(set->s.state_dir);
+    for (size_t i = 0; i < set->capnames; i++)
+        free(set->names[i].name);
+    free(set->names);
+    free(set);
+}
+
+/* Load config and rules as the environment now names them; NULL with why. */
+static struct watch_set *load_set(const char *name, char *why, size_t cap)
+{
+    struct watch_set *set = calloc(1, sizeof *set);
+    struct evl_host *h = calloc(1, sizeof *h);
+    lua_State *L = luaL_newstate();
+    if (!set || !h || !L) {
+        snprintf(why, cap, "out of memory");
+        free(set);
+        free(h);
+        if (L)
+            lua_close(L);
+        return NULL;
+    }
+    set->L = h->L = L;
+    set->host = h;
+    h->name = name;
+    h->mode = EVL_NOTIFY;
+    h->t0 = evl_monotonic();
+    h->budget = EVL_DEFAULT_BUDGET;
+    h->deadline = h->t0 + h->budget;
+    lua_pushcfunction(L, evl_traceback);
+    lua_pushcfunction(L, pload);
+    lua_pushlightuserdata(L, set);
+    if (lua_pcall(L, 1, 0, 1) != LUA_OK) {
+        snprintf(why, cap, "%s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "?");
+        char *nl = strchr(why, '\n'); /* the message, not the traceback */
+        if (nl)
+            *nl = '\0';
+        free_set(set);
+        return NULL;
+    }
+    return set;
+}
+
+/* ---------------------------------------------------------------- snapshots */
+
+static int copy_file(const char *from, const char *to)
+{
+    size_t len;
+    int err;
+    char *text = evl_read_file(from, 16u << 20, &len, &err);
+    if (!text)
+        return err == ENOENT ? 0 : -1;
+    int fd = open(to, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+    int ok = fd >= 0 && write(fd, text, len) == (ssize_t)len;
+    if (fd >= 0)
+        close(fd);
+    free(text);
+    return ok ? 0 : -1;
+}
+
+static void rm_snapshot(const char *dir)
+{
+    char p[4600];
+    if (!dir[0])
+        return;
+    snprintf(p, sizeof p, "%s/rules", dir);
+    DIR *d = opendir(p);
+    struct dirent *de;
+    while (d && (de = readdir(d))) {
+        if (de->d_name[0] == '.')
+            continue;
+        snprintf(p, sizeof p, "%s/rules/%s", dir, de->d_name);
+        unlink(p);
+    }
+    if (d)
+        closedir(d);
+    snprintf(p, sizeof p, "%s/rules", dir);
+    rmdir(p);
+    snprintf(p, sizeof p, "%s/eventilator.conf", dir);
+    unlink(p);
+    rmdir(dir);
+}
+
+static void set_env(const char *k, const char *v)
+{
+    if (v && *v)
+        setenv(k, v, 1);
+    else
+        unsetenv(k);
+}
+
+/*
+ * Validate the files as they are now, copy them into a new snapshot and load
+ * the set from that copy (so what was validated is what runs). Returns the
+ * set with snap_dir naming its snapshot, or NULL with why.
+ */
+static struct watch_set *load_snapshot(const char *name, char *why, size_t cap)
+{
+    set_env("EVENTILATOR_CONF", orig_conf);
+    set_env("EVENTILATOR_RULES", orig_rules);
+    struct watch_set *probe = load_set(name, why, cap);
+    if (!probe)
+        return NULL;
+    struct evl_host *h = probe->host;
+    const char *rules = orig_rules[0] ? orig_rules : evl_config_string(h, NULL, "rules_dir");
+    char dir[4300], p[4600], q[4600];
+    snprintf(dir, sizeof dir, "%s/watch-set.%ld.%u", probe->s.state_dir, (long)getpid(), ++snap_n);
+    mkdir(probe->s.state_dir, 0750);
+    snprintf(p, sizeof p, "%s/rules", dir);
+    int bad = (mkdir(dir, 0750) < 0 && errno != EEXIST) || (mkdir(p, 0750) < 0 && errno != EEXIST);
+    snprintf(q, sizeof q, "%s/eventilator.conf", dir);
+    bad = bad || copy_file(h->config_path, q) < 0;
+    DIR *d = rules ? opendir(rules) : NULL;
+    struct dirent *de;
+    while (!bad && d && (de = readdir(d))) {
+        size_t n = strlen(de->d_name);
+        if (n < 5 || strcmp(de->d_name + n - 4, ".lua") != 0)
+            continue;
+        snprintf(p, sizeof p, "%s/%s", rules, de->d_name);
+        snprintf(q, sizeof q, "%s/rules/%s", dir, de->d_name);
+        bad = copy_file(p, q) < 0;
+    }
+    if (d)
+        closedir(d);
+    free_set(probe);
+    if (bad) {
+        snprintf(why, cap, "cannot copy config and rules into %.900s: %s", dir, strerror(errno));
+        rm_snapshot(dir);
+        return NULL;
+    }
+    snprintf(p, sizeof p, "%s/eventilator.conf", dir);
+    snprintf(q, sizeof q, "%s/rules", dir);
+    setenv("EVENTILATOR_CONF", p, 1);
+    setenv("EVENTILATOR_RULES", q, 1);
+    struct watch_set *set = load_set(name, why, cap);
+    if (!set) {
+        rm_snapshot(dir);
+        return NULL;
+    }
+    snprintf(prev_snap, sizeof prev_snap, "%s", snap_dir);
+    snprintf(snap_dir, sizeof snap_dir, "%s", dir);
+    return set; /* the environment now names the snapshot: the runs inherit it */
+}
+
+static void reload(const char *name)
+{
+    char why[1024];
+    char keep_conf[4600], keep_rules[4600];
+    snprintf(keep_conf, sizeof keep_conf, "%s", getenv("EVENTILATOR_CONF"));
+    snprintf(keep_rules, sizeof keep_rules, "%s", getenv("EVENTILATOR_RULES"));
+    char older[4300];
+    snprintf(older, sizeof older, "%s", prev_snap);
+    struct watch_set *n = load_snapshot(name, why, sizeof why);
+    if (!n) {
+        setenv("EVENTILATOR_CONF", keep_conf, 1);
+        setenv("EVENTILATOR_RULES", keep_rules, 1);
+        evl_log(EVL_ERROR, "watch: SIGHUP: reload refused, the running config and rules stay: %s", why);
+        return;
+    }
+    struct watch_set *old = cur;
+    cur = n;
+    evl_config_open_log(n->host);
+    conn_settings(n);
+    run_settings(n);
+    free_set(old);
+    rm_snapshot(older); /* runs of the set before last have long loaded their files */
+    evl_log(EVL_INFO, "watch: SIGHUP: config and rules reloaded (%s)", snap_dir);
+}
+
+/* ---------------------------------------------------------------- the loop */
+
+static void on_signal(int sig)
+{
+    int e = errno;
+    if (sig == SIGHUP)
+        got_hup = 1;
+    else if (sig == SIGTERM || sig == SIGINT)
+        got_term = 1;
+    else if (sig == SIGUSR1)
+        got_usr1 = 1;
+    if (wake[1] >= 0 && write(wake[1], "", 1) < 0) {
+        /* full pipe: the loop is awake anyway */
+    }
+    errno = e;
+}
+
+static void signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    int sigs[] = {SIGHUP, SIGTERM, SIGINT, SIGUSR1, SIGCHLD};
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+        sigaction(sigs[i], &sa, NULL);
+}
+
+static int loop(const char *name)
+{
+    struct pollfd pfds[WATCH_MAX_SENTINELS + 1];
+    int idx[WATCH_MAX_SENTINELS];
+    double stop_at = 0;
+    for (;;) {
+        double now = watch_now();
+        if (got_usr1) {
+            got_usr1 = 0;
+            run_stats();
+        }
+        if (got_hup && !watch_stopping) {
+            got_hup = 0;
+            reload(name);
+        }
+        if (got_term && !watch_stopping) {
+            watch_stopping = 1;
+            conn_close_all();
+            run_drain();
+            stop_at = now + cur->s.budget + 10;
+        }
+        double t = watch_stopping ? 1 : conn_tick(now);
+        double t2 = run_tick(watch_now());
+        if (watch_stopping && (!run_busy() || watch_now() > stop_at))
+            break;
+        if (t2 < t)
+            t = t2;
+        if (t > 1)
+            t = 1;
+        int n = conn_pollfds(pfds + 1, idx, WATCH_MAX_SENTINELS);
+        pfds[0].fd = wake[0];
+        pfds[0].events = POLLIN;
+        pfds[0].revents = 0;
+        int ms = t <= 0 ? 0 : (int)(t * 1000) + 1;
+        if (poll(pfds, (nfds_t)n + 1, ms) < 0 && errno != EINTR) {
+            evl_log(EVL_ERROR, "watch: poll: %s", strerror(errno));
+            return 1;
+        }
+        if (pfds[0].revents & POLLIN) {
+            char buf[64];
+            while (read(wake[0], buf, sizeof buf) > 0) {
+            }
+        }
+        for (int i = 0; i < n; i++)
+            if (pfds[i + 1].revents & (POLLIN | POLLHUP | POLLERR))
+                conn_read(idx[i]);
+    }
+    return 0;
+}
+
+/*
+ * host.watch(seeds) -> exit code. seeds: a list of "host:port" that
+ * replaces watch.sentinels (the --sentinel options), or nil.
+ */
+int evl_watch_lua(lua_State *L)
+{
+    struct evl_host *h = lua_touserdata(L, lua_upvalueindex(1));
+    char why[1024];
+    const char *c = getenv("EVENTILATOR_CONF"), *r = getenv("EVENTILATOR_RULES");
+    snprintf(orig_conf, sizeof orig_conf, "%s", c ? c : "");
+    snprintf(orig_rules, sizeof orig_rules, "%s", r ? r : "");
+    if (pipe(wake) < 0) {
+        evl_log(EVL_ERROR, "watch: pipe: %s", strerror(errno));
+        lua_pushinteger(L, 1);
+        return 1;
+    }
+    for (int i = 0; i < 2; i++) {
+        fcntl(wake[i], F_SETFL, O_NONBLOCK);
+        fcntl(wake[i], F_SETFD, FD_CLOEXEC);
+    }
+    signals(); /* before loading: a SIGHUP now is a reload once running */
+    cur = load_snapshot(h->name, why, sizeof why);
+    if (!cur) {
+        evl_log(EVL_ERROR, "watch: cannot start: %s", why);
+        lua_pushinteger(L, 2);
+        return 1;
+    }
+    evl_config_open_log(cur->host);
+    evl_log_also_stderr(0);
+    if (lua_istable(L, 1) && lua_rawlen(L, 1) > 0) {
+        size_t n;
+        free_strs(cur->s.seeds);
+        cur->s.seeds = strlist(L, 1, &n);
+        cur->s.nseeds = n;
+    }
+    run_init(cur);
+    conn_init(cur);
+    evl_log(EVL_INFO, "watch: started: %zu seed Sentinel(s), discover=%s, concurrency %d, queue %d, "
+            "dedupe window %.1f s, budget %.0f s", cur->s.nseeds, cur->s.discover ? "yes" : "no",
+            cur->s.concurrency, cur->s.queue, cur->s.dedupe_window, cur->s.budget);
+    int code = loop(h->name);
+    run_stats();
+    conn_close_all();
+    rm_snapshot(prev_snap);
+    rm_snapshot(snap_dir);
+    evl_log(EVL_INFO, "watch: stopped");
+    free_set(cur);
+    cur = NULL;
+    lua_pushinteger(L, code);
+    return 1;
+}

@@ -1,0 +1,78 @@
+/*
+ * watch.h: what the pieces of watch mode share (docs/watch.md). One process,
+ * one poll() loop: watch_conn.c keeps a subscriber connection per Sentinel
+ * and the masters' last known addresses, watch_run.c turns each event into
+ * a queued run of the lean `eventilator` binary, watch.c loads config and
+ * rules and drives the loop.
+ */
+#ifndef EVENTILATOR_WATCH_H
+#define EVENTILATOR_WATCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <poll.h>
+#include <sys/types.h>
+
+#include <lua.h>
+
+#define WATCH_MAX_SENTINELS 64 /* reporters are a bit mask */
+
+/* The settings of config.watch (and the host's budget, rules, state_dir). */
+struct watch_settings {
+    char **seeds;
+    size_t nseeds;
+    int discover;
+    char *username, *password;
+    char **masters; /* NULL: every master */
+    size_t nmasters;
+    double dedupe_window, timeout, budget;
+    int concurrency, queue, retries;
+    char *state_dir;
+};
+
+/* One loaded config + rule set: a Lua state that only matches names. */
+struct watch_set {
+    lua_State *L;
+    void *host;   /* struct evl_host, owned */
+    struct watch_settings s;
+    /* event name -> does any handler match (names seen so far) */
+    struct { char *name; int hit; } *names;
+    size_t nnames, capnames;
+};
+
+/* watch.c */
+int evl_watch_lua(lua_State *L); /* host.watch(seeds), registered in cli.c */
+extern volatile int watch_stopping;
+double watch_now(void);
+int watch_wants_master(const struct watch_set *set, const char *pod);
+int watch_matches(struct watch_set *set, const char *name);
+
+/* watch_conn.c */
+void conn_init(struct watch_set *set);
+void conn_settings(struct watch_set *set); /* after a reload: new seeds, auth */
+void conn_add(const char *addr);
+const char *conn_addr(int idx);
+int conn_count(void);
+/* Fills pfds with the subscriber sockets; returns how many, and the index map. */
+int conn_pollfds(struct pollfd *pfds, int *idx, int max);
+void conn_read(int idx);
+/* Connects what is due; returns the seconds until the next attempt (or 10). */
+double conn_tick(double now);
+void conn_close_all(void);
+/* A real +switch-master was heard: the new address is known. */
+void conn_master_moved(const char *name, const char *ip, long port);
+void conn_rediscover(void);
+
+/* watch_run.c */
+void run_init(struct watch_set *set);
+void run_settings(struct watch_set *set);
+/* An event heard from Sentinel idx (or a synthetic one). */
+void run_intake(int idx, const char *name, const char *text, int synthetic);
+/* Starts due runs, reaps children, kills hung ones; returns seconds to the next timer. */
+double run_tick(double now);
+int run_busy(void);     /* children running */
+void run_drain(void);   /* stop: drop what waits, keep what runs */
+void run_stats(void);
+uint64_t run_intake_count(void);
+
+#endif
