@@ -249,6 +249,7 @@ local function tcp_stand_in()
   function Conn:close() self.closed = true end
   S.module = {
     connect = function(host, port)
+      if type(port) == "table" then port = nil end -- tcp.connect(path, opts): a unix socket
       local addr = port and (tostring(host) .. ":" .. tostring(port)) or tostring(host)
       local a = S.answers[addr]
       if type(a) == "table" and a.err then return nil, a.err end
