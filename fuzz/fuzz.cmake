@@ -43,6 +43,7 @@ target_link_libraries(fuzz_redis_reply PRIVATE PkgConfig::LUA PkgConfig::HIREDIS
 
 # The config loader as the binary runs it: the whole host but main.c.
 evl_fuzzer(fuzz_config fuzz/fuzz_config.c ${CORE_SRC})
-target_link_libraries(fuzz_config PRIVATE PkgConfig::LUA m dl)
+target_compile_definitions(fuzz_config PRIVATE EVL_HOST_MODULE=1) # the host without the subcommands
+target_link_libraries(fuzz_config PRIVATE PkgConfig::LUA PkgConfig::HIREDIS m dl)
 
 add_custom_target(fuzzers DEPENDS fuzz_event fuzz_redis_reply fuzz_config)

@@ -125,7 +125,7 @@ void evl_push_cli_host(lua_State *L, struct evl_host *h)
     static const luaL_Reg fns[] = {
         {"load_config", h_load_config}, {"load_rules", h_load_rules}, {"parse", h_parse},
         {"match", h_match},             {"run", h_run},               {"retries", h_retries},
-#if !defined(EVL_LEAN) && !defined(EVL_HOST_MODULE) /* the subcommands of the full runtime */
+#if !defined(EVL_LEAN) && !defined(EVL_HOST_MODULE) /* the full runtime's own subcommands */
         {"sentinel", luaopen_eventilator_sentinel}, /* host.sentinel() -> the module */
         {"watch", evl_watch_lua}, /* watch.c: `eventilator watch` */
 #endif
