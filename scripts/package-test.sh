@@ -94,9 +94,10 @@ check "/usr/bin/eventilator is a link" test -L /usr/bin/eventilator
 check "share/ beside bin/ is /usr/share" test "$(readlink -f /usr/lib/eventilator/share/eventilator)" = /usr/share/eventilator
 check "state folder redis:redis 0700" test "$(stat -c '%U:%G %a' $STATE)" = "redis:redis 700"
 # as Sentinel's user, with the packaged defaults: no config file, the shipped rules
+NRULES=$(ls rules/*.lua | wc -l)
 check "check with the packaged defaults" bash -c \
   "setpriv --reuid=redis --regid=redis --clear-groups eventilator check >'$WORK/check.out' 2>&1 \
-   && grep -q 'built-in defaults' '$WORK/check.out' && grep -q '^5 rule file(s), 0 failed' '$WORK/check.out'"
+   && grep -q 'built-in defaults' '$WORK/check.out' && grep -q '^$NRULES rule file(s), 0 failed' '$WORK/check.out'"
 check "test prints ev as JSON" bash -c \
   "setpriv --reuid=redis --regid=redis --clear-groups eventilator test +sdown 'master pod1 10.0.0.1 6379' | grep -q '\"name\": \"+sdown\"'"
 if grep -qs '^path-exclude=/usr/share/man' /etc/dpkg/dpkg.cfg.d/*; then
@@ -113,7 +114,9 @@ else
 fi
 check "README.Debian" bash -c "ls /usr/share/doc/$PKG/README.Debian* >/dev/null"
 dpkg-query -W -f='${Conffiles}\n' "$PKG" | awk 'NF {print $1}' | sort >"$WORK/conffiles"
-expected="/etc/redis/eventilator.conf.example /etc/redis/eventilator.d/00-log.lua /etc/redis/eventilator.d/10-failover-metrics.lua /etc/redis/eventilator.d/20-warnings.lua /etc/redis/eventilator.d/30-slack.lua /etc/redis/eventilator.d/40-sensu.lua /etc/redis/reconfigurator.conf.example"
+# every default rule and config example of the tree, and nothing else
+expected=$( (for f in conf/*.example; do echo "/etc/redis/${f#conf/}"; done
+             for f in rules/*.lua; do echo "/etc/redis/eventilator.d/${f#rules/}"; done) | sort | tr '\n' ' ' | sed 's/ $//')
 check "conffiles: the default rules and the config examples" test "$(tr '\n' ' ' <"$WORK/conffiles" | sed 's/ $//')" = "$expected"
 
 stage "eventilator-watch.service"
