@@ -46,7 +46,11 @@ end)
       -- generous: on a loaded machine (the sanitized build) Sentinels may enter TILT for 30 s
       c:wait_failover(180)
       c:wait_scripts_idle(180)
-      local live = lines_of(procs.read(rec))
+      -- what was recorded so far: a late call (a replica's +sdown) may still append to the file,
+      -- so the replay reads this very snapshot
+      local snap = rec .. ".snapshot"
+      procs.write(snap, procs.read(rec))
+      local live = lines_of(procs.read(snap))
       local recorded = {}
       for i, l in ipairs(live) do recorded[i] = json.decode(l) end
       local switches, leaders = 0, 0
@@ -63,7 +67,7 @@ end)
 
       -- the same file, the same rules and store: the same Sentinel wins the dedupe again
       local out, rc = procs.sh(string.format("EVENTILATOR_CONF=%s %s/bin/eventilator test --replay %s --run --json 2>%s",
-        procs.quote(conf), procs.quote(procs.build), procs.quote(rec), procs.quote(dir .. "/replay.err")))
+        procs.quote(conf), procs.quote(procs.build), procs.quote(snap), procs.quote(dir .. "/replay.err")))
       assert.equal(0, rc, procs.read(dir .. "/replay.err"))
       local results = json.decode(out)
       assert.equal(#recorded, #results)
