@@ -13,14 +13,8 @@ local function note(fmt, ...)
   io.stderr:write("[e2e] " .. string.format(fmt, ...) .. "\n")
 end
 
-local function count(text, plain)
-  local n, i = 0, 1
-  while true do
-    local s, e = text:find(plain, i, true)
-    if not s then return n end
-    n, i = n + 1, e + 1
-  end
-end
+local runner = require("runner")
+local function count(text, plain) return runner.count(text, plain, true) end
 
 local function port_open(port)
   return os.execute(string.format("bash -c 'exec 3<>/dev/tcp/127.0.0.1/%d' 2>/dev/null", port)) == true

@@ -11,14 +11,8 @@ local CFG = require("hostless") -- the config the modules see
 
 local haproxy = require("eventilator.haproxy")
 
-local function count(text, plain)
-  local n, i = 0, 1
-  while true do
-    local s, e = text:find(plain, i, true)
-    if not s then return n end
-    n, i = n + 1, e + 1
-  end
-end
+local runner = require("runner")
+local function count(text, plain) return runner.count(text, plain, true) end
 
 local function by_name(list)
   local t = {}

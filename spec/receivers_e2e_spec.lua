@@ -8,14 +8,8 @@ local alertmanager = require("alertmanager")
 
 local POD = constellation.NAME
 
-local function count(text, plain)
-  local n, i = 0, 1
-  while true do
-    local s, e = text:find(plain, i, true)
-    if not s then return n end
-    n, i = n + 1, e + 1
-  end
-end
+local runner = require("runner")
+local function count(text, plain) return runner.count(text, plain, true) end
 
 -- XRANGE as a list of { id, fields }
 local function entries(c, key)

@@ -79,10 +79,18 @@ function Ctx:calls(steps, args)
   return rcs
 end
 
--- How many times `pattern` occurs in text.
-function M.count(text, pattern)
-  local _, n = text:gsub(pattern, "")
-  return n
+-- How many times `pattern` occurs in text; plain: `pattern` is plain text (a log line's "+sdown").
+function M.count(text, pattern, plain)
+  if not plain then
+    local _, n = text:gsub(pattern, "")
+    return n
+  end
+  local n, i = 0, 1
+  while true do
+    local _, e = text:find(pattern, i, true)
+    if not e then return n end
+    n, i = n + 1, e + 1
+  end
 end
 
 function Ctx:stderr()
