@@ -230,8 +230,10 @@ describe("eventilator sentinels on a real fleet", function()
     local rc, out
     local ok = pcall(procs.wait, function()
       rc, out = run("status", "--sentinel", seed(1))
-      return out:find("retries=1", 1, true) ~= nil
-    end, 30, "a pending script with a retry")
+      -- this replica's +sdown waiting on its retry (other failing scripts may be pending too)
+      return out:find("retries=1%s+" .. NOTIFY:gsub("%p", "%%%0") .. " %+sdown slave") ~= nil
+        and out:find("script waiting on retry 1: " .. NOTIFY:gsub("%p", "%%%0") .. " %+sdown") ~= nil
+    end, 30, "the replica's +sdown pending with a retry")
     os.remove(ctx.dir .. "/fail")
     assert(ok, out)
     assert.equals(1, rc, out)
