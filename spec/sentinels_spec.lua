@@ -63,6 +63,16 @@ describe("eventilator sentinels on a real fleet", function()
         ctx:rule("10-fail.lua", [[
           local f = io.open(config.state_dir .. "/../fail", "r")
           on("+sdown", function() if f then f:close(); error("told to fail") end end)
+          -- while the hold file is there, a +set handler stays running (a first attempt in progress)
+          on("+set", function()
+            local t = os.time()
+            repeat
+              local h = io.open(config.state_dir .. "/../hold", "r")
+              if not h then return end
+              h:close()
+              os.execute("sleep 0.1")
+            until os.time() - t > 20
+          end)
         ]])
       end,
     }
@@ -143,6 +153,34 @@ describe("eventilator sentinels on a real fleet", function()
     assert.equals(1, rc, out)
     assert.truthy(has(out, "notification-script differs between Sentinels: /bin/true (" .. sentinel_addr(1) .. " pod2); "
       .. NOTIFY .. " ("), out)
+  end)
+
+  it("a first attempt still running is shown with retries=0 and is not a problem", function()
+    c:wait_scripts_idle(60)
+    procs.write(ctx.dir .. "/hold", "")
+    assert.equals("OK", c:sentinel_cli(1, "sentinel", "set", "pod2", "quorum", "2"))
+    local rc, out
+    local ok = pcall(procs.wait, function()
+      rc, out = run("status", "--sentinel", seed(1))
+      return out:find("running%s+retries=0%s+" .. NOTIFY:gsub("%p", "%%%0") .. " %+set") ~= nil
+    end, 30, "the +set script running")
+    local jout = ok and select(2, run("status", "--sentinel", seed(1), "--json")) or ""
+    os.remove(ctx.dir .. "/hold")
+    c:wait_scripts_idle(60)
+    assert(ok, out)
+    assert.equals(0, rc, out)
+    assert.falsy(has(out, "retry"), out)
+    local seen = 0
+    for _, s in ipairs(json.decode(jout).sentinels) do
+      for _, p in ipairs(s.pending) do
+        if p.state == "running" and p.argv[2] == "+set" then
+          seen = seen + 1
+          assert.equals(1, p.attempts, jout)
+          assert.equals(0, p.retries, jout)
+        end
+      end
+    end
+    assert.is_true(seen > 0, jout)
   end)
 
   it("--master limits the work to those masters, and names one nobody monitors", function()

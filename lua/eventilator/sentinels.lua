@@ -190,9 +190,15 @@ local function inspect(S, s, masters, copts)
   local pending = rec.reachable and call("SENTINEL", "PENDING-SCRIPTS")
   for _, p in ipairs(type(pending) == "table" and pending or {}) do
     local f = kv(p)
+    -- Sentinel's retry-num counts attempts started, and goes up when an
+    -- attempt starts: a first run in progress already shows 1. The retries
+    -- are the attempts that failed, so a running job has one fewer.
+    local attempts = tonumber(f["retry-num"]) or 0
+    local running = f.flags == "running"
     rec.pending[#rec.pending + 1] = {
       argv = array(type(f.argv) == "table" and f.argv or {}), state = f.flags,
-      pid = tonumber(f.pid), retries = tonumber(f["retry-num"]) or 0,
+      pid = tonumber(f.pid), attempts = attempts,
+      retries = math.max(0, attempts - (running and 1 or 0)),
       run_time_ms = tonumber(f["run-time"]), run_delay_ms = tonumber(f["run-delay"]),
     }
   end
@@ -263,7 +269,8 @@ local function problems_of(report)
       end
       for _, j in ipairs(s.pending) do
         if j.retries > 0 then
-          add("%s: script waiting on retry %d: %s", s.addr, j.retries, table.concat(j.argv, " "))
+          add("%s: script %s retry %d: %s", s.addr, j.state == "running" and "running its" or "waiting on",
+            j.retries, table.concat(j.argv, " "))
         end
       end
     end
