@@ -307,4 +307,23 @@ describe("eventilator sentinels on a real fleet", function()
       assert.truthy(has(out, sentinel_addr(2) .. ", master pod2: no client-reconfig-script"), out)
       assert.falsy(has(out, sentinel_addr(3) .. ", master pod1: no"), out)
     end)
+
+  -- last: it leaves Sentinel 2 monitoring pod2 somewhere else
+  it("names a master whose address the Sentinels disagree on", function()
+    local real = constellation.fields(c:sentinel_cli(1, "sentinel", "master", "pod2"))
+    local other = "127.0.0.1:" .. c.store.port
+    assert.equals("OK", c:sentinel_cli(2, "sentinel", "remove", "pod2"))
+    assert.equals("OK", c:sentinel_cli(2, "sentinel", "monitor", "pod2", "127.0.0.1", tostring(c.store.port), "2"))
+    local rc, out = run("status", "--sentinel", seed(1), "--master", "pod2")
+    assert.equals(1, rc, out)
+    assert.truthy(has(out, "master pod2: Sentinels disagree on its address: "), out)
+    assert.truthy(has(out, other .. " (" .. sentinel_addr(2) .. ")"), out)
+    assert.truthy(has(out, real.ip .. ":" .. real.port .. " ("), out)
+    local _, jout = run("status", "--sentinel", seed(1), "--master", "pod2", "--json")
+    local found = false
+    for _, p in ipairs(json.decode(jout).problems) do
+      if p:find("Sentinels disagree", 1, true) then found = true end
+    end
+    assert.is_true(found, jout)
+  end)
 end)
