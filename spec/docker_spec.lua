@@ -120,8 +120,7 @@ describe("swarm-replace-replica.lua with real Sentinels", function()
   it("starts one replacement replica the Sentinels see, then the hourly cap holds", function()
     local dir = procs.tmpdir()
     local rules, logf, conf = dir .. "/rules", dir .. "/eventilator.log", dir .. "/eventilator.conf"
-    os.execute(string.format("mkdir -p %s && cp %s/rules/*.lua %s/examples/rules/swarm-replace-replica.lua %s/",
-      procs.quote(rules), procs.quote(procs.src), procs.quote(procs.src), procs.quote(rules)))
+    procs.shipped_rules(rules, "swarm-replace-replica.lua")
     local d = dockerd()
     local ok, c = pcall(constellation.start, { conf = conf, down_after = 3000, setup = function(c)
       procs.write(conf, table.concat({

@@ -38,8 +38,8 @@ local function scenario(opts)
   S.log = S.dir .. "/eventilator.log"
   S.conf = S.dir .. "/eventilator.conf"
   S.hook_log = S.dir .. "/hook.jsonl"
-  os.execute(string.format("mkdir -p %s %s && cp %s/rules/*.lua %s/", procs.quote(S.rules),
-    procs.quote(S.dir .. "/state"), procs.quote(procs.src), procs.quote(S.rules)))
+  procs.shipped_rules(S.rules)
+  os.execute("mkdir -p " .. procs.quote(S.dir .. "/state"))
   for name, text in pairs(opts.rules or {}) do procs.write(S.rules .. "/" .. name, text) end
   if opts.hook then
     S.hook_port = procs.free_port()

@@ -6,9 +6,9 @@ local runner = require("runner")
 describe("example rules", function()
   it("pass eventilator check beside the default rules", function()
     local ctx = runner.new()
-    os.execute(string.format("cp %s/rules/*.lua %s/ && " ..
-      "for f in %s/examples/rules/*.lua; do cp \"$f\" %s/90-example-$(basename \"$f\"); done",
-      procs.quote(procs.src), procs.quote(ctx.rules), procs.quote(procs.src), procs.quote(ctx.rules)))
+    procs.shipped_rules(ctx.rules)
+    os.execute(string.format("for f in %s/examples/rules/*.lua; do cp \"$f\" %s/90-example-$(basename \"$f\"); done",
+      procs.quote(procs.src), procs.quote(ctx.rules)))
     ctx:config([[
       alertmanager = { enabled = true, labels = { cluster = "test" } }
       pagerduty = { enabled = true, routing_key = "0123456789abcdef0123456789abcdef" }

@@ -16,7 +16,7 @@ describe("example rules", function()
   it("each is under 40 lines and passes `eventilator check` beside the default rules", function()
     local ctx = runner.new()
     finally(function() ctx:cleanup() end)
-    os.execute(string.format("cp %s/rules/*.lua %s/", procs.quote(procs.src), procs.quote(ctx.rules)))
+    procs.shipped_rules(ctx.rules)
     for _, name in ipairs(EXAMPLES) do
       local text = procs.read(procs.src .. "/examples/rules/" .. name)
       local _, lines = text:gsub("\n", "")

@@ -14,18 +14,13 @@ local haproxy = require("eventilator.haproxy")
 local runner = require("runner")
 local function count(text, plain) return runner.count(text, plain, true) end
 
-local function by_name(list)
-  local t = {}
-  for _, s in ipairs(list) do t[s.name] = s end
-  return t
-end
+local by_name = haproxy_proc.by_name
 
 describe("haproxy-follow-master.lua through a real failover", function()
   it("repoints HAProxy to the new master, once for three Sentinels", function()
     local dir = procs.tmpdir()
     local rules, logf, conf = dir .. "/rules", dir .. "/eventilator.log", dir .. "/eventilator.conf"
-    os.execute(string.format("mkdir -p %s && cp %s/rules/*.lua %s/examples/rules/haproxy-follow-master.lua %s/",
-      procs.quote(rules), procs.quote(procs.src), procs.quote(procs.src), procs.quote(rules)))
+    procs.shipped_rules(rules, "haproxy-follow-master.lua")
     local h
     local ok, c = pcall(constellation.start, { conf = conf, down_after = 3000, setup = function(c)
       h = haproxy_proc.start({ backends = { redis = { master = c.nodes[1].port } }, check = true })

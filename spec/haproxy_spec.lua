@@ -10,11 +10,7 @@ local CFG = require("hostless") -- the config the modules see
 
 local haproxy = require("eventilator.haproxy")
 
-local function by_name(list)
-  local t = {}
-  for _, s in ipairs(list) do t[s.name] = s end
-  return t
-end
+local by_name = haproxy_proc.by_name
 
 describe("eventilator.haproxy", function()
   local h

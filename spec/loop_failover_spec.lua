@@ -17,8 +17,7 @@ describe("a recorded failover", function()
   it("replays with --run to the outcomes it had live, leader-only work once", function()
     local dir = procs.tmpdir()
     local conf, rules, rec = dir .. "/eventilator.conf", dir .. "/rules", dir .. "/calls.jsonl"
-    os.execute(string.format("mkdir -p %s && cp %s/rules/*.lua %s/", procs.quote(rules), procs.quote(procs.src),
-      procs.quote(rules)))
+    procs.shipped_rules(rules)
     -- once per failover, whichever Sentinel's +switch-master comes first: who did it, in a list
     procs.write(rules .. "/60-once.lua", [[
 on("+switch-master", function(ev)

@@ -101,7 +101,7 @@ describe("test --replay", function()
   local ctx
   before_each(function()
     ctx = runner.new()
-    os.execute(string.format("cp %s/rules/*.lua %s/", procs.quote(procs.src), procs.quote(ctx.rules)))
+    procs.shipped_rules(ctx.rules)
   end)
   after_each(function() ctx:cleanup() end)
 

@@ -39,8 +39,8 @@ describe("receivers against a live Sentinel constellation", function()
     am = alertmanager.start()
     dir = procs.tmpdir()
     local rules, log, conf = dir .. "/rules", dir .. "/eventilator.log", dir .. "/eventilator.conf"
-    os.execute(string.format("mkdir -p %s %s && cp %s/rules/*.lua %s/", procs.quote(rules),
-      procs.quote(dir .. "/state"), procs.quote(procs.src), procs.quote(rules)))
+    procs.shipped_rules(rules)
+    os.execute("mkdir -p " .. procs.quote(dir .. "/state"))
     c = constellation.start{ conf = conf, setup = function(k)
       procs.write(conf, table.concat({
         string.format("log = { target = %q, level = \"debug\" }", log),

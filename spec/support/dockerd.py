@@ -27,7 +27,6 @@ stopped when the stand-in gets SIGTERM (and run under `timeout` regardless).
 import json
 import os
 import secrets
-import signal
 import socket
 import subprocess
 import sys
@@ -229,16 +228,11 @@ def main(argv):
         os.unlink(unix)
     server = httpd.UnixServer(unix, Docker)
 
-    def stop(*_):
+    def stop_children():
         for p in STATE["children"]:
             p.terminate()
-        if os.path.exists(unix):
-            os.unlink(unix)
-        os._exit(0)
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    server.serve_forever()
+    httpd.serve(server, unix, stop_children)
 
 
 if __name__ == "__main__":

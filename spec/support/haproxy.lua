@@ -9,6 +9,13 @@ local procs = require("procs")
 
 local M = {}
 
+-- eventilator.haproxy.servers(backend)'s list, keyed by server name.
+function M.by_name(list)
+  local t = {}
+  for _, s in ipairs(list) do t[s.name] = s end
+  return t
+end
+
 function M.start(opts)
   local h = { dir = procs.tmpdir(), frontend = procs.free_port(), admin_port = procs.free_port() }
   h.socket = h.dir .. "/admin.sock"

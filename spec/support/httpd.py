@@ -254,6 +254,20 @@ class UnixHandler(Handler):
         return "unix"
 
 
+def serve(server, unix=None, cleanup=None):
+    """Serve until SIGTERM/SIGINT, then run cleanup and remove the socket file."""
+    def stop(*_):
+        if cleanup:
+            cleanup()
+        if unix and os.path.exists(unix):
+            os.unlink(unix)
+        os._exit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    server.serve_forever()
+
+
 def main(argv):
     port, unix, cert, key = None, None, None, None
     args = iter(argv)
@@ -283,15 +297,7 @@ def main(argv):
             ctx.load_cert_chain(cert, key)
             server.socket = ctx.wrap_socket(server.socket, server_side=True,
                                             do_handshake_on_connect=False)
-
-    def stop(*_):
-        if unix and os.path.exists(unix):
-            os.unlink(unix)
-        os._exit(0)
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    server.serve_forever()
+    serve(server, unix)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,16 @@ function M.tmpdir()
   return (out:gsub("%s+$", ""))
 end
 
+-- A rules folder (made if missing) holding the default rules as shipped,
+-- plus the named files of examples/rules/ (each copied as its own name).
+function M.shipped_rules(dir, ...)
+  local ex = {}
+  for i, name in ipairs({ ... }) do ex[i] = M.quote(M.src .. "/examples/rules/" .. name) end
+  assert(os.execute(string.format("mkdir -p %s && cp %s/rules/*.lua %s %s/", M.quote(dir), M.quote(M.src),
+    table.concat(ex, " "), M.quote(dir))))
+  return dir
+end
+
 function M.rmtree(dir)
   if dir and dir:match("^/tmp/eventilator%-spec%.") then
     os.execute("rm -rf " .. M.quote(dir))
