@@ -7,18 +7,19 @@
  * this path allocates per event except the queued item, so intake stays
  * fast and memory stays flat (docs/watch.md, bench/watch.sh).
  *
- * Runs: each item is one fork+exec of the lean `eventilator` binary with
- * the event's argv, exactly as Sentinel would run it, plus the watch-only
- * environment (EVENTILATOR_SOURCE, _SENTINEL, _SENTINELS, _SYNTHETIC,
- * _DELIVERY). So a run has the script-mode contract unchanged: budget,
- * protected handlers, watchdog, delivery records keyed by the delivery id.
+ * Runs: each item is one fork() of the watcher, without exec: the child
+ * holds the preloaded config and rules (watch.c) and runs the event path's
+ * per-event part with the event's argv, exactly as Sentinel would pass it,
+ * plus the watch-only fields (source, sentinel(s), synthetic, and the
+ * delivery id that keys its delivery record). So a run has the script-mode
+ * contract unchanged: budget, protected handlers, watchdog, delivery
+ * records, its own process (a crash or a leak ends with it).
  * Exit 1 or a signal is retried with a doubling delay; at most
  * `concurrency` children; a master's first attempts start in arrival order;
  * a child still running at budget + margin is killed.
  */
 #include <errno.h>
 #include <inttypes.h>
-#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,7 +54,6 @@ static struct item *head, *tail;  /* waiting, in arrival order (retries at the t
 static size_t nwaiting;
 static struct item *running[MAX_RUNNING];
 static int nrunning;
-static char lean[PATH_MAX + 32];
 static uint64_t seq, boot_id;
 
 static struct {
@@ -286,17 +286,8 @@ static void start(struct item *it, double now)
     it->runs++;
     pid_t pid = fork();
     if (pid == 0) {
-        setenv("EVENTILATOR_SOURCE", "watch", 1);
-        setenv("EVENTILATOR_SENTINEL", first, 1);
-        setenv("EVENTILATOR_SENTINELS", all, 1);
-        setenv("EVENTILATOR_DELIVERY", delivery, 1);
-        if (it->synthetic)
-            setenv("EVENTILATOR_SYNTHETIC", "1", 1);
-        else
-            unsetenv("EVENTILATOR_SYNTHETIC");
         char *argv[] = {"eventilator", it->name, it->text, NULL};
-        execv(lean, argv);
-        _exit(2); /* like Sentinel: an exec failure is never retried */
+        _exit(watch_child(argv, first, all, delivery, it->synthetic));
     }
     if (pid < 0) {
         evl_log(EVL_ERROR, "watch: fork: %s; %s retried in 1 s", strerror(errno), it->name);
@@ -407,6 +398,8 @@ double run_tick(double now)
     int cap = set->s.concurrency < MAX_RUNNING ? set->s.concurrency : MAX_RUNNING;
     if (nrunning >= cap || !head)
         return next;
+    if (!watch_fork_ok(now))
+        return next < 0.1 ? next : 0.1;
     memset(busy, 0, sizeof busy);
     nbusy = 0;
     for (int i = 0; i < nrunning; i++)
@@ -471,20 +464,10 @@ void run_settings(struct watch_set *s)
 void run_init(struct watch_set *s)
 {
     set = s;
-    char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    exe[n > 0 ? n : 0] = '\0';
-    char *slash = strrchr(exe, '/');
-    if (slash)
-        *slash = '\0';
-    /* the full runtime lives in <prefix>/libexec/eventilator, the lean binary in <prefix>/bin */
-    snprintf(lean, sizeof lean, "%s/../../bin/eventilator", exe);
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     boot_id = ((uint64_t)ts.tv_sec << 20) ^ (uint64_t)ts.tv_nsec ^ ((uint64_t)getpid() << 44);
     /* the dedupe ring is fixed: fault it in now, so memory does not creep as it fills */
     memset(ring, 0, sizeof ring);
     memset(buckets, 0, sizeof buckets);
-    if (access(lean, X_OK) != 0)
-        evl_log(EVL_ERROR, "watch: %s: %s: handlers cannot run", lean, strerror(errno));
 }
