@@ -48,6 +48,7 @@ double watch_now(void);
 int watch_wants_master(const struct watch_set *set, const char *pod);
 int watch_matches(struct watch_set *set, const char *name);
 int watch_fork_ok(double now);
+void *watch_nofork_alloc(size_t size); /* zeroed, never freed, not in a run's child */
 /* In a run's child: the event call from the preloaded state; returns its exit code. */
 int watch_child(char **argv, const char *sentinel, const char *sentinels, const char *delivery,
                 int synthetic);

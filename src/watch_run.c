@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -46,6 +47,8 @@ struct item {
     char *name, *text, *pod;   /* one allocation, after the struct */
     int synthetic, runs;
     double heard, not_before, started, kill_at;
+    double cpu;  /* ms of CPU of its last run (wait4) */
+    long faults; /* minor page faults of its last run: the copy-on-write cost of the fork */
     pid_t pid;
 };
 
@@ -68,8 +71,8 @@ struct dd {
     double t;
     int32_t next; /* bucket chain */
 };
-static struct dd ring[DD_RING];
-static int32_t buckets[DD_BUCKETS];
+static struct dd *ring;        /* DD_RING entries */
+static int32_t *buckets;       /* DD_BUCKETS chains */
 static size_t ring_head, ring_n;
 
 static uint64_t fnv(const void *p, size_t n, uint64_t h)
@@ -312,8 +315,8 @@ static void finished(struct item *it, int ws, double now)
     int sig = WIFSIGNALED(ws) ? WTERMSIG(ws) : 0;
     double ms = (now - it->started) * 1e3;
     if (code == 0) {
-        evl_log(EVL_DEBUG, "watch: %s pod=%s done, run %d, %.1f ms", it->name,
-                it->pod ? it->pod : "-", it->runs, ms);
+        evl_log(EVL_DEBUG, "watch: %s pod=%s done, run %d, %.1f ms (cpu %.1f ms, %ld page faults)",
+                it->name, it->pod ? it->pod : "-", it->runs, ms, it->cpu, it->faults);
         free(it);
         return;
     }
@@ -342,9 +345,14 @@ static double reap(double now)
     for (int i = 0; i < nrunning;) {
         struct item *it = running[i];
         int ws;
-        pid_t r = waitpid(it->pid, &ws, WNOHANG);
+        struct rusage ru;
+        memset(&ru, 0, sizeof ru);
+        pid_t r = wait4(it->pid, &ws, WNOHANG, &ru);
         if (r == it->pid || (r < 0 && errno == ECHILD)) {
             running[i] = running[--nrunning];
+            it->cpu = (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e3 +
+                      (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e3;
+            it->faults = ru.ru_minflt;
             finished(it, r < 0 ? 0 : ws, now);
             continue;
         }
@@ -468,6 +476,6 @@ void run_init(struct watch_set *s)
     clock_gettime(CLOCK_REALTIME, &ts);
     boot_id = ((uint64_t)ts.tv_sec << 20) ^ (uint64_t)ts.tv_nsec ^ ((uint64_t)getpid() << 44);
     /* the dedupe ring is fixed: fault it in now, so memory does not creep as it fills */
-    memset(ring, 0, sizeof ring);
-    memset(buckets, 0, sizeof buckets);
+    ring = watch_nofork_alloc(DD_RING * sizeof *ring);
+    buckets = watch_nofork_alloc(DD_BUCKETS * sizeof *buckets);
 }
