@@ -79,10 +79,12 @@ static int ev_index(lua_State *L)
 }
 
 /*
- * Watch mode passes what Sentinel's argv cannot carry through the
- * environment (docs/watch.md). They are read once and unset, so what a
- * handler starts does not inherit them; evl_watch_env_restore() puts them
- * back for a handover to the full runtime, which reads them again.
+ * Watch mode's fields, which Sentinel's argv cannot carry (docs/watch.md).
+ * A run the watcher forks sets them directly (evl_watch_fields_set). A
+ * separate process is given them in the environment: they are read once
+ * and unset, so what a handler starts does not inherit them;
+ * evl_watch_env_restore() puts them back for a handover to the full
+ * runtime, which reads them again.
  */
 static const char *const watch_vars[] = {"EVENTILATOR_SOURCE", "EVENTILATOR_SENTINEL",
                                          "EVENTILATOR_SENTINELS", "EVENTILATOR_SYNTHETIC"};

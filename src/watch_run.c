@@ -287,6 +287,7 @@ static void start(struct item *it, double now)
     reporters_text(it->reporters, all, sizeof all, 0);
     snprintf(delivery, sizeof delivery, "%016" PRIx64 "-%" PRIu64, boot_id, it->seq);
     it->runs++;
+    fflush(NULL); /* nothing the watcher buffered is written twice by the child's fflush */
     pid_t pid = fork();
     if (pid == 0) {
         char *argv[] = {"eventilator", it->name, it->text, NULL};
