@@ -360,12 +360,13 @@ static int prun(lua_State *L)
 }
 
 /*
- * In a run's child, just forked: become the event call Sentinel would have
- * started, from the preloaded state, and return its exit code (the caller
- * _exits with it: no atexit handler of the watcher runs twice).
+ * In a run's child, just forked (with the watcher's signals blocked; mask is
+ * the watcher's own): become the event call Sentinel would have started,
+ * from the preloaded state, and return its exit code (the caller _exits
+ * with it: no atexit handler of the watcher runs twice).
  */
 int watch_child(char **argv, const char *sentinel, const char *sentinels, const char *delivery,
-                int synthetic)
+                int synthetic, const sigset_t *mask)
 {
     struct evl_host *h = cur->host;
     lua_State *L = h->L;
@@ -389,6 +390,7 @@ int watch_child(char **argv, const char *sentinel, const char *sentinels, const 
     evl_watch_fields_set(sentinel, sentinels, synthetic);
     lua_gc(L, LUA_GCSTOP); /* as a script call: budget.c restarts it if a handler allocates a lot */
     evl_event_arm(h);      /* SIGTERM and the watchdog, the budget from now */
+    sigprocmask(SIG_SETMASK, mask, NULL); /* the watcher's mask: what waited is delivered now */
     int code;
     lua_settop(L, 0);
     lua_pushcfunction(L, evl_traceback);

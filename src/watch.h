@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/types.h>
 
 #include <lua.h>
@@ -51,7 +52,7 @@ int watch_fork_ok(double now);
 void *watch_nofork_alloc(size_t size); /* zeroed, never freed, not in a run's child */
 /* In a run's child: the event call from the preloaded state; returns its exit code. */
 int watch_child(char **argv, const char *sentinel, const char *sentinels, const char *delivery,
-                int synthetic);
+                int synthetic, const sigset_t *mask);
 
 /* watch_conn.c */
 void conn_init(struct watch_set *set);

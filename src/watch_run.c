@@ -288,11 +288,21 @@ static void start(struct item *it, double now)
     snprintf(delivery, sizeof delivery, "%016" PRIx64 "-%" PRIu64, boot_id, it->seq);
     it->runs++;
     fflush(NULL); /* nothing the watcher buffered is written twice by the child's fflush */
+    /* until the child has its own handlers, a signal waits (watch_child unblocks it) */
+    sigset_t sigs, old;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGHUP);
+    sigaddset(&sigs, SIGUSR1);
+    sigaddset(&sigs, SIGCHLD);
+    sigprocmask(SIG_BLOCK, &sigs, &old);
     pid_t pid = fork();
     if (pid == 0) {
         char *argv[] = {"eventilator", it->name, it->text, NULL};
-        _exit(watch_child(argv, first, all, delivery, it->synthetic));
+        _exit(watch_child(argv, first, all, delivery, it->synthetic, &old));
     }
+    sigprocmask(SIG_SETMASK, &old, NULL);
     if (pid < 0) {
         evl_log(EVL_ERROR, "watch: fork: %s; %s retried in 1 s", strerror(errno), it->name);
         it->runs--;
