@@ -71,6 +71,7 @@ wait_heard() { # until the watcher has heard $1 events
 }
 rss() { awk '/^VmRSS/ { print $2 }' "/proc/$WPID/status"; }
 cpu() { awk '{ print $14 + $15 }' "/proc/$WPID/stat"; } # utime + stime, clock ticks
+ccpu() { awk '{ print $16 + $17 }' "/proc/$WPID/stat"; } # the reaped runs' utime + stime
 now() { date +%s.%N; }
 publish() { # publish $1 +sdown events, a different master each time
   redis-benchmark -h 127.0.0.1 -p "$PORT" -n "$1" -c 2 -P 200 -r 1000000 -q \
@@ -97,6 +98,7 @@ echo "   RSS after 10 000 events: ${R1} kB; after $N: ${R2} kB ($(python3 -c "pr
 RATE=${RATE:-1000}
 COUNT=$((RATE * 10))
 echo "== latency, PUBLISH to handler start, $RATE events/s for 10 s, one matching handler (load: $(cut -d' ' -f1 /proc/loadavg))"
+C3=$(cpu) CC3=$(ccpu)
 python3 - "$PORT" "$RATE" <<'PY'
 import socket, sys, time
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
@@ -120,6 +122,16 @@ for _ in $(seq 600); do
   [ "$(wc -l < "$W/latency" 2>/dev/null || echo 0)" -ge "$COUNT" ] && break
   sleep 0.1
 done
+for _ in $(seq 600); do # every run reaped: its CPU is counted
+  kill -USR1 "$WPID"; sleep 0.2
+  grep 'stats heard' "$W/watch.log" | tail -1 | grep -q 'waiting=0 running=0' && break
+done
+python3 - "$COUNT" "$C3" "$(cpu)" "$CC3" "$(ccpu)" "$(getconf CLK_TCK)" <<'PY'
+import sys
+n, c1, c2, k1, k2, hz = int(sys.argv[1]), *map(float, sys.argv[2:])
+print("   CPU per event: %.2f ms in the watcher (intake, fork, reaping), %.2f ms in the run's process"
+      % ((c2 - c1) / hz * 1e3 / n, (k2 - k1) / hz * 1e3 / n))
+PY
 python3 - "$W/latency" <<'PY'
 import sys
 v = sorted(float(l) * 1000 for l in open(sys.argv[1]) if l.strip())

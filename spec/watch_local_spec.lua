@@ -120,6 +120,34 @@ end)
     assert.are.equal("v1\nv1\nv2\n", procs.read(w.dir .. "/versions"))
   end)
 
+  it("runs a rule file's top-level code once per load, its handler once per event", function()
+    start()
+    local loads, seen = w.dir .. "/loads", w.dir .. "/seen"
+    w:rule("10-count.lua", string.format([[
+local g = assert(io.open(%q, "a")); g:write("load\n"); g:close()
+local n = 0 -- per load: each run starts from the loaded file, so a handler's change is its own
+on("+sdown", function(ev)
+  n = n + 1
+  local f = assert(io.open(%q, "a")); f:write(ev.pod, " ", n, "\n"); f:close()
+  return true
+end)
+]], loads, seen))
+    w:record("20-record.lua", { "+sdown" })
+    go()
+    for i = 1, 3 do publish("+sdown", "master pod" .. i .. " 127.0.0.1 6379") end
+    w:wait_handled(is("+sdown"), 3)
+    assert.are.equal("load\n", procs.read(loads))
+    local runs = {}
+    for line in procs.read(seen):gmatch("[^\n]+") do runs[#runs + 1] = line end
+    table.sort(runs)
+    assert.are.same({ "pod1 1", "pod2 1", "pod3 1" }, runs)
+    w:signal("HUP")
+    w:wait_log("config and rules reloaded", 1)
+    publish("+sdown", "master pod4 127.0.0.1 6379")
+    w:wait_handled(is("+sdown"), 4)
+    assert.are.equal("load\nload\n", procs.read(loads))
+  end)
+
   it("SIGTERM lets the running handler finish and exits 0", function()
     start{ top = "budget = 10" }
     local done = w.dir .. "/done"

@@ -65,6 +65,10 @@ int evl_call(struct evl_host *h, int nargs, int nres, double deadline);
 /* The value at idx as text for a log line: protected, bounded in time and length. Pushed. */
 const char *evl_error_text(struct evl_host *h, int idx);
 
+/* main.c: the event path (script mode, and the runs the watcher forks) */
+void evl_event_arm(struct evl_host *h);
+int evl_event_run(struct evl_host *h, int rules_loaded);
+
 /* config.c */
 #define EVL_CONFIG_BROKEN (-1)  /* exit 2 */
 #define EVL_CONFIG_REFUSED (-2) /* exit 1 */

@@ -79,15 +79,17 @@ static int ev_index(lua_State *L)
 }
 
 /*
- * Watch mode passes what Sentinel's argv cannot carry through the
- * environment (docs/watch.md). They are read once and unset, so what a
- * handler starts does not inherit them; evl_watch_env_restore() puts them
- * back for a handover to the full runtime, which reads them again.
+ * Watch mode's fields, which Sentinel's argv cannot carry (docs/watch.md).
+ * A run the watcher forks sets them directly (evl_watch_fields_set). A
+ * separate process is given them in the environment: they are read once
+ * and unset, so what a handler starts does not inherit them;
+ * evl_watch_env_restore() puts them back for a handover to the full
+ * runtime, which reads them again.
  */
 static const char *const watch_vars[] = {"EVENTILATOR_SOURCE", "EVENTILATOR_SENTINEL",
                                          "EVENTILATOR_SENTINELS", "EVENTILATOR_SYNTHETIC"};
 enum { W_SOURCE, W_SENTINEL, W_SENTINELS, W_SYNTHETIC, W_N }; /* EVENTILATOR_DELIVERY: handover.c */
-static char *watch_val[W_N];
+static const char *watch_val[W_N];
 static int watch_taken;
 
 static void watch_take(void)
@@ -100,6 +102,26 @@ static void watch_take(void)
         watch_val[i] = v && *v ? strdup(v) : NULL;
         unsetenv(watch_vars[i]);
     }
+}
+
+/*
+ * A run forked from the watcher (watch.c) gets the fields from the watcher
+ * directly, not through the environment: sentinel ("ip:port"), sentinels
+ * (comma list), synthetic.
+ */
+void evl_watch_fields_set(const char *sentinel, const char *sentinels, int synthetic)
+{
+    watch_taken = 1;
+    watch_val[W_SOURCE] = "watch";
+    watch_val[W_SENTINEL] = sentinel && *sentinel ? sentinel : NULL;
+    watch_val[W_SENTINELS] = sentinels && *sentinels ? sentinels : NULL;
+    watch_val[W_SYNTHETIC] = synthetic ? "1" : NULL;
+}
+
+const char *evl_watch_sentinel(void)
+{
+    watch_take();
+    return watch_val[W_SENTINEL];
 }
 
 void evl_watch_env_restore(void)

@@ -70,6 +70,12 @@ int evl_log_open(const char *t, const char *level)
     return 0;
 }
 
+/* A child forked without exec (watch mode's runs): its own pid in its lines. */
+void evl_log_forked(void)
+{
+    pid = 0;
+}
+
 void evl_log_also_stderr(int on)
 {
     also_stderr = on;

@@ -86,22 +86,37 @@ static void on_term(int sig)
     _exit(1);
 }
 
-/* The event path: parse, load, match, run. Returns the exit code. */
-static int run_event(struct evl_host *h)
+/*
+ * What every event call arms once its config is loaded: the emergency lines,
+ * SIGTERM, and the watchdog at the config's budget from h->t0. Script mode
+ * calls it from run_event; a run forked from the watcher (watch.c) calls it
+ * with t0 set to the run's own start.
+ */
+void evl_event_arm(struct evl_host *h)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_term;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    prepare_emergency(h);
+    evl_watchdog_arm(h->deadline + 2.0 - evl_monotonic(), on_watchdog);
+}
+
+/*
+ * The per-event part of the event path, with the config loaded and armed:
+ * arguments, parse, rule files (unless rules_loaded: the watcher's runs are
+ * forked from a state that loaded them once), match, the handover check,
+ * the handlers under the delivery record, the summary line. Returns the
+ * exit code. The one event path of script mode and watch mode.
+ */
+int evl_event_run(struct evl_host *h, int rules_loaded)
 {
     lua_State *L = h->L;
     char err[512];
     static struct evl_event ev; /* ~4 KiB: keep it off the stack */
     int nargs = h->argc - 1;
     char **args = h->argv + 1;
-
-    int rc = evl_config_load(h);
-    if (rc < 0)
-        return rc == EVL_CONFIG_REFUSED ? 1 : 2;
-    evl_config_open_log(h);
-    prepare_emergency(h);
-    evl_watchdog_arm(h->deadline + 2.0 - evl_monotonic(), on_watchdog); /* the config's budget */
-    evl_open_host_module(L, h);
 
     int want = h->mode == EVL_RECONFIG ? 7 : 2;
     if (nargs != want) {
@@ -111,13 +126,14 @@ static int run_event(struct evl_host *h)
                            : "<event-type> <event-description>");
         return 2;
     }
-    rc = h->mode == EVL_RECONFIG ? evl_parse_reconfig(&ev, args, err, sizeof err)
-                                 : evl_parse_notification(&ev, args[0], args[1], err, sizeof err);
+    int rc = h->mode == EVL_RECONFIG ? evl_parse_reconfig(&ev, args, err, sizeof err)
+                                     : evl_parse_notification(&ev, args[0], args[1], err, sizeof err);
     if (rc < 0) {
         evl_log(EVL_ERROR, "%s", err);
         return 2;
     }
-    evl_rules_load(h);
+    if (!rules_loaded)
+        evl_rules_load(h);
     evl_rules_match(h, ev.name);
     int matched = lua_gettop(L);
     if (evl_handover_needed(h, matched))
@@ -141,6 +157,18 @@ static int run_event(struct evl_host *h)
             h->handover ? " runtime=full (" : "", h->handover ? h->handover : "",
             h->handover ? ")" : "");
     return code;
+}
+
+/* The event path of script mode: config, then the per-event part. Returns the exit code. */
+static int run_event(struct evl_host *h)
+{
+    int rc = evl_config_load(h);
+    if (rc < 0)
+        return rc == EVL_CONFIG_REFUSED ? 1 : 2;
+    evl_config_open_log(h);
+    evl_event_arm(h); /* the config's budget */
+    evl_open_host_module(h->L, h);
+    return evl_event_run(h, 0);
 }
 
 static int pmain(lua_State *L)

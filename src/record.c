@@ -33,20 +33,7 @@
 #include "host.h"
 #include "log.h"
 #include "record.h"
-
-/*
- * Watch mode names the reporting Sentinel in EVENTILATOR_SENTINEL; the event
- * code reads and unsets it during the call (so handlers' children do not
- * inherit it), hence it is copied here before main() runs.
- */
-static char sentinel_env[128];
-
-__attribute__((constructor)) static void rec_capture(void)
-{
-    const char *s = getenv("EVENTILATOR_SENTINEL");
-    if (s && *s)
-        snprintf(sentinel_env, sizeof sentinel_env, "%s", s);
-}
+#include "watch_env.h"
 
 /* Length of the valid UTF-8 sequence at s (n bytes left), or 0. */
 static size_t utf8_len(const unsigned char *s, size_t n)
@@ -142,7 +129,9 @@ static size_t put_uint(char *out, unsigned long long v, int width)
 /* The line for this call; malloc'd, its length in *len. */
 static char *build_line(struct evl_host *h, int code, size_t *len)
 {
-    size_t cap = 128 + 6 * strlen(h->name) + sizeof sentinel_env * 6;
+    /* watch mode's reporting Sentinel (levent.c keeps it; a forked run sets it directly) */
+    const char *sentinel = evl_watch_sentinel();
+    size_t cap = 128 + 6 * strlen(h->name) + (sentinel ? strlen(sentinel) : 0) * 6;
     for (int i = 1; i < h->argc; i++)
         cap += 6 * strlen(h->argv[i]) + 4;
     char *buf = malloc(cap);
@@ -166,8 +155,8 @@ static char *build_line(struct evl_host *h, int code, size_t *len)
     buf[o++] = '.';
     o += put_uint(buf + o, ms % 1000, 3);
     o += put(buf + o, ",\"sentinel\":");
-    if (*sentinel_env) {
-        o += json_string(buf + o, sentinel_env, strlen(sentinel_env));
+    if (sentinel) {
+        o += json_string(buf + o, sentinel, strlen(sentinel));
     } else {
         o += put(buf + o, "\"pid:");
         o += put_uint(buf + o, (unsigned long long)getppid(), 1);

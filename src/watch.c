@@ -1,18 +1,19 @@
 /*
  * watch.c: `eventilator watch` (contract section 10, docs/watch.md).
  *
- * The subcommand's host function: loads config and rules into a Lua state
- * of its own (used only to know which event names have handlers), takes a
- * snapshot of the config file and the rule files for the runs to use, and
- * drives one poll() loop over the Sentinel connections (watch_conn.c), the
- * queue and the children (watch_run.c) and a self-pipe for signals.
+ * The subcommand's host function: loads config and rules once into a
+ * preloaded event state (a host and Lua state of their own, exactly as an
+ * event call has them once config, log, host module and rule files are
+ * loaded), and drives one poll() loop over the Sentinel connections
+ * (watch_conn.c), the queue and the children (watch_run.c) and a self-pipe
+ * for signals.
  *
- * Why a snapshot: every run is the lean binary reading config and rules
- * from disk. SIGHUP validates the files on disk first and only then points
- * the runs at a new snapshot, so a broken file never reaches a run: the
- * running set really keeps running.
+ * A run is a fork() of the watcher without exec (watch_child): the child
+ * already holds that state, so what is left per event is main.c's per-event
+ * part of the event path (evl_event_run), the same code script mode runs.
+ * SIGHUP builds a new state, validated, and swaps it in; a broken file
+ * leaves the running one in place, and runs already forked keep their copy.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -20,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -31,15 +33,14 @@
 #include "host.h"
 #include "log.h"
 #include "paths.h"
+#include "record.h"
+#include "watch_env.h"
 #include "watch.h"
 
 volatile int watch_stopping;
 static volatile sig_atomic_t got_hup, got_term, got_usr1;
 static int wake[2] = {-1, -1};
 static struct watch_set *cur;
-static char orig_conf[4096], orig_rules[4096]; /* as given at start; "" = not set */
-static char snap_dir[4300], prev_snap[4300];
-static unsigned snap_n;
 
 double watch_now(void)
 {
@@ -173,6 +174,13 @@ static void read_settings(lua_State *L, struct evl_host *h, struct watch_setting
         luaL_error(L, "%s: watch.timeout: expected seconds between 0 and 60", h->config_path);
 }
 
+/*
+ * The preload: what an event call does before its event (main.c's
+ * run_event) and that is the same for every event. A set whose config or
+ * any rule file fails is refused (at start: no start; on SIGHUP: the running
+ * set stays), so a run never meets a failed rule file: the re-load a script
+ * call would give a fixed file happens on SIGHUP, validated first.
+ */
 static int pload(lua_State *L)
 {
     struct watch_set *set = lua_touserdata(L, 1);
@@ -214,12 +222,84 @@ static void free_set(struct watch_set *set)
     free(set);
 }
 
-/* Load config and rules as the environment now names them; NULL with why. */
+/* The threads of this process (/proc/self/status), or -1. */
+static int threads(void)
+{
+    FILE *f = fopen("/proc/self/status", "re");
+    char line[256];
+    int n = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "Threads: %d", &n) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return n;
+}
+
+/*
+ * fork() copies only the calling thread. The watcher has one, except for
+ * what a rule file's top-level code left behind while loading: a name
+ * lookup's helper thread (src/lookup.h) that passed its deadline, or
+ * libcurl's resolver thread, each ending when getaddrinfo returns. A child
+ * forked meanwhile could find a lock of libc held by a thread it does not
+ * have. So runs are not forked while such a thread lives (intake goes on),
+ * at most 30 s: past that the lookup is stuck, and a run that meets the
+ * lock is stopped by its watchdog and retried like any failed run.
+ */
+int watch_fork_ok(double now)
+{
+    static double waiting_since;
+    if (cur->single)
+        return 1;
+    int n = threads();
+    if (n <= 1) {
+        cur->single = 1;
+        if (waiting_since)
+            evl_log(EVL_INFO, "watch: the helper threads left by loading the rules have ended: "
+                    "runs start");
+        waiting_since = 0;
+        return 1;
+    }
+    if (!waiting_since) {
+        waiting_since = now;
+        evl_log(EVL_WARN, "watch: %d helper thread(s) left by loading the rules (a name lookup "
+                "in top-level code) still running: runs wait for them, at most 30 s", n - 1);
+    } else if (now - waiting_since > 30) {
+        evl_log(EVL_WARN, "watch: %d helper thread(s) still running after 30 s: runs start anyway",
+                n - 1);
+        cur->single = 1;
+        waiting_since = 0;
+        return 1;
+    }
+    return 0;
+}
+
+/*
+ * Memory of the watcher alone (the dedupe ring, ~3 MB): mapped MADV_DONTFORK,
+ * so a run's fork neither copies its page tables nor tears them down again,
+ * and the watcher writing to it after a fork takes no copy-on-write fault.
+ * Zeroed and touched now, so RSS does not creep as it fills. Never freed.
+ */
+void *watch_nofork_alloc(size_t size)
+{
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) {
+        evl_log(EVL_ERROR, "watch: cannot map %zu bytes: %s", size, strerror(errno));
+        exit(1);
+    }
+    if (madvise(p, size, MADV_DONTFORK) != 0)
+        evl_log(EVL_WARN, "watch: madvise(MADV_DONTFORK): %s; runs copy the dedupe ring's page tables",
+                strerror(errno));
+    memset(p, 0, size);
+    return p;
+}
+
+/* Load config and rules as the environment names them; NULL with why. */
 static struct watch_set *load_set(const char *name, char *why, size_t cap)
 {
     struct watch_set *set = calloc(1, sizeof *set);
     struct evl_host *h = calloc(1, sizeof *h);
-    lua_State *L = luaL_newstate();
+    lua_State *L = h ? evl_state_new(h) : NULL; /* the allocator of a call: memory_limit applies */
     if (!set || !h || !L) {
         snprintf(why, cap, "out of memory");
         free(set);
@@ -235,6 +315,7 @@ static struct watch_set *load_set(const char *name, char *why, size_t cap)
     h->t0 = evl_monotonic();
     h->budget = EVL_DEFAULT_BUDGET;
     h->deadline = h->t0 + h->budget;
+    h->strict_modes = 1;
     lua_pushcfunction(L, evl_traceback);
     lua_pushcfunction(L, pload);
     lua_pushlightuserdata(L, set);
@@ -246,122 +327,17 @@ static struct watch_set *load_set(const char *name, char *why, size_t cap)
         free_set(set);
         return NULL;
     }
+    lua_settop(L, 0);
+    /* every run starts from this heap: leave it no garbage to copy or count */
+    lua_gc(L, LUA_GCCOLLECT);
     return set;
-}
-
-/* ---------------------------------------------------------------- snapshots */
-
-static int copy_file(const char *from, const char *to)
-{
-    size_t len;
-    int err;
-    char *text = evl_read_file(from, 16u << 20, &len, &err);
-    if (!text)
-        return err == ENOENT ? 0 : -1;
-    int fd = open(to, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
-    int ok = fd >= 0 && write(fd, text, len) == (ssize_t)len;
-    if (fd >= 0)
-        close(fd);
-    free(text);
-    return ok ? 0 : -1;
-}
-
-static void rm_snapshot(const char *dir)
-{
-    char p[4600];
-    if (!dir[0])
-        return;
-    snprintf(p, sizeof p, "%s/rules", dir);
-    DIR *d = opendir(p);
-    struct dirent *de;
-    while (d && (de = readdir(d))) {
-        if (de->d_name[0] == '.')
-            continue;
-        snprintf(p, sizeof p, "%s/rules/%s", dir, de->d_name);
-        unlink(p);
-    }
-    if (d)
-        closedir(d);
-    snprintf(p, sizeof p, "%s/rules", dir);
-    rmdir(p);
-    snprintf(p, sizeof p, "%s/eventilator.conf", dir);
-    unlink(p);
-    rmdir(dir);
-}
-
-static void set_env(const char *k, const char *v)
-{
-    if (v && *v)
-        setenv(k, v, 1);
-    else
-        unsetenv(k);
-}
-
-/*
- * Validate the files as they are now, copy them into a new snapshot and load
- * the set from that copy (so what was validated is what runs). Returns the
- * set with snap_dir naming its snapshot, or NULL with why.
- */
-static struct watch_set *load_snapshot(const char *name, char *why, size_t cap)
-{
-    set_env("EVENTILATOR_CONF", orig_conf);
-    set_env("EVENTILATOR_RULES", orig_rules);
-    struct watch_set *probe = load_set(name, why, cap);
-    if (!probe)
-        return NULL;
-    struct evl_host *h = probe->host;
-    const char *rules = orig_rules[0] ? orig_rules : evl_config_string(h, NULL, "rules_dir");
-    char dir[4300], p[4600], q[4600];
-    snprintf(dir, sizeof dir, "%s/watch-set.%ld.%u", probe->s.state_dir, (long)getpid(), ++snap_n);
-    mkdir(probe->s.state_dir, 0750);
-    snprintf(p, sizeof p, "%s/rules", dir);
-    int bad = (mkdir(dir, 0750) < 0 && errno != EEXIST) || (mkdir(p, 0750) < 0 && errno != EEXIST);
-    snprintf(q, sizeof q, "%s/eventilator.conf", dir);
-    bad = bad || copy_file(h->config_path, q) < 0;
-    DIR *d = rules ? opendir(rules) : NULL;
-    struct dirent *de;
-    while (!bad && d && (de = readdir(d))) {
-        size_t n = strlen(de->d_name);
-        if (n < 5 || strcmp(de->d_name + n - 4, ".lua") != 0)
-            continue;
-        snprintf(p, sizeof p, "%s/%s", rules, de->d_name);
-        snprintf(q, sizeof q, "%s/rules/%s", dir, de->d_name);
-        bad = copy_file(p, q) < 0;
-    }
-    if (d)
-        closedir(d);
-    free_set(probe);
-    if (bad) {
-        snprintf(why, cap, "cannot copy config and rules into %.900s: %s", dir, strerror(errno));
-        rm_snapshot(dir);
-        return NULL;
-    }
-    snprintf(p, sizeof p, "%s/eventilator.conf", dir);
-    snprintf(q, sizeof q, "%s/rules", dir);
-    setenv("EVENTILATOR_CONF", p, 1);
-    setenv("EVENTILATOR_RULES", q, 1);
-    struct watch_set *set = load_set(name, why, cap);
-    if (!set) {
-        rm_snapshot(dir);
-        return NULL;
-    }
-    snprintf(prev_snap, sizeof prev_snap, "%s", snap_dir);
-    snprintf(snap_dir, sizeof snap_dir, "%s", dir);
-    return set; /* the environment now names the snapshot: the runs inherit it */
 }
 
 static void reload(const char *name)
 {
     char why[1024];
-    char keep_conf[4600], keep_rules[4600];
-    snprintf(keep_conf, sizeof keep_conf, "%s", getenv("EVENTILATOR_CONF"));
-    snprintf(keep_rules, sizeof keep_rules, "%s", getenv("EVENTILATOR_RULES"));
-    char older[4300];
-    snprintf(older, sizeof older, "%s", prev_snap);
-    struct watch_set *n = load_snapshot(name, why, sizeof why);
+    struct watch_set *n = load_set(name, why, sizeof why);
     if (!n) {
-        setenv("EVENTILATOR_CONF", keep_conf, 1);
-        setenv("EVENTILATOR_RULES", keep_rules, 1);
         evl_log(EVL_ERROR, "watch: SIGHUP: reload refused, the running config and rules stay: %s", why);
         return;
     }
@@ -370,9 +346,66 @@ static void reload(const char *name)
     evl_config_open_log(n->host);
     conn_settings(n);
     run_settings(n);
-    free_set(old);
-    rm_snapshot(older); /* runs of the set before last have long loaded their files */
-    evl_log(EVL_INFO, "watch: SIGHUP: config and rules reloaded (%s)", snap_dir);
+    free_set(old); /* runs forked from it keep their own copy */
+    evl_log(EVL_INFO, "watch: SIGHUP: config and rules reloaded");
+}
+
+/* ---------------------------------------------------------------- a run */
+
+static int prun(lua_State *L)
+{
+    struct evl_host *h = lua_touserdata(L, 1);
+    lua_pushinteger(L, evl_event_run(h, 1));
+    return 1;
+}
+
+/*
+ * In a run's child, just forked (with the watcher's signals blocked; mask is
+ * the watcher's own): become the event call Sentinel would have started,
+ * from the preloaded state, and return its exit code (the caller _exits
+ * with it: no atexit handler of the watcher runs twice).
+ */
+int watch_child(char **argv, const char *sentinel, const char *sentinels, const char *delivery,
+                int synthetic, const sigset_t *mask)
+{
+    struct evl_host *h = cur->host;
+    lua_State *L = h->L;
+    /* the watcher's, not the run's: its sockets, its self-pipe, its signal handlers */
+    conn_close_fds();
+    close(wake[0]);
+    close(wake[1]);
+    int sigs[] = {SIGHUP, SIGINT, SIGUSR1, SIGCHLD};
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+        signal(sigs[i], SIG_DFL);
+    evl_log_forked();
+    /* the fields the environment carried to a separate run, set in their one home */
+    h->t0 = evl_monotonic();
+    h->deadline = h->t0 + h->budget;
+    h->argc = 3;
+    h->argv = argv;
+    h->delivery = delivery;
+    h->retry = 0;
+    h->done = h->handover = NULL;
+    h->mem.hit = 0;
+    evl_watch_fields_set(sentinel, sentinels, synthetic);
+    lua_gc(L, LUA_GCSTOP); /* as a script call: budget.c restarts it if a handler allocates a lot */
+    evl_event_arm(h);      /* SIGTERM and the watchdog, the budget from now */
+    sigprocmask(SIG_SETMASK, mask, NULL); /* the watcher's mask: what waited is delivered now */
+    int code;
+    lua_settop(L, 0);
+    lua_pushcfunction(L, evl_traceback);
+    lua_pushcfunction(L, prun);
+    lua_pushlightuserdata(L, h);
+    if (lua_pcall(L, 1, 1, 1) != LUA_OK) {
+        evl_log(EVL_ERROR, "%s: internal error: %s", h->name,
+                lua_tostring(L, -1) ? lua_tostring(L, -1) : "(no message)");
+        code = 1;
+    } else {
+        code = (int)lua_tointeger(L, -1);
+    }
+    evl_record(h, code);
+    fflush(NULL); /* io.write from rules: exit() would, _exit does not */
+    return code;
 }
 
 /* ---------------------------------------------------------------- the loop */
@@ -462,9 +495,6 @@ int evl_watch_lua(lua_State *L)
 {
     struct evl_host *h = lua_touserdata(L, lua_upvalueindex(1));
     char why[1024];
-    const char *c = getenv("EVENTILATOR_CONF"), *r = getenv("EVENTILATOR_RULES");
-    snprintf(orig_conf, sizeof orig_conf, "%s", c ? c : "");
-    snprintf(orig_rules, sizeof orig_rules, "%s", r ? r : "");
     if (pipe(wake) < 0) {
         evl_log(EVL_ERROR, "watch: pipe: %s", strerror(errno));
         lua_pushinteger(L, 1);
@@ -475,7 +505,7 @@ int evl_watch_lua(lua_State *L)
         fcntl(wake[i], F_SETFD, FD_CLOEXEC);
     }
     signals(); /* before loading: a SIGHUP now is a reload once running */
-    cur = load_snapshot(h->name, why, sizeof why);
+    cur = load_set(h->name, why, sizeof why);
     if (!cur) {
         evl_log(EVL_ERROR, "watch: cannot start: %s", why);
         lua_pushinteger(L, 2);
@@ -497,8 +527,6 @@ int evl_watch_lua(lua_State *L)
     int code = loop(h->name);
     run_stats();
     conn_close_all();
-    rm_snapshot(prev_snap);
-    rm_snapshot(snap_dir);
     evl_log(EVL_INFO, "watch: stopped");
     free_set(cur);
     cur = NULL;

@@ -2,8 +2,8 @@
  * watch.h: what the pieces of watch mode share (docs/watch.md). One process,
  * one poll() loop: watch_conn.c keeps a subscriber connection per Sentinel
  * and the masters' last known addresses, watch_run.c turns each event into
- * a queued run of the lean `eventilator` binary, watch.c loads config and
- * rules and drives the loop.
+ * a queued run (a fork of the watcher), watch.c keeps the preloaded config
+ * and rules the runs start from and drives the loop.
  */
 #ifndef EVENTILATOR_WATCH_H
 #define EVENTILATOR_WATCH_H
@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/types.h>
 
 #include <lua.h>
@@ -38,6 +39,7 @@ struct watch_set {
     /* event name -> does any handler match (names seen so far) */
     struct { char *name; int hit; } *names;
     size_t nnames, capnames;
+    int single; /* no helper thread left by loading it: runs may fork (watch_fork_ok) */
 };
 
 /* watch.c */
@@ -46,6 +48,11 @@ extern volatile int watch_stopping;
 double watch_now(void);
 int watch_wants_master(const struct watch_set *set, const char *pod);
 int watch_matches(struct watch_set *set, const char *name);
+int watch_fork_ok(double now);
+void *watch_nofork_alloc(size_t size); /* zeroed, never freed, not in a run's child */
+/* In a run's child: the event call from the preloaded state; returns its exit code. */
+int watch_child(char **argv, const char *sentinel, const char *sentinels, const char *delivery,
+                int synthetic, const sigset_t *mask);
 
 /* watch_conn.c */
 void conn_init(struct watch_set *set);
@@ -59,6 +66,7 @@ void conn_read(int idx);
 /* Connects what is due; returns the seconds until the next attempt (or 10). */
 double conn_tick(double now);
 void conn_close_all(void);
+void conn_close_fds(void); /* in a run's child */
 /* A real +switch-master was heard: the new address is known. */
 void conn_master_moved(const char *name, const char *ip, long port);
 void conn_rediscover(void);

@@ -384,6 +384,18 @@ void conn_close_all(void)
         }
 }
 
+/*
+ * In a run's child (forked, no exec): close the copies of the subscriber
+ * sockets. Closing (not redisFree) touches nothing the watcher shares: the
+ * connections stay the watcher's, and a handler cannot read or write them.
+ */
+void conn_close_fds(void)
+{
+    for (int i = 0; i < ns; i++)
+        if (S[i].c && S[i].c->fd >= 0)
+            close(S[i].c->fd);
+}
+
 void conn_rediscover(void)
 {
     const char *seeds[WATCH_MAX_SENTINELS];

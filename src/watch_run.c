@@ -7,22 +7,24 @@
  * this path allocates per event except the queued item, so intake stays
  * fast and memory stays flat (docs/watch.md, bench/watch.sh).
  *
- * Runs: each item is one fork+exec of the lean `eventilator` binary with
- * the event's argv, exactly as Sentinel would run it, plus the watch-only
- * environment (EVENTILATOR_SOURCE, _SENTINEL, _SENTINELS, _SYNTHETIC,
- * _DELIVERY). So a run has the script-mode contract unchanged: budget,
- * protected handlers, watchdog, delivery records keyed by the delivery id.
+ * Runs: each item is one fork() of the watcher, without exec: the child
+ * holds the preloaded config and rules (watch.c) and runs the event path's
+ * per-event part with the event's argv, exactly as Sentinel would pass it,
+ * plus the watch-only fields (source, sentinel(s), synthetic, and the
+ * delivery id that keys its delivery record). So a run has the script-mode
+ * contract unchanged: budget, protected handlers, watchdog, delivery
+ * records, its own process (a crash or a leak ends with it).
  * Exit 1 or a signal is retried with a doubling delay; at most
  * `concurrency` children; a master's first attempts start in arrival order;
  * a child still running at budget + margin is killed.
  */
 #include <errno.h>
 #include <inttypes.h>
-#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -45,6 +47,8 @@ struct item {
     char *name, *text, *pod;   /* one allocation, after the struct */
     int synthetic, runs;
     double heard, not_before, started, kill_at;
+    double cpu;  /* ms of CPU of its last run (wait4) */
+    long faults; /* minor page faults of its last run: the copy-on-write cost of the fork */
     pid_t pid;
 };
 
@@ -53,7 +57,6 @@ static struct item *head, *tail;  /* waiting, in arrival order (retries at the t
 static size_t nwaiting;
 static struct item *running[MAX_RUNNING];
 static int nrunning;
-static char lean[PATH_MAX + 32];
 static uint64_t seq, boot_id;
 
 static struct {
@@ -68,8 +71,8 @@ struct dd {
     double t;
     int32_t next; /* bucket chain */
 };
-static struct dd ring[DD_RING];
-static int32_t buckets[DD_BUCKETS];
+static struct dd *ring;        /* DD_RING entries */
+static int32_t *buckets;       /* DD_BUCKETS chains */
 static size_t ring_head, ring_n;
 
 static uint64_t fnv(const void *p, size_t n, uint64_t h)
@@ -284,20 +287,22 @@ static void start(struct item *it, double now)
     reporters_text(it->reporters, all, sizeof all, 0);
     snprintf(delivery, sizeof delivery, "%016" PRIx64 "-%" PRIu64, boot_id, it->seq);
     it->runs++;
+    fflush(NULL); /* nothing the watcher buffered is written twice by the child's fflush */
+    /* until the child has its own handlers, a signal waits (watch_child unblocks it) */
+    sigset_t sigs, old;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGHUP);
+    sigaddset(&sigs, SIGUSR1);
+    sigaddset(&sigs, SIGCHLD);
+    sigprocmask(SIG_BLOCK, &sigs, &old);
     pid_t pid = fork();
     if (pid == 0) {
-        setenv("EVENTILATOR_SOURCE", "watch", 1);
-        setenv("EVENTILATOR_SENTINEL", first, 1);
-        setenv("EVENTILATOR_SENTINELS", all, 1);
-        setenv("EVENTILATOR_DELIVERY", delivery, 1);
-        if (it->synthetic)
-            setenv("EVENTILATOR_SYNTHETIC", "1", 1);
-        else
-            unsetenv("EVENTILATOR_SYNTHETIC");
         char *argv[] = {"eventilator", it->name, it->text, NULL};
-        execv(lean, argv);
-        _exit(2); /* like Sentinel: an exec failure is never retried */
+        _exit(watch_child(argv, first, all, delivery, it->synthetic, &old));
     }
+    sigprocmask(SIG_SETMASK, &old, NULL);
     if (pid < 0) {
         evl_log(EVL_ERROR, "watch: fork: %s; %s retried in 1 s", strerror(errno), it->name);
         it->runs--;
@@ -321,8 +326,8 @@ static void finished(struct item *it, int ws, double now)
     int sig = WIFSIGNALED(ws) ? WTERMSIG(ws) : 0;
     double ms = (now - it->started) * 1e3;
     if (code == 0) {
-        evl_log(EVL_DEBUG, "watch: %s pod=%s done, run %d, %.1f ms", it->name,
-                it->pod ? it->pod : "-", it->runs, ms);
+        evl_log(EVL_DEBUG, "watch: %s pod=%s done, run %d, %.1f ms (cpu %.1f ms, %ld page faults)",
+                it->name, it->pod ? it->pod : "-", it->runs, ms, it->cpu, it->faults);
         free(it);
         return;
     }
@@ -351,9 +356,14 @@ static double reap(double now)
     for (int i = 0; i < nrunning;) {
         struct item *it = running[i];
         int ws;
-        pid_t r = waitpid(it->pid, &ws, WNOHANG);
+        struct rusage ru;
+        memset(&ru, 0, sizeof ru);
+        pid_t r = wait4(it->pid, &ws, WNOHANG, &ru);
         if (r == it->pid || (r < 0 && errno == ECHILD)) {
             running[i] = running[--nrunning];
+            it->cpu = (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e3 +
+                      (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e3;
+            it->faults = ru.ru_minflt;
             finished(it, r < 0 ? 0 : ws, now);
             continue;
         }
@@ -407,6 +417,8 @@ double run_tick(double now)
     int cap = set->s.concurrency < MAX_RUNNING ? set->s.concurrency : MAX_RUNNING;
     if (nrunning >= cap || !head)
         return next;
+    if (!watch_fork_ok(now))
+        return next < 0.1 ? next : 0.1;
     memset(busy, 0, sizeof busy);
     nbusy = 0;
     for (int i = 0; i < nrunning; i++)
@@ -471,20 +483,10 @@ void run_settings(struct watch_set *s)
 void run_init(struct watch_set *s)
 {
     set = s;
-    char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    exe[n > 0 ? n : 0] = '\0';
-    char *slash = strrchr(exe, '/');
-    if (slash)
-        *slash = '\0';
-    /* the full runtime lives in <prefix>/libexec/eventilator, the lean binary in <prefix>/bin */
-    snprintf(lean, sizeof lean, "%s/../../bin/eventilator", exe);
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     boot_id = ((uint64_t)ts.tv_sec << 20) ^ (uint64_t)ts.tv_nsec ^ ((uint64_t)getpid() << 44);
     /* the dedupe ring is fixed: fault it in now, so memory does not creep as it fills */
-    memset(ring, 0, sizeof ring);
-    memset(buckets, 0, sizeof buckets);
-    if (access(lean, X_OK) != 0)
-        evl_log(EVL_ERROR, "watch: %s: %s: handlers cannot run", lean, strerror(errno));
+    ring = watch_nofork_alloc(DD_RING * sizeof *ring);
+    buckets = watch_nofork_alloc(DD_BUCKETS * sizeof *buckets);
 }
