@@ -71,6 +71,11 @@ const char *evl_error_text(struct evl_host *h, int idx);
 int evl_config_load(struct evl_host *h);
 void evl_config_open_log(struct evl_host *h);
 const char *evl_config_string(struct evl_host *h, const char *section, const char *key);
+/*
+ * A loaded config builds a section's defaults on its first read; whatever
+ * walks the whole table (printing, checking, pairs) calls this first.
+ */
+void evl_config_materialize(lua_State *L, int idx);
 
 /* rules.c */
 int evl_rules_load(struct evl_host *h);
