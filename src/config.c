@@ -362,22 +362,34 @@ static int env_index(lua_State *L)
     return 1;
 }
 
+/* "file:line" (or the file) into buf: only a message needs it, not every key */
+static const char *at(char *buf, size_t cap, const char *path, int line)
+{
+    if (line)
+        snprintf(buf, cap, "%s:%d", path, line);
+    else
+        snprintf(buf, cap, "%s", path);
+    return buf;
+}
+#define AT at(where, sizeof where, path, line)
+
 /*
  * Top-level numbers with a range. The budget must end the call before
  * Sentinel's SIGKILL at 60 s, with the watchdog's 2 s of slack and time to
  * exit; NaN and infinity are not seconds. Pushes the message and returns 1.
  */
-static int range_error(lua_State *L, const char *where, const char *key)
+static int range_error(lua_State *L, const char *path, int line, const char *key)
 {
+    char where[600];
     double v = lua_tonumber(L, -1);
     if (strcmp(key, "budget") == 0 && !(v > 0 && v <= EVL_MAX_BUDGET)) {
         lua_pushfstring(L, "%s: budget: expected seconds above 0 and at most %d (Sentinel kills a "
-                        "script at 60 s), got %s", where, (int)EVL_MAX_BUDGET,
+                        "script at 60 s), got %s", AT, (int)EVL_MAX_BUDGET,
                         luaL_tolstring(L, -1, NULL));
         return 1;
     }
     if (strcmp(key, "memory_limit") == 0 && !(v >= 1 && v <= 65536)) {
-        lua_pushfstring(L, "%s: memory_limit: expected MiB from 1 to 65536, got %s", where,
+        lua_pushfstring(L, "%s: memory_limit: expected MiB from 1 to 65536, got %s", AT,
                         luaL_tolstring(L, -1, NULL));
         return 1;
     }
@@ -501,25 +513,21 @@ static int merge(lua_State *L, const char *path, int values, int lines)
             line = (int)lua_tointeger(L, -1);
             lua_pop(L, 1);
         }
-        char where[600];
-        if (line)
-            snprintf(where, sizeof where, "%s:%d", path, line);
-        else
-            snprintf(where, sizeof where, "%s", path);
+        char where[600]; /* file:line, formatted only for a message (AT) */
         const struct field *top = lookup(NULL, key);
         if (top) {
             if (!fits(L, -1, top->type)) {
-                lua_pushfstring(L, "%s: %s: expected %s, got %s", where, key, type_name(top->type),
+                lua_pushfstring(L, "%s: %s: expected %s, got %s", AT, key, type_name(top->type),
                                 luaL_typename(L, -1));
                 return -1;
             }
-            if (range_error(L, where, key))
+            if (range_error(L, path, line, key))
                 return -1;
             lua_pushvalue(L, -1);
             lua_setfield(L, cfg, key);
         } else if ((sec = section_index(key)) >= 0) {
             if (lua_type(L, -1) != LUA_TTABLE) {
-                lua_pushfstring(L, "%s: %s: expected a table, got %s", where, key,
+                lua_pushfstring(L, "%s: %s: expected a table, got %s", AT, key,
                                 luaL_typename(L, -1));
                 return -1;
             }
@@ -536,12 +544,12 @@ static int merge(lua_State *L, const char *path, int values, int lines)
                 if (!f) {
                     char known[400];
                     known_keys(key, known, sizeof known);
-                    lua_pushfstring(L, "%s: %s.%s: unknown key (known keys: %s)", where, key,
+                    lua_pushfstring(L, "%s: %s.%s: unknown key (known keys: %s)", AT, key,
                                     k ? k : luaL_typename(L, -2), known);
                     return -1;
                 }
                 if (!fits(L, -1, f->type)) {
-                    lua_pushfstring(L, "%s: %s.%s: expected %s, got %s", where, key, k,
+                    lua_pushfstring(L, "%s: %s.%s: expected %s, got %s", AT, key, k,
                                     type_name(f->type), luaL_typename(L, -1));
                     return -1;
                 }
@@ -555,7 +563,7 @@ static int merge(lua_State *L, const char *path, int values, int lines)
             if (near && nwarnings < MAX_WARNINGS)
                 snprintf(warnings[nwarnings++], sizeof warnings[0],
                          "config %.600s: '%.64s' is not a setting of eventilator (did you mean "
-                         "'%.32s'?); rules see it as config.%.64s", where, key, near, key);
+                         "'%.32s'?); rules see it as config.%.64s", AT, key, near, key);
             lua_pushvalue(L, -2);
             lua_pushvalue(L, -2);
             lua_rawset(L, cfg); /* the user's own section */
