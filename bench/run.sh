@@ -88,6 +88,9 @@ if [ -n "$O" ]; then
   mkdir -p "$W/old-default" "$W/old-state"
   cp "$O"/rules/*.lua "$W/old-default/"
   printf 'log = { target = "%s/old.log" }\nrules_dir = "%s/old-default"\nredis = { port = %s }\nstate_dir = "%s/old-state"\n' "$W" "$W" "$PORT" "$W" > "$W/old.conf"
+  # this binary with that version's rules: what start-up costs apart from the rules added since
+  mkdir -p "$W/this-state"
+  printf 'log = { target = "%s/this-old-rules.log" }\nrules_dir = "%s/old-default"\nredis = { port = %s }\nstate_dir = "%s/this-state"\n' "$W" "$W" "$PORT" "$W" > "$W/this-old-rules.conf"
 fi
 
 EV=(+sdown "master pod1 127.0.0.1 6379")
@@ -105,6 +108,7 @@ mapfile -t cmds < <(
   if [ -n "$O" ]; then
     mk "$OREV: +sdown (its default rules)" "$W/old.conf" "$O/build/bin/eventilator" "${EV[@]}"
     mk "$OREV: reconfigurator leader" "$W/old.conf" "$O/build/bin/reconfigurator" "${RC[@]}"
+    mk "this binary, $OREV's default rules" "$W/this-old-rules.conf" "$B/bin/eventilator" "${EV[@]}"
   fi
   printf '%s\n' ":::" "shell script + redis-cli (same writes)" "REDIS_PORT=$PORT" /bin/sh "$PWD/bench/failover.sh" "${RC[@]}"
 )
@@ -118,8 +122,8 @@ for _ in 1 2 3 4 5; do
 done
 echo
 echo "== memory accounting: instructions of one default-rules call (callgrind, 3 runs each)"
-ir() { # binary -> instructions of one call
-  EVENTILATOR_CONF="$W/default.conf" valgrind --tool=callgrind --callgrind-out-file=/dev/null "$1" "${EV[@]}" 2>&1 |
+ir() { # binary [conf] -> instructions of one call
+  EVENTILATOR_CONF="${2:-$W/default.conf}" valgrind --tool=callgrind --callgrind-out-file=/dev/null "$1" "${EV[@]}" 2>&1 |
     sed -n 's/.*Collected : *\([0-9]*\).*/\1/p'
 }
 if command -v valgrind >/dev/null; then
@@ -127,6 +131,10 @@ if command -v valgrind >/dev/null; then
     with=$(ir "$B/bin/eventilator") without=$(ir "$P/bin/eventilator")
     echo "with accounting $with, without $without: $(( (with - without) * 10000 / without ))/100 %"
   done
+  if [ -n "$O" ]; then
+    echo "$OREV with its default rules: $(ir "$O/build/bin/eventilator" "$W/old.conf");" \
+      "this binary with them: $(ir "$B/bin/eventilator" "$W/this-old-rules.conf")"
+  fi
 else
   echo "valgrind not installed: skipped"
 fi
