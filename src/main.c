@@ -95,12 +95,14 @@ static int run_event(struct evl_host *h)
     int nargs = h->argc - 1;
     char **args = h->argv + 1;
 
+    double armed = h->deadline; /* main() armed the watchdog for it */
     int rc = evl_config_load(h);
     if (rc < 0)
         return rc == EVL_CONFIG_REFUSED ? 1 : 2;
     evl_config_open_log(h);
     prepare_emergency(h);
-    evl_watchdog_arm(h->deadline + 2.0 - evl_monotonic(), on_watchdog); /* the config's budget */
+    if (h->deadline != armed) /* the config's budget; the default's is armed already (2 syscalls) */
+        evl_watchdog_arm(h->deadline + 2.0 - evl_monotonic(), on_watchdog);
     evl_open_host_module(L, h);
 
     int want = h->mode == EVL_RECONFIG ? 7 : 2;
