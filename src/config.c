@@ -4,7 +4,9 @@
  * sections are checked against the schema below, so a typo such as
  * `slack.webhok_url` or `redis.port = "x"` is an error naming file:line
  * instead of a silently ignored setting. Unknown top-level keys are the
- * user's own sections and reach rules untouched as config.<key>.
+ * user's own sections and reach rules untouched as config.<key>. In the
+ * start-up binary a section's defaults are built when it is first read
+ * (lazy_index), since a call reads a handful of the ~100 rows.
  * A file in the Go eventilator's TOML format is recognised and translated by
  * the shipped module eventilator.legacy (only then is that Lua compiled).
  */
