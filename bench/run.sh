@@ -3,6 +3,9 @@
 # issues name, in one run, each command started N times interleaved with
 # /bin/true so that machine load hits all of them alike.
 #   bash bench/run.sh [N]        (default N=300; needs a build in ./build)
+# EVENTILATOR_OLD=DIR adds an earlier version beside it, in the same run: DIR is
+# that version's source tree (`git archive REV | tar -x -C DIR`), built in
+# DIR/build, and its own default rules (DIR/rules) are what it runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-300}
@@ -76,6 +79,20 @@ P=${EVENTILATOR_PLAIN_BUILD:-build-plain-alloc}
 cmake --build "$P" --target eventilator -j"$(nproc)" >/dev/null
 P=$(cd "$P" && pwd)
 
+# 6. an earlier version, with the default rules it shipped (EVENTILATOR_OLD)
+O=${EVENTILATOR_OLD:-}
+if [ -n "$O" ]; then
+  [ -x "$O/build/bin/eventilator" ] || { echo "EVENTILATOR_OLD=$O: no $O/build/bin/eventilator" >&2; exit 2; }
+  O=$(cd "$O" && pwd)
+  OREV=$(basename "$O")
+  mkdir -p "$W/old-default" "$W/old-state"
+  cp "$O"/rules/*.lua "$W/old-default/"
+  printf 'log = { target = "%s/old.log" }\nrules_dir = "%s/old-default"\nredis = { port = %s }\nstate_dir = "%s/old-state"\n' "$W" "$W" "$PORT" "$W" > "$W/old.conf"
+  # this binary with that version's rules: what start-up costs apart from the rules added since
+  mkdir -p "$W/this-state"
+  printf 'log = { target = "%s/this-old-rules.log" }\nrules_dir = "%s/old-default"\nredis = { port = %s }\nstate_dir = "%s/this-state"\n' "$W" "$W" "$PORT" "$W" > "$W/this-old-rules.conf"
+fi
+
 EV=(+sdown "master pod1 127.0.0.1 6379")
 RC=(pod1 leader start 10.0.0.1 6379 10.0.0.2 6380)
 mk() { # label, conf, argv0, args...
@@ -88,6 +105,11 @@ mapfile -t cmds < <(
   mk "reconfigurator leader (metrics)" "$W/default.conf" "$B/bin/reconfigurator" "${RC[@]}"
   mk "mixed http+redis file, +sdown" "$W/mixed.conf" "$B/bin/eventilator" "${EV[@]}"
   mk "default rules, no memory accounting" "$W/default.conf" "$P/bin/eventilator" "${EV[@]}"
+  if [ -n "$O" ]; then
+    mk "$OREV: +sdown (its default rules)" "$W/old.conf" "$O/build/bin/eventilator" "${EV[@]}"
+    mk "$OREV: reconfigurator leader" "$W/old.conf" "$O/build/bin/reconfigurator" "${RC[@]}"
+    mk "this binary, $OREV's default rules" "$W/this-old-rules.conf" "$B/bin/eventilator" "${EV[@]}"
+  fi
   printf '%s\n' ":::" "shell script + redis-cli (same writes)" "REDIS_PORT=$PORT" /bin/sh "$PWD/bench/failover.sh" "${RC[@]}"
 )
 echo "== start-up: $N runs each, interleaved ($(nproc) cores, load $(cut -d' ' -f1 /proc/loadavg))"
@@ -100,8 +122,8 @@ for _ in 1 2 3 4 5; do
 done
 echo
 echo "== memory accounting: instructions of one default-rules call (callgrind, 3 runs each)"
-ir() { # binary -> instructions of one call
-  EVENTILATOR_CONF="$W/default.conf" valgrind --tool=callgrind --callgrind-out-file=/dev/null "$1" "${EV[@]}" 2>&1 |
+ir() { # binary [conf] -> instructions of one call
+  EVENTILATOR_CONF="${2:-$W/default.conf}" valgrind --tool=callgrind --callgrind-out-file=/dev/null "$1" "${EV[@]}" 2>&1 |
     sed -n 's/.*Collected : *\([0-9]*\).*/\1/p'
 }
 if command -v valgrind >/dev/null; then
@@ -109,6 +131,10 @@ if command -v valgrind >/dev/null; then
     with=$(ir "$B/bin/eventilator") without=$(ir "$P/bin/eventilator")
     echo "with accounting $with, without $without: $(( (with - without) * 10000 / without ))/100 %"
   done
+  if [ -n "$O" ]; then
+    echo "$OREV with its default rules: $(ir "$O/build/bin/eventilator" "$W/old.conf");" \
+      "this binary with them: $(ir "$B/bin/eventilator" "$W/this-old-rules.conf")"
+  fi
 else
   echo "valgrind not installed: skipped"
 fi
@@ -116,4 +142,5 @@ echo
 echo "== checks"
 grep -c 'runtime=full' "$W/mixed.log" | sed 's/^/mixed-file +sdown calls handed to the full runtime (want 0): /' || true
 grep -c 'pod=pod1 handlers=1 failed=0' "$W/default.log" | sed 's/^/default-rule calls logged ok: /'
+[ -z "$O" ] || grep -c 'pod=pod1 handlers=1 failed=0' "$W/old.log" | sed "s/^/$OREV default-rule calls logged ok: /"
 echo "failovers recorded in the store: $(redis-cli -p "$PORT" hget failovers:aggregated "$(date +%Y)")"

@@ -305,6 +305,68 @@ describe("eventilator core", function()
       assert.matches("eventilator%.conf:4: attempt to index a nil value %(global 'os'%)", ctx:stderr())
     end)
 
+    -- Sections are built on first read (src/config.c); a rule must not be able to tell.
+    it("gives a rule's pairs(config) every section, as `eventilator config --secrets` prints it", function()
+      local dump = ctx.dir .. "/dump.txt"
+      ctx:config(string.format([[
+        redis = { port = 7000, password = "pw" }
+        slack = { enabled = true, channel = "ops" }
+        dump_to = %q
+      ]], dump))
+      ctx:rule("00-dump.lua", [[
+        local lines = {}
+        local function walk(prefix, t)
+          local n = 0
+          for k, v in pairs(t) do
+            n = n + 1
+            if type(v) == "table" then walk(prefix .. k .. ".", v)
+            elseif type(v) == "number" then lines[#lines + 1] = prefix .. k .. "=" .. string.format("%.17g", v)
+            else lines[#lines + 1] = prefix .. k .. "=" .. tostring(v) end
+          end
+          if n == 0 then lines[#lines + 1] = prefix .. "{}" end
+        end
+        walk("", config)
+        table.sort(lines)
+        local f = assert(io.open(config.dump_to, "w"))
+        f:write(table.concat(lines, "\n"), "\n")
+        f:close()
+      ]])
+      assert.are.equal(0, (ctx:run("eventilator", table.unpack(SDOWN))))
+      local out, rc = procs.sh(string.format("EVENTILATOR_CONF=%s EVENTILATOR_LOG=/dev/null %s config --secrets",
+        procs.quote(ctx.conf), procs.quote(procs.build .. "/bin/eventilator")))
+      assert.are.equal(0, rc, out)
+      local want = {}
+      local function walk(prefix, t)
+        local n = 0
+        for k, v in pairs(t) do
+          n = n + 1
+          if type(v) == "table" then walk(prefix .. k .. ".", v)
+          elseif type(v) == "number" then want[#want + 1] = prefix .. k .. "=" .. string.format("%.17g", v)
+          else want[#want + 1] = prefix .. k .. "=" .. tostring(v) end
+        end
+        if n == 0 then want[#want + 1] = prefix .. "{}" end
+      end
+      walk("", require("cjson").decode(out))
+      table.sort(want)
+      assert.are.equal(table.concat(want, "\n") .. "\n", procs.read(dump))
+      assert.truthy(procs.read(dump):find("hcloud.server_type=cx22", 1, true))
+    end)
+
+    it("keeps a section a rule removed or replaced, as a plain table would", function()
+      ctx:rule("00-edit.lua", [[
+        config.slack = nil
+        config.sensu = { enabled = "mine" }
+        config.sensu = config.sensu
+        on("*", function()
+          log.info("slack=%s sensu=%s webhook=%s", tostring(config.slack), config.sensu.enabled,
+            tostring(config.webhook.enabled))
+        end)
+      ]])
+      local rc, log = ctx:run("eventilator", table.unpack(SDOWN))
+      assert.are.equal(0, rc)
+      assert.matches("slack=nil sensu=mine webhook=false", log)
+    end)
+
     it("names file:line for a syntax error, an unknown key and a wrong type", function()
       local cases = {
         { "slack = {", "eventilator%.conf:5: .*expected" },

@@ -4,7 +4,9 @@
  * sections are checked against the schema below, so a typo such as
  * `slack.webhok_url` or `redis.port = "x"` is an error naming file:line
  * instead of a silently ignored setting. Unknown top-level keys are the
- * user's own sections and reach rules untouched as config.<key>.
+ * user's own sections and reach rules untouched as config.<key>. In the
+ * start-up binary a section's defaults are built when it is first read
+ * (lazy_index), since a call reads a handful of the ~100 rows.
  * A file in the Go eventilator's TOML format is recognised and translated by
  * the shipped module eventilator.legacy (only then is that Lua compiled).
  */
@@ -164,7 +166,10 @@ static void push_default(lua_State *L, const struct field *f)
             lua_pushnil(L);
             break;
         }
-        lua_newtable(L);
+        int n = 0;
+        while (f->list[n])
+            n++;
+        lua_createtable(L, n, 0); /* presized: each growth of the array is a rehash */
         for (int i = 0; f->list[i]; i++) {
             lua_pushstring(L, f->list[i]);
             lua_rawseti(L, -2, i + 1);
@@ -173,12 +178,69 @@ static void push_default(lua_State *L, const struct field *f)
     }
 }
 
-static int is_section(const char *name)
+/*
+ * The schema's sections, found once per process: a call builds a section's
+ * defaults on the first read of config.<section> (lazy_index below), not all
+ * ~100 rows up front, since a call reads a handful of them. A section's rows
+ * are adjacent in the schema; one that is not still works (`first` is its
+ * first row, `n` counts them all, and build_section skips other rows).
+ */
+#define MAX_SECTIONS 64
+static struct section {
+    const char *name;
+    unsigned first, n;
+} sections[MAX_SECTIONS];
+static int nsections;
+
+static int same(const char *a, const char *b)
 {
-    for (size_t i = 0; i < NSCHEMA; i++)
-        if (schema[i].section && strcmp(schema[i].section, name) == 0)
-            return 1;
-    return 0;
+    /* equal literals are usually one pointer; most names differ in the first letter */
+    return a == b || (a[0] == b[0] && strcmp(a, b) == 0);
+}
+
+static void find_sections(void)
+{
+    if (nsections)
+        return;
+    for (size_t i = 0; i < NSCHEMA; i++) {
+        const char *name = schema[i].section;
+        if (!name)
+            continue;
+        int k = nsections - 1;
+        if (k < 0 || !same(sections[k].name, name))
+            for (k = 0; k < nsections && !same(sections[k].name, name); k++)
+                ;
+        if (k < nsections) {
+            sections[k].n++;
+        } else if (nsections < MAX_SECTIONS) {
+            sections[nsections++] = (struct section){name, (unsigned)i, 1};
+        }
+    }
+}
+
+/* The section's index, or -1: not one of ours. */
+static int section_index(const char *name)
+{
+    find_sections();
+    for (int i = 0; i < nsections; i++)
+        if (same(sections[i].name, name))
+            return i;
+    return -1;
+}
+
+/* Push section i's defaults, a new table. */
+static void build_section(lua_State *L, int i)
+{
+    const struct section *sec = &sections[i];
+    lua_createtable(L, 0, (int)sec->n); /* presized: growing a table rehashes it every time */
+    for (unsigned r = sec->first, left = sec->n; left > 0 && r < NSCHEMA; r++) {
+        const struct field *f = &schema[r];
+        if (!f->section || !same(f->section, sec->name))
+            continue;
+        push_default(L, f);
+        lua_setfield(L, -2, f->key);
+        left--;
+    }
 }
 
 static const struct field *lookup(const char *section, const char *key)
@@ -302,22 +364,34 @@ static int env_index(lua_State *L)
     return 1;
 }
 
+/* "file:line" (or the file) into buf: only a message needs it, not every key */
+static const char *at(char *buf, size_t cap, const char *path, int line)
+{
+    if (line)
+        snprintf(buf, cap, "%s:%d", path, line);
+    else
+        snprintf(buf, cap, "%s", path);
+    return buf;
+}
+#define AT at(where, sizeof where, path, line)
+
 /*
  * Top-level numbers with a range. The budget must end the call before
  * Sentinel's SIGKILL at 60 s, with the watchdog's 2 s of slack and time to
  * exit; NaN and infinity are not seconds. Pushes the message and returns 1.
  */
-static int range_error(lua_State *L, const char *where, const char *key)
+static int range_error(lua_State *L, const char *path, int line, const char *key)
 {
+    char where[600];
     double v = lua_tonumber(L, -1);
     if (strcmp(key, "budget") == 0 && !(v > 0 && v <= EVL_MAX_BUDGET)) {
         lua_pushfstring(L, "%s: budget: expected seconds above 0 and at most %d (Sentinel kills a "
-                        "script at 60 s), got %s", where, (int)EVL_MAX_BUDGET,
+                        "script at 60 s), got %s", AT, (int)EVL_MAX_BUDGET,
                         luaL_tolstring(L, -1, NULL));
         return 1;
     }
     if (strcmp(key, "memory_limit") == 0 && !(v >= 1 && v <= 65536)) {
-        lua_pushfstring(L, "%s: memory_limit: expected MiB from 1 to 65536, got %s", where,
+        lua_pushfstring(L, "%s: memory_limit: expected MiB from 1 to 65536, got %s", AT,
                         luaL_tolstring(L, -1, NULL));
         return 1;
     }
@@ -325,40 +399,111 @@ static int range_error(lua_State *L, const char *where, const char *key)
 }
 
 /*
+ * The loaded config is lazy: its metatable builds a schema section's
+ * defaults on the first read of config.<section> (from a rule, a module or
+ * evl_config_string), and remembers which sections it has built ("built", one
+ * byte per section), so a section a rule assigns or removes stays as the rule
+ * left it. Whatever walks the whole table (`config`, `check`, `test`, pairs()
+ * in a rule) gets it whole from evl_config_materialize, which also drops the
+ * metatable: from then on the table is a plain one, as if built eagerly.
+ */
+static unsigned char *built_flags(lua_State *L, int cfg)
+{
+    unsigned char *flags = NULL;
+    if (lua_getmetatable(L, cfg)) {
+        if (lua_getfield(L, -1, "built") == LUA_TUSERDATA)
+            flags = lua_touserdata(L, -1);
+        lua_pop(L, 2);
+    }
+    return flags; /* anchored in the metatable, which the caller's table holds */
+}
+
+static int lazy_index(lua_State *L)
+{
+    int i = lua_type(L, 2) == LUA_TSTRING ? section_index(lua_tostring(L, 2)) : -1;
+    unsigned char *flags = i >= 0 ? built_flags(L, 1) : NULL;
+    if (!flags || flags[i])
+        return 0; /* not one of ours, or built and since removed: nil */
+    flags[i] = 1;
+    build_section(L, i);
+    lua_pushvalue(L, 2);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, 1);
+    return 1;
+}
+
+static int lazy_newindex(lua_State *L)
+{
+    int i = lua_type(L, 2) == LUA_TSTRING ? section_index(lua_tostring(L, 2)) : -1;
+    unsigned char *flags = i >= 0 ? built_flags(L, 1) : NULL;
+    if (flags)
+        flags[i] = 1; /* what the rule assigned replaces the defaults */
+    lua_settop(L, 3);
+    lua_rawset(L, 1);
+    return 0;
+}
+
+static int plain_next(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 2);
+    if (lua_next(L, 1))
+        return 2;
+    lua_pushnil(L);
+    return 1;
+}
+
+/* pairs(config) walks the whole config */
+static int lazy_pairs(lua_State *L)
+{
+    evl_config_materialize(L, 1);
+    lua_pushcfunction(L, plain_next);
+    lua_pushvalue(L, 1);
+    lua_pushnil(L);
+    return 3;
+}
+
+void evl_config_materialize(lua_State *L, int idx)
+{
+    idx = lua_absindex(L, idx);
+    unsigned char *flags = built_flags(L, idx);
+    if (!flags)
+        return; /* not lazy, or already whole */
+    for (int i = 0; i < nsections; i++)
+        if (!flags[i]) {
+            flags[i] = 1;
+            lua_pushstring(L, sections[i].name);
+            build_section(L, i);
+            lua_rawset(L, idx);
+        }
+    lua_pushnil(L);
+    lua_setmetatable(L, idx);
+}
+
+/*
  * Check the user's globals (table at `values`, lines at `lines`, either may
- * lack lines) and build the merged config on top of the stack. On error
- * returns -1 with the message on top of the stack.
+ * lack lines) and build the config on top of the stack: the top-level
+ * settings and every section the file sets, with their defaults, at once;
+ * the other sections on first read (above). On error returns -1 with the
+ * message on top of the stack.
  */
 static int merge(lua_State *L, const char *path, int values, int lines)
 {
-    lua_createtable(L, 0, 16);
+    find_sections();
+    /* presized for the whole table: materializing it then never rehashes */
+    lua_createtable(L, 0, nsections + 8);
     int cfg = lua_gettop(L);
-    /* defaults first */
-    for (size_t i = 0; i < NSCHEMA; i++) {
-        const struct field *f = &schema[i];
-        if (!f->section) {
-            push_default(L, f);
-            lua_setfield(L, cfg, f->key);
-            continue;
+    unsigned char *flags = lua_newuserdatauv(L, (size_t)nsections, 0);
+    memset(flags, 0, (size_t)nsections);
+    for (size_t i = 0; i < NSCHEMA; i++)
+        if (!schema[i].section) {
+            push_default(L, &schema[i]);
+            lua_setfield(L, cfg, schema[i].key);
         }
-        if (lua_getfield(L, cfg, f->section) != LUA_TTABLE) {
-            int n = 0; /* presized: growing a table rehashes it every time */
-            for (size_t k = i; k < NSCHEMA && schema[k].section &&
-                               strcmp(schema[k].section, f->section) == 0; k++)
-                n++; /* a section's fields are adjacent in the schema */
-            lua_pop(L, 1);
-            lua_createtable(L, 0, n);
-            lua_pushvalue(L, -1);
-            lua_setfield(L, cfg, f->section);
-        }
-        push_default(L, f);
-        lua_setfield(L, -2, f->key);
-        lua_pop(L, 1);
-    }
     /* then what the file set */
     lua_pushnil(L);
     while (lua_next(L, values)) {
-        int line = 0;
+        int line = 0, sec;
         if (lua_type(L, -2) != LUA_TSTRING) {
             lua_pop(L, 1);
             continue;
@@ -370,30 +515,29 @@ static int merge(lua_State *L, const char *path, int values, int lines)
             line = (int)lua_tointeger(L, -1);
             lua_pop(L, 1);
         }
-        char where[600];
-        if (line)
-            snprintf(where, sizeof where, "%s:%d", path, line);
-        else
-            snprintf(where, sizeof where, "%s", path);
+        char where[600]; /* file:line, formatted only for a message (AT) */
         const struct field *top = lookup(NULL, key);
         if (top) {
             if (!fits(L, -1, top->type)) {
-                lua_pushfstring(L, "%s: %s: expected %s, got %s", where, key, type_name(top->type),
+                lua_pushfstring(L, "%s: %s: expected %s, got %s", AT, key, type_name(top->type),
                                 luaL_typename(L, -1));
                 return -1;
             }
-            if (range_error(L, where, key))
+            if (range_error(L, path, line, key))
                 return -1;
             lua_pushvalue(L, -1);
             lua_setfield(L, cfg, key);
-        } else if (is_section(key)) {
+        } else if ((sec = section_index(key)) >= 0) {
             if (lua_type(L, -1) != LUA_TTABLE) {
-                lua_pushfstring(L, "%s: %s: expected a table, got %s", where, key,
+                lua_pushfstring(L, "%s: %s: expected a table, got %s", AT, key,
                                 luaL_typename(L, -1));
                 return -1;
             }
             int sect = lua_gettop(L);
-            lua_getfield(L, cfg, key);
+            flags[sec] = 1;
+            build_section(L, sec);
+            lua_pushvalue(L, -1);
+            lua_setfield(L, cfg, key);
             int dst = lua_gettop(L);
             lua_pushnil(L);
             while (lua_next(L, sect)) {
@@ -402,12 +546,12 @@ static int merge(lua_State *L, const char *path, int values, int lines)
                 if (!f) {
                     char known[400];
                     known_keys(key, known, sizeof known);
-                    lua_pushfstring(L, "%s: %s.%s: unknown key (known keys: %s)", where, key,
+                    lua_pushfstring(L, "%s: %s.%s: unknown key (known keys: %s)", AT, key,
                                     k ? k : luaL_typename(L, -2), known);
                     return -1;
                 }
                 if (!fits(L, -1, f->type)) {
-                    lua_pushfstring(L, "%s: %s.%s: expected %s, got %s", where, key, k,
+                    lua_pushfstring(L, "%s: %s.%s: expected %s, got %s", AT, key, k,
                                     type_name(f->type), luaL_typename(L, -1));
                     return -1;
                 }
@@ -421,13 +565,25 @@ static int merge(lua_State *L, const char *path, int values, int lines)
             if (near && nwarnings < MAX_WARNINGS)
                 snprintf(warnings[nwarnings++], sizeof warnings[0],
                          "config %.600s: '%.64s' is not a setting of eventilator (did you mean "
-                         "'%.32s'?); rules see it as config.%.64s", where, key, near, key);
+                         "'%.32s'?); rules see it as config.%.64s", AT, key, near, key);
             lua_pushvalue(L, -2);
             lua_pushvalue(L, -2);
             lua_rawset(L, cfg); /* the user's own section */
         }
         lua_pop(L, 1);
     }
+    /* the other sections: on first read */
+    lua_createtable(L, 0, 4);
+    lua_pushvalue(L, cfg + 1);
+    lua_setfield(L, -2, "built");
+    lua_pushcfunction(L, lazy_index);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, lazy_newindex);
+    lua_setfield(L, -2, "__newindex");
+    lua_pushcfunction(L, lazy_pairs);
+    lua_setfield(L, -2, "__pairs");
+    lua_setmetatable(L, cfg);
+    lua_settop(L, cfg);
     return 0;
 }
 
@@ -593,6 +749,15 @@ int evl_config_load(struct evl_host *h)
     h->strict_modes = lua_toboolean(L, -1);
     lua_pop(L, 3);
     h->deadline = h->t0 + h->budget;
+#ifndef EVL_LEAN
+    /*
+     * Lazy sections pay off in the start-up binary only. The full runtime
+     * (json, http, watch, subcommands) has cjson, which walks a table with
+     * lua_next and so would not see a section nobody has read yet; a call
+     * there costs ~3x /bin/true already, and this is ~0.1 ms of it.
+     */
+    evl_config_materialize(L, -1);
+#endif
     h->config_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_settop(L, values - 1);
     evl_state_dir_open(h, evl_config_string(h, NULL, "state_dir"));

@@ -68,10 +68,15 @@ void evl_handover_take_env(struct evl_host *h)
     h->done = done ? strdup(done) : NULL;
     h->handover = why ? strdup(why) : NULL;
     h->delivery = delivery && *delivery ? strdup(delivery) : NULL;
-    unsetenv(ENV_DONE);
-    unsetenv(ENV_WHY);
-    unsetenv(ENV_T0);
-    unsetenv(ENV_DELIVERY);
+    /* unsetenv walks the whole environment (~2k instructions): only what is set */
+    if (done)
+        unsetenv(ENV_DONE);
+    if (why)
+        unsetenv(ENV_WHY);
+    if (t0)
+        unsetenv(ENV_T0);
+    if (delivery)
+        unsetenv(ENV_DELIVERY);
 }
 
 /* A stub for what only the full runtime has: ask for the handover. */

@@ -30,6 +30,7 @@ struct evl_host {
     char **argv;
     double t0;               /* CLOCK_MONOTONIC at the first start (kept across handover) */
     double deadline;         /* t0 + budget */
+    double armed;            /* the deadline the watchdog is armed for */
     double budget;
     struct evl_mem mem;
     const char *config_path;
@@ -75,6 +76,11 @@ int evl_event_run(struct evl_host *h, int rules_loaded);
 int evl_config_load(struct evl_host *h);
 void evl_config_open_log(struct evl_host *h);
 const char *evl_config_string(struct evl_host *h, const char *section, const char *key);
+/*
+ * A loaded config builds a section's defaults on its first read; whatever
+ * walks the whole table (printing, checking, pairs) calls this first.
+ */
+void evl_config_materialize(lua_State *L, int idx);
 
 /* rules.c */
 int evl_rules_load(struct evl_host *h);

@@ -100,7 +100,8 @@ static void watch_take(void)
     for (int i = 0; i < W_N; i++) {
         const char *v = getenv(watch_vars[i]);
         watch_val[i] = v && *v ? strdup(v) : NULL;
-        unsetenv(watch_vars[i]);
+        if (v) /* unsetenv walks the whole environment: only when there is something to drop */
+            unsetenv(watch_vars[i]);
     }
 }
 

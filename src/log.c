@@ -128,10 +128,14 @@ static size_t stamp(char *buf, size_t cap, enum evl_level level)
 {
     struct timespec ts;
     struct tm tm;
-    char date[40];
+    static char date[40];
+    static time_t date_sec = -1; /* a call logs ~4 lines in the same second: convert once */
     clock_gettime(CLOCK_REALTIME, &ts);
-    localtime_r(&ts.tv_sec, &tm);
-    strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (ts.tv_sec != date_sec) {
+        localtime_r(&ts.tv_sec, &tm);
+        strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%S", &tm);
+        date_sec = ts.tv_sec;
+    }
     if (!pid)
         pid = (long)getpid();
     int n = snprintf(buf, cap, "%s.%03ld eventilator[%ld]: %s: ", date, ts.tv_nsec / 1000000, pid,

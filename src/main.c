@@ -100,7 +100,10 @@ void evl_event_arm(struct evl_host *h)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGTERM, &sa, NULL);
     prepare_emergency(h);
-    evl_watchdog_arm(h->deadline + 2.0 - evl_monotonic(), on_watchdog);
+    /* main() armed it for the default budget: a config that keeps it saves the 2 syscalls */
+    if (h->deadline != h->armed)
+        evl_watchdog_arm(h->deadline + 2.0 - evl_monotonic(), on_watchdog);
+    h->armed = h->deadline;
 }
 
 /*
@@ -231,6 +234,7 @@ int main(int argc, char **argv)
     h.deadline = h.t0 + h.budget;
     /* from here to the exit, nothing outlives the budget (re-armed with the config's) */
     evl_watchdog_arm(h.deadline + 2.0 - evl_monotonic(), on_watchdog);
+    h.armed = h.deadline;
     signal(SIGPIPE, SIG_IGN); /* a peer that hangs up gives EPIPE, not death */
 
     if (h.mode == EVL_NOTIFY && argc >= 2) {
