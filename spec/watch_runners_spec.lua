@@ -46,6 +46,15 @@ describe("watch mode's runners", function()
     w:wait_log("connected and subscribed", 1)
   end
 
+  it("refuses to start with a reuse below 1", function()
+    start("reuse = 0")
+    w:start()
+    procs.wait(function() return w:exit_code() ~= nil end, 20, "the watcher to exit")
+    assert.are.equal(2, w:exit_code())
+    -- refused before the config's log is open: the line goes to stderr
+    assert.matches("watch.reuse: expected an integer, at least 1", procs.read(w.dir .. "/watch.out"), 1, true)
+  end)
+
   -- A handler that counts its calls in an upvalue; returns the lines "pod n" in arrival order.
   local function counting(reuse)
     start(string.format("concurrency = 1, reuse = %d", reuse))
