@@ -8,11 +8,13 @@
  * (watch_conn.c), the queue and the children (watch_run.c) and a self-pipe
  * for signals.
  *
- * A run is a fork() of the watcher without exec (watch_child): the child
- * already holds that state, so what is left per event is main.c's per-event
- * part of the event path (evl_event_run), the same code script mode runs.
- * SIGHUP builds a new state, validated, and swaps it in; a broken file
- * leaves the running one in place, and runs already forked keep their copy.
+ * A runner is a fork() of the watcher without exec (watch_run.c): it
+ * already holds that state, so what is left per event (watch_event) is
+ * main.c's per-event part of the event path (evl_event_run), the same code
+ * script mode runs, and between two events (watch_event_reset) the undoing
+ * of what one call leaves. SIGHUP builds a new state, validated, and swaps
+ * it in; a broken file leaves the running one in place, and runners already
+ * forked keep their copy until they exit.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -443,6 +445,7 @@ void watch_event_reset(void)
     evl_retry_reset();
     evl_budget_clear(L);
     lua_settop(L, 0);
+    free((char *)h->done); /* a retry's list of handlers done (retry.c's merge_done) */
     h->done = h->handover = NULL;
     h->delivery = NULL;
     h->argv = NULL;

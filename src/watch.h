@@ -2,8 +2,9 @@
  * watch.h: what the pieces of watch mode share (docs/watch.md). One process,
  * one poll() loop: watch_conn.c keeps a subscriber connection per Sentinel
  * and the masters' last known addresses, watch_run.c turns each event into
- * a queued run (a fork of the watcher), watch.c keeps the preloaded config
- * and rules the runs start from and drives the loop.
+ * a queued run in a runner (a fork of the watcher that handles many), watch.c
+ * keeps the preloaded config and rules the runners start from, runs one
+ * event in a runner, and drives the loop.
  */
 #ifndef EVENTILATOR_WATCH_H
 #define EVENTILATOR_WATCH_H

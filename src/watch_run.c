@@ -7,16 +7,18 @@
  * this path allocates per event except the queued item, so intake stays
  * fast and memory stays flat (docs/watch.md, bench/watch.sh).
  *
- * Runs: each item is one fork() of the watcher, without exec: the child
- * holds the preloaded config and rules (watch.c) and runs the event path's
- * per-event part with the event's argv, exactly as Sentinel would pass it,
- * plus the watch-only fields (source, sentinel(s), synthetic, and the
- * delivery id that keys its delivery record). So a run has the script-mode
- * contract unchanged: budget, protected handlers, watchdog, delivery
- * records, its own process (a crash or a leak ends with it).
- * Exit 1 or a signal is retried with a doubling delay; at most
- * `concurrency` children; a master's first attempts start in arrival order;
- * a child still running at budget + margin is killed.
+ * Runs: each item is one event call in a runner, a fork() of the watcher
+ * without exec that handles up to `reuse` events one at a time (the
+ * runners section below): it holds the preloaded config and rules (watch.c)
+ * and runs the event path's per-event part with the event's argv, exactly
+ * as Sentinel would pass it, plus the watch-only fields (source,
+ * sentinel(s), synthetic, and the delivery id that keys its delivery
+ * record). So a run has the script-mode contract unchanged: budget,
+ * protected handlers, watchdog, delivery records; a crash ends one runner.
+ * Exit 1, a signal or a runner that dies mid-event is retried with a
+ * doubling delay; at most `concurrency` runs; a master's first attempts
+ * start in arrival order; a runner still running its event at budget +
+ * margin is killed.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -749,9 +751,9 @@ void run_stats(void)
     double span = st.last - st.first;
     evl_log(EVL_INFO, "watch: stats heard=%" PRIu64 " unusable=%" PRIu64 " duplicates=%" PRIu64
             " matched=%" PRIu64 " dropped=%" PRIu64 " runs=%" PRIu64 " failed_runs=%" PRIu64
-            " waiting=%zu running=%d intake_per_s=%.0f", st.heard, st.bad, st.dup, st.matched,
-            st.dropped, st.runs, st.failed, nwaiting, nrunning,
-            span > 0 ? (double)(st.heard - 1) / span : 0.0);
+            " waiting=%zu running=%d intake_per_s=%.0f runners=%d", st.heard, st.bad, st.dup,
+            st.matched, st.dropped, st.runs, st.failed, nwaiting, nrunning,
+            span > 0 ? (double)(st.heard - 1) / span : 0.0, nrunners);
 }
 
 uint64_t run_intake_count(void)
