@@ -1,4 +1,4 @@
--- Watch mode's runners (docs/watch.md, "Runners"): one process handles up to
+-- Watch mode's runners (docs/watch.md, "How an event is handled"): one process handles up to
 -- `watch.reuse` events. What a handler keeps in an upvalue carries on within
 -- a runner and starts fresh with reuse = 1; a runner that dies mid-event
 -- (killed, or stopped by its watchdog) fails that run, which is retried,
