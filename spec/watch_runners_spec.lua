@@ -142,6 +142,19 @@ end)
     w:wait_handled(is("+sdown"), 4)
     local v = procs.read(w.dir .. "/versions")
     assert.are.equal("v1\nv1\nv2\nv2\n", v)
+    local runners = {}
+    for pid in w:logtext():gmatch("runner=(%d+)") do runners[pid] = true end
+    assert.is_not_nil(next(runners))
     assert.are.equal(0, w:stop(30))
+    -- the watcher reaped its runners before it exited: none is left reading its pipe
+    procs.wait(function()
+      for pid in pairs(runners) do
+        local f = io.open("/proc/" .. pid .. "/stat")
+        local state = f and f:read("a"):match("^%d+ %b() (%a)")
+        if f then f:close() end
+        if state and state ~= "Z" then return false end
+      end
+      return true
+    end, 10, "the runners to exit")
   end)
 end)
