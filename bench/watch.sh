@@ -9,7 +9,8 @@
 #   3. latency from PUBLISH to handler start at 1 000 events/s with a
 #      matching handler: the payload carries the publish time, the handler
 #      writes ev.time (taken when the run hands ev to its handlers) minus it.
-#   bash bench/watch.sh [N]      (default N=1000000; RATE=1000 for phase 3; needs ./build)
+#   bash bench/watch.sh [N]      (default N=1000000; RATE=1000 for phase 3; REUSE=1000 is
+#                                 watch.reuse, 1 for a fork per event; needs ./build)
 # The failover comparison with script mode is bench/watch_failover.lua.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,7 +39,7 @@ cat > "$W/eventilator.conf" <<EOF
 log = { target = "$W/watch.log", level = "info" }
 rules_dir = "$W/rules"
 state_dir = "$W/state"
-watch = { sentinels = { "127.0.0.1:$PORT" }, concurrency = 4 }
+watch = { sentinels = { "127.0.0.1:$PORT" }, concurrency = 4, reuse = ${REUSE:-1000} }
 EOF
 cat > "$W/rules/10-bench.lua" <<LUA
 -- matches only +bench: the +sdown flood of the intake phase matches nothing
@@ -71,7 +72,11 @@ wait_heard() { # until the watcher has heard $1 events
 }
 rss() { awk '/^VmRSS/ { print $2 }' "/proc/$WPID/status"; }
 cpu() { awk '{ print $14 + $15 }' "/proc/$WPID/stat"; } # utime + stime, clock ticks
-ccpu() { awk '{ print $16 + $17 }' "/proc/$WPID/stat"; } # the reaped runs' utime + stime
+ccpu() { # the runs' utime + stime: the reaped ones (the watcher's cutime + cstime) and the live runners
+  { awk '{ print $16 + $17 }' "/proc/$WPID/stat"
+    { cat /proc/[0-9]*/stat 2>/dev/null || true; } | sed 's/^.*) //' | awk -v p="$WPID" '$2 == p { print $12 + $13 }'
+  } | awk '{ s += $1 } END { print s }'
+}
 now() { date +%s.%N; }
 publish() { # publish $1 +sdown events, a different master each time
   redis-benchmark -h 127.0.0.1 -p "$PORT" -n "$1" -c 2 -P 200 -r 1000000 -q \
@@ -97,7 +102,7 @@ echo "   RSS after 10 000 events: ${R1} kB; after $N: ${R2} kB ($(python3 -c "pr
 
 RATE=${RATE:-1000}
 COUNT=$((RATE * 10))
-echo "== latency, PUBLISH to handler start, $RATE events/s for 10 s, one matching handler (load: $(cut -d' ' -f1 /proc/loadavg))"
+echo "== latency, PUBLISH to handler start, $RATE events/s for 10 s, one matching handler, reuse ${REUSE:-1000} (load: $(cut -d' ' -f1 /proc/loadavg))"
 C3=$(cpu) CC3=$(ccpu)
 python3 - "$PORT" "$RATE" <<'PY'
 import socket, sys, time
@@ -122,14 +127,14 @@ for _ in $(seq 600); do
   [ "$(wc -l < "$W/latency" 2>/dev/null || echo 0)" -ge "$COUNT" ] && break
   sleep 0.1
 done
-for _ in $(seq 600); do # every run reaped: its CPU is counted
+for _ in $(seq 600); do # every run answered or reaped: its CPU is counted
   kill -USR1 "$WPID"; sleep 0.2
   grep 'stats heard' "$W/watch.log" | tail -1 | grep -q 'waiting=0 running=0' && break
 done
 python3 - "$COUNT" "$C3" "$(cpu)" "$CC3" "$(ccpu)" "$(getconf CLK_TCK)" <<'PY'
 import sys
 n, c1, c2, k1, k2, hz = int(sys.argv[1]), *map(float, sys.argv[2:])
-print("   CPU per event: %.2f ms in the watcher (intake, fork, reaping), %.2f ms in the run's process"
+print("   CPU per event: %.2f ms in the watcher (intake, forks, answers), %.2f ms in the runners"
       % ((c2 - c1) / hz * 1e3 / n, (k2 - k1) / hz * 1e3 / n))
 PY
 python3 - "$W/latency" <<'PY'

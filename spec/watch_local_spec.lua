@@ -121,11 +121,11 @@ end)
   end)
 
   it("runs a rule file's top-level code once per load, its handler once per event", function()
-    start()
+    start{ watch = "reuse = 1" } -- a fork per event; reuse > 1: spec/watch_runners_spec.lua
     local loads, seen = w.dir .. "/loads", w.dir .. "/seen"
     w:rule("10-count.lua", string.format([[
 local g = assert(io.open(%q, "a")); g:write("load\n"); g:close()
-local n = 0 -- per load: each run starts from the loaded file, so a handler's change is its own
+local n = 0 -- reuse = 1: each run starts from the loaded file, so a handler's change is its own
 on("+sdown", function(ev)
   n = n + 1
   local f = assert(io.open(%q, "a")); f:write(ev.pod, " ", n, "\n"); f:close()

@@ -134,6 +134,7 @@ static const struct field {
     {"watch", "concurrency", K_INT, NULL, 4, NULL},
     {"watch", "queue", K_INT, NULL, 10000, NULL},
     {"watch", "retries", K_INT, NULL, 10, NULL},
+    {"watch", "reuse", K_INT, NULL, 1000, NULL},
     {"watch", "timeout", K_NUMBER, NULL, 2, NULL},
     {NULL, "rules_dir", K_STRING, EVL_RULES_DIR, 0, NULL},
     {NULL, "state_dir", K_STRING, EVL_STATE_DIR, 0, NULL},

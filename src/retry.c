@@ -143,7 +143,8 @@ static int claim(struct evl_host *h, const char *name)
         close(rfd);
         return 0;
     }
-    int handover = strcmp(path, mine) == 0; /* the lean binary's record, same pid */
+    /* the lean binary's record, same pid (a watch runner's own earlier event is a retry) */
+    int handover = h->handover && strcmp(path, mine) == 0;
     if (!handover && rename(path, mine) < 0) {  /* another retry took it first */
         close(rfd);
         return 0;
@@ -310,6 +311,16 @@ void evl_retry_end(struct evl_host *h, int failed)
     }
     if (fd >= 0)
         expire();
+}
+
+void evl_retry_reset(void)
+{
+    if (fd >= 0)
+        close(fd); /* releases the lock: a failed event's record is now a retry's to take */
+    fd = -1;
+    active = 0;
+    rec_len = 0;
+    write_error[0] = '\0';
 }
 
 void evl_retry_find(struct evl_host *h, const char *mode, int nargs, char **args)

@@ -19,6 +19,8 @@ void evl_retry_begin(struct evl_host *h);
 void evl_retry_ok(const char *id, int call_ends_ok);
 /* End of the call: keep the record if anything failed, else remove it. */
 void evl_retry_end(struct evl_host *h, int failed);
+/* Between two events of one process (a watch runner): close this call's record, forget its state. */
+void evl_retry_reset(void);
 /* For `eventilator test`: records in state_dir whose args match, pushed as a list. */
 void evl_retry_find(struct evl_host *h, const char *mode, int nargs, char **args);
 

@@ -8,11 +8,13 @@
  * (watch_conn.c), the queue and the children (watch_run.c) and a self-pipe
  * for signals.
  *
- * A run is a fork() of the watcher without exec (watch_child): the child
- * already holds that state, so what is left per event is main.c's per-event
- * part of the event path (evl_event_run), the same code script mode runs.
- * SIGHUP builds a new state, validated, and swaps it in; a broken file
- * leaves the running one in place, and runs already forked keep their copy.
+ * A runner is a fork() of the watcher without exec (watch_run.c): it
+ * already holds that state, so what is left per event (watch_event) is
+ * main.c's per-event part of the event path (evl_event_run), the same code
+ * script mode runs, and between two events (watch_event_reset) the undoing
+ * of what one call leaves. SIGHUP builds a new state, validated, and swaps
+ * it in; a broken file leaves the running one in place, and runners already
+ * forked keep their copy until they exit.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -34,6 +36,7 @@
 #include "log.h"
 #include "paths.h"
 #include "record.h"
+#include "retry.h"
 #include "watch_env.h"
 #include "watch.h"
 
@@ -161,6 +164,7 @@ static void read_settings(lua_State *L, struct evl_host *h, struct watch_setting
     s->queue = (int)optnum(L, t, "queue", 10000);
     s->retries = (int)optnum(L, t, "retries", 10);
     s->timeout = optnum(L, t, "timeout", 2);
+    double reuse = optnum(L, t, "reuse", 1000);
     lua_settop(L, t - 2);
     if (s->dedupe_window < 0 || s->dedupe_window > 3600)
         luaL_error(L, "%s: watch.dedupe_window: expected seconds between 0 and 3600", h->config_path);
@@ -170,6 +174,9 @@ static void read_settings(lua_State *L, struct evl_host *h, struct watch_setting
         luaL_error(L, "%s: watch.queue: expected at least 1", h->config_path);
     if (s->retries < 0 || s->retries > 100)
         luaL_error(L, "%s: watch.retries: expected 0 to 100", h->config_path);
+    if (reuse < 1 || reuse > 1e9 || reuse != (double)(int)reuse)
+        luaL_error(L, "%s: watch.reuse: expected an integer, at least 1", h->config_path);
+    s->reuse = (int)reuse;
     if (s->timeout <= 0 || s->timeout > 60)
         luaL_error(L, "%s: watch.timeout: expected seconds between 0 and 60", h->config_path);
 }
@@ -360,17 +367,13 @@ static int prun(lua_State *L)
 }
 
 /*
- * In a run's child, just forked (with the watcher's signals blocked; mask is
- * the watcher's own): become the event call Sentinel would have started,
- * from the preloaded state, and return its exit code (the caller _exits
- * with it: no atexit handler of the watcher runs twice).
+ * In a runner, just forked (with the watcher's signals blocked): drop what
+ * is the watcher's, not the runs': its sockets, its self-pipe, its signal
+ * handlers. The collector stays stopped during an event, as in a script call
+ * (budget.c restarts it if a handler allocates a lot).
  */
-int watch_child(char **argv, const char *sentinel, const char *sentinels, const char *delivery,
-                int synthetic, const sigset_t *mask)
+void watch_child_begin(void)
 {
-    struct evl_host *h = cur->host;
-    lua_State *L = h->L;
-    /* the watcher's, not the run's: its sockets, its self-pipe, its signal handlers */
     conn_close_fds();
     close(wake[0]);
     close(wake[1]);
@@ -378,6 +381,20 @@ int watch_child(char **argv, const char *sentinel, const char *sentinels, const 
     for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
         signal(sigs[i], SIG_DFL);
     evl_log_forked();
+}
+
+/*
+ * One event, in a runner: become the event call Sentinel would have started,
+ * from the preloaded state (the event's argv and the watch-only fields, the
+ * budget from now), and return its exit code. The one per-event part of both
+ * a one-shot run (reuse = 1) and a runner that handles many. mask, if not
+ * NULL, is the watcher's own signal mask, set once the handlers are armed.
+ */
+int watch_event(char **argv, const char *sentinel, const char *sentinels, const char *delivery,
+                int synthetic, const sigset_t *mask)
+{
+    struct evl_host *h = cur->host;
+    lua_State *L = h->L;
     /* the fields the environment carried to a separate run, set in their one home */
     h->t0 = evl_monotonic();
     h->deadline = h->t0 + h->budget;
@@ -386,11 +403,13 @@ int watch_child(char **argv, const char *sentinel, const char *sentinels, const 
     h->delivery = delivery;
     h->retry = 0;
     h->done = h->handover = NULL;
+    h->files_failed = 0;
     h->mem.hit = 0;
     evl_watch_fields_set(sentinel, sentinels, synthetic);
-    lua_gc(L, LUA_GCSTOP); /* as a script call: budget.c restarts it if a handler allocates a lot */
-    evl_event_arm(h);      /* SIGTERM and the watchdog, the budget from now */
-    sigprocmask(SIG_SETMASK, mask, NULL); /* the watcher's mask: what waited is delivered now */
+    lua_gc(L, LUA_GCSTOP);
+    evl_event_arm(h); /* SIGTERM and the watchdog, the budget from now */
+    if (mask)
+        sigprocmask(SIG_SETMASK, mask, NULL); /* what waited is delivered now */
     int code;
     lua_settop(L, 0);
     lua_pushcfunction(L, evl_traceback);
@@ -406,6 +425,34 @@ int watch_child(char **argv, const char *sentinel, const char *sentinels, const 
     evl_record(h, code);
     fflush(NULL); /* io.write from rules: exit() would, _exit does not */
     return code;
+}
+
+/*
+ * After an event, in a runner that takes another: nothing of this call may
+ * change the next one's outcome. The watchdog and SIGTERM handler were this
+ * call's (an idle runner is ended by its pipe, not by them); the delivery
+ * record is closed, unlocking a failed event's record for its retry; the
+ * budget hook goes; the collector frees what the call left (the event
+ * table, handler locals), so the memory limit counts from the same heap.
+ * What handlers put in globals and upvalues stays (docs/watch.md).
+ */
+void watch_event_reset(void)
+{
+    struct evl_host *h = cur->host;
+    lua_State *L = h->L;
+    evl_watchdog_disarm();
+    signal(SIGTERM, SIG_DFL);
+    evl_retry_reset();
+    evl_budget_clear(L);
+    lua_settop(L, 0);
+    free((char *)h->done); /* a retry's list of handlers done (retry.c's merge_done) */
+    h->done = h->handover = NULL;
+    h->delivery = NULL;
+    h->argv = NULL;
+    h->argc = 0;
+    h->mem.hit = 0;
+    lua_gc(L, LUA_GCRESTART);
+    lua_gc(L, LUA_GCCOLLECT);
 }
 
 /* ---------------------------------------------------------------- the loop */
@@ -439,7 +486,7 @@ static void signals(void)
 
 static int loop(const char *name)
 {
-    struct pollfd pfds[WATCH_MAX_SENTINELS + 1];
+    struct pollfd pfds[WATCH_MAX_SENTINELS + 2];
     int idx[WATCH_MAX_SENTINELS];
     double stop_at = 0;
     for (;;) {
@@ -466,12 +513,13 @@ static int loop(const char *name)
             t = t2;
         if (t > 1)
             t = 1;
-        int n = conn_pollfds(pfds + 1, idx, WATCH_MAX_SENTINELS);
+        int n = conn_pollfds(pfds + 2, idx, WATCH_MAX_SENTINELS);
         pfds[0].fd = wake[0];
-        pfds[0].events = POLLIN;
-        pfds[0].revents = 0;
+        pfds[1].fd = run_pollfd(); /* a runner's answer: run_tick reads it */
+        pfds[0].events = pfds[1].events = POLLIN;
+        pfds[0].revents = pfds[1].revents = 0;
         int ms = t <= 0 ? 0 : (int)(t * 1000) + 1;
-        if (poll(pfds, (nfds_t)n + 1, ms) < 0 && errno != EINTR) {
+        if (poll(pfds, (nfds_t)n + 2, ms) < 0 && errno != EINTR) {
             evl_log(EVL_ERROR, "watch: poll: %s", strerror(errno));
             return 1;
         }
@@ -481,7 +529,7 @@ static int loop(const char *name)
             }
         }
         for (int i = 0; i < n; i++)
-            if (pfds[i + 1].revents & (POLLIN | POLLHUP | POLLERR))
+            if (pfds[i + 2].revents & (POLLIN | POLLHUP | POLLERR))
                 conn_read(idx[i]);
     }
     return 0;
@@ -522,9 +570,11 @@ int evl_watch_lua(lua_State *L)
     run_init(cur);
     conn_init(cur);
     evl_log(EVL_INFO, "watch: started: %zu seed Sentinel(s), discover=%s, concurrency %d, queue %d, "
-            "dedupe window %.1f s, budget %.0f s", cur->s.nseeds, cur->s.discover ? "yes" : "no",
-            cur->s.concurrency, cur->s.queue, cur->s.dedupe_window, cur->s.budget);
+            "dedupe window %.1f s, budget %.0f s, reuse %d", cur->s.nseeds,
+            cur->s.discover ? "yes" : "no", cur->s.concurrency, cur->s.queue, cur->s.dedupe_window,
+            cur->s.budget, cur->s.reuse);
     int code = loop(h->name);
+    run_end();
     run_stats();
     conn_close_all();
     evl_log(EVL_INFO, "watch: stopped");

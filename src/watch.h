@@ -2,8 +2,9 @@
  * watch.h: what the pieces of watch mode share (docs/watch.md). One process,
  * one poll() loop: watch_conn.c keeps a subscriber connection per Sentinel
  * and the masters' last known addresses, watch_run.c turns each event into
- * a queued run (a fork of the watcher), watch.c keeps the preloaded config
- * and rules the runs start from and drives the loop.
+ * a queued run in a runner (a fork of the watcher that handles many), watch.c
+ * keeps the preloaded config and rules the runners start from, runs one
+ * event in a runner, and drives the loop.
  */
 #ifndef EVENTILATOR_WATCH_H
 #define EVENTILATOR_WATCH_H
@@ -28,6 +29,7 @@ struct watch_settings {
     size_t nmasters;
     double dedupe_window, timeout, budget;
     int concurrency, queue, retries;
+    int reuse; /* events per runner before a fresh fork; 1: a fork per event */
     char *state_dir;
 };
 
@@ -50,9 +52,13 @@ int watch_wants_master(const struct watch_set *set, const char *pod);
 int watch_matches(struct watch_set *set, const char *name);
 int watch_fork_ok(double now);
 void *watch_nofork_alloc(size_t size); /* zeroed, never freed, not in a run's child */
-/* In a run's child: the event call from the preloaded state; returns its exit code. */
-int watch_child(char **argv, const char *sentinel, const char *sentinels, const char *delivery,
+/* In a runner (a fork of the watcher): drop the watcher's fds and handlers, once. */
+void watch_child_begin(void);
+/* In a runner: one event call from the preloaded state; returns its exit code. */
+int watch_event(char **argv, const char *sentinel, const char *sentinels, const char *delivery,
                 int synthetic, const sigset_t *mask);
+/* In a runner, between two events: what one call leaves that would change the next. */
+void watch_event_reset(void);
 
 /* watch_conn.c */
 void conn_init(struct watch_set *set);
@@ -78,7 +84,9 @@ void run_settings(struct watch_set *set);
 void run_intake(int idx, const char *name, const char *text, int synthetic);
 /* Starts due runs, reaps children, kills hung ones; returns seconds to the next timer. */
 double run_tick(double now);
-int run_busy(void);     /* children running */
+int run_busy(void);     /* events running */
+int run_pollfd(void);   /* the runners' answers: readable wakes the loop */
+void run_end(void);     /* the watcher exits: the runners too */
 void run_drain(void);   /* stop: drop what waits, keep what runs */
 void run_stats(void);
 uint64_t run_intake_count(void);

@@ -7,18 +7,21 @@
  * this path allocates per event except the queued item, so intake stays
  * fast and memory stays flat (docs/watch.md, bench/watch.sh).
  *
- * Runs: each item is one fork() of the watcher, without exec: the child
- * holds the preloaded config and rules (watch.c) and runs the event path's
- * per-event part with the event's argv, exactly as Sentinel would pass it,
- * plus the watch-only fields (source, sentinel(s), synthetic, and the
- * delivery id that keys its delivery record). So a run has the script-mode
- * contract unchanged: budget, protected handlers, watchdog, delivery
- * records, its own process (a crash or a leak ends with it).
- * Exit 1 or a signal is retried with a doubling delay; at most
- * `concurrency` children; a master's first attempts start in arrival order;
- * a child still running at budget + margin is killed.
+ * Runs: each item is one event call in a runner, a fork() of the watcher
+ * without exec that handles up to `reuse` events one at a time (the
+ * runners section below): it holds the preloaded config and rules (watch.c)
+ * and runs the event path's per-event part with the event's argv, exactly
+ * as Sentinel would pass it, plus the watch-only fields (source,
+ * sentinel(s), synthetic, and the delivery id that keys its delivery
+ * record). So a run has the script-mode contract unchanged: budget,
+ * protected handlers, watchdog, delivery records; a crash ends one runner.
+ * Exit 1, a signal or a runner that dies mid-event is retried with a
+ * doubling delay; at most `concurrency` runs; a master's first attempts
+ * start in arrival order; a runner still running its event at budget +
+ * margin is killed.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
@@ -278,17 +281,184 @@ void run_intake(int idx, const char *name, const char *text, int synthetic)
     enqueue(&ev, name, text, idx, synthetic, s, now);
 }
 
-/* ---------------------------------------------------------------- children */
+/* ---------------------------------------------------------------- runners */
 
-static void start(struct item *it, double now)
+/*
+ * A runner is a fork of the watcher that handles up to `reuse` events, one
+ * at a time. Its first event is the one it was forked for (in memory); the
+ * next ones come on its own pipe as a frame (u32 length; the synthetic flag;
+ * name, text, sentinel, sentinels, delivery, each NUL-ended), and each
+ * answer goes back on one pipe shared by all runners as a struct reply (one
+ * write, smaller than PIPE_BUF: never torn or mixed). A runner ends when its
+ * pipe is closed (reuse reached, a reload, the stop) or when it dies; with
+ * reuse = 1 it has no pipe and its exit status is the event's.
+ */
+struct runner {
+    pid_t pid;
+    int to;            /* the write end of its event pipe; -1: none, or told to exit */
+    struct item *it;   /* the event it runs; NULL: idle */
+    int handled, reuse;
+    int stale;         /* forked from a set replaced since: exits after its event */
+};
+
+struct reply {
+    int32_t pid, code;
+    double cpu;        /* ms of CPU of the event (and the collection after it) */
+    int64_t faults;
+};
+
+#define MAX_RUNNERS 1024
+static struct runner runners[MAX_RUNNERS];
+static int nrunners;
+static int replies[2] = {-1, -1};
+
+static struct runner *runner_of(pid_t pid)
 {
-    char first[400], all[4096], delivery[64];
-    reporters_text(it->reporters, first, sizeof first, 1);
-    reporters_text(it->reporters, all, sizeof all, 0);
-    snprintf(delivery, sizeof delivery, "%016" PRIx64 "-%" PRIu64, boot_id, it->seq);
-    it->runs++;
+    for (int i = 0; i < nrunners; i++)
+        if (runners[i].pid == pid)
+            return &runners[i];
+    return NULL;
+}
+
+/* Close its pipe: an idle runner reads EOF and exits (reaped later). */
+static void retire(struct runner *r)
+{
+    if (r->to >= 0)
+        close(r->to);
+    r->to = -1;
+}
+
+static int writeall(int fd, const void *p, size_t n)
+{
+    const char *c = p;
+    while (n > 0) {
+        ssize_t w = write(fd, c, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        c += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+static int readall(int fd, void *p, size_t n)
+{
+    char *c = p;
+    while (n > 0) {
+        ssize_t r = read(fd, c, n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return -1;
+        c += r;
+        n -= (size_t)r;
+    }
+    return 0;
+}
+
+static double cpu_ms(const struct rusage *ru)
+{
+    return (double)(ru->ru_utime.tv_sec + ru->ru_stime.tv_sec) * 1e3 +
+           (double)(ru->ru_utime.tv_usec + ru->ru_stime.tv_usec) / 1e3;
+}
+
+/* The runner's side: its first event, then the ones its pipe brings, until EOF. */
+static _Noreturn void runner_main(struct item *it, const char *first, const char *all,
+                                  const char *delivery, int in, int reuse, const sigset_t *mask)
+{
+    /* the other runners' pipes are the watcher's: holding one would keep that runner alive */
+    for (int i = 0; i < nrunners; i++)
+        if (runners[i].to >= 0)
+            close(runners[i].to);
+    close(replies[0]);
+    watch_child_begin();
+    struct rusage r0, r1;
+    getrusage(RUSAGE_SELF, &r0);
+    char *argv[] = {"eventilator", it->name, it->text, NULL};
+    int code = watch_event(argv, first, all, delivery, it->synthetic, mask);
+    if (reuse == 1)
+        _exit(code); /* one fork per event: the exit status is the answer */
+    char *buf = NULL;
+    size_t cap = 0;
+    for (;;) {
+        watch_event_reset(); /* before the answer: a failed event's record is unlocked for its retry */
+        getrusage(RUSAGE_SELF, &r1);
+        struct reply rp = {(int32_t)getpid(), code, cpu_ms(&r1) - cpu_ms(&r0),
+                           (int64_t)(r1.ru_minflt - r0.ru_minflt)};
+        if (writeall(replies[1], &rp, sizeof rp) < 0)
+            _exit(0);
+        uint32_t len;
+        if (readall(in, &len, sizeof len) < 0)
+            _exit(0); /* the watcher closed the pipe: done */
+        if (len > cap) {
+            free(buf);
+            cap = len;
+            if (!(buf = malloc(cap)))
+                _exit(1);
+        }
+        if (len < 6 || readall(in, buf, len) < 0 || buf[len - 1] != '\0')
+            _exit(1);
+        getrusage(RUSAGE_SELF, &r0);
+        char *f[5], *p = buf + 1, *end = buf + len;
+        for (int i = 0; i < 5; i++) { /* a missing field reads as "" (buf ends with a NUL) */
+            f[i] = p < end ? p : end - 1;
+            p = (char *)memchr(f[i], '\0', (size_t)(end - f[i])) + 1;
+        }
+        char *ev_argv[] = {"eventilator", f[0], f[1], NULL};
+        code = watch_event(ev_argv, f[2], f[3], f[4], buf[0] == '1', NULL);
+    }
+}
+
+/* Give the event to an idle runner: 0, or -1 (that runner is gone, retired). */
+static int send_event(struct runner *r, struct item *it, const char *first, const char *all,
+                      const char *delivery)
+{
+    const char *f[5] = {it->name, it->text, first, all, delivery};
+    size_t n = 1;
+    for (int i = 0; i < 5; i++)
+        n += strlen(f[i]) + 1;
+    char *m = malloc(4 + n);
+    if (!m)
+        return -1;
+    uint32_t len = (uint32_t)n;
+    memcpy(m, &len, 4);
+    size_t o = 4;
+    m[o++] = it->synthetic ? '1' : '0';
+    for (int i = 0; i < 5; i++) {
+        size_t l = strlen(f[i]) + 1;
+        memcpy(m + o, f[i], l);
+        o += l;
+    }
+    int rc = writeall(r->to, m, o);
+    free(m);
+    if (rc < 0) {
+        evl_log(EVL_WARN, "watch: runner %ld: cannot pass it an event (%s): replaced",
+                (long)r->pid, strerror(errno));
+        retire(r);
+        kill(r->pid, SIGKILL);
+    }
+    return rc;
+}
+
+/* A new runner, forked from the current set with `it` as its first event. */
+static pid_t fork_runner(struct item *it, const char *first, const char *all,
+                         const char *delivery)
+{
+    int p[2] = {-1, -1};
+    int reuse = set->s.reuse;
+    if (nrunners >= MAX_RUNNERS) {
+        errno = EAGAIN;
+        return -1;
+    }
+    if (reuse > 1 && pipe(p) < 0)
+        return -1;
+    for (int i = 0; i < 2; i++)
+        if (p[i] >= 0)
+            fcntl(p[i], F_SETFD, FD_CLOEXEC);
     fflush(NULL); /* nothing the watcher buffered is written twice by the child's fflush */
-    /* until the child has its own handlers, a signal waits (watch_child unblocks it) */
+    /* until the child has its own handlers, a signal waits (watch_event unblocks it) */
     sigset_t sigs, old;
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGTERM);
@@ -299,33 +469,107 @@ static void start(struct item *it, double now)
     sigprocmask(SIG_BLOCK, &sigs, &old);
     pid_t pid = fork();
     if (pid == 0) {
-        char *argv[] = {"eventilator", it->name, it->text, NULL};
-        _exit(watch_child(argv, first, all, delivery, it->synthetic, &old));
+        if (p[1] >= 0)
+            close(p[1]);
+        runner_main(it, first, all, delivery, p[0], reuse, &old);
     }
     sigprocmask(SIG_SETMASK, &old, NULL);
+    if (p[0] >= 0)
+        close(p[0]);
     if (pid < 0) {
-        evl_log(EVL_ERROR, "watch: fork: %s; %s retried in 1 s", strerror(errno), it->name);
+        if (p[1] >= 0)
+            close(p[1]);
+        return -1;
+    }
+    runners[nrunners++] = (struct runner){pid, p[1], it, 1, reuse, 0};
+    return pid;
+}
+
+static void prepend(struct item *it)
+{
+    it->prev = NULL;
+    it->next = head;
+    if (head)
+        head->prev = it;
+    else
+        tail = it;
+    head = it;
+    nwaiting++;
+}
+
+/* Runners that take a share of `concurrency`: busy, or idle and not told to exit. */
+static int active_runners(struct runner **idle)
+{
+    int n = 0;
+    *idle = NULL;
+    for (int i = 0; i < nrunners; i++) {
+        struct runner *r = &runners[i];
+        if (r->it) {
+            n++;
+        } else if (r->to >= 0 && !r->stale) {
+            n++;
+            if (!*idle)
+                *idle = r;
+        }
+    }
+    return n;
+}
+
+/* Start `it` on an idle runner, or on a new one; 0, or -1 (it waits again). */
+static int start(struct item *it, double now, int cap)
+{
+    char first[400], all[4096], delivery[64];
+    reporters_text(it->reporters, first, sizeof first, 1);
+    reporters_text(it->reporters, all, sizeof all, 0);
+    snprintf(delivery, sizeof delivery, "%016" PRIx64 "-%" PRIu64, boot_id, it->seq);
+    it->runs++;
+    struct runner *idle;
+    int active = active_runners(&idle);
+    pid_t pid;
+    if (idle) {
+        if (send_event(idle, it, first, all, delivery) < 0) {
+            it->runs--;
+            prepend(it);
+            return -1;
+        }
+        idle->it = it;
+        idle->handled++;
+        pid = idle->pid;
+    } else if (active < cap) {
+        pid = fork_runner(it, first, all, delivery);
+        if (pid < 0) {
+            evl_log(EVL_ERROR, "watch: fork: %s; %s retried in 1 s", strerror(errno), it->name);
+            it->runs--;
+            it->not_before = now + 1;
+            append(it);
+            return -1;
+        }
+    } else {
         it->runs--;
-        it->not_before = now + 1;
-        append(it);
-        return;
+        prepend(it);
+        return -1;
     }
     st.runs++;
     it->pid = pid;
     it->started = now;
     it->kill_at = now + set->s.budget + KILL_MARGIN;
     running[nrunning++] = it;
-    evl_log(EVL_DEBUG, "watch: run %s pod=%s delivery=%s run=%d sentinels=%s%s", it->name,
-            it->pod ? it->pod : "-", delivery, it->runs, all, it->synthetic ? " synthetic" : "");
+    evl_log(EVL_DEBUG, "watch: run %s pod=%s delivery=%s run=%d sentinels=%s%s runner=%ld",
+            it->name, it->pod ? it->pod : "-", delivery, it->runs, all,
+            it->synthetic ? " synthetic" : "", (long)pid);
+    return 0;
 }
 
-/* A child ended with status `ws`: done, retried or given up. */
-static void finished(struct item *it, int ws, double now)
+/* A run ended with exit `code` or signal `sig`: done, retried or given up. */
+static void finished(struct item *it, int code, int sig, double now)
 {
-    int code = WIFEXITED(ws) ? WEXITSTATUS(ws) : -1;
-    int sig = WIFSIGNALED(ws) ? WTERMSIG(ws) : 0;
+    for (int i = 0; i < nrunning; i++)
+        if (running[i] == it) {
+            running[i] = running[--nrunning];
+            break;
+        }
     double ms = (now - it->started) * 1e3;
-    if (code == 0) {
+    if (code == 0 && !sig) {
         evl_log(EVL_DEBUG, "watch: %s pod=%s done, run %d, %.1f ms (cpu %.1f ms, %ld page faults)",
                 it->name, it->pod ? it->pod : "-", it->runs, ms, it->cpu, it->faults);
         free(it);
@@ -349,33 +593,71 @@ static void finished(struct item *it, int ws, double now)
     free(it);
 }
 
-/* Reap and kill; returns seconds to the earliest kill time. */
+/* The answers in the shared pipe: each ends its runner's run. */
+static void read_replies(double now)
+{
+    struct reply rp[64];
+    ssize_t n;
+    while ((n = read(replies[0], rp, sizeof rp)) > 0) {
+        for (size_t i = 0; i < (size_t)n / sizeof rp[0]; i++) {
+            struct runner *r = runner_of(rp[i].pid);
+            if (!r || !r->it)
+                continue;
+            struct item *it = r->it;
+            r->it = NULL;
+            it->cpu = rp[i].cpu;
+            it->faults = (long)rp[i].faults;
+            if (r->handled >= r->reuse || r->stale || watch_stopping)
+                retire(r);
+            finished(it, rp[i].code, 0, now);
+        }
+    }
+}
+
+/* Reap ended runners, kill hung ones; returns seconds to the earliest kill time. */
 static double reap(double now)
 {
     double next = 10;
-    for (int i = 0; i < nrunning;) {
-        struct item *it = running[i];
-        int ws;
-        struct rusage ru;
-        memset(&ru, 0, sizeof ru);
-        pid_t r = wait4(it->pid, &ws, WNOHANG, &ru);
-        if (r == it->pid || (r < 0 && errno == ECHILD)) {
-            running[i] = running[--nrunning];
-            it->cpu = (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e3 +
-                      (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e3;
-            it->faults = ru.ru_minflt;
-            finished(it, r < 0 ? 0 : ws, now);
+    read_replies(now);
+    int ws;
+    struct rusage ru;
+    pid_t pid;
+    while ((pid = wait4(-1, &ws, WNOHANG, &ru)) > 0) {
+        struct runner *r = runner_of(pid);
+        if (!r)
             continue;
+        if (r->it)
+            read_replies(now); /* its answer, written before it exited */
+        struct item *it = r->it;
+        int reuse = r->reuse;
+        retire(r);
+        *r = runners[--nrunners];
+        if (!it)
+            continue;
+        it->cpu = cpu_ms(&ru);
+        it->faults = ru.ru_minflt;
+        if (reuse == 1) { /* the exit status is the event's, as a script call's */
+            finished(it, WIFEXITED(ws) ? WEXITSTATUS(ws) : -1, WIFSIGNALED(ws) ? WTERMSIG(ws) : 0, now);
+        } else {
+            evl_log(EVL_WARN, "watch: runner %ld ended during %s pod=%s (%s %d): the run failed",
+                    (long)pid, it->name, it->pod ? it->pod : "-",
+                    WIFSIGNALED(ws) ? "signal" : "exit", WIFSIGNALED(ws) ? WTERMSIG(ws) : WEXITSTATUS(ws));
+            finished(it, 1, WIFSIGNALED(ws) ? WTERMSIG(ws) : 0, now);
         }
+    }
+    for (int i = 0; i < nrunning; i++) {
+        struct item *it = running[i];
         if (now >= it->kill_at) {
             evl_log(EVL_ERROR, "watch: %s pod=%s still running %.0f s after its budget: killed",
                     it->name, it->pod ? it->pod : "-", now - it->started - set->s.budget);
+            struct runner *r = runner_of(it->pid);
+            if (r)
+                retire(r);
             kill(it->pid, SIGKILL);
             it->kill_at = now + 1;
         }
         if (it->kill_at - now < next)
             next = it->kill_at - now;
-        i++;
     }
     return next;
 }
@@ -435,7 +717,8 @@ double run_tick(double now)
         if (ph && busy_has(ph))
             continue; /* its master has a run going, or an earlier event waiting */
         unlink_item(it);
-        start(it, now);
+        if (start(it, now, cap) < 0)
+            break;
         if (ph)
             busy_add(ph); /* a master's later events wait for this one */
     }
@@ -450,6 +733,9 @@ int run_busy(void)
 void run_drain(void)
 {
     size_t n = 0;
+    for (int i = 0; i < nrunners; i++)
+        if (!runners[i].it)
+            retire(&runners[i]);
     while (head) {
         struct item *it = head;
         unlink_item(it);
@@ -465,9 +751,9 @@ void run_stats(void)
     double span = st.last - st.first;
     evl_log(EVL_INFO, "watch: stats heard=%" PRIu64 " unusable=%" PRIu64 " duplicates=%" PRIu64
             " matched=%" PRIu64 " dropped=%" PRIu64 " runs=%" PRIu64 " failed_runs=%" PRIu64
-            " waiting=%zu running=%d intake_per_s=%.0f", st.heard, st.bad, st.dup, st.matched,
-            st.dropped, st.runs, st.failed, nwaiting, nrunning,
-            span > 0 ? (double)(st.heard - 1) / span : 0.0);
+            " waiting=%zu running=%d intake_per_s=%.0f runners=%d", st.heard, st.bad, st.dup,
+            st.matched, st.dropped, st.runs, st.failed, nwaiting, nrunning,
+            span > 0 ? (double)(st.heard - 1) / span : 0.0, nrunners);
 }
 
 uint64_t run_intake_count(void)
@@ -475,14 +761,57 @@ uint64_t run_intake_count(void)
     return st.heard;
 }
 
+/* A reload: runners of the old set exit, idle ones now, busy ones after their event. */
 void run_settings(struct watch_set *s)
 {
     set = s;
+    for (int i = 0; i < nrunners; i++) {
+        runners[i].stale = 1;
+        if (!runners[i].it)
+            retire(&runners[i]);
+    }
+}
+
+int run_pollfd(void)
+{
+    return replies[0];
+}
+
+/* The watcher exits: every runner is told to, and reaped (killed past 2 s). */
+void run_end(void)
+{
+    for (int i = 0; i < nrunners; i++)
+        retire(&runners[i]);
+    for (int tries = 0; nrunners > 0 && tries < 200; tries++) {
+        pid_t pid = waitpid(-1, NULL, WNOHANG);
+        struct runner *r = pid > 0 ? runner_of(pid) : NULL;
+        if (r)
+            *r = runners[--nrunners];
+        else if (pid < 0)
+            break;
+        else if (pid == 0) {
+            if (tries == 199)
+                break;
+            usleep(10000);
+        }
+    }
+    for (int i = 0; i < nrunners; i++) {
+        kill(runners[i].pid, SIGKILL);
+        waitpid(runners[i].pid, NULL, 0);
+    }
+    nrunners = 0;
 }
 
 void run_init(struct watch_set *s)
 {
     set = s;
+    if (pipe(replies) < 0) {
+        evl_log(EVL_ERROR, "watch: pipe: %s", strerror(errno));
+        exit(1);
+    }
+    fcntl(replies[0], F_SETFL, O_NONBLOCK);
+    fcntl(replies[0], F_SETFD, FD_CLOEXEC);
+    fcntl(replies[1], F_SETFD, FD_CLOEXEC);
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     boot_id = ((uint64_t)ts.tv_sec << 20) ^ (uint64_t)ts.tv_nsec ^ ((uint64_t)getpid() << 44);
