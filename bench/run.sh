@@ -129,7 +129,7 @@ ir() { # binary [conf] -> instructions of one call
 if command -v valgrind >/dev/null; then
   for _ in 1 2 3; do
     with=$(ir "$B/bin/eventilator") without=$(ir "$P/bin/eventilator")
-    echo "with accounting $with, without $without: $(( (with - without) * 10000 / without ))/100 %"
+    echo "with accounting $with, without $without: $(awk -v a="$with" -v b="$without" 'BEGIN { printf "%+.2f", (a - b) * 100 / b }') %"
   done
   if [ -n "$O" ]; then
     echo "$OREV with its default rules: $(ir "$O/build/bin/eventilator" "$W/old.conf");" \
