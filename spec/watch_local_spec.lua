@@ -10,37 +10,16 @@ local function is(name, typ)
 end
 
 describe("watch mode, events published by hand on a redis-server named as a Sentinel", function()
-  local redis, w
-
-  setup(function()
-    redis = procs.start_redis()
-  end)
-
-  teardown(function()
-    if redis then redis.stop() end
-  end)
-
-  after_each(function()
-    if w then
-      pcall(w.stop, w, 60)
-      w:cleanup()
-      w = nil
-    end
-  end)
+  local fx = watcher.on_redis()
+  setup(fx.setup)
+  teardown(fx.teardown)
+  after_each(fx.after_each)
+  local w
+  local publish, go = fx.publish, fx.go
 
   local function start(config)
-    w = watcher.new{ config = string.format("watch = { sentinels = { \"127.0.0.1:%d\" }, %s }\n%s", redis.port,
-      config and config.watch or "", config and config.top or "") }
+    w = fx.start(config and config.watch, config and config.top)
     return w
-  end
-
-  local function publish(name, text)
-    return procs.cli(redis.port, "publish", name, text)
-  end
-
-  local function go()
-    w:start()
-    w:wait_log("connected and subscribed", 1)
   end
 
   it("logs one line per unusable message and keeps running", function()

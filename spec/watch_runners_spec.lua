@@ -13,37 +13,16 @@ local function is(name, pod)
 end
 
 describe("watch mode's runners", function()
-  local redis, w
-
-  setup(function()
-    redis = procs.start_redis()
-  end)
-
-  teardown(function()
-    if redis then redis.stop() end
-  end)
-
-  after_each(function()
-    if w then
-      pcall(w.stop, w, 60)
-      w:cleanup()
-      w = nil
-    end
-  end)
+  local fx = watcher.on_redis()
+  setup(fx.setup)
+  teardown(fx.teardown)
+  after_each(fx.after_each)
+  local w
+  local publish, go = fx.publish, fx.go
 
   local function start(watch, top)
-    w = watcher.new{ config = string.format("watch = { sentinels = { \"127.0.0.1:%d\" }, %s }\n%s",
-      redis.port, watch or "", top or "") }
+    w = fx.start(watch, top)
     return w
-  end
-
-  local function publish(name, text)
-    return procs.cli(redis.port, "publish", name, text)
-  end
-
-  local function go()
-    w:start()
-    w:wait_log("connected and subscribed", 1)
   end
 
   it("refuses to start with a reuse below 1", function()

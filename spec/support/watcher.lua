@@ -148,4 +148,34 @@ function W:cleanup()
   procs.rmtree(self.dir)
 end
 
+-- A plain redis-server named as a Sentinel, on which a spec PUBLISHes
+-- events by hand, and the watcher a case starts on it. A describe hooks
+-- fx.setup, fx.teardown and fx.after_each (busted's hooks are the spec
+-- file's globals); fx.start(watch, top): a watcher whose config is
+-- `watch = { sentinels = {that server}, <watch> }` then <top>; fx.go():
+-- start it and wait until it listens; fx.publish(name, text).
+function M.on_redis()
+  local fx = {}
+  function fx.setup() fx.redis = procs.start_redis() end
+  function fx.teardown() if fx.redis then fx.redis.stop() end end
+  function fx.after_each()
+    if fx.w then
+      pcall(fx.w.stop, fx.w, 60)
+      fx.w:cleanup()
+      fx.w = nil
+    end
+  end
+  function fx.start(watch, top)
+    fx.w = M.new{ config = string.format("watch = { sentinels = { \"127.0.0.1:%d\" }, %s }\n%s", fx.redis.port,
+      watch or "", top or "") }
+    return fx.w
+  end
+  function fx.go()
+    fx.w:start()
+    fx.w:wait_log("connected and subscribed", 1)
+  end
+  function fx.publish(name, text) return procs.cli(fx.redis.port, "publish", name, text) end
+  return fx
+end
+
 return M
