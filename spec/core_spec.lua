@@ -313,19 +313,22 @@ describe("eventilator core", function()
         slack = { enabled = true, channel = "ops" }
         dump_to = %q
       ]], dump))
-      ctx:rule("00-dump.lua", [[
-        local lines = {}
-        local function walk(prefix, t)
+      -- one walk, run by the rule over its config and here over the printed one
+      local WALK = [[
+        local function walk(lines, prefix, t)
           local n = 0
           for k, v in pairs(t) do
             n = n + 1
-            if type(v) == "table" then walk(prefix .. k .. ".", v)
+            if type(v) == "table" then walk(lines, prefix .. k .. ".", v)
             elseif type(v) == "number" then lines[#lines + 1] = prefix .. k .. "=" .. string.format("%.17g", v)
             else lines[#lines + 1] = prefix .. k .. "=" .. tostring(v) end
           end
           if n == 0 then lines[#lines + 1] = prefix .. "{}" end
+          return lines
         end
-        walk("", config)
+      ]]
+      ctx:rule("00-dump.lua", WALK .. [[
+        local lines = walk({}, "", config)
         table.sort(lines)
         local f = assert(io.open(config.dump_to, "w"))
         f:write(table.concat(lines, "\n"), "\n")
@@ -335,18 +338,7 @@ describe("eventilator core", function()
       local out, rc = procs.sh(string.format("EVENTILATOR_CONF=%s EVENTILATOR_LOG=/dev/null %s config --secrets",
         procs.quote(ctx.conf), procs.quote(procs.build .. "/bin/eventilator")))
       assert.are.equal(0, rc, out)
-      local want = {}
-      local function walk(prefix, t)
-        local n = 0
-        for k, v in pairs(t) do
-          n = n + 1
-          if type(v) == "table" then walk(prefix .. k .. ".", v)
-          elseif type(v) == "number" then want[#want + 1] = prefix .. k .. "=" .. string.format("%.17g", v)
-          else want[#want + 1] = prefix .. k .. "=" .. tostring(v) end
-        end
-        if n == 0 then want[#want + 1] = prefix .. "{}" end
-      end
-      walk("", require("cjson").decode(out))
+      local want = assert(load(WALK .. " return walk(...)"))({}, "", require("cjson").decode(out))
       table.sort(want)
       assert.are.equal(table.concat(want, "\n") .. "\n", procs.read(dump))
       assert.truthy(procs.read(dump):find("hcloud.server_type=cx22", 1, true))
