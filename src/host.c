@@ -51,109 +51,117 @@ int luaopen_eventilator_tcp(lua_State *L);
  * page where the benchmarks ran, against ~2 ms for all of /bin/true); the
  * same pages populated by one mmap cost about half, and bumping skips
  * malloc's bookkeeping. The arena is sized to what a default call uses:
- * populating pages a call never touches costs more than it saves. A block freed or grown in the arena is not reused
- * (only the last block grows in place); past the arena, malloc as before.
+ * populating pages a call never touches costs more than it saves. A block
+ * freed in it is not reused, and only the last one grows in place; past it,
+ * malloc as before. The arena is counted whole for memory_limit when it is
+ * mapped (48 KB, far under any limit), so its blocks need no counting.
  * Not under AddressSanitizer, which must see every block.
  */
+#include <stdint.h>
 #include <sys/mman.h>
 #define ARENA_SIZE (48u << 10)
+#define ROUND16(n) (((n) + 15) & ~(size_t)15)
 static char *arena, *arena_top, *arena_end, *arena_last;
 
-static int in_arena(const void *p)
+static inline int in_arena(const void *p)
 {
-    return arena && (const char *)p >= arena && (const char *)p < arena_end;
+    return (uintptr_t)p >= (uintptr_t)arena && (uintptr_t)p < (uintptr_t)arena_end;
 }
 
 /* Once, on the first allocation; a failed mmap leaves an empty arena (malloc from then on). */
-static __attribute__((noinline)) void arena_open(void)
+static __attribute__((noinline)) void arena_open(struct evl_mem *m)
 {
+    static char none[16];
     void *a = mmap(NULL, ARENA_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE,
                    -1, 0);
-    static char none[16];
     arena = arena_top = arena_end = a == MAP_FAILED ? none : a;
-    if (a != MAP_FAILED)
+    if (a != MAP_FAILED) {
         arena_end += ARENA_SIZE;
+        m->used += ARENA_SIZE;
+    }
 }
 
-/* The path of almost every allocation of a call: a compare and an add, inlined in alloc. */
-static inline void *arena_get(size_t n)
+/* A block from the arena, or NULL when it has no room left. */
+static inline void *arena_take(struct evl_mem *m, size_t n)
 {
-    if (__builtin_expect(!arena, 0))
-        arena_open();
-    n = (n + 15) & ~(size_t)15;
+    if (__builtin_expect(arena == NULL, 0))
+        arena_open(m);
+    n = ROUND16(n);
     if (n > (size_t)(arena_end - arena_top))
-        return malloc(n);
+        return NULL;
     arena_last = arena_top;
     arena_top += n;
     return arena_last;
 }
 
-static void *arena_resize(void *p, size_t osize, size_t nsize)
+/* An arena block resized in the arena, or NULL: it must move out. */
+static void *arena_resize(struct evl_mem *m, void *p, size_t osize, size_t nsize)
 {
-    if (p == arena_last && ((nsize + 15) & ~(size_t)15) <= (size_t)(arena_end - arena_last)) {
-        arena_top = arena_last + ((nsize + 15) & ~(size_t)15);
+    if (p == arena_last && ROUND16(nsize) <= (size_t)(arena_end - arena_last)) {
+        arena_top = arena_last + ROUND16(nsize);
         return p;
     }
-    void *np = arena_get(nsize);
+    if (nsize <= osize)
+        return p;
+    void *np = arena_take(m, nsize);
     if (np)
-        memcpy(np, p, osize < nsize ? osize : nsize);
+        memcpy(np, p, osize);
     return np;
 }
-#define NEW_BLOCK(n) arena_get(n)
-#define RESIZE(p, o, n) (in_arena(p) ? arena_resize(p, o, n) : realloc(p, n))
-#define FREE(p) (in_arena(p) ? (void)0 : free(p))
 #else
-#define NEW_BLOCK(n) malloc(n)
-#define RESIZE(p, o, n) realloc(p, n)
-#define FREE(p) free(p)
+#define in_arena(p) 0
+#define arena_take(m, n) NULL
+#define arena_resize(m, p, o, n) NULL
+#endif
+
+#ifdef EVL_PLAIN_ALLOC /* bench/run.sh only: the same blocks, uncounted, for what the counting costs */
+#define COUNTED 0
+#else
+#define COUNTED 1
 #endif
 
 static void *alloc(void *ud, void *p, size_t osize, size_t nsize)
 {
     struct evl_mem *m = ud;
-    if (nsize == 0) {
-        if (p) {
-            FREE(p);
-            m->used -= osize;
+    if (p == NULL || in_arena(p)) { /* a new block (osize is its type) or one of the arena */
+        if (nsize == 0)
+            return NULL;
+        void *np = p ? arena_resize(m, p, osize, nsize) : arena_take(m, nsize);
+        if (np)
+            return np;
+        /* a counted malloc block; an arena block moving out was counted with the arena */
+        if (COUNTED && m->used + nsize > m->limit) {
+            m->hit = 1;
+            return NULL;
         }
+        /* malloc, not realloc(NULL): that costs a detour on every allocation */
+        np = malloc(nsize);
+        if (np && p)
+            memcpy(np, p, osize < nsize ? osize : nsize);
+        if (np && COUNTED)
+            m->used += nsize;
+        return np;
+    }
+    if (nsize == 0) {
+        free(p);
+        if (COUNTED)
+            m->used -= osize;
         return NULL;
     }
-    size_t old = p ? osize : 0; /* for a new block, osize is the object's type */
-    if (nsize > old && m->used + (nsize - old) > m->limit) {
+    if (COUNTED && nsize > osize && m->used + (nsize - osize) > m->limit) {
         m->hit = 1;
         return NULL;
     }
-    /* a new block is not realloc(NULL): that costs a detour on every allocation */
-    void *np = p ? RESIZE(p, osize, nsize) : NEW_BLOCK(nsize);
-    if (np)
-        m->used += nsize - old; /* size_t wraps both ways */
+    void *np = realloc(p, nsize);
+    if (np && COUNTED)
+        m->used += nsize - osize; /* size_t wraps both ways */
     return np;
 }
 
-#ifdef EVL_PLAIN_ALLOC
-static void *plain_alloc(void *ud, void *p, size_t osize, size_t nsize)
-{
-    (void)ud;
-    if (nsize == 0) {
-        if (p)
-            FREE(p);
-        return NULL;
-    }
-    (void)osize;
-    return p ? RESIZE(p, osize, nsize) : NEW_BLOCK(nsize);
-}
-#endif
-
 lua_State *evl_state_new(struct evl_host *h)
 {
-#ifdef EVL_PLAIN_ALLOC /* bench/run.sh only: what the accounting costs, the same blocks uncounted */
-    (void)alloc;
-    (void)h;
-    return lua_newstate(plain_alloc, NULL);
-#else
     h->mem.limit = (size_t)EVL_DEFAULT_MEMORY_MIB << 20;
     return lua_newstate(alloc, &h->mem); /* no warnings: lua_setwarnf unset */
-#endif
 }
 
 /* Message handler: the error with a traceback. Other values pass through (evl_error_text). */
