@@ -70,8 +70,8 @@ describe("retries", function()
     local script = string.format("(sh -c %s) & (sh -c %s) & wait", twice, twice)
     procs.sh("sh -c " .. procs.quote(script))
     local log = ctx:logtext()
-    assert.are.equal(2, count(log, "A fired"))  -- once per Sentinel
-    assert.are.equal(2, count(log, "retry of an earlier call"))
+    assert.are.equal(2, count(log, "A fired"), log)  -- once per Sentinel
+    assert.are.equal(2, count(log, "retry of an earlier call"), log)
     local records = 0
     for _ in procs.sh("ls " .. procs.quote(ctx.dir .. "/state/retries")):gmatch("%S+") do records = records + 1 end
     assert.are.equal(2, records)

@@ -7,6 +7,7 @@ local constellation = require("constellation")
 local watcher = require("watcher")
 
 local POD = constellation.NAME
+local function runner_count(text, plain) return require("runner").count(text, plain, true) end
 
 local function note(fmt, ...)
   io.stderr:write("[watch] " .. string.format(fmt, ...) .. "\n")
@@ -54,7 +55,13 @@ describe("watch mode on a Sentinel constellation", function()
     -- what ran and the log, should a count be off (a Sentinel later than the window, or a run twice)
     local json = require("cjson")
     local why = json.encode(w:handled()) .. "\n" .. w:logtext():sub(-4000)
-    assert.are.equal(1, w:count(is("+sdown", "master")), why)
+    -- once per time a Sentinel raised it: one that flaps under load (+sdown, -sdown, +sdown)
+    -- raised it twice, and twice is right; reports of one raising by several Sentinels run once
+    local raised = 1
+    for i = 1, #c.sentinels do
+      raised = math.max(raised, runner_count(c:sentinel_logs(i), "+sdown master " .. POD .. " 127.0.0.1 " .. old))
+    end
+    assert.are.equal(raised, w:count(is("+sdown", "master")), why .. "\n" .. c:sentinel_logs())
     assert.are.equal(1, w:count(is("+odown")), why)
     assert.are.equal(1, w:count(is("+switch-master")), why)
     assert.are.equal(1, w:count(is("+failover-end")), why)
