@@ -234,7 +234,8 @@ static int create(void)
 {
     int flags = O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC;
     int nfd = open(mine, flags, 0600);
-    if (nfd < 0 && errno == ENOENT && mkdir(dir, 0700) == 0) /* the first record ever */
+    /* the first record ever; EEXIST: another call made the folder meanwhile (state_dir is ours alone) */
+    if (nfd < 0 && errno == ENOENT && (mkdir(dir, 0700) == 0 || errno == EEXIST))
         nfd = open(mine, flags, 0600);
     if (nfd < 0)
         return -1;
