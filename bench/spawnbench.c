@@ -1,6 +1,7 @@
 /*
- * spawnbench: start each command N times, interleaved (A B C A B C ...) so
- * that load on the machine hits all of them alike, and print the median and
+ * spawnbench: start each command N times, interleaved (a round runs each once,
+ * in an order shuffled for every round) so that load on the machine hits all
+ * of them alike and none always follows another, and print the median and
  * mean wall time of fork+exec+wait, the ratio to the first command, and the
  * peak RSS (ru_maxrss of the child), and the median CPU time (user + system
  * of the child: less sensitive than wall time to a machine others load). Usage:
@@ -69,8 +70,18 @@ int main(int argc, char **argv)
     int bad[MAXC] = {0};
     for (int c = 0; c < nc; c++)
         t[c] = calloc((size_t)n, sizeof(double)), cpu[c] = calloc((size_t)n, sizeof(double));
-    for (int r = 0; r < n; r++)
-        for (int c = 0; c < nc; c++) {
+    int order[MAXC];
+    for (int c = 0; c < nc; c++)
+        order[c] = c;
+    srand48(1);
+    for (int r = 0; r < n; r++) {
+        for (int i = nc - 1; i > 0; i--) { /* each round in a fresh order: no command always runs after another */
+            int j = (int)(lrand48() % (i + 1)), x = order[i];
+            order[i] = order[j];
+            order[j] = x;
+        }
+        for (int o = 0; o < nc; o++) {
+            int c = order[o];
             pid_t pid;
             int st;
             struct rusage ru;
@@ -91,6 +102,7 @@ int main(int argc, char **argv)
                 bad[c]++;
             }
         }
+    }
     double base = 0, cbase = 0;
     printf("%-38s %10s %10s %8s %9s %8s %12s %6s\n", "command", "median ms", "mean ms", "ratio",
            "cpu ms", "ratio", "peak RSS KiB", "fails");

@@ -179,6 +179,28 @@ describe("trust", function()
       assert.are.equal("600", mode(rec))
     end)
 
+    it("keeps one bundle for the folder; a changed file never meets its old bytecode", function()
+      ctx:rule("20-b.lua", 'on("+sdown", function() log.info("b one") end)\n')
+      local _, log = ctx:run("eventilator", table.unpack(SDOWN))
+      assert.are.equal(1, count(log, "b one"))
+      local bundles = sh("ls " .. q(ctx.dir .. "/state/rules-cache"))
+      assert.are.equal(1, select(2, bundles:gsub("%.luac\n", "")), bundles)
+      ctx:rule("20-b.lua", 'on("+sdown", function() log.info("b two") end)\n')
+      _, log = ctx:run("eventilator", table.unpack(SDOWN))
+      assert.are.equal(0, count(log, "b one"))
+      assert.are.equal(1, count(log, "b two"))
+      assert.are.equal(1, count(log, "benign ran"))
+      -- a bundle cut short (a crash mid-write): what is missing is compiled again
+      local bytes = assert(procs.read(entry))
+      procs.write(entry, bytes:sub(1, #bytes - 7))
+      local rc
+      rc, log = ctx:run("eventilator", table.unpack(SDOWN))
+      assert.are.equal(0, rc)
+      assert.are.equal(1, count(log, "b two"))
+      assert.are.equal(1, count(log, "benign ran"))
+      assert.are.equal(#bytes, #assert(procs.read(entry))) -- and the bundle is whole again
+    end)
+
     it("runs a planted entry only when this user wrote it (the plant itself is sound)", function()
       plant()
       sh("chmod 0600 " .. q(entry))

@@ -254,12 +254,11 @@ void evl_retry_ok(const char *id, int call_ends_ok)
 {
     /*
      * The last handler of a call that has had no failure: the call exits 0
-     * right after it and the record would be removed at once, so it is not
-     * written (two file system operations on every successful call). A kill
-     * in the microseconds between this handler's return and the exit makes
-     * Sentinel's retry run it again.
+     * right after it and the record is removed at once (or was never made),
+     * so its line is not written. A kill in the microseconds between this
+     * handler's return and the exit makes Sentinel's retry run it again.
      */
-    if (!active || (call_ends_ok && fd < 0))
+    if (!active || call_ends_ok)
         return;
     size_t header = rec_len;
     add("ok ", 0);

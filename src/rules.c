@@ -204,6 +204,7 @@ int evl_rules_load(struct evl_host *h)
     closedir(d);
     if (n > 1)
         qsort(names, n, sizeof *names, cmp);
+    evl_cache_begin(h, dir);
     for (size_t i = 0; i < n; i++) {
         char path[4096];
         snprintf(path, sizeof path, "%s/%s", dir, names[i]);
@@ -224,6 +225,7 @@ int evl_rules_load(struct evl_host *h)
         lua_setfield(L, entry, "ok");
         lua_rawseti(L, files, (lua_Integer)i + 1);
     }
+    evl_cache_end(h);
     free(names);
     lua_pop(L, 1);
     return 0;
