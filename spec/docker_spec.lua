@@ -29,11 +29,7 @@ local function dockerd(extra)
     end
     return out
   end
-  function d.stop()
-    procs.kill(d.pid)
-    procs.sleep(0.2)
-    procs.rmtree(d.dir)
-  end
+  d.stop = procs.stopper(d, 0.2)
   return d
 end
 

@@ -46,13 +46,7 @@ local function tcpd(args, opts)
     for line in (procs.read(h.log) or ""):gmatch("[^\n]+") do out[#out + 1] = cjson.decode(line) end
     return out
   end
-  function h.stop()
-    if not h.pid then return end
-    procs.kill(h.pid)
-    h.pid = nil
-    procs.sleep(0.1)
-    procs.rmtree(h.dir)
-  end
+  h.stop = procs.stopper(h)
   return h
 end
 

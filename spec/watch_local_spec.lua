@@ -5,9 +5,7 @@
 local procs = require("procs")
 local watcher = require("watcher")
 
-local function is(name, typ)
-  return function(r) return r.name == name and (typ == nil or r.type == typ) end
-end
+local is = watcher.is
 
 describe("watch mode, events published by hand on a redis-server named as a Sentinel", function()
   local fx = watcher.on_redis()

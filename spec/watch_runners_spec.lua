@@ -8,9 +8,7 @@
 local procs = require("procs")
 local watcher = require("watcher")
 
-local function is(name, pod)
-  return function(r) return r.name == name and (pod == nil or r.pod == pod) end
-end
+local function is(name, pod) return watcher.is(name, nil, pod) end
 
 describe("watch mode's runners", function()
   local fx = watcher.on_redis()

@@ -5,13 +5,9 @@
 local procs = require("procs")
 local watcher = require("watcher")
 
-local function note(fmt, ...)
-  io.stderr:write("[watch] " .. string.format(fmt, ...) .. "\n")
-end
+local note = watcher.note
 
-local function is(name, typ)
-  return function(r) return r.name == name and (typ == nil or r.type == typ) end
-end
+local is = watcher.is
 
 describe("watch mode at scale: one Sentinel, 100 masters, all down at once", function()
   local servers, dir, sport, spid, w = {}, nil, nil, nil, nil

@@ -48,11 +48,7 @@ function M.start()
     end
     return out
   end
-  function h.stop()
-    procs.kill(h.pid)
-    procs.sleep(0.1)
-    procs.rmtree(h.dir)
-  end
+  h.stop = procs.stopper(h)
   return h
 end
 

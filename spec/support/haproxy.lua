@@ -56,11 +56,7 @@ function M.start(opts)
         "s.sendall(sys.stdin.buffer.read());print(s.recv(65536).decode())"), procs.quote(h.socket)))
     return out:find("Name: HAProxy", 1, true) ~= nil
   end, 30, "haproxy admin socket (log: " .. h.log .. ")")
-  function h.stop()
-    procs.kill(h.pid)
-    procs.sleep(0.1)
-    procs.rmtree(h.dir)
-  end
+  h.stop = procs.stopper(h)
   return h
 end
 

@@ -126,12 +126,20 @@ function M.start_redis(extra)
     return out:match("PONG") ~= nil
   end, 10, "redis-server on " .. port)
   local h = { port = port, dir = dir, pid = pid }
-  function h.stop()
+  h.stop = M.stopper(h)
+  return h
+end
+
+-- h.stop for a server started in a folder of its own (h.pid, h.dir): kill it,
+-- give it `grace` seconds to go (default 0.1), remove the folder. Once only.
+function M.stopper(h, grace)
+  return function()
+    if not h.pid then return end
     M.kill(h.pid)
-    M.sleep(0.1)
+    h.pid = nil
+    M.sleep(grace or 0.1)
     M.rmtree(h.dir)
   end
-  return h
 end
 
 return M

@@ -178,4 +178,16 @@ function M.on_redis()
   return fx
 end
 
+-- A predicate for w:count / w:wait_handled: an event record by name, and by type and pod if given.
+function M.is(name, typ, pod)
+  return function(r)
+    return r.name == name and (typ == nil or r.type == typ) and (pod == nil or r.pod == pod)
+  end
+end
+
+-- A progress line on stderr, for the specs that take long.
+function M.note(fmt, ...)
+  io.stderr:write("[watch] " .. string.format(fmt, ...) .. "\n")
+end
+
 return M
