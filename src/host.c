@@ -50,18 +50,22 @@ int luaopen_eventilator_tcp(lua_State *L);
  * each heap page can be a fault that goes through the hypervisor (~14 us a
  * page where the benchmarks ran, against ~2 ms for all of /bin/true); the
  * same pages populated by one mmap cost about half, and bumping skips
- * malloc's bookkeeping. The arena is sized to what a default call uses:
- * populating pages a call never touches costs more than it saves. A block
- * freed in it is not reused, and only the last one grows in place; past it,
- * malloc as before. The arena is counted whole for memory_limit when it is
- * mapped (48 KB, far under any limit), so its blocks need no counting.
+ * malloc's bookkeeping. The arena is sized to what a call uses, 48 KB for
+ * an event with the default rules and 80 KB for a failover record (which
+ * loads the metrics module): populating pages a call never touches costs
+ * more than it saves. A block freed in it is not reused, and only the last
+ * one grows in place; past it, malloc as before. The arena is counted whole for memory_limit when it is
+ * mapped (far under any limit), so its blocks need no counting.
  * Not under AddressSanitizer, which must see every block.
  */
 #include <stdint.h>
 #include <sys/mman.h>
-#define ARENA_SIZE (48u << 10)
+/* what an event call with the default rules uses; a failover record also loads the metrics module */
+#define ARENA_EVENT (48u << 10)
+#define ARENA_RECONFIG (80u << 10)
 #define ROUND16(n) (((n) + 15) & ~(size_t)15)
 static char *arena, *arena_top, *arena_end, *arena_last;
+static size_t arena_size = ARENA_EVENT;
 
 static inline int in_arena(const void *p)
 {
@@ -72,12 +76,12 @@ static inline int in_arena(const void *p)
 static __attribute__((noinline)) void arena_open(struct evl_mem *m)
 {
     static char none[16];
-    void *a = mmap(NULL, ARENA_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE,
+    void *a = mmap(NULL, arena_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE,
                    -1, 0);
     arena = arena_top = arena_end = a == MAP_FAILED ? none : a;
     if (a != MAP_FAILED) {
-        arena_end += ARENA_SIZE;
-        m->used += ARENA_SIZE;
+        arena_end += arena_size;
+        m->used += arena_size;
     }
 }
 
@@ -161,6 +165,10 @@ static void *alloc(void *ud, void *p, size_t osize, size_t nsize)
 lua_State *evl_state_new(struct evl_host *h)
 {
     h->mem.limit = (size_t)EVL_DEFAULT_MEMORY_MIB << 20;
+#if defined(EVL_LEAN) && !defined(EVL_ASAN)
+    if (h->mode == EVL_RECONFIG)
+        arena_size = ARENA_RECONFIG;
+#endif
     return lua_newstate(alloc, &h->mem); /* no warnings: lua_setwarnf unset */
 }
 

@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -143,17 +144,39 @@ static size_t stamp(char *buf, size_t cap, enum evl_level level)
     return n < 0 ? 0 : (size_t)n;
 }
 
+/* What a line can grow to when escape() writes \xNN for every byte, plus the stamp. */
+#define ESCAPED(n) (4 * (n) + 128)
+
 void evl_log(enum evl_level level, const char *fmt, ...)
 {
-    char raw[LINE_MAX_BYTES], line[LINE_MAX_BYTES + 128];
+    /*
+     * Most lines are short: a small frame keeps the stack shallow (the first
+     * touch of each stack page is a fault, ~14 us on a VM, and a call logs
+     * from deep in the VM); a longer one is formatted again on the heap.
+     */
+    char small_raw[256], small_line[ESCAPED(256)], *big = NULL;
+    char *raw = small_raw, *line = small_line;
+    size_t raw_cap = sizeof small_raw, line_cap = sizeof small_line;
     va_list ap;
     if (level < min_level && !(also_stderr && level >= EVL_INFO))
         return;
     va_start(ap, fmt);
-    vsnprintf(raw, sizeof raw, fmt, ap);
+    int want = vsnprintf(raw, raw_cap, fmt, ap);
     va_end(ap);
-    size_t h = stamp(line, sizeof line, level);
-    size_t n = h + escape(line + h, sizeof line - h - 1, raw);
+    if (want >= (int)raw_cap) {
+        size_t need = (size_t)want < LINE_MAX_BYTES ? (size_t)want + 1 : LINE_MAX_BYTES;
+        if ((big = malloc(need + ESCAPED(need)))) { /* else: the short start of it */
+            raw = big;
+            raw_cap = need;
+            line = big + need;
+            line_cap = ESCAPED(need);
+            va_start(ap, fmt);
+            vsnprintf(raw, raw_cap, fmt, ap);
+            va_end(ap);
+        }
+    }
+    size_t h = stamp(line, line_cap, level);
+    size_t n = h + escape(line + h, line_cap - h - 1, raw);
     line[n++] = '\n';
     if (also_stderr && target != T_STDERR)
         write_all(2, line, n);
@@ -165,6 +188,7 @@ void evl_log(enum evl_level level, const char *fmt, ...)
             write_all(fd, line, n);
         }
     }
+    free(big);
 }
 
 /*

@@ -206,12 +206,11 @@ int evl_rules_load(struct evl_host *h)
         qsort(names, n, sizeof *names, cmp);
     evl_cache_begin(h, dir);
     for (size_t i = 0; i < n; i++) {
-        char path[4096];
-        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        const char *path = lua_pushfstring(L, "%s/%s", dir, names[i]); /* below the entry */
         free(names[i]);
         lua_createtable(L, 0, 5);
         int entry = lua_gettop(L);
-        lua_pushstring(L, path);
+        lua_pushvalue(L, entry - 1);
         lua_setfield(L, entry, "path");
         lua_newtable(L);
         lua_setfield(L, entry, "patterns");
@@ -224,6 +223,7 @@ int evl_rules_load(struct evl_host *h)
         lua_pushboolean(L, ok);
         lua_setfield(L, entry, "ok");
         lua_rawseti(L, files, (lua_Integer)i + 1);
+        lua_pop(L, 1); /* path */
     }
     evl_cache_end(h);
     free(names);
