@@ -100,18 +100,14 @@ end)
 
   it("runs the next event with the new rules after a SIGHUP while runners are idle", function()
     start("concurrency = 2, reuse = 100")
-    local function version(v)
-      w:record("10-record.lua", { "+sdown" }, string.format([[
-  local g = assert(io.open(%q, "a")); g:write(%q, "\n"); g:close()]], w.dir .. "/versions", v))
-    end
-    version("v1")
+    w:version("v1")
     go()
     publish("+sdown", "master pod1 127.0.0.1 6379")
     publish("+sdown", "master pod2 127.0.0.1 6379")
     w:wait_handled(is("+sdown"), 2)
     procs.wait(function() return w:log_count("pod=pod2 done") + w:log_count("pod=pod1 done") >= 2 end, 20,
       "both runs answered")
-    version("v2")
+    w:version("v2")
     w:signal("HUP")
     w:wait_log("config and rules reloaded", 1)
     publish("+sdown", "master pod3 127.0.0.1 6379")

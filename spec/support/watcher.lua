@@ -54,6 +54,12 @@ end)
 ]], table.concat(list, ", "), self.out, extra or ""))
 end
 
+-- 10-record.lua for +sdown, also appending `v` to <dir>/versions each run: which rules a run had.
+function W:version(v)
+  self:record("10-record.lua", { "+sdown" }, string.format([[
+  local g = assert(io.open(%q, "a")); g:write(%q, "\n"); g:close()]], self.dir .. "/versions", v))
+end
+
 -- The recorded events, each { name, pod, source, sentinel, sentinels = {...},
 -- synthetic, type, time, text }.
 function W:handled()
