@@ -54,13 +54,12 @@ int luaopen_eventilator_tcp(lua_State *L);
  * an event with the default rules and 80 KB for a failover record (which
  * loads the metrics module): populating pages a call never touches costs
  * more than it saves. A block freed in it is not reused, and only the last
- * one grows in place; past it, malloc as before. The arena is counted whole for memory_limit when it is
- * mapped (far under any limit), so its blocks need no counting.
- * Not under AddressSanitizer, which must see every block.
+ * one grows in place; past it, malloc as before. The arena is counted whole
+ * for memory_limit when it is mapped (far under any limit), so its blocks
+ * need no counting. Not under AddressSanitizer, which must see every block.
  */
 #include <stdint.h>
 #include <sys/mman.h>
-/* what an event call with the default rules uses; a failover record also loads the metrics module */
 #define ARENA_EVENT (48u << 10)
 #define ARENA_RECONFIG (80u << 10)
 #define ROUND16(n) (((n) + 15) & ~(size_t)15)
