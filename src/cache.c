@@ -40,6 +40,7 @@
 #include <lua.h>
 
 #include "cache.h"
+#include "fnv.h"
 #include "host.h"
 
 #define MAGIC "EVLRC5\n" /* 7 bytes + NUL = 8, at the head of every entry */
@@ -69,25 +70,13 @@ static struct {
     int changed;           /* a file was compiled since the read */
 } B;
 
-static uint64_t fnv(const void *p, size_t n, uint64_t h)
-{
-    const unsigned char *s = p;
-    for (size_t i = 0; i < n; i++) {
-        h ^= s[i];
-        h *= 0x100000001b3ULL;
-    }
-    return h;
-}
-
-#define FNV0 0xcbf29ce484222325ULL
-
 /* The file's identity and the chunk name: what makes an entry valid. */
 static uint64_t identity(const struct stat *st, const char *chunk)
 {
     uint64_t v[8] = {(uint64_t)st->st_dev, (uint64_t)st->st_ino, (uint64_t)st->st_size,
                      (uint64_t)st->st_mtim.tv_sec, (uint64_t)st->st_mtim.tv_nsec,
                      (uint64_t)st->st_ctim.tv_sec, (uint64_t)st->st_ctim.tv_nsec, 0};
-    return fnv(chunk, strlen(chunk), fnv(v, sizeof v, FNV0));
+    return evl_fnv(chunk, strlen(chunk), evl_fnv(v, sizeof v, EVL_FNV0));
 }
 
 /* <state_dir>/rules-cache, when it is ours alone (made 0700 if missing): checked once a process. */
@@ -148,7 +137,7 @@ void evl_cache_begin(struct evl_host *h, const char *rules_dir)
         return;
     B.on = 1;
     snprintf(B.file, sizeof B.file, "%s/%016llx.luac", dir,
-             (unsigned long long)fnv(rules_dir, strlen(rules_dir), FNV0));
+             (unsigned long long)evl_fnv(rules_dir, strlen(rules_dir), EVL_FNV0));
     read_bundle();
     struct header eh;
     for (size_t off = 0, next; entry_at(off, &eh, &next); off = next)
@@ -181,7 +170,8 @@ static int from_bundle(lua_State *L, uint64_t key, const char *chunk)
             continue;
         const char *body = B.old + off + sizeof h;
         size_t len = (size_t)(h.bc_len + h.lines_len);
-        if (fnv(body, len, FNV0) != h.hash || luaL_loadbufferx(L, body, h.bc_len, chunk, "b") != LUA_OK)
+        if (evl_fnv(body, len, EVL_FNV0) != h.hash ||
+            luaL_loadbufferx(L, body, h.bc_len, chunk, "b") != LUA_OK)
             return 0;
         lua_pushlstring(L, body + h.bc_len, h.lines_len);
         keep(B.old + off, next - off, NULL);
@@ -230,7 +220,7 @@ static void add_entry(lua_State *L, uint64_t key)
     }
     memcpy(h.magic, MAGIC, 8);
     h.key = key;
-    h.hash = fnv(b.p + sizeof h, b.n - sizeof h, FNV0);
+    h.hash = evl_fnv(b.p + sizeof h, b.n - sizeof h, EVL_FNV0);
     h.bc_len = b.n - sizeof h - lines_len;
     h.lines_len = lines_len;
     memcpy(b.p, &h, sizeof h);

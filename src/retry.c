@@ -42,6 +42,7 @@
 #include <lauxlib.h>
 #include <lua.h>
 
+#include "fnv.h"
 #include "log.h"
 #include "retry.h"
 
@@ -54,15 +55,6 @@ static char prefix[24];     /* "<digest>-" */
 static int active;          /* begin found a usable state folder */
 static int fd = -1;         /* this call's record, open for append, locked */
 static char write_error[4600];
-
-static uint64_t fnv(const char *s, size_t n, uint64_t h)
-{
-    for (size_t i = 0; i < n; i++) {
-        h ^= (unsigned char)s[i];
-        h *= 0x100000001b3ULL;
-    }
-    return h;
-}
 
 /* Append to rec, escaping newlines and backslashes of argument text. */
 static void add(const char *s, int escape)
@@ -175,16 +167,16 @@ void evl_retry_begin(struct evl_host *h)
     long ppid = (long)getppid();
     uint64_t d;
     if (h->delivery) { /* the bytes of "delivery <id>\n" and its NUL */
-        d = fnv("delivery ", 9, 0xcbf29ce484222325ULL);
-        d = fnv(h->delivery, strlen(h->delivery), d);
-        d = fnv("\n", 2, d);
-        d = fnv(mode_name(h), strlen(mode_name(h)) + 1, d);
+        d = evl_fnv("delivery ", 9, EVL_FNV0);
+        d = evl_fnv(h->delivery, strlen(h->delivery), d);
+        d = evl_fnv("\n", 2, d);
+        d = evl_fnv(mode_name(h), strlen(mode_name(h)) + 1, d);
     } else {
         snprintf(line, sizeof line, "%ld", ppid);
-        d = fnv(line, strlen(line) + 1, 0xcbf29ce484222325ULL);
-        d = fnv(mode_name(h), strlen(mode_name(h)) + 1, d);
+        d = evl_fnv(line, strlen(line) + 1, EVL_FNV0);
+        d = evl_fnv(mode_name(h), strlen(mode_name(h)) + 1, d);
         for (int i = 1; i < h->argc; i++)
-            d = fnv(h->argv[i], strlen(h->argv[i]) + 1, d);
+            d = evl_fnv(h->argv[i], strlen(h->argv[i]) + 1, d);
     }
     snprintf(dir, sizeof dir, "%s/retries", h->state_dir);
     snprintf(prefix, sizeof prefix, "%016llx-", (unsigned long long)d);

@@ -32,6 +32,7 @@
 #include <lualib.h>
 
 #include "deadline.h"
+#include "fnv.h"
 #include "host.h"
 #include "log.h"
 #include "paths.h"
@@ -54,12 +55,7 @@ double watch_now(void)
 
 static uint64_t hash(const char *s)
 {
-    uint64_t h = 0xcbf29ce484222325ULL;
-    for (; *s; s++) {
-        h ^= (unsigned char)*s;
-        h *= 0x100000001b3ULL;
-    }
-    return h;
+    return evl_fnv(s, strlen(s), EVL_FNV0);
 }
 
 /*

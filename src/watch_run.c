@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "event.h"
+#include "fnv.h"
 #include "log.h"
 #include "sentinel.h"
 #include "watch.h"
@@ -78,16 +79,6 @@ static struct dd *ring;        /* DD_RING entries */
 static int32_t *buckets;       /* DD_BUCKETS chains */
 static size_t ring_head, ring_n;
 
-static uint64_t fnv(const void *p, size_t n, uint64_t h)
-{
-    const unsigned char *s = p;
-    for (size_t i = 0; i < n; i++) {
-        h ^= s[i];
-        h *= 0x100000001b3ULL;
-    }
-    return h;
-}
-
 /*
  * The dedupe key: name and description, except what differs between
  * reporters of one fact (docs/watch.md has the table). Events about the
@@ -97,18 +88,18 @@ static uint64_t dedupe_key(const struct evl_event *ev, const char *text, int idx
 {
     static const char *const own[] = {"+tilt", "-tilt", "-script-error", "-script-timeout",
                                       "+vote-for-leader", "-failover-abort-not-elected", NULL};
-    uint64_t h = fnv(ev->name, strlen(ev->name) + 1, 0xcbf29ce484222325ULL);
+    uint64_t h = evl_fnv(ev->name, strlen(ev->name) + 1, EVL_FNV0);
     size_t n = strlen(text);
     if (strcmp(ev->name, "+odown") == 0) {
         const char *q = strstr(text, " #quorum ");
         if (q)
             n = (size_t)(q - text);
     }
-    h = fnv(text, n, h);
+    h = evl_fnv(text, n, h);
     for (int i = 0; own[i]; i++)
         if (strcmp(ev->name, own[i]) == 0) {
             const char *a = conn_addr(idx);
-            h = fnv(a, strlen(a), h ^ 0xff);
+            h = evl_fnv(a, strlen(a), h ^ 0xff);
         }
     return h ? h : 1;
 }
@@ -688,7 +679,7 @@ static void busy_add(uint64_t h)
 
 static uint64_t pod_hash(const struct item *it)
 {
-    return it->pod ? fnv(it->pod, strlen(it->pod), 0xcbf29ce484222325ULL) | 1 : 0;
+    return it->pod ? evl_fnv(it->pod, strlen(it->pod), EVL_FNV0) | 1 : 0;
 }
 
 double run_tick(double now)
