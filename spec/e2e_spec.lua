@@ -225,7 +225,8 @@ describe("eventilator against a live Sentinel constellation", function()
   end)
 
   it("records the failover once after the store comes back, with the Slack handler fired once", function()
-    S = scenario{ hook = true, rules = {
+    -- Sentinel retries here at script-retry-delay 500 ms (below): eventilator is told the same
+    S = scenario{ hook = true, config = "script_retry_delay = 0.5", rules = {
       ["50-e2e-slack.lua"] = [[
         -- The leader's reconfig call also posts to Slack; a retry of the call
         -- (the metrics handler failed) must not post again.

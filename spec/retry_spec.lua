@@ -7,7 +7,8 @@ describe("retries", function()
   local ctx
   before_each(function()
     ctx = runner.new()
-    ctx:config(string.format("state_dir = %q", ctx.dir .. "/state"))
+    -- each "call" after the first stands in for Sentinel's retry, which comes script-retry-delay later
+    ctx:config(string.format("state_dir = %q\nscript_retry_delay = 0", ctx.dir .. "/state"))
     ctx:rule("a.lua", string.format([[
       on("+sdown", function() log.info("A fired") end)
       on("+sdown", function()
@@ -77,8 +78,25 @@ describe("retries", function()
     assert.are.equal(2, records)
   end)
 
+  it("keeps every record when three Sentinels make their first calls at once on a fresh state_dir", function()
+    local bin = procs.quote(procs.build .. "/bin/eventilator")
+    for trial = 1, 50 do
+      -- a state_dir nobody has made yet: the first calls race to make it and retries/ in it
+      ctx:config(string.format("state_dir = %q\nscript_retry_delay = 0", ctx.dir .. "/state-" .. trial))
+      local one = "EVENTILATOR_CONF=" .. procs.quote(ctx.conf) .. " " .. bin ..
+        " +sdown 'master pod1 127.0.0.1 6379' 2>/dev/null"
+      local twice = procs.quote(one .. "; " .. one .. "; true") -- a call and its retry, from one parent
+      procs.sh("sh -c " .. procs.quote(string.format("(sh -c %s) & (sh -c %s) & (sh -c %s) & wait",
+        twice, twice, twice)))
+    end
+    local log = ctx:logtext()
+    assert.are.equal(0, count(log, "cannot keep the delivery record"), log)
+    assert.are.equal(150, count(log, "A fired"), log) -- once per Sentinel and trial: never again on retry
+    assert.are.equal(150, count(log, "retry of an earlier call"), log)
+  end)
+
   it("keeps what succeeded when the watchdog ends a stuck call", function()
-    ctx:config(string.format("state_dir = %q\nbudget = 1", ctx.dir .. "/state"))
+    ctx:config(string.format("state_dir = %q\nbudget = 1\nscript_retry_delay = 0", ctx.dir .. "/state"))
     ctx:rule("a.lua", string.format([[
       on("+sdown", function() log.info("A fired") end)
       on("+sdown", function()
@@ -92,6 +110,31 @@ describe("retries", function()
     assert.matches("stopped by the watchdog", log)
     assert.are.equal(1, count(log, "A fired"))
     assert.are.equal(1, count(log, "B fired"))
+  end)
+
+  it("takes an identical call sooner than script_retry_delay after a failure for a new event", function()
+    ctx:config(string.format("state_dir = %q", ctx.dir .. "/state")) -- Sentinel's default, 30 s
+    -- sixteen identical calls from one Sentinel, one after another, each failing handler B
+    local steps = {}
+    for i = 1, 16 do steps[i] = "call" end
+    assert.are.same({ 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1 }, calls(steps))
+    local log = ctx:logtext()
+    assert.are.equal(16, count(log, "A fired"), log)
+    assert.are.equal(16, count(log, "C fired"), log)
+    assert.are.equal(0, count(log, "retry of an earlier call"), log)
+    local records = 0
+    for _ in procs.sh("ls " .. procs.quote(ctx.dir .. "/state/retries")):gmatch("%S+") do records = records + 1 end
+    assert.are.equal(16, records) -- one for each call's own retry
+  end)
+
+  it("takes a call script_retry_delay after the failed one ended for its retry", function()
+    ctx:config(string.format("state_dir = %q\nscript_retry_delay = 0.5", ctx.dir .. "/state"))
+    -- the pause is the retry delay itself passing, as Sentinel waits it out
+    local rcs = calls({ "call", "call", "sleep 0.6", "call" })
+    assert.are.same({ 1, 1, 1 }, rcs)
+    local log = ctx:logtext()
+    assert.are.equal(2, count(log, "A fired"), log) -- the first two calls; the third is a retry
+    assert.are.equal(1, count(log, "retry of an earlier call by Sentinel pid %d+: 2 handler%(s%) already succeeded"), log)
   end)
 
   it("shows in `eventilator test` whether a call would be a retry", function()

@@ -42,6 +42,7 @@
 #include "cache.h"
 #include "fnv.h"
 #include "host.h"
+#include "statedir.h"
 
 #define MAGIC "EVLRC5\n" /* 7 bytes + NUL = 8, at the head of every entry */
 #define MAX_SOURCE (4u << 20)
@@ -82,19 +83,10 @@ static uint64_t identity(const struct stat *st, const char *chunk)
 /* <state_dir>/rules-cache, when it is ours alone (made 0700 if missing): checked once a process. */
 static const char *cache_dir(struct evl_host *h)
 {
-    static char sub[4200];
+    static char sub[4200], why[900];
     static int state; /* 0 unknown, 1 usable, -1 not */
-    struct stat st;
-    if (state == 0) {
-        state = -1;
-        if (h->state_ok) {
-            snprintf(sub, sizeof sub, "%s/rules-cache", h->state_dir);
-            int there = stat(sub, &st) == 0 ||
-                        (errno == ENOENT && mkdir(sub, 0700) == 0 && stat(sub, &st) == 0);
-            if (there && S_ISDIR(st.st_mode) && evl_ours(&st))
-                state = 1;
-        }
-    }
+    if (state == 0)
+        state = evl_state_sub(h, "rules-cache", sub, sizeof sub, why, sizeof why) ? 1 : -1;
     return state > 0 ? sub : NULL;
 }
 

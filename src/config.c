@@ -25,6 +25,7 @@
 #include "host.h"
 #include "log.h"
 #include "paths.h"
+#include "statedir.h"
 
 enum ktype { K_STRING, K_INT, K_NUMBER, K_BOOL, K_LIST, K_TABLE };
 
@@ -141,6 +142,8 @@ static const struct field {
     {NULL, "budget", K_NUMBER, NULL, EVL_DEFAULT_BUDGET, NULL},
     {NULL, "memory_limit", K_INT, NULL, EVL_DEFAULT_MEMORY_MIB, NULL},
     {NULL, "strict_modes", K_BOOL, NULL, 1, NULL},
+    /* Sentinel's script-retry-delay: sooner than this, an identical call is a repeat (retry.c) */
+    {NULL, "script_retry_delay", K_NUMBER, NULL, EVL_SCRIPT_RETRY_DELAY, NULL},
     /* record/replay (docs/testing-rules.md): every call as a JSON line; record_max bytes, 0 = no cap */
     {NULL, "record", K_STRING, NULL, 0, NULL},
     {NULL, "record_max", K_INT, NULL, 64 << 20, NULL},
@@ -389,6 +392,11 @@ static int range_error(lua_State *L, const char *path, int line, const char *key
         lua_pushfstring(L, "%s: budget: expected seconds above 0 and at most %d (Sentinel kills a "
                         "script at 60 s), got %s", AT, (int)EVL_MAX_BUDGET,
                         luaL_tolstring(L, -1, NULL));
+        return 1;
+    }
+    if (strcmp(key, "script_retry_delay") == 0 && !(v >= 0 && v <= 86400)) {
+        lua_pushfstring(L, "%s: script_retry_delay: expected seconds from 0 to 86400 (Sentinel's "
+                        "script-retry-delay), got %s", AT, luaL_tolstring(L, -1, NULL));
         return 1;
     }
     if (strcmp(key, "memory_limit") == 0 && !(v >= 1 && v <= 65536)) {
@@ -779,6 +787,22 @@ const char *evl_config_string(struct evl_host *h, const char *section, const cha
 out:
     lua_settop(L, top);
     return s;
+}
+
+/* A number from the loaded config, or def. */
+double evl_config_number(struct evl_host *h, const char *section, const char *key, double def)
+{
+    lua_State *L = h->L;
+    double v = def;
+    int top = lua_gettop(L);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->config_ref);
+    if (section && lua_getfield(L, -1, section) != LUA_TTABLE)
+        goto out;
+    if (lua_getfield(L, -1, key) == LUA_TNUMBER)
+        v = lua_tonumber(L, -1);
+out:
+    lua_settop(L, top);
+    return v;
 }
 
 /* Point the log at config.log (or $EVENTILATOR_LOG, which wins). */

@@ -15,6 +15,7 @@
 #define EVL_DEFAULT_BUDGET 45.0
 #define EVL_MAX_BUDGET 55.0       /* Sentinel kills a script at 60 s */
 #define EVL_DEFAULT_MEMORY_MIB 64
+#define EVL_SCRIPT_RETRY_DELAY 30.0 /* s: Sentinel's default script-retry-delay */
 
 /* The Lua state's allocator keeps count (host.c). */
 struct evl_mem {
@@ -42,7 +43,7 @@ struct evl_host {
     int strict_modes;        /* refuse rule files others could have written (config) */
     int lean;                /* the static start-up binary: no cjson, no http */
     int retry;               /* this call is Sentinel's retry of a failed one */
-    const char *state_dir;   /* config state_dir, resolved once (evl_state_dir_open) */
+    const char *state_dir;   /* config state_dir, resolved once (statedir.c) */
     int state_ok;            /* state_dir exists, is ours, and only we can write it */
     const char *state_why;   /* why not, for the log */
     const char *done;        /* handover: handler numbers already run */
@@ -76,6 +77,7 @@ int evl_event_run(struct evl_host *h, int rules_loaded);
 int evl_config_load(struct evl_host *h);
 void evl_config_open_log(struct evl_host *h);
 const char *evl_config_string(struct evl_host *h, const char *section, const char *key);
+double evl_config_number(struct evl_host *h, const char *section, const char *key, double def);
 /*
  * A loaded config builds a section's defaults on its first read; whatever
  * walks the whole table (printing, checking, pairs) calls this first.
@@ -125,11 +127,6 @@ int evl_trusted(const struct stat *st, const char *path, char *why, size_t cap);
 uid_t evl_euid(void); /* the running user, asked once */
 /* Stricter, for what only this program writes (state_dir): owned by this user, not root. */
 int evl_ours(const struct stat *st);
-/*
- * state_dir (from the config, which keeps the string alive) into h, created
- * 0700 when its parent exists; checked once (readfile.c).
- */
-void evl_state_dir_open(struct evl_host *h, const char *dir);
 
 /* cli.c */
 void evl_push_cli_host(lua_State *L, struct evl_host *h);

@@ -1,6 +1,6 @@
 /*
  * readfile.c: the files the program trusts. One reader for the config and
- * rule files, the trust rule for them, and state_dir, resolved once.
+ * rule files, and the trust rule for them (state_dir: statedir.c).
  *
  * The trust rule is sshd's StrictModes (and keepalived's
  * enable_script_security): eventilator runs what these files say as
@@ -91,44 +91,4 @@ char *evl_read_file_stat(const char *path, size_t max, size_t *len, int *err, st
     buf[got] = '\0';
     *len = got;
     return buf;
-}
-
-/*
- * state_dir holds what later calls act on: compiled rule files that run,
- * and delivery records that decide which handlers are skipped. So it is
- * used only when it is ours alone (owner = this user, mode without group or
- * other write), whoever owns the parent. Created 0700 when missing (its
- * parent must exist). Not usable: every call compiles its rules, and a
- * failed call's record is not kept (retry.c says so in the log, with why).
- */
-void evl_state_dir_open(struct evl_host *h, const char *dir)
-{
-    static char why[700];
-    struct stat st;
-    h->state_dir = dir;
-    h->state_ok = 0;
-    h->state_why = why;
-    snprintf(why, sizeof why, "no state_dir");
-    if (!h->state_dir || !*h->state_dir)
-        return;
-    if (stat(h->state_dir, &st) < 0 &&
-        (errno != ENOENT || mkdir(h->state_dir, 0700) < 0 || stat(h->state_dir, &st) < 0)) {
-        snprintf(why, sizeof why, "%s: %s", h->state_dir, strerror(errno));
-        return;
-    }
-    if (!S_ISDIR(st.st_mode)) {
-        snprintf(why, sizeof why, "%s: not a folder", h->state_dir);
-        return;
-    }
-    if (!evl_ours(&st)) {
-        if (st.st_uid != evl_euid())
-            snprintf(why, sizeof why, "%s is owned by uid %ld, not by uid %ld, which runs this "
-                     "call; fix: chown %ld %s", h->state_dir, (long)st.st_uid, (long)evl_euid(),
-                     (long)evl_euid(), h->state_dir);
-        else
-            evl_trusted(&st, h->state_dir, why, sizeof why);
-        return;
-    }
-    h->state_ok = 1;
-    h->state_why = NULL;
 }

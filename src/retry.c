@@ -36,6 +36,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -45,6 +46,7 @@
 #include "fnv.h"
 #include "log.h"
 #include "retry.h"
+#include "statedir.h"
 
 #define REC_MAX 65536
 
@@ -77,42 +79,66 @@ static const char *mode_name(const struct evl_host *h)
     return h->mode == EVL_RECONFIG ? "reconfigurator" : "eventilator";
 }
 
-/* Append the "ok" lines of the record open at rfd to h->done. Returns how many. */
-static int merge_done(struct evl_host *h, int rfd)
+/*
+ * The record open at rfd: its "ok" lines appended to a copy of h->done (in
+ * *done), and the CLOCK_BOOTTIME second of its last "start" or "end" line
+ * (*t, -1 when it has none: a record of an older version). Returns how many
+ * ok lines.
+ */
+static int read_record(struct evl_host *h, int rfd, char **done, double *t)
 {
     FILE *f = fdopen(dup(rfd), "r");
     char line[8192];
     int count = 0;
+    *done = NULL;
+    *t = -1;
     if (!f)
         return 0;
     size_t n = h->done ? strlen(h->done) : 0, cap = n + 4096;
-    char *done = malloc(cap);
-    if (!done) {
+    char *d = malloc(cap);
+    if (!d) {
         fclose(f);
         return 0;
     }
-    memcpy(done, h->done ? h->done : "", n + 1);
+    memcpy(d, h->done ? h->done : "", n + 1);
     while (fgets(line, sizeof line, f)) {
         size_t l = strlen(line);
-        if (strncmp(line, "ok ", 3) != 0 || line[l - 1] != '\n')
+        if (line[l - 1] != '\n')
             continue; /* a torn last line has no newline */
+        if (strncmp(line, "start ", 6) == 0 || strncmp(line, "end ", 4) == 0)
+            *t = strtod(strchr(line, ' ') + 1, NULL);
+        if (strncmp(line, "ok ", 3) != 0)
+            continue;
         l -= 4;
         if (n + l + 2 > cap) {
-            char *nd = realloc(done, cap = cap * 2 + l);
+            char *nd = realloc(d, cap = cap * 2 + l);
             if (!nd)
                 break;
-            done = nd;
+            d = nd;
         }
         if (n)
-            done[n++] = '\n';
-        memcpy(done + n, line + 3, l);
+            d[n++] = '\n';
+        memcpy(d + n, line + 3, l);
         n += l;
-        done[n] = '\0';
+        d[n] = '\0';
         count++;
     }
     fclose(f);
-    h->done = done; /* lives for the call */
+    *done = d;
     return count;
+}
+
+/* config script_retry_delay: Sentinel's script-retry-delay, seconds */
+static double retry_delay(struct evl_host *h)
+{
+    return evl_config_number(h, NULL, "script_retry_delay", EVL_SCRIPT_RETRY_DELAY);
+}
+
+static double boottime(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_BOOTTIME, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 /* The record `name` in dir: ours, ended (not locked), recent? Then take it over. */
@@ -137,12 +163,28 @@ static __attribute__((noinline)) int claim(struct evl_host *h, const char *name)
     }
     /* the lean binary's record, same pid (a watch runner's own earlier event is a retry) */
     int handover = h->handover && strcmp(path, mine) == 0;
+    char *done;
+    double ended;
+    int skipped = read_record(h, rfd, &done, &ended);
+    /*
+     * Sentinel schedules a retry script-retry-delay (30 s) after it collects
+     * the failed call's exit, so a record that ended sooner than that is an
+     * identical event's, not ours to take: this call is a repeat. A watcher's
+     * delivery id names the event itself and needs no such rule.
+     */
+    if (!handover && !h->delivery && ended >= 0 && boottime() - ended < retry_delay(h)) {
+        free(done);
+        close(rfd);
+        return 0;
+    }
     if (!handover && rename(path, mine) < 0) {  /* another retry took it first */
+        free(done);
         close(rfd);
         return 0;
     }
     fd = rfd;
-    int skipped = merge_done(h, rfd);
+    if (done)
+        h->done = done; /* lives for the call */
     if (!handover) {
         h->retry = 1;
         const char *ev = h->argc > 1 ? h->argv[1] : h->name;
@@ -158,7 +200,7 @@ static __attribute__((noinline)) int claim(struct evl_host *h, const char *name)
 
 void evl_retry_begin(struct evl_host *h)
 {
-    char line[32]; /* small: claim's and merge_done's big buffers are theirs (a shallow stack) */
+    char line[32]; /* small: claim's and read_record's big buffers are theirs (a shallow stack) */
     struct stat st;
     rec_len = 0;
     if (!h->state_ok)
@@ -204,8 +246,7 @@ void evl_retry_begin(struct evl_host *h)
     DIR *dp = opendir(dir);
     if (!dp)
         return; /* no folder yet: no record */
-    if (fstat(dirfd(dp), &st) < 0 || !evl_ours(&st)) {
-        snprintf(write_error, sizeof write_error, "%s is not this user's alone", dir);
+    if (fstat(dirfd(dp), &st) < 0 || !evl_private_check(&st, dir, write_error, sizeof write_error)) {
         active = 0;
         closedir(dp);
         return;
@@ -219,20 +260,28 @@ void evl_retry_begin(struct evl_host *h)
 }
 
 /*
- * The first success: the record is created, locked, then written (header and
- * line in one write). A call that opens it before the lock sees it empty
- * and leaves it alone (claim), so no temporary name is needed.
+ * The first success: the record is created, locked, then written (header, the
+ * time it was made, and the line, in one write). A call that opens it before
+ * the lock sees it empty and leaves it alone (claim), so no temporary name is
+ * needed. The time stands for the call's end should the call be killed
+ * before evl_retry_end writes one.
  */
-static int create(void)
+static int create(size_t header)
 {
     int flags = O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC;
     int nfd = open(mine, flags, 0600);
-    /* the first record ever; EEXIST: another call made the folder meanwhile (state_dir is ours alone) */
-    if (nfd < 0 && errno == ENOENT && (mkdir(dir, 0700) == 0 || errno == EEXIST))
+    if (nfd < 0 && errno == ENOENT) { /* the first record ever */
+        if (!evl_private_dir(dir, write_error, sizeof write_error))
+            return -1;
         nfd = open(mine, flags, 0600);
+    }
     if (nfd < 0)
         return -1;
-    if (flock(nfd, LOCK_EX) < 0 || write(nfd, rec, rec_len) != (ssize_t)rec_len) {
+    char start[48];
+    int sl = snprintf(start, sizeof start, "start %.3f\n", boottime());
+    struct iovec iov[3] = {{rec, header}, {start, (size_t)sl}, {rec + header, rec_len - header}};
+    size_t want = rec_len + (size_t)sl;
+    if (flock(nfd, LOCK_EX) < 0 || writev(nfd, iov, 3) != (ssize_t)want) {
         int e = errno;
         close(nfd);
         unlink(mine);
@@ -259,7 +308,7 @@ void evl_retry_ok(const char *id, int call_ends_ok)
     add("\n", 0);
     int ok;
     if (fd < 0) {
-        ok = create() == 0; /* writes header and this line at once */
+        ok = create(header) == 0; /* writes header and this line at once */
     } else {
         ssize_t w = write(fd, rec + header, rec_len - header);
         ok = w == (ssize_t)(rec_len - header);
@@ -302,8 +351,14 @@ void evl_retry_end(struct evl_host *h, int failed)
                 "handler again", why);
         return;
     }
-    if (fd >= 0)
+    if (fd >= 0) {
+        char end[48]; /* when this call ended, for the repeat rule (claim) */
+        int el = snprintf(end, sizeof end, "end %.3f\n", boottime());
+        if (write(fd, end, (size_t)el) != el)
+            evl_log(EVL_WARN, "%s: %s: a repeat of this event within script_retry_delay may "
+                    "be taken for its retry", mine, strerror(errno ? errno : ENOSPC));
         expire();
+    }
 }
 
 void evl_retry_reset(void)

@@ -29,6 +29,7 @@
 
 #include "log.h"
 #include "sentinel.h"
+#include "statedir.h"
 #include "watch.h"
 
 #define BACKOFF_FIRST 0.1
@@ -85,8 +86,13 @@ static void state_load(void)
 static void state_save(void)
 {
     char tmp[4300];
+    char why[900];
     snprintf(tmp, sizeof tmp, "%s.%ld.tmp", state_path, (long)getpid());
-    mkdir(set->s.state_dir, 0750);
+    if (!evl_private_dir(set->s.state_dir, why, sizeof why)) {
+        if (!state_warned++)
+            evl_log(EVL_ERROR, "watch: %s; moved masters will not be remembered across restarts", why);
+        return;
+    }
     FILE *f = fopen(tmp, "we");
     if (!f) {
         if (!state_warned++)

@@ -64,11 +64,29 @@ local function check(v, null)
   return v, nil, note
 end
 
+-- One line (number n of file name; last: it had no newline) -> call, or nil
+-- and a problem { line, msg, skipped }; or call and a problem that is a note.
+local function parse_line(line, n, name, last)
+  local cjson = require("cjson")
+  local ok, v = pcall(cjson.decode, raw_bytes(line))
+  local call, why, note
+  if ok then
+    call, why, note = check(v, cjson.null)
+  else
+    why = "not valid JSON (" .. tostring(v):gsub("^.-: ", "") .. ")"
+    if last then why = "truncated last line: no newline at its end, and " .. why end
+  end
+  if not call then
+    return nil, { line = n, skipped = true, msg = string.format("%s:%d: %s; line skipped", name, n, why) }
+  end
+  call.line = n
+  return call, note and { line = n, msg = string.format("%s:%d: %s", name, n, note) }
+end
+
 -- read(text, name) -> calls, problems
 -- calls: { argv0, args, time, sentinel, exit, scenario, line }; problems:
 -- { line, msg, skipped } with msg "name:line: ...", one per bad line.
 function M.read(text, name)
-  local cjson = require("cjson")
   local calls, problems = {}, {}
   local n, pos = 0, 1
   while pos <= #text do
@@ -77,24 +95,9 @@ function M.read(text, name)
     pos = (nl or #text) + 1
     n = n + 1
     if line:find("%S") then
-      local ok, v = pcall(cjson.decode, raw_bytes(line))
-      local call, why, note
-      if ok then
-        call, why, note = check(v, cjson.null)
-      else
-        why = "not valid JSON (" .. tostring(v):gsub("^.-: ", "") .. ")"
-        if not nl then why = "truncated last line: no newline at its end, and " .. why end
-      end
-      if call then
-        call.line = n
-        calls[#calls + 1] = call
-        if note then
-          problems[#problems + 1] = { line = n, msg = string.format("%s:%d: %s", name, n, note) }
-        end
-      else
-        problems[#problems + 1] = { line = n, skipped = true,
-          msg = string.format("%s:%d: %s; line skipped", name, n, why) }
-      end
+      local call, problem = parse_line(line, n, name, not nl)
+      calls[#calls + 1] = call
+      problems[#problems + 1] = problem
     end
   end
   return calls, problems
@@ -120,9 +123,20 @@ local function owner_of(call, here)
 end
 
 -- Sentinel re-runs a call that exited 1, from the same process with the same
--- arguments, and the retry skips the handlers that already succeeded
--- (src/retry.c). A replay does the same for such calls in the file.
+-- arguments, no sooner than script-retry-delay after it, and the retry skips
+-- the handlers that already succeeded (src/retry.c). A replay does the same
+-- for such calls in the file: an identical call within script_retry_delay of
+-- a failed one is a repeat (a new event), with its own record.
 local RETRY_WINDOW = 5 * 3600 -- seconds, as EVL_RETRY_WINDOW in src/retry.h
+
+-- The first pending record of key that call c can be the retry of (removed), or nil.
+local function take_record(pending, c)
+  local delay = require("eventilator.config").script_retry_delay or 30
+  for i, rec in ipairs(pending or {}) do
+    local age = c.time and rec.time and c.time - rec.time
+    if not age or (age >= delay and age <= RETRY_WINDOW) then return table.remove(pending, i) end
+  end
+end
 
 local function retry_key(c)
   if not c.sentinel then return nil end
@@ -162,8 +176,7 @@ function M.call(host, c, opts, files_failed)
     return r
   end
   local key = opts.retries and retry_key(c)
-  local done = key and opts.retries[key]
-  if done and c.time and done.time and c.time - done.time > RETRY_WINDOW then done = nil end
+  local done = key and take_record(opts.retries[key], c)
   local torun = {}
   for _, h in ipairs(matched) do
     if not (done and done.ok[h.file .. ":" .. h.line]) then torun[#torun + 1] = h end
@@ -185,7 +198,10 @@ function M.call(host, c, opts, files_failed)
     if h.ok then oks[id] = true end
   end
   r.exit = (failed > 0 or (files_failed or 0) > 0) and 1 or 0
-  if key then opts.retries[key] = r.exit == 1 and { ok = oks, time = c.time } or nil end -- the record's mtime
+  if key and r.exit == 1 then -- this call's record, for its retry
+    opts.retries[key] = opts.retries[key] or {}
+    table.insert(opts.retries[key], { ok = oks, time = c.time })
+  end
   return r
 end
 
@@ -247,41 +263,51 @@ local function json_result(r)
 end
 
 -- main(host, opts) -> exit code: `eventilator test --replay FILE ...`.
--- opts: file, run, json, sentinel.
+-- opts: file, run, json, sentinel. A recording may be as large as record_max
+-- lets it grow: it is read a line at a time and each call printed as it ends,
+-- so memory stays that of one call (and the retry records still pending).
 function M.main(host, opts)
   local f, ferr = io.open(opts.file, "rb")
   if not f then
     io.stderr:write("eventilator test --replay: ", ferr, "\n")
     return 2
   end
-  local text = f:read("a")
-  f:close()
-  if not host.load_config() then return 2 end
-  local calls, problems = M.read(text, opts.file)
-  for _, p in ipairs(problems) do io.stderr:write(p.msg, "\n") end
-  local files = host.load_rules()
+  if not host.load_config() then
+    f:close()
+    return 2
+  end
   local files_failed = 0
-  for _, file in ipairs(files) do
+  for _, file in ipairs(host.load_rules()) do
     if not file.ok then files_failed = files_failed + 1 end
   end
-  local results = M.run(host, calls, opts, files_failed)
-  if opts.json then
-    local out = list()
-    for i, r in ipairs(results) do out[i] = json_result(r) end
-    io.stdout:write(require("eventilator.cli").encode(out), "\n")
-  else
-    print_text(results, opts.run)
+  opts.retries = opts.retries or {}
+  local encode = require("eventilator.cli").encode
+  local n, replayed, bad, failed, code = 0, 0, 0, 0, 0
+  for line in f:lines("L") do
+    n = n + 1
+    local last = line:sub(-1) ~= "\n"
+    line = last and line or line:sub(1, -2)
+    if line:find("%S") then
+      local c, problem = parse_line(line, n, opts.file, last)
+      if problem then io.stderr:write(problem.msg, "\n") end
+      if problem and problem.skipped then bad = bad + 1 end
+      if c and (not opts.sentinel or M.from_sentinel(c, opts.sentinel)) then
+        local r = M.call(host, c, opts, files_failed)
+        replayed = replayed + 1
+        if opts.json then
+          io.stdout:write(replayed == 1 and "[\n  " or ",\n  ", encode(json_result(r), "  "))
+        else
+          print_text({ r }, opts.run)
+        end
+        if r.exit ~= 0 then failed = failed + 1 end
+        if r.exit > code then code = r.exit end
+      end
+    end
   end
-  local code, bad, failed = 0, 0, 0
-  for _, p in ipairs(problems) do
-    if p.skipped then bad = bad + 1 end
-  end
-  for _, r in ipairs(results) do
-    if r.exit ~= 0 then failed = failed + 1 end
-    if r.exit > code then code = r.exit end
-  end
+  f:close()
+  if opts.json then io.stdout:write(replayed == 0 and "[]\n" or "\n]\n") end
   if bad > 0 then code = 2 end
-  io.stderr:write(string.format("%d call(s) replayed%s, %d bad line(s), %d call(s) %s\n", #results,
+  io.stderr:write(string.format("%d call(s) replayed%s, %d bad line(s), %d call(s) %s\n", replayed,
     opts.sentinel and (" from Sentinel " .. opts.sentinel) or "", bad, failed,
     opts.run and "would not exit 0" or "not parsed"))
   return code

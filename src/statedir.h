@@ -1,0 +1,34 @@
+/*
+ * statedir.h: the one owner of state_dir and the folders in it (statedir.c).
+ * No Lua, no host struct needed for the folder checks, so watch mode and the
+ * event path share them.
+ */
+#ifndef EVENTILATOR_STATEDIR_H
+#define EVENTILATOR_STATEDIR_H
+
+#include <stddef.h>
+#include <sys/stat.h>
+
+struct evl_host;
+
+/*
+ * Is the folder `path` (its stat in st) ours alone: a folder, owned by the
+ * running user, writable by no group or other? 1, or 0 with the reason and a
+ * fix that cannot harm in why.
+ */
+int evl_private_check(const struct stat *st, const char *path, char *why, size_t cap);
+/*
+ * The folder `path`, made 0700 when missing (its parent must exist; another
+ * call making it at the same moment is fine), then checked as above.
+ */
+int evl_private_dir(const char *path, char *why, size_t cap);
+/*
+ * state_dir (from the config, which keeps the string alive) into h: made
+ * when missing, checked once; h->state_ok, or h->state_why says why not.
+ */
+void evl_state_dir_open(struct evl_host *h, const char *dir);
+/* <state_dir>/<name> into out, made when missing and checked. 1, or 0 with why. */
+int evl_state_sub(const struct evl_host *h, const char *name, char *out, size_t cap, char *why,
+                  size_t whycap);
+
+#endif
