@@ -85,6 +85,32 @@ describe("record", function()
     assert.same({ "+new-epoch", "7" }, json.decode(now[#now]).args)
   end)
 
+  it("never writes through a symlink, nor into anything but a file", function()
+    local target = ctx.dir .. "/elsewhere"
+    procs.write(target, "")
+    os.execute(string.format("ln -s %s %s && mkfifo %s", procs.quote(target),
+      procs.quote(ctx.dir .. "/calls.jsonl"), procs.quote(ctx.dir .. "/fifo")))
+    local rc, log = ctx:run("eventilator", "+new-epoch", "1")
+    assert.equal(0, rc)
+    assert.equal("", procs.read(target))
+    assert.matches("record [^\n]*calls%.jsonl: a symbolic link, not followed; call not recorded", log)
+    ctx:config(string.format("record = %q", ctx.dir .. "/fifo")) -- no reader: an open that follows it would wait
+    rc, log = ctx:run("eventilator", "+new-epoch", "2")
+    assert.equal(0, rc)
+    assert.matches("record [^\n]*fifo: not a regular file; call not recorded", log)
+  end)
+
+  it("never renames a symlink put in the record's place when it rotates", function()
+    ctx:config(string.format("record = %q\nrecord_max = 200", ctx.dir .. "/calls.jsonl"))
+    ctx:run("eventilator", "+new-epoch", "1")
+    -- the file swapped for a link to itself: the same file to stat(), not to lstat()
+    os.execute(string.format("cd %s && mv calls.jsonl real.jsonl && ln -s real.jsonl calls.jsonl",
+      procs.quote(ctx.dir)))
+    for i = 2, 4 do ctx:run("eventilator", "+new-epoch", tostring(i)) end
+    assert.equal("real.jsonl", (procs.sh("readlink " .. procs.quote(ctx.dir .. "/calls.jsonl")):gsub("%s+$", "")))
+    assert.is_nil(procs.read(ctx.dir .. "/calls.jsonl.1"))
+  end)
+
   it("escapes any bytes, and replay gets the very bytes back", function()
     local weird = "master p\255d\1 \"q\" \\ \195\169 10.0.0.1 6379"
     ctx:run("eventilator", "+sdown", weird)
@@ -157,6 +183,46 @@ describe("test --replay", function()
       end
     end
     assert.same({ { 1, "ok", "failed" }, { 0, "skipped", "ok" }, { 0, "ok", "ok" } }, outcomes)
+  end)
+
+  it("takes an identical call within script_retry_delay of a failed one for a new event, as a real call does", function()
+    ctx:rule("50-x.lua", table.concat({
+      'on("+odown", function() return true end)',
+      'on("+odown", function() return nil, "store down" end)',
+    }, "\n") .. "\n")
+    local line = '{"argv0":"eventilator","args":["+odown","master pod1 10.0.0.1 6379 #quorum 2/2"],' ..
+      '"sentinel":"pid:10","time":%s}'
+    -- a failed call, a repeat 10 ms later, then Sentinel's retries of both, 30 s after each
+    procs.write(ctx.dir .. "/calls.jsonl", table.concat({ line:format("1000.00"), line:format("1000.01"),
+      line:format("1030.00"), line:format("1030.01") }, "\n") .. "\n")
+    local out = eventilator(ctx, "test", "--replay", ctx.dir .. "/calls.jsonl", "--run", "--json")
+    local first = {}
+    for i, r in ipairs(json.decode(out)) do
+      for _, h in ipairs(r.handlers) do
+        if h.rule:find("50%-x") then first[i] = first[i] or h.outcome end
+      end
+    end
+    assert.same({ "ok", "ok", "skipped", "skipped" }, first)
+  end)
+
+  it("replays a recording of any size a line at a time, in the memory of one call", function()
+    -- 20 000 calls (about 4 MB) under a memory limit of 8 MiB: held whole, they would not fit
+    ctx:config("memory_limit = 8")
+    procs.shipped_rules(ctx.rules)
+    local f = assert(io.open(ctx.dir .. "/big.jsonl", "wb"))
+    for i = 1, 20000 do
+      f:write(string.format('{"argv0":"eventilator","args":["+sdown","slave 10.0.%d.%d:6379 10.0.%d.%d 6379 ' ..
+        '@ pod%d 10.0.0.1 6379"],"time":%d.5,"sentinel":"pid:%d","exit":0}\n', i // 250, i % 250, i // 250,
+        i % 250, i % 7, 1795600000 + i, 100 + i % 3))
+    end
+    f:close()
+    local out, rc, err = eventilator(ctx, "test", "--replay", ctx.dir .. "/big.jsonl", "--run", "--json")
+    assert.equal(0, rc, err)
+    assert.matches("20000 call%(s%) replayed, 0 bad line%(s%), 0 call%(s%) would not exit 0", err)
+    local results = json.decode(out)
+    assert.equal(20000, #results)
+    assert.equal(0, results[20000].exit)
+    assert.is_true(#results[20000].handlers > 0)
   end)
 
   it("says what is wrong with each bad line and replays the rest", function()

@@ -169,25 +169,43 @@ static char *build_line(struct evl_host *h, int code, size_t *len)
     return buf;
 }
 
-static int open_append(const char *path)
+/*
+ * Never through a symlink (one planted where the record goes would have
+ * Sentinel's user append to any file it can write), and only a regular file:
+ * O_NONBLOCK so a FIFO there cannot hold the call (no effect on a file).
+ * -1 with why on failure.
+ */
+static int open_append(const char *path, const char **why)
 {
-    return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    struct stat st;
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0640);
+    if (fd < 0) {
+        /* ENXIO: O_NONBLOCK's answer for a FIFO with no reader, or a device */
+        *why = errno == ELOOP ? "a symbolic link, not followed" : errno == ENXIO ? "not a regular file"
+                                                                : strerror(errno);
+    } else if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        *why = "not a regular file";
+        close(fd);
+        fd = -1;
+    }
+    return fd;
 }
 
 /*
  * The file at fd (opened as path) is full: move it to <path>.1 unless
  * another call already did, and return a descriptor on the new file.
  */
-static int rotate(const char *path, int fd)
+static int rotate(const char *path, int fd, const char **why)
 {
     struct stat mine, now;
     char old[4200];
     snprintf(old, sizeof old, "%s.1", path);
-    if (flock(fd, LOCK_EX) == 0 && fstat(fd, &mine) == 0 && stat(path, &now) == 0 &&
+    /* lstat: a symlink put in the file's place since it was opened is never renamed */
+    if (flock(fd, LOCK_EX) == 0 && fstat(fd, &mine) == 0 && lstat(path, &now) == 0 &&
         mine.st_ino == now.st_ino && mine.st_dev == now.st_dev && rename(path, old) != 0)
         evl_log(EVL_WARN, "record %s: cannot rotate to %s: %s", path, old, strerror(errno));
     close(fd); /* drops the lock */
-    return open_append(path);
+    return open_append(path, why);
 }
 
 /* record_max from the config: bytes, 0 or less for no cap. */
@@ -212,14 +230,15 @@ void evl_record(struct evl_host *h, int code)
     char *line = build_line(h, code, &len);
     if (!line)
         return;
-    int fd = open_append(path);
+    const char *why = NULL;
+    int fd = open_append(path, &why);
     long long max = record_max(h);
     struct stat st;
     if (fd >= 0 && max > 0 && fstat(fd, &st) == 0 && st.st_size > 0 &&
         (long long)st.st_size + (long long)len > max)
-        fd = rotate(path, fd);
+        fd = rotate(path, fd, &why);
     if (fd < 0) {
-        evl_log(EVL_WARN, "record %s: %s; call not recorded", path, strerror(errno));
+        evl_log(EVL_WARN, "record %s: %s; call not recorded", path, why);
     } else {
         ssize_t w = write(fd, line, len); /* one write: whole line or (disk full) a short one */
         if (w != (ssize_t)len)
