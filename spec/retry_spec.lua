@@ -61,6 +61,16 @@ describe("retries", function()
     assert.are.equal(2, count(log, "C fired"))
   end)
 
+  it("names a fix that cannot harm when the state folder is another user's", function()
+    -- Sentinel's user owns state_dir; an operator runs the call by hand as root (the specs run as root)
+    os.execute("mkdir -p " .. procs.quote(ctx.dir .. "/state") .. " && chown nobody " .. procs.quote(ctx.dir .. "/state"))
+    assert.are.same({ 1 }, calls({ "call" }))
+    local log = ctx:logtext()
+    assert.matches("cannot keep the delivery record %([^\n]*/state belongs to nobody, and this call runs as root: " ..
+      "run it as the Sentinel's user %(sudo %-u nobody %.%.%.%)%)", log)
+    assert.is_nil(log:find("chown", 1, true))
+  end)
+
   it("keeps two Sentinels' records apart when both call at once", function()
     local bin = procs.quote(procs.build .. "/bin/eventilator")
     local one = "EVENTILATOR_CONF=" .. procs.quote(ctx.conf) .. " " .. bin ..
