@@ -224,8 +224,7 @@ static int pmain(lua_State *L)
 
 int main(int argc, char **argv)
 {
-    struct evl_host h;
-    memset(&h, 0, sizeof h);
+    static struct evl_host h; /* static: what it points to (handover's strdup'd env) stays reachable */
     h.t0 = evl_monotonic();
     h.name = base_name(argv[0] ? argv[0] : "eventilator");
     h.mode = strcmp(h.name, "reconfigurator") == 0 || strcmp(h.name, "registrator") == 0
