@@ -534,9 +534,8 @@ int evl_host_open(struct evl_host *h)
 #ifdef EVL_LEAN
     preload(L, "eventilator.redis", luaopen_eventilator_redis);
     preload(L, "eventilator.tcp", luaopen_eventilator_tcp);
-#else
-    (void)preload;
 #endif
+    preload(L, "eventilator.pattern", evl_open_pattern);
     evl_handover_open(L, h);
     /* the log table, also as require("eventilator.log") */
     push_log_table(L);
