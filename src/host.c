@@ -353,6 +353,8 @@ static int base_index(lua_State *L)
         mod = lua_pushfstring(L, "eventilator.%s", k);
     else if (k && strcmp(k, "dedupe") == 0)
         mod = "eventilator.dedupe";
+    else if (k && strcmp(k, "silence") == 0)
+        mod = "eventilator.silence";
     if (k && strcmp(k, "redis") == 0) {
         /* the binding, with connect() defaulting to config.redis */
         lua_getglobal(L, "require");
