@@ -333,3 +333,40 @@ void evl_warn_patterns(lua_State *L, int list, int entry, int line)
         lua_pop(L, 4);
     }
 }
+
+/*
+ * require("eventilator.pattern"): on()'s matcher for Lua, so an event
+ * pattern stored elsewhere (a silence's --event) means what it means in a
+ * rule, with no second glob to drift from evl_glob.
+ *
+ *   pattern.match(pattern, name) -> boolean
+ *   pattern.known(pattern) -> true | false, closest name (or nil): can it
+ *     match any Sentinel event (the check `eventilator check` makes)?
+ */
+static int l_pattern_match(lua_State *L)
+{
+    lua_pushboolean(L, evl_glob(luaL_checkstring(L, 1), luaL_checkstring(L, 2)));
+    return 1;
+}
+
+static int l_pattern_known(lua_State *L)
+{
+    const char *near = NULL;
+    if (evl_pattern_known(luaL_checkstring(L, 1), &near)) {
+        lua_pushboolean(L, 1);
+        return 1;
+    }
+    lua_pushboolean(L, 0);
+    if (near)
+        lua_pushstring(L, near);
+    else
+        lua_pushnil(L);
+    return 2;
+}
+
+int evl_open_pattern(lua_State *L)
+{
+    static const luaL_Reg fns[] = {{"match", l_pattern_match}, {"known", l_pattern_known}, {NULL, NULL}};
+    luaL_newlib(L, fns);
+    return 1;
+}

@@ -38,6 +38,7 @@ static const char usage[] =
     "       eventilator test --spec FILE|DIR                 (rule specs, with busted)\n"
     "       eventilator watch                                (Sentinel Pub/Sub: every event, once)\n"
     "       eventilator sentinels status|register|unregister|doctor [options]\n"
+    "       eventilator silence add|list|expire [options]    (quiet the receivers for a pod)\n"
     "       eventilator --help | --version\n"
     "config: " EVL_CONFDIR "/<name>.conf or $EVENTILATOR_CONF; rules: " EVL_RULES_DIR
     "/*.lua or $EVENTILATOR_RULES\n";
