@@ -75,6 +75,12 @@ describe("eventilator core", function()
     it("prints help and version", function()
       local _, _, out = ctx:run("eventilator", "--help")
       assert.matches("usage: eventilator", out)
+      -- a person asking, by any name: Sentinel never calls with one argument
+      for _, c in ipairs({ { "eventilator", "help" }, { "reconfigurator", "--help" }, { "registrator", "-h" } }) do
+        local rc, _, text = ctx:run(c[1], c[2])
+        assert.are.equal(0, rc, table.concat(c, " "))
+        assert.matches("usage: eventilator", text, nil, table.concat(c, " "))
+      end
       local rc, _, v = ctx:run("eventilator", "--version")
       assert.are.equal(0, rc)
       assert.matches("^eventilator %d+%.%d+%.%d+", v)
@@ -404,6 +410,15 @@ describe("eventilator core", function()
       assert.falsy(log:find("ran for real"))
       rc = ctx:run("eventilator", "test", "+odown", "garbage")
       assert.are.equal(2, rc)
+    end)
+
+    it("test suggests the event name a sign or a typo away", function()
+      for _, c in ipairs({ { { "odown" }, "`%+odown`" }, { { "odown", "master pod1 127.0.0.1 6379 #quorum 2/3" }, "`%+odown`" },
+                           { { "switch-master", "x" }, "`%+switch%-master`" } }) do
+        local rc = ctx:run("eventilator", "test", table.unpack(c[1]))
+        assert.are.equal(2, rc)
+        assert.matches("'" .. c[1][1]:gsub("%-", "%%-") .. "' is not an event name; did you mean " .. c[2], ctx:stderr())
+      end
     end)
   end)
 end)

@@ -62,6 +62,16 @@ static int h_parse(lua_State *L)
     luaL_checktype(L, 1, LUA_TTABLE);
     int reconfig = lua_toboolean(L, 2);
     int n = (int)lua_rawlen(L, 1), want = reconfig ? 7 : 2;
+    if (!reconfig && n >= 1) { /* `test odown`: the name's problem first, with its guess */
+        lua_rawgeti(L, 1, 1);
+        const char *type = lua_tostring(L, -1);
+        if (type && evl_check_event_name(type, err, sizeof err) < 0) {
+            lua_pushnil(L);
+            lua_pushstring(L, err);
+            return 2;
+        }
+        lua_pop(L, 1);
+    }
     if (n != want) {
         lua_pushnil(L);
         lua_pushfstring(L, "wrong number of arguments: expected %d, got %d", want, n);

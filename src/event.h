@@ -59,6 +59,9 @@ int evl_parse_notification(struct evl_event *ev, const char *type, const char *d
                            char *err, size_t errlen);
 int evl_parse_reconfig(struct evl_event *ev, char *const args[7], char *err, size_t errlen);
 
+/* Is type an event name (a sign, then letters)? Returns 0, or -1 with the reason (and a guess) in err. */
+int evl_check_event_name(const char *type, char *err, size_t errlen);
+
 /* Checks an argument: length, UTF-8. Returns 0 or -1 with reason in err. */
 int evl_check_arg(const char *s, int index, char *err, size_t errlen);
 

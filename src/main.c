@@ -38,7 +38,7 @@ static const char usage[] =
     "       eventilator test --spec FILE|DIR                 (rule specs, with busted)\n"
     "       eventilator watch                                (Sentinel Pub/Sub: every event, once)\n"
     "       eventilator sentinels status|register|unregister|doctor [options]\n"
-    "       eventilator --help | --version\n"
+    "       eventilator help | --help | --version\n"
     "config: " EVL_CONFDIR "/<name>.conf or $EVENTILATOR_CONF; rules: " EVL_RULES_DIR
     "/*.lua or $EVENTILATOR_RULES\n";
 
@@ -237,8 +237,13 @@ int main(int argc, char **argv)
     h.armed = h.deadline;
     signal(SIGPIPE, SIG_IGN); /* a peer that hangs up gives EPIPE, not death */
 
-    if (h.mode == EVL_NOTIFY && argc >= 2) {
-        if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
+    /*
+     * Sentinel never calls with one argument, so a lone flag is a person
+     * asking, by any of the names (`reconfigurator --help` too).
+     */
+    if (argc == 2 || (h.mode == EVL_NOTIFY && argc >= 2)) {
+        if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 ||
+            (h.mode == EVL_NOTIFY && strcmp(argv[1], "help") == 0)) {
             fputs(usage, stdout);
             return 0;
         }
