@@ -390,9 +390,12 @@ describe("eventilator core", function()
       assert.matches("config  [^\n]*eventilator%.conf %(lua%)", out)
       assert.matches('ok      [^\n]*a%.lua: "%+sdown", "%-sdown"', out)
       ctx:rule("b.lua", "on(")
+      ctx:rule("c.lua", "on('+sdown', function() end)\nerror('at load')\n")
       rc, _, out = ctx:run("eventilator", "check")
       assert.are.equal(1, rc)
       assert.matches("FAILED  [^\n]*b%.lua:1:", out)
+      assert.matches("FAILED  [^\n]*c%.lua:2: at load", out) -- raised while loading, not only a syntax error
+      assert.matches("3 rule file%(s%), 2 failed", out)
     end)
 
     it("test prints ev as JSON and the handlers; --run runs them", function()

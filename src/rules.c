@@ -124,7 +124,7 @@ static int load_one(struct evl_host *h, int entry, const char *path)
         evl_handover(h, path, "");
         lua_pushfstring(L, "%s: needs the full runtime, which could not start", path);
     } else {
-        lua_pushstring(L, evl_error_text(h, -1));
+        evl_error_text(h, -1); /* pushed: it replaces the error value */
         lua_remove(L, -2);
     }
     /* drop what the file registered before it failed: a file loads whole or not at all */
