@@ -10,30 +10,46 @@ static int lower(int c)
     return c >= 'A' && c <= 'Z' ? c + 32 : c;
 }
 
+/*
+ * Optimal string alignment: Levenshtein plus the swap of two neighbours as
+ * one edit, the commonest typo (`enabeld`, `sdwon`). Three rows of the
+ * table: the one before the previous is what a swap looks back to.
+ */
 size_t evl_distance(const char *a, const char *b)
 {
-    size_t row[72], lb = strlen(b);
-    if (lb >= sizeof row / sizeof row[0] || strlen(a) > 200)
+    enum { CAP = 72 };
+    size_t rows[3][CAP], lb = strlen(b);
+    size_t *back = rows[0], *prev = rows[1], *cur = rows[2];
+    if (lb >= CAP || strlen(a) > 200)
         return (size_t)-1; /* not a name: nothing is near it */
     for (size_t j = 0; j <= lb; j++)
-        row[j] = j;
-    for (size_t i = 0; a[i]; i++) {
-        size_t diag = row[0];
-        if (a[i] == '*')
+        prev[j] = j;
+    int last = -1; /* the previous letter of a that counted ('*' does not) */
+    size_t i = 0;
+    for (const char *p = a; *p; p++) {
+        if (*p == '*')
             continue;
-        row[0]++;
+        int c = lower((unsigned char)*p);
+        cur[0] = ++i;
         for (size_t j = 1; j <= lb; j++) {
-            size_t up = row[j];
-            size_t best = diag + (lower((unsigned char)a[i]) != lower((unsigned char)b[j - 1]));
-            if (up + 1 < best)
-                best = up + 1;
-            if (row[j - 1] + 1 < best)
-                best = row[j - 1] + 1;
-            row[j] = best;
-            diag = up;
+            int d = lower((unsigned char)b[j - 1]);
+            size_t best = prev[j - 1] + (c != d);
+            if (prev[j] + 1 < best)
+                best = prev[j] + 1;
+            if (cur[j - 1] + 1 < best)
+                best = cur[j - 1] + 1;
+            if (i > 1 && j > 1 && c == lower((unsigned char)b[j - 2]) && last == d &&
+                back[j - 2] + 1 < best)
+                best = back[j - 2] + 1;
+            cur[j] = best;
         }
+        size_t *t = back;
+        back = prev;
+        prev = cur;
+        cur = t;
+        last = c;
     }
-    return row[lb];
+    return prev[lb];
 }
 
 void evl_near_init(struct evl_near *n, const char *word)

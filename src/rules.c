@@ -362,7 +362,7 @@ int evl_rules_run(struct evl_host *h, int matched, int ev, int *failed, int *ran
         lua_pushboolean(L, err == NULL);
         lua_setfield(L, entry, "ok");
         if (!err)
-            evl_retry_ok(id, i == n && *failed == 0 && !h->files_failed);
+            evl_retry_ok(id, i == n && *failed == 0 && !h->files_failed && !h->config_failed);
         if (err) {
             (*failed)++;
             lua_pushstring(L, err);
