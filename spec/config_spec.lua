@@ -265,4 +265,34 @@ end)
     assert.are.equal(0, rc, out)
     assert.matches("reconfigurator sees store 127%.0%.0%.1:7005 slack=false", (procs.read(logf) or ""):sub(before + 1))
   end)
+
+  it("sentinels doctor checks each mode's config as that mode reads it, one line per mode", function()
+    if not bwrap_ok then return pending("bubblewrap cannot make a mount namespace here") end
+    local scripts = dir .. "/lib"
+    os.execute(string.format("mkdir -p %s && cp /bin/true %s/eventilator && ln -s eventilator %s/reconfigurator",
+      q(scripts), q(scripts), q(scripts)))
+    procs.write(dir .. "/unit", "[Service]\nExecPaths=/\n")
+    write("eventilator.conf", BASE:format(dir .. "/state") .. "metrics = { enabled = false }\n")
+    write("reconfigurator.conf", "redis = { prot = 7002 }\n")
+    local function doctor()
+      return run("eventilator", "sentinels", "doctor", "--user", "root", "--notification", scripts .. "/eventilator",
+        "--reconfig", scripts .. "/reconfigurator", "--unit", dir .. "/unit")
+    end
+    local rc, _, out = doctor()
+    assert.are.equal(1, rc, out)
+    assert.truthy(has(out, "ok    config of eventilator (" .. CONFDIR .. "/eventilator.conf (lua)): valid, readable by root"),
+      out)
+    assert.truthy(has(out, "FAIL  config of reconfigurator (" .. CONFDIR .. "/eventilator.conf (lua) + " .. CONFDIR ..
+      "/reconfigurator.conf (lua)): 1 error(s): " .. CONFDIR .. "/reconfigurator.conf:1: redis.prot: unknown key"), out)
+    write("reconfigurator.conf", "redis = { port = 7002 }\n")
+    _, _, out = doctor()
+    assert.truthy(has(out, "ok    config of reconfigurator ("), out)
+    if select(2, procs.sh("id redis >/dev/null 2>&1")) == 0 then
+      os.execute("chmod 600 " .. q(etc .. "/reconfigurator.conf"))
+      rc, _, out = run("eventilator", "sentinels", "doctor", "--user", "redis", "--notification", scripts .. "/eventilator",
+        "--reconfig", scripts .. "/reconfigurator", "--unit", dir .. "/unit")
+      assert.are.equal(1, rc, out)
+      assert.truthy(has(out, "/reconfigurator.conf is not readable by redis (mode 0600)"), out)
+    end
+  end)
 end)
