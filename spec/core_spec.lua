@@ -428,6 +428,24 @@ describe("eventilator core", function()
       assert.are.equal(2, rc)
     end)
 
+    it("test --run says it acts for real and shows every log line of the run on the terminal", function()
+      ctx:config(string.format("log = { target = %q, level = 'info' }\nrules_dir = %q\nstate_dir = %q", ctx.log,
+        ctx.rules, ctx.dir .. "/state"), true)
+      ctx:rule("a.lua", "on('+odown', function() log.debug('debug detail') log.info('ran for real') end)")
+      local args = { "+odown", "master pod1 127.0.0.1 6379 #quorum 2/3" }
+      local rc, _, out = ctx:run("eventilator", "test", table.unpack(args))
+      assert.are.equal(0, rc)
+      assert.matches("nothing ran: %-%-run runs these handlers for real %(they write to the store, post to the receivers%)", out)
+      rc, _, out = ctx:run("eventilator", "test", "--run", table.unpack(args))
+      assert.are.equal(0, rc)
+      assert.matches("running them for real %(the store, the receivers%)", out)
+      assert.matches("debug: debug detail", ctx:stderr())
+      assert.matches("info: ran for real", ctx:stderr())
+      assert.falsy(ctx:logtext():find("debug detail", 1, true)) -- the log itself keeps its level
+      local _, _, usage = ctx:run("eventilator", "--help")
+      assert.matches("%-%-run runs them for real: they write to\n%s+the store and post to the receivers", usage)
+    end)
+
     it("test suggests the event name a sign or a typo away", function()
       for _, c in ipairs({ { { "odown" }, "`%+odown`" }, { { "odown", "master pod1 127.0.0.1 6379 #quorum 2/3" }, "`%+odown`" },
                            { { "switch-master", "x" }, "`%+switch%-master`" } }) do

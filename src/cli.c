@@ -179,11 +179,18 @@ static int h_retries(lua_State *L)
     return 1;
 }
 
+/* host.show_log(all): the terminal's copy of the log gets every level (all) or info and above */
+static int h_show_log(lua_State *L)
+{
+    evl_log_also_stderr(lua_toboolean(L, 1) ? 2 : 1);
+    return 0;
+}
+
 void evl_push_cli_host(lua_State *L, struct evl_host *h)
 {
     static const luaL_Reg fns[] = {
         {"load_config", h_load_config}, {"read_config", h_read_config},
-        {"load_rules", h_load_rules},   {"parse", h_parse},
+        {"load_rules", h_load_rules},   {"parse", h_parse},           {"show_log", h_show_log},
         {"match", h_match},             {"run", h_run},               {"retries", h_retries},
 #if !defined(EVL_LEAN) && !defined(EVL_HOST_MODULE) /* the full runtime's own subcommands */
         {"sentinel", luaopen_eventilator_sentinel}, /* host.sentinel() -> the module */

@@ -32,16 +32,18 @@ static const char usage[] =
     "       reconfigurator <master> <role> <state> <from-ip> <from-port> <to-ip> <to-port>\n"
     "                                                         (Sentinel client-reconfig-script)\n"
     "       eventilator check\n"
-    "       eventilator config [--secrets]                   (the merged config, as JSON)\n"
+    "       eventilator config [--secrets] [--reconfig]      (the merged config, as JSON)\n"
     "       eventilator test [--run] <event-type> <event-description>\n"
     "       eventilator test [--run] --reconfig <master> <role> <state> <from-ip> <from-port> <to-ip> <to-port>\n"
+    "                    (ev and the handlers that match; --run runs them for real: they write to\n"
+    "                    the store and post to the receivers, their log lines on the terminal)\n"
     "       eventilator test --replay FILE [--run] [--json] [--sentinel ID]\n"
     "       eventilator test --spec FILE|DIR                 (rule specs, with busted)\n"
     "       eventilator watch                                (Sentinel Pub/Sub: every event, once)\n"
     "       eventilator sentinels status|register|unregister|doctor [options]\n"
     "       eventilator help | --help | --version\n"
-    "config: " EVL_CONFDIR "/<name>.conf or $EVENTILATOR_CONF; rules: " EVL_RULES_DIR
-    "/*.lua or $EVENTILATOR_RULES\n";
+    "config: " EVL_CONFDIR "/<name>.conf over " EVL_CONFDIR "/eventilator.conf, or $EVENTILATOR_CONF;\n"
+    "rules: " EVL_RULES_DIR "/*.lua or $EVENTILATOR_RULES\n";
 
 /* An error outside any lua_pcall is a bug: say so in the log before abort(). */
 static int panic(lua_State *L)

@@ -184,8 +184,16 @@ local function test(host, args)
     for id in text:gmatch("\nok ([^\n]+)") do out("  %s", id) end
   end
   if not found then out("no retry record: a call with these arguments runs every handler") end
-  if not run then return 0 end
+  if not run then
+    out("nothing ran: --run runs these handlers for real (they write to the store, post to the receivers)")
+    return 0
+  end
+  -- the results between the log lines, in order, also when both go through one pipe
+  io.stdout:setvbuf("line")
+  out("running them for real (the store, the receivers); every log line also on stderr:")
+  host.show_log(true)
   local _, failed = host.run(matched, ev)
+  host.show_log(false)
   for _, h in ipairs(matched) do
     if h.ok then
       out("  ok      %s  %.1f ms", where(h), h.ms or 0)
