@@ -64,6 +64,16 @@ describe("a config error", function()
     assert.matches("config_settings_failed=1", log)
   end)
 
+  it("in a top-level setting makes a replayed call exit 1, as the real call does", function()
+    rules()
+    ctx:config("strict_modes = 'no'")
+    procs.write(ctx.dir .. "/calls.jsonl", '{"argv0": "eventilator", "args": ["+sdown", "master pod1 127.0.0.1 6379"]}\n')
+    local rc, _, out = ctx:run("eventilator", "test", "--replay", ctx.dir .. "/calls.jsonl", "--run", "--json")
+    assert.are.equal(1, rc, out)
+    assert.are.equal(1, json.decode(out)[1].exit)
+    assert.matches("config [^\n]*eventilator%.conf:4: strict_modes: expected a boolean", ctx:stderr())
+  end)
+
   it("that leaves the file unusable exits 1, naming the file, the line and the fix", function()
     local cases = {
       { "slack = { enabled = true", "eventilator%.conf:5: '}' expected %(to close '{' at line 4%)" },
