@@ -565,8 +565,11 @@ static void section_table(lua_State *L, int cfg, int i, unsigned char *flags)
     lua_rawset(L, cfg);
 }
 
+/* "file:line" of a message (formatted only when there is one: a clean load formats none) */
+#define WHERE at(where, sizeof where, path, line)
+
 /* One known section's table (value on top) merged key by key into the config's. */
-static void apply_section(lua_State *L, int cfg, int sec, const char *where, int line, int problems)
+static void apply_section(lua_State *L, int cfg, int sec, const char *path, int line, int problems)
 {
     const char *name = sections[sec].name;
     int src = lua_gettop(L);
@@ -576,15 +579,15 @@ static void apply_section(lua_State *L, int cfg, int sec, const char *where, int
     while (lua_next(L, src)) {
         const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
         const struct field *f = k ? lookup(name, k) : NULL;
-        char known[400], h[100];
+        char known[400], h[100], where[600];
         if (!f) {
             known_keys(name, known, sizeof known);
-            lua_pushfstring(L, "%s: %s.%s: unknown key%s (known keys: %s)", where, name,
+            lua_pushfstring(L, "%s: %s.%s: unknown key%s (known keys: %s)", WHERE, name,
                             k ? k : luaL_typename(L, -2), hint(k ? meant(k, name, NULL) : NULL, h, sizeof h),
                             known);
             problem(L, problems, "section", name, line);
         } else if (value_error(L, f)) {
-            lua_pushfstring(L, "%s: %s.%s: %s", where, name, k, lua_tostring(L, -1));
+            lua_pushfstring(L, "%s: %s.%s: %s", WHERE, name, k, lua_tostring(L, -1));
             lua_remove(L, -2);
             problem(L, problems, "section", name, line);
         } else {
@@ -599,31 +602,31 @@ static void apply_section(lua_State *L, int cfg, int sec, const char *where, int
 }
 
 /* One global (key at -2, value at -1) into the config at cfg. */
-static void apply_one(lua_State *L, int cfg, const char *where, int line, int problems)
+static void apply_one(lua_State *L, int cfg, const char *path, int line, int problems)
 {
     const char *key = lua_tostring(L, -2);
     const struct field *top = lookup(NULL, key);
     const char *near;
-    char h[100];
+    char h[100], where[600];
     int sec;
     if (top) {
         if (value_error(L, top)) {
-            lua_pushfstring(L, "%s: %s: %s", where, key, lua_tostring(L, -1));
+            lua_pushfstring(L, "%s: %s: %s", WHERE, key, lua_tostring(L, -1));
             lua_remove(L, -2);
             problem(L, problems, "setting", key, line);
             return;
         }
     } else if ((sec = section_index(key)) >= 0) {
         if (lua_type(L, -1) == LUA_TTABLE) {
-            apply_section(L, cfg, sec, where, line, problems);
+            apply_section(L, cfg, sec, path, line, problems);
             return;
         }
-        lua_pushfstring(L, "%s: %s: expected a table, got %s", where, key, luaL_typename(L, -1));
+        lua_pushfstring(L, "%s: %s: expected a table, got %s", WHERE, key, luaL_typename(L, -1));
         problem(L, problems, "section", key, line);
         return;
     } else if ((near = near_miss(key))) {
         lua_pushfstring(L, "%s: `%s` is not a setting of eventilator%s (rules see it as config.%s)",
-                        where, key, hint(near, h, sizeof h), key);
+                        WHERE, key, hint(near, h, sizeof h), key);
         problem(L, problems, "name", key, line);
     }
     lua_pushvalue(L, -2);
@@ -643,8 +646,7 @@ void evl_schema_apply(lua_State *L, int cfg, int values, int lines, const char *
                 line = (int)lua_tointeger(L, -1);
                 lua_pop(L, 1);
             }
-            char where[600]; /* file:line */
-            apply_one(L, cfg, at(where, sizeof where, path, line), line, problems);
+            apply_one(L, cfg, path, line, problems);
         }
         lua_pop(L, 1);
     }
