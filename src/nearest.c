@@ -20,8 +20,13 @@ size_t evl_distance(const char *a, const char *b)
     enum { CAP = 72 };
     size_t rows[3][CAP], lb = strlen(b);
     size_t *back = rows[0], *prev = rows[1], *cur = rows[2];
-    if (lb >= CAP || strlen(a) > 200)
+    size_t la = 0;
+    for (const char *p = a; *p && la <= 200; p++)
+        la += *p != '*';
+    if (lb >= CAP || la > 200)
         return (size_t)-1; /* not a name: nothing is near it */
+    if (la > lb + 16 || lb > la + 16)
+        return la > lb ? la - lb : lb - la; /* far whatever the letters: the table is not needed */
     for (size_t j = 0; j <= lb; j++)
         prev[j] = j;
     int last = -1; /* the previous letter of a that counted ('*' does not) */
