@@ -34,7 +34,7 @@ function(evl_fuzzer name)
   add_dependencies(${name} fuzz_seeds)
 endfunction()
 
-evl_fuzzer(fuzz_event fuzz/fuzz_event.c src/event.c)
+evl_fuzzer(fuzz_event fuzz/fuzz_event.c src/event.c src/nearest.c)
 
 # lredis.c exports its reply path to the harness only when built with EVL_FUZZ.
 evl_fuzzer(fuzz_redis_reply fuzz/fuzz_redis_reply.c src/lredis.c)

@@ -1,5 +1,5 @@
 /*
- * libFuzzer harness: the config loader (src/config.c), Lua and the Go
+ * libFuzzer harness: the config loader (src/config.c, src/schema.c), Lua and the Go
  * eventilator's TOML alike, through the same entry the binary uses
  * (EVENTILATOR_CONF -> evl_config_load). A config that cannot load must be
  * refused with a log line; nothing may crash, hang or leak.
@@ -39,12 +39,21 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     return 0;
 }
 
-/* What the binary runs inside its one lua_pcall, up to the config. */
+/*
+ * What the binary runs inside its one lua_pcall, up to the config, as a
+ * call does it: a wrong setting leaves a broken section, which the host
+ * still reads (its checked keys), and a list of problems for the log.
+ */
 static int pload(lua_State *L)
 {
     struct evl_host *h = (struct evl_host *)lua_touserdata(L, 1);
     evl_host_open(h);
-    evl_config_load(h);
+    h->config_partial_ok = 1;
+    if (evl_config_load(h) == 0) {
+        evl_config_push_problems(h);
+        (void)evl_config_string(h, "log", "level");
+        (void)evl_config_number(h, "redis", "port", 0);
+    }
     return 0;
 }
 

@@ -75,6 +75,12 @@ describe("eventilator core", function()
     it("prints help and version", function()
       local _, _, out = ctx:run("eventilator", "--help")
       assert.matches("usage: eventilator", out)
+      -- a person asking, by any name: Sentinel never calls with one argument
+      for _, c in ipairs({ { "eventilator", "help" }, { "reconfigurator", "--help" }, { "registrator", "-h" } }) do
+        local rc, _, text = ctx:run(c[1], c[2])
+        assert.are.equal(0, rc, table.concat(c, " "))
+        assert.matches("usage: eventilator", text, nil, table.concat(c, " "))
+      end
       local rc, _, v = ctx:run("eventilator", "--version")
       assert.are.equal(0, rc)
       assert.matches("^eventilator %d+%.%d+%.%d+", v)
@@ -290,19 +296,24 @@ describe("eventilator core", function()
       assert.matches("10%.1%.1%.1:6379 /run/haproxy/admin%.sock", log)
     end)
 
-    it("warns about a user section that looks like a typo of a known one", function()
-      ctx:config("slak = { enabled = true }\nmy_pager = { url = 'x' }")
+    it("warns about a user section that looks like a typo of a known one, and check fails on it", function()
+      ctx:config("slak = { enabled = true }\nmy_pager = { url = 'x' }\nredis2 = { port = 1 }")
+      ctx:rule("r.lua", [[on("*", function() log.info("slak reaches rules: %s", tostring(config.slak.enabled)) end)]])
       local rc, log = ctx:run("eventilator", table.unpack(SDOWN))
       assert.are.equal(0, rc)
-      assert.matches("eventilator%.conf:4: 'slak' is not a setting of eventilator %(did you mean 'slack'%?%)", log)
-      assert.falsy(log:find("my_pager"))
+      assert.matches("warn: config [^\n]*eventilator%.conf:4: `slak` is not a setting of eventilator, did you mean `slack`%?", log)
+      assert.matches("slak reaches rules: true", log)
+      assert.falsy(log:find("my_pager") or log:find("redis2"))
+      local _, _, out = ctx:run("eventilator", "check")
+      assert.matches("FAILED  config [^\n]*eventilator%.conf:4: `slak` is not a setting of eventilator, did you mean `slack`%?", out)
     end)
 
     it("runs in an empty environment", function()
       ctx:config("x = os.getenv('HOME')")
       local rc = ctx:run("eventilator", table.unpack(SDOWN))
-      assert.are.equal(2, rc)
+      assert.are.equal(1, rc)
       assert.matches("eventilator%.conf:4: attempt to index a nil value %(global 'os'%)", ctx:stderr())
+      assert.matches("the config runs in an empty environment: no os, io or require", ctx:stderr())
     end)
 
     -- Sections are built on first read (src/config.c); a rule must not be able to tell.
@@ -360,19 +371,27 @@ describe("eventilator core", function()
     end)
 
     it("names file:line for a syntax error, an unknown key and a wrong type", function()
+      -- a file that does not parse: nothing runs, exit 1 (Sentinel retries), said before any log is known
+      ctx:config("slack = {")
+      assert.are.equal(1, (ctx:run("eventilator", table.unpack(SDOWN))))
+      assert.matches("eventilator%.conf:5: .*expected", ctx:stderr())
+      -- a wrong setting: said in the log; nothing reads it here, so the call succeeds
       local cases = {
-        { "slack = {", "eventilator%.conf:5: .*expected" },
-        { "\nslack = { webhok_url = 'x' }", "eventilator%.conf:5: slack%.webhok_url: unknown key %(known keys: enabled, webhook_url" },
+        { "\nslack = { webhok_url = 'x' }", "eventilator%.conf:5: slack%.webhok_url: unknown key, did you mean `webhook_url`%? " ..
+          "%(known keys: enabled, webhook_url" },
         { "redis = { port = 'x' }", "eventilator%.conf:4: redis%.port: expected an integer, got string" },
         { "redis = 5", "eventilator%.conf:4: redis: expected a table, got number" },
-        { "budget = 'soon'", "budget: expected a number" },
       }
       for _, c in ipairs(cases) do
         ctx:config(c[1])
-        local rc = ctx:run("eventilator", table.unpack(SDOWN))
-        assert.are.equal(2, rc, c[1])
-        assert.matches(c[2], ctx:stderr())
+        local rc, log = ctx:run("eventilator", table.unpack(SDOWN))
+        assert.are.equal(0, rc, c[1])
+        assert.matches("error: config [^\n]*" .. c[2], log)
       end
+      ctx:config("budget = 'soon'")
+      local rc, log = ctx:run("eventilator", table.unpack(SDOWN))
+      assert.are.equal(1, rc)
+      assert.matches("eventilator%.conf:4: budget: expected a number, got string; budget is left at its default", log)
     end)
   end)
 
@@ -384,9 +403,12 @@ describe("eventilator core", function()
       assert.matches("config  [^\n]*eventilator%.conf %(lua%)", out)
       assert.matches('ok      [^\n]*a%.lua: "%+sdown", "%-sdown"', out)
       ctx:rule("b.lua", "on(")
+      ctx:rule("c.lua", "on('+sdown', function() end)\nerror('at load')\n")
       rc, _, out = ctx:run("eventilator", "check")
       assert.are.equal(1, rc)
       assert.matches("FAILED  [^\n]*b%.lua:1:", out)
+      assert.matches("FAILED  [^\n]*c%.lua:2: at load", out) -- raised while loading, not only a syntax error
+      assert.matches("3 rule file%(s%), 2 failed", out)
     end)
 
     it("test prints ev as JSON and the handlers; --run runs them", function()
@@ -404,6 +426,33 @@ describe("eventilator core", function()
       assert.falsy(log:find("ran for real"))
       rc = ctx:run("eventilator", "test", "+odown", "garbage")
       assert.are.equal(2, rc)
+    end)
+
+    it("test --run says it acts for real and shows every log line of the run on the terminal", function()
+      ctx:config(string.format("log = { target = %q, level = 'info' }\nrules_dir = %q\nstate_dir = %q", ctx.log,
+        ctx.rules, ctx.dir .. "/state"), true)
+      ctx:rule("a.lua", "on('+odown', function() log.debug('debug detail') log.info('ran for real') end)")
+      local args = { "+odown", "master pod1 127.0.0.1 6379 #quorum 2/3" }
+      local rc, _, out = ctx:run("eventilator", "test", table.unpack(args))
+      assert.are.equal(0, rc)
+      assert.matches("nothing ran: %-%-run runs these handlers for real %(they write to the store, post to the receivers%)", out)
+      rc, _, out = ctx:run("eventilator", "test", "--run", table.unpack(args))
+      assert.are.equal(0, rc)
+      assert.matches("running them for real %(the store, the receivers%)", out)
+      assert.matches("debug: debug detail", ctx:stderr())
+      assert.matches("info: ran for real", ctx:stderr())
+      assert.falsy(ctx:logtext():find("debug detail", 1, true)) -- the log itself keeps its level
+      local _, _, usage = ctx:run("eventilator", "--help")
+      assert.matches("%-%-run runs them for real: they write to\n%s+the store and post to the receivers", usage)
+    end)
+
+    it("test suggests the event name a sign or a typo away", function()
+      for _, c in ipairs({ { { "odown" }, "`%+odown`" }, { { "odown", "master pod1 127.0.0.1 6379 #quorum 2/3" }, "`%+odown`" },
+                           { { "switch-master", "x" }, "`%+switch%-master`" } }) do
+        local rc = ctx:run("eventilator", "test", table.unpack(c[1]))
+        assert.are.equal(2, rc)
+        assert.matches("'" .. c[1][1]:gsub("%-", "%%-") .. "' is not an event name; did you mean " .. c[2], ctx:stderr())
+      end
     end)
   end)
 end)

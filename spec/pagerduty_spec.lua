@@ -143,7 +143,11 @@ describe("pagerduty", function()
     end)
 
     it("400: logged at error level with PagerDuty's reason, not retried (exit 0)", function()
-      conf(', severity = "urgent"') -- not a severity PagerDuty knows: the stand-in answers 400
+      conf()
+      -- a severity PagerDuty does not know, from a rule's opts (in the config it is a config error,
+      -- spec/config_spec.lua): the stand-in answers 400
+      ctx:rule("51-pagerduty.lua", 'if not config.pagerduty.enabled then return end\n' ..
+        'on("+odown", function(ev) return require("eventilator.pagerduty").notify(ev, { severity = "urgent" }) end)\n')
       local rc, log = ctx:run("eventilator", "+odown", "master pod1 10.0.0.5 6379 #quorum 2/3")
       assert.equal(0, rc, log)
       assert.matches("error: pagerduty: trigger redis/pod1/odown was rejected for good " ..

@@ -93,6 +93,21 @@ end)
     assert.are.equal("v1\nv1\nv2\n", procs.read(w.dir .. "/versions"))
   end)
 
+  it("SIGHUP keeps the running set when a config section has an error, and says which", function()
+    start()
+    w:version("v1")
+    go()
+    -- a watcher reloads a whole set or none: the running one stays, as for a broken rule file
+    w:config(string.format('watch = { sentinels = { "127.0.0.1:%d" } }\nslack = { enabeld = true }', fx.redis.port))
+    w:version("v2")
+    w:signal("HUP")
+    w:wait_log("reload refused", 1)
+    assert.are.equal(1, w:log_count("slack.enabeld: unknown key, did you mean `enabled`?"))
+    publish("+sdown", "master pod1 127.0.0.1 6379")
+    w:wait_handled(is("+sdown"), 1)
+    assert.are.equal("v1\n", procs.read(w.dir .. "/versions"))
+  end)
+
   it("runs a rule file's top-level code once per load, its handler once per event", function()
     start{ watch = "reuse = 1" } -- a fork per event; reuse > 1: spec/watch_runners_spec.lua
     local loads, seen = w.dir .. "/loads", w.dir .. "/seen"

@@ -25,21 +25,70 @@ static struct evl_host *host(lua_State *L)
     return h;
 }
 
-/* host.load_config() -> config, path, format | nil, err (logged) */
+/* { { path = , format = }, ..., own = } : what a load read, base first. */
+static void push_files(lua_State *L, const struct evl_config_files *f)
+{
+    lua_createtable(L, f->n, 1);
+    for (int i = 0; i < f->n; i++) {
+        lua_createtable(L, 0, 2);
+        lua_pushstring(L, f->path[i]);
+        lua_setfield(L, -2, "path");
+        lua_pushstring(L, f->format[i]);
+        lua_setfield(L, -2, "format");
+        lua_rawseti(L, -2, i + 1);
+    }
+    lua_pushstring(L, f->own);
+    lua_setfield(L, -2, "own");
+}
+
+/*
+ * host.load_config([name]) -> config, path, format, problems, files | nil, path (error logged)
+ * Loads the config as a call named `name` (default: this one's) does, for
+ * the subcommands to use. Its problems are returned, not logged: the
+ * subcommand shows them.
+ */
 static int h_load_config(lua_State *L)
 {
     struct evl_host *h = host(L);
-    if (evl_config_load(h) < 0) {
+    h->config_partial_ok = 1;
+    if (evl_config_load_as(h, luaL_optstring(L, 1, h->name)) < 0) {
         lua_pushnil(L);
         lua_pushstring(L, h->config_path);
         return 2;
     }
+    evl_config_push_problems(h);
+    int problems = lua_gettop(L);
     evl_config_open_log(h);
     evl_log_also_stderr(1);
     evl_open_host_module(L, h);
     lua_rawgeti(L, LUA_REGISTRYINDEX, h->config_ref);
     lua_pushstring(L, h->config_path);
     lua_pushstring(L, h->config_format);
+    lua_pushvalue(L, problems);
+    push_files(L, h->config_files);
+    return 5;
+}
+
+/*
+ * host.read_config(name) -> config, problems, files | nil, err, files
+ * The config a call named `name` reads, with its problems, built as that
+ * call builds it but not loaded: `check` and `sentinels doctor` look at
+ * every mode this way without disturbing the loaded one.
+ */
+static int h_read_config(lua_State *L)
+{
+    static struct evl_config_files f;
+    struct evl_host *h = host(L);
+    const char *name = luaL_checkstring(L, 1);
+    if (evl_config_build(h, name, &f) < 0) {
+        lua_pushnil(L);
+        lua_insert(L, -2);
+        push_files(L, &f);
+        return 3;
+    }
+    evl_config_materialize(L, -1);
+    lua_insert(L, -2); /* config, problems */
+    push_files(L, &f);
     return 3;
 }
 
@@ -62,6 +111,16 @@ static int h_parse(lua_State *L)
     luaL_checktype(L, 1, LUA_TTABLE);
     int reconfig = lua_toboolean(L, 2);
     int n = (int)lua_rawlen(L, 1), want = reconfig ? 7 : 2;
+    if (!reconfig && n >= 1) { /* `test odown`: the name's problem first, with its guess */
+        lua_rawgeti(L, 1, 1);
+        const char *type = lua_tostring(L, -1);
+        if (type && evl_check_event_name(type, err, sizeof err) < 0) {
+            lua_pushnil(L);
+            lua_pushstring(L, err);
+            return 2;
+        }
+        lua_pop(L, 1);
+    }
     if (n != want) {
         lua_pushnil(L);
         lua_pushfstring(L, "wrong number of arguments: expected %d, got %d", want, n);
@@ -120,10 +179,18 @@ static int h_retries(lua_State *L)
     return 1;
 }
 
+/* host.show_log(all): the terminal's copy of the log gets every level (all) or info and above */
+static int h_show_log(lua_State *L)
+{
+    evl_log_also_stderr(lua_toboolean(L, 1) ? 2 : 1);
+    return 0;
+}
+
 void evl_push_cli_host(lua_State *L, struct evl_host *h)
 {
     static const luaL_Reg fns[] = {
-        {"load_config", h_load_config}, {"load_rules", h_load_rules}, {"parse", h_parse},
+        {"load_config", h_load_config}, {"read_config", h_read_config},
+        {"load_rules", h_load_rules},   {"parse", h_parse},           {"show_log", h_show_log},
         {"match", h_match},             {"run", h_run},               {"retries", h_retries},
 #if !defined(EVL_LEAN) && !defined(EVL_HOST_MODULE) /* the full runtime's own subcommands */
         {"sentinel", luaopen_eventilator_sentinel}, /* host.sentinel() -> the module */

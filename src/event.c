@@ -7,6 +7,7 @@
  * their raw text, so a newer Sentinel's events still reach the rules.
  */
 #include "event.h"
+#include "nearest.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -142,54 +143,43 @@ int evl_glob(const char *p, const char *s)
     return *p == '\0';
 }
 
-/* Levenshtein distance, '*' skipped in the pattern; names are short (< 64). */
-static size_t distance(const char *a, const char *b)
-{
-    size_t row[72], lb = strlen(b);
-    if (lb >= sizeof row / sizeof row[0])
-        return (size_t)-1;
-    for (size_t j = 0; j <= lb; j++)
-        row[j] = j;
-    for (size_t i = 0; a[i]; i++) {
-        size_t diag = row[0];
-        if (a[i] == '*')
-            continue;
-        row[0]++;
-        for (size_t j = 1; j <= lb; j++) {
-            size_t up = row[j];
-            size_t best = diag + (a[i] != b[j - 1]);
-            if (up + 1 < best)
-                best = up + 1;
-            if (row[j - 1] + 1 < best)
-                best = row[j - 1] + 1;
-            row[j] = best;
-            diag = up;
-        }
-    }
-    return row[lb];
-}
-
 int evl_pattern_known(const char *pattern, const char **closest)
 {
     static const char reconfig[] = "client-reconfig";
-    size_t best = (size_t)-1;
+    struct evl_near near;
     *closest = NULL;
     if (evl_glob(pattern, reconfig))
         return 1;
     for (size_t i = 0; i < NCATALOGUE; i++)
         if (evl_glob(pattern, catalogue[i].name))
             return 1;
-    if (strlen(pattern) > 200)
-        return 0;
-    for (size_t i = 0; i <= NCATALOGUE; i++) {
-        const char *name = i < NCATALOGUE ? catalogue[i].name : reconfig;
-        size_t d = distance(pattern, name);
-        if (d < best) {
-            best = d;
-            *closest = name;
+    /* a pattern is certainly meant for some event: the nearest, however far */
+    evl_near_init(&near, pattern);
+    for (size_t i = 0; i <= NCATALOGUE; i++)
+        evl_near_add(&near, i < NCATALOGUE ? catalogue[i].name : reconfig);
+    *closest = near.best;
+    return 0;
+}
+
+/*
+ * What `type`, refused as an event name, probably meant: the name with a
+ * sign (`odown` -> `+odown`), or a catalogue name a typo away. NULL if none.
+ */
+static const char *name_hint(const char *type)
+{
+    static char signed_name[72];
+    struct evl_near near;
+    if (type[0] != '+' && type[0] != '-' && strlen(type) < sizeof signed_name - 1) {
+        for (const char *sign = "+-"; *sign; sign++) {
+            snprintf(signed_name, sizeof signed_name, "%c%s", *sign, type);
+            if (find(signed_name) >= 0)
+                return signed_name;
         }
     }
-    return 0;
+    evl_near_init(&near, type);
+    for (size_t i = 0; i < NCATALOGUE; i++)
+        evl_near_add(&near, catalogue[i].name);
+    return evl_near_typo(&near);
 }
 
 /* Strict decimal: digits only, no sign, no spaces, within [lo, hi]. */
@@ -492,6 +482,16 @@ static int parse_known(struct evl_event *ev, int k, const char *desc, char *err,
     return 0;
 }
 
+int evl_check_event_name(const char *type, char *err, size_t errlen)
+{
+    if (valid_name(type))
+        return 0;
+    const char *hint = name_hint(type);
+    if (hint)
+        return fail(err, errlen, "'%.64s' is not an event name; did you mean `%s`?", type, hint);
+    return fail(err, errlen, "'%.64s' is not an event name", type);
+}
+
 int evl_parse_notification(struct evl_event *ev, const char *type, const char *desc, char *err,
                            size_t errlen)
 {
@@ -499,8 +499,8 @@ int evl_parse_notification(struct evl_event *ev, const char *type, const char *d
     ev->mode = EVL_NOTIFY;
     if (evl_check_arg(type, 1, err, errlen) || evl_check_arg(desc, 2, err, errlen))
         return -1;
-    if (!valid_name(type))
-        return fail(err, errlen, "'%.64s' is not an event name", type);
+    if (evl_check_event_name(type, err, errlen) < 0)
+        return -1;
     if (desc[0] == '\0')
         return fail(err, errlen, "empty description for %s", type);
     ev->name = type;

@@ -80,6 +80,9 @@ int evl_event_own(const struct evl_event *ev);
 /* Room for any identity with a reporter of up to 255 bytes. */
 #define EVL_IDENTITY_MAX (EVL_MAX_ARG + 64 + 300)
 
+/* Is type an event name (a sign, then letters)? Returns 0, or -1 with the reason (and a guess) in err. */
+int evl_check_event_name(const char *type, char *err, size_t errlen);
+
 /* Checks an argument: length, UTF-8. Returns 0 or -1 with reason in err. */
 int evl_check_arg(const char *s, int index, char *err, size_t errlen);
 

@@ -23,6 +23,15 @@ struct evl_mem {
     int hit;            /* an allocation was refused for the limit */
 };
 
+/* What a config load read (config.c): the files, base first, missing ones left out. */
+struct evl_config_files {
+    int n;
+    const char *path[2];
+    const char *format[2]; /* "lua", "legacy TOML" */
+    const char *own;       /* the mode's own file: $EVENTILATOR_CONF or <confdir>/<name>.conf */
+    char buf[2][4096];
+};
+
 struct evl_host {
     lua_State *L;
     const char *name;        /* basename of argv[0] */
@@ -34,9 +43,13 @@ struct evl_host {
     double armed;            /* the deadline the watchdog is armed for */
     double budget;
     struct evl_mem mem;
-    const char *config_path;
-    const char *config_format; /* "lua", "legacy TOML", "built-in defaults" */
+    const char *config_path;   /* the last file read, or the mode's own if none exists */
+    const char *config_format; /* its format: "lua", "legacy TOML", "built-in defaults (no file)" */
+    const struct evl_config_files *config_files; /* every file read */
     int config_ref;          /* the loaded config table */
+    int config_partial_ok;   /* a wrong setting fails only what reads it (else the whole load) */
+    int config_failed;       /* top-level settings with an error: the call exits 1 */
+    int problems_ref;        /* the config's problems, until logged (0: none) */
     int files_ref;           /* list of { path, ok, err, patterns = {...} } */
     int handlers_ref;        /* list of { fn, file, line, patterns } in run order */
     int ran_ref;             /* this event's matched entries, after they ran (ok, err, ms, skipped) */
@@ -72,10 +85,19 @@ const char *evl_error_text(struct evl_host *h, int idx);
 void evl_event_arm(struct evl_host *h);
 int evl_event_run(struct evl_host *h, int rules_loaded);
 
-/* config.c */
-#define EVL_CONFIG_BROKEN (-1)  /* exit 2 */
-#define EVL_CONFIG_REFUSED (-2) /* exit 1 */
-int evl_config_load(struct evl_host *h);
+/* config.c: the one loader (docs/config.md) */
+#define EVL_CONFIG_BROKEN (-1)  /* unreadable, does not parse or run: exit 1 */
+#define EVL_CONFIG_REFUSED (-2) /* the trust rule: exit 1 */
+int evl_config_load(struct evl_host *h);                      /* for h->name */
+int evl_config_load_as(struct evl_host *h, const char *name); /* as a call named `name` loads it */
+/*
+ * Build the config a call named `name` reads, without installing it: pushes
+ * the list of its problems (schema.h), then the config; returns 0, or a
+ * negative with only the message pushed. f: what was read.
+ */
+int evl_config_build(struct evl_host *h, const char *name, struct evl_config_files *f);
+/* The loaded config's problems (a list, maybe empty), taken: the log no longer tells them. */
+void evl_config_push_problems(struct evl_host *h);
 void evl_config_open_log(struct evl_host *h);
 const char *evl_config_string(struct evl_host *h, const char *section, const char *key);
 double evl_config_number(struct evl_host *h, const char *section, const char *key, double def);

@@ -158,7 +158,7 @@ void evl_log(enum evl_level level, const char *fmt, ...)
     char *raw = small_raw, *line = small_line;
     size_t raw_cap = sizeof small_raw, line_cap = sizeof small_line;
     va_list ap;
-    if (level < min_level && !(also_stderr && level >= EVL_INFO))
+    if (level < min_level && !(also_stderr && level >= (also_stderr > 1 ? EVL_DEBUG : EVL_INFO)))
         return;
     va_start(ap, fmt);
     int want = vsnprintf(raw, raw_cap, fmt, ap);

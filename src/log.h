@@ -9,7 +9,10 @@ int evl_log_open(const char *target, const char *level);
 void evl_log(enum evl_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* After fork() without exec: the next line asks for the new pid. */
 void evl_log_forked(void);
-/* Also copy to stderr (used before the config is known, and by the CLI). */
+/*
+ * Also copy to stderr (used before the config is known, and by the CLI):
+ * 0 no, 1 info and above whatever log.level says, 2 every level (`test --run`).
+ */
 void evl_log_also_stderr(int on);
 int evl_log_level_from(const char *name, enum evl_level *out);
 /*

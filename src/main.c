@@ -6,7 +6,8 @@
  * so an error anywhere becomes a log line and an exit code, never a crash.
  *
  * Exit codes (contract section 2): 0 all handlers succeeded or none matched;
- * 1 a handler failed in a way a retry can fix; 2 the call can never succeed.
+ * 1 a handler failed in a way a retry can fix, or the config cannot be used
+ * yet; 2 the call can never succeed (its arguments).
  */
 #include <signal.h>
 #include <stdint.h>
@@ -31,17 +32,19 @@ static const char usage[] =
     "       reconfigurator <master> <role> <state> <from-ip> <from-port> <to-ip> <to-port>\n"
     "                                                         (Sentinel client-reconfig-script)\n"
     "       eventilator check\n"
-    "       eventilator config [--secrets]                   (the merged config, as JSON)\n"
+    "       eventilator config [--secrets] [--reconfig]      (the merged config, as JSON)\n"
     "       eventilator test [--run] <event-type> <event-description>\n"
     "       eventilator test [--run] --reconfig <master> <role> <state> <from-ip> <from-port> <to-ip> <to-port>\n"
+    "                    (ev and the handlers that match; --run runs them for real: they write to\n"
+    "                    the store and post to the receivers, their log lines on the terminal)\n"
     "       eventilator test --replay FILE [--run] [--json] [--sentinel ID]\n"
     "       eventilator test --spec FILE|DIR                 (rule specs, with busted)\n"
     "       eventilator watch                                (Sentinel Pub/Sub: every event, once)\n"
     "       eventilator sentinels status|register|unregister|doctor [options]\n"
     "       eventilator silence add|list|expire [options]    (quiet the receivers for a pod)\n"
-    "       eventilator --help | --version\n"
-    "config: " EVL_CONFDIR "/<name>.conf or $EVENTILATOR_CONF; rules: " EVL_RULES_DIR
-    "/*.lua or $EVENTILATOR_RULES\n";
+    "       eventilator help | --help | --version\n"
+    "config: " EVL_CONFDIR "/<name>.conf over " EVL_CONFDIR "/eventilator.conf, or $EVENTILATOR_CONF;\n"
+    "rules: " EVL_RULES_DIR "/*.lua or $EVENTILATOR_RULES\n";
 
 /* An error outside any lua_pcall is a bug: say so in the log before abort(). */
 static int panic(lua_State *L)
@@ -144,24 +147,29 @@ int evl_event_run(struct evl_host *h, int rules_loaded)
         evl_handover(h, "a matching rule uses json or http", h->done);
 
     int failed = 0, ran = 0;
+    /* a rule file or a top-level setting that failed: the call exits 1 so that Sentinel retries */
+    int broken = h->files_failed || h->config_failed;
     lua_Integer nmatch = (lua_Integer)lua_rawlen(L, matched);
     if (h->ran_ref > 0)
         luaL_unref(L, LUA_REGISTRYINDEX, h->ran_ref); /* a watch runner's previous event */
     lua_pushvalue(L, matched);
     h->ran_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* what the handlers did, for the record */
-    if (nmatch > 0 || h->files_failed)
+    if (nmatch > 0 || broken)
         evl_retry_begin(h);
     if (nmatch > 0) {
         evl_push_event(L, &ev, nargs, args);
         evl_rules_run(h, matched, lua_gettop(L), &failed, &ran); /* budget.c restarts the GC if needed */
     }
-    int code = failed || h->files_failed ? 1 : 0;
-    if (nmatch > 0 || h->files_failed)
+    int code = failed || broken ? 1 : 0;
+    if (nmatch > 0 || broken)
         evl_retry_end(h, code);
-    evl_log(failed || h->files_failed ? EVL_WARN : EVL_INFO,
-            "%s pod=%s handlers=%d failed=%d rule_files_failed=%d exit=%d ms=%.2f%s%s%s%s", ev.name,
+    char config_failed[40] = "";
+    if (h->config_failed)
+        snprintf(config_failed, sizeof config_failed, " config_settings_failed=%d", h->config_failed);
+    evl_log(code ? EVL_WARN : EVL_INFO,
+            "%s pod=%s handlers=%d failed=%d rule_files_failed=%d exit=%d ms=%.2f%s%s%s%s%s", ev.name,
             ev.pod ? ev.pod : "-", ran, failed, h->files_failed, code,
-            (evl_monotonic() - h->t0) * 1e3, h->retry ? " retry=yes" : "",
+            (evl_monotonic() - h->t0) * 1e3, config_failed, h->retry ? " retry=yes" : "",
             h->handover ? " runtime=full (" : "", h->handover ? h->handover : "",
             h->handover ? ")" : "");
     return code;
@@ -170,9 +178,9 @@ int evl_event_run(struct evl_host *h, int rules_loaded)
 /* The event path of script mode: config, then the per-event part. Returns the exit code. */
 static int run_event(struct evl_host *h)
 {
-    int rc = evl_config_load(h);
-    if (rc < 0)
-        return rc == EVL_CONFIG_REFUSED ? 1 : 2;
+    h->config_partial_ok = 1; /* a wrong setting fails only the handlers that read it */
+    if (evl_config_load(h) < 0)
+        return 1; /* unusable until the operator fixes it: Sentinel retries meanwhile */
     evl_config_open_log(h);
     evl_event_arm(h); /* the config's budget */
     evl_open_host_module(h->L, h);
@@ -241,8 +249,13 @@ int main(int argc, char **argv)
     h.armed = h.deadline;
     signal(SIGPIPE, SIG_IGN); /* a peer that hangs up gives EPIPE, not death */
 
-    if (h.mode == EVL_NOTIFY && argc >= 2) {
-        if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
+    /*
+     * Sentinel never calls with one argument, so a lone flag is a person
+     * asking, by any of the names (`reconfigurator --help` too).
+     */
+    if (argc == 2 || (h.mode == EVL_NOTIFY && argc >= 2)) {
+        if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 ||
+            (h.mode == EVL_NOTIFY && strcmp(argv[1], "help") == 0)) {
             fputs(usage, stdout);
             return 0;
         }

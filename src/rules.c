@@ -124,7 +124,7 @@ static int load_one(struct evl_host *h, int entry, const char *path)
         evl_handover(h, path, "");
         lua_pushfstring(L, "%s: needs the full runtime, which could not start", path);
     } else {
-        lua_pushstring(L, evl_error_text(h, -1));
+        evl_error_text(h, -1); /* pushed: it replaces the error value */
         lua_remove(L, -2);
     }
     /* drop what the file registered before it failed: a file loads whole or not at all */
@@ -362,7 +362,7 @@ int evl_rules_run(struct evl_host *h, int matched, int ev, int *failed, int *ran
         lua_pushboolean(L, err == NULL);
         lua_setfield(L, entry, "ok");
         if (!err)
-            evl_retry_ok(id, i == n && *failed == 0 && !h->files_failed);
+            evl_retry_ok(id, i == n && *failed == 0 && !h->files_failed && !h->config_failed);
         if (err) {
             (*failed)++;
             lua_pushstring(L, err);

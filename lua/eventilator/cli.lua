@@ -50,13 +50,56 @@ local function patterns(list)
   return table.concat(q, ", ")
 end
 
+-- "a.conf (lua) + b.conf (lua)": what a config load read (host.load_config's files).
+function M.describe(files)
+  if #files == 0 then return files.own .. " (built-in defaults: no file)" end
+  local parts = {}
+  for i, f in ipairs(files) do parts[i] = f.path .. " (" .. f.format .. ")" end
+  return table.concat(parts, " + ")
+end
+
+-- The names a call may be made by whose config differs from this one's: a
+-- mode with its own file over the base (none when EVENTILATOR_CONF names
+-- the one file every mode reads).
+local MODES = { "eventilator", "reconfigurator", "registrator" }
+
+-- check's config part: every mode's problems, each once. -> failed count
+local function check_config(host, files, problems)
+  local seen, bad = {}, 0
+  local function report(list)
+    for _, p in ipairs(list) do
+      if not seen[p.msg] then
+        seen[p.msg] = true
+        bad = bad + 1
+        out("FAILED  config %s", p.msg)
+      end
+    end
+  end
+  out("config  %s", M.describe(files))
+  report(problems)
+  for _, mode in ipairs(MODES) do
+    if mode ~= host.name then
+      local config, mproblems, mfiles = host.read_config(mode)
+      local own = mfiles[#mfiles]
+      if not config then
+        bad = bad + 1
+        out("FAILED  config for %s: %s", mode, mproblems)
+      elseif own and own.path == mfiles.own and own.path ~= files.own then
+        out("config  %s: %s", mode, M.describe(mfiles))
+        report(mproblems)
+      end
+    end
+  end
+  return bad
+end
+
 local function check(host)
-  local config, path, format = host.load_config()
+  local config, path, _, problems, cfiles = host.load_config()
   if not config then
     out("config  %s: FAILED (see the error above)", path)
     return 1
   end
-  out("config  %s (%s)", path, format)
+  local cbad = check_config(host, cfiles, problems)
   local files = host.load_rules()
   local bad, never = 0, 0
   if #files == 0 then
@@ -71,9 +114,10 @@ local function check(host)
       out("FAILED  %s", f.err)
     end
   end
-  out("%d rule file(s), %d failed%s", #files, bad,
-    never > 0 and (", " .. never .. " pattern(s) never match") or "")
-  return (bad == 0 and never == 0) and 0 or 1
+  out("%d rule file(s), %d failed%s%s", #files, bad,
+    never > 0 and (", " .. never .. " pattern(s) never match") or "",
+    cbad > 0 and (", " .. cbad .. " config error(s)") or "")
+  return (bad == 0 and never == 0 and cbad == 0) and 0 or 1
 end
 
 -- test's options, before the event's arguments: flags, and options with a value.
@@ -114,7 +158,10 @@ local function test(host, args)
     return 2
   end
   local run, reconfig = o.run, o.reconfig
-  if not host.load_config() then return 2 end
+  -- the config the real call reads: reconfigurator's is eventilator.conf with reconfigurator.conf over it
+  local config, _, _, problems = host.load_config(reconfig and "reconfigurator" or nil)
+  if not config then return 1 end
+  for _, p in ipairs(problems) do io.stderr:write("config ", p.msg, "\n") end
   local ev, err = host.parse(rest, reconfig)
   if not ev then
     io.stderr:write("eventilator test: ", err, "\n")
@@ -137,8 +184,16 @@ local function test(host, args)
     for id in text:gmatch("\nok ([^\n]+)") do out("  %s", id) end
   end
   if not found then out("no retry record: a call with these arguments runs every handler") end
-  if not run then return 0 end
+  if not run then
+    out("nothing ran: --run runs these handlers for real (they write to the store, post to the receivers)")
+    return 0
+  end
+  -- the results between the log lines, in order, also when both go through one pipe
+  io.stdout:setvbuf("line")
+  out("running them for real (the store, the receivers); every log line also on stderr:")
+  host.show_log(true)
   local _, failed = host.run(matched, ev)
+  host.show_log(false)
   for _, h in ipairs(matched) do
     if h.ok then
       out("  ok      %s  %.1f ms", where(h), h.ms or 0)

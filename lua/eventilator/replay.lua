@@ -273,11 +273,17 @@ function M.main(host, opts)
     io.stderr:write("eventilator test --replay: ", ferr, "\n")
     return 2
   end
-  if not host.load_config() then
+  local config, _, _, problems = host.load_config()
+  if not config then
     f:close()
     return 2
   end
+  -- what makes every real call exit 1: a rule file that fails, a top-level setting with an error
   local files_failed = 0
+  for _, p in ipairs(problems) do
+    io.stderr:write("config ", p.msg, "\n")
+    if p.kind == "setting" then files_failed = files_failed + 1 end
+  end
   for _, file in ipairs(host.load_rules()) do
     if not file.ok then files_failed = files_failed + 1 end
   end

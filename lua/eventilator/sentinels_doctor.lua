@@ -112,6 +112,41 @@ local function exec_allowed(lists, real)
   return allowed
 end
 
+-- Every mode's config, read as that mode's real call reads it (the mode is
+-- the script's name: eventilator.conf, then <mode>.conf over it, or
+-- $EVENTILATOR_CONF alone): each file readable by Sentinel's user, no error
+-- in any. One line per mode.
+local function check_mode_configs(S, host, u, scripts, ok, fail)
+  local describe, seen = require("eventilator.cli").describe, {}
+  for i, default in ipairs({ "eventilator", "reconfigurator" }) do
+    local mode = scripts[i] and scripts[i]:match("([^/]+)$") or default
+    if not seen[mode] then
+      seen[mode] = true
+      local config, problems, files = host.read_config(mode)
+      local what = string.format("config of %s (%s)", mode, describe(files))
+      local unreadable -- the first file Sentinel's user cannot read
+      for _, f in ipairs(files) do
+        local st = S.stat(f.path)
+        if not unreadable and st and not (can(st, u, 4) and not walk(S, f.path, u)) then
+          unreadable = { path = f.path, mode = octal(st.mode) }
+        end
+      end
+      local errors = {}
+      for _, p in ipairs(config and problems or { { msg = problems } }) do errors[#errors + 1] = p.msg end
+      if unreadable then
+        local f = unreadable.path
+        fail(string.format("%s: %s is not readable by %s (mode %s)", what, f, u.name, unreadable.mode),
+          string.format("chgrp %s %s && chmod g+r %s", u.name, f, f))
+      elseif #errors > 0 then
+        fail(string.format("%s: %d error(s): %s", what, #errors, table.concat(errors, "; ")),
+          "fix each file:line named; `eventilator check` lists them")
+      else
+        ok("%s: valid, readable by %s", what, u.name)
+      end
+    end
+  end
+end
+
 function M.run(S, host, o, installation, out)
   local failed = 0
   local function ok(fmt, ...) out("ok    " .. fmt, ...) end
@@ -176,6 +211,8 @@ function M.run(S, host, o, installation, out)
     end
     ::next::
   end
+
+  check_mode_configs(S, host, u, { n, r }, ok, fail)
 
   -- config and rules, as `eventilator check` loads them
   local config, path, format = host.load_config()
