@@ -13,6 +13,9 @@
  * never starts a thread (AI_NUMERICHOST first), so the common case costs
  * nothing, and in the static start-up binary never reaches NSS.
  *
+ * A caller that must not wait at all (the watcher's poll loop) starts the
+ * lookup (evl_lookup_start) and asks later whether it has ended.
+ *
  * getaddrinfo_a(3) would do the same but cannot be cancelled once running
  * and signals completion through sigevent; a plain thread is simpler and
  * links the same way statically (glibc >= 2.34 has pthreads in libc).
@@ -77,14 +80,14 @@ static inline void *evl_lookup_thread(void *arg)
 }
 
 /*
- * getaddrinfo(host, serv, hints, res) that gives up at `deadline`
- * (CLOCK_MONOTONIC seconds, as evl_monotonic() in deadline.h). Returns 0
- * with *res to be freed by freeaddrinfo, an EAI_* code (EAI_SYSTEM with
- * errno set), or EVL_LOOKUP_TIMEOUT. Never raises: safe between a resource
- * and its release.
+ * Start resolving host:serv for a caller that must not wait (a poll loop).
+ * Returns 0 with *res set (a literal, resolved in place: free it with
+ * freeaddrinfo), 0 with *job set (a helper thread is on it: ask
+ * evl_lookup_wait / evl_lookup_result, then evl_lookup_drop), or an EAI_*
+ * code. Never raises.
  */
-static inline int evl_lookup(const char *host, const char *serv, const struct addrinfo *hints,
-                      double deadline, struct addrinfo **res)
+static inline int evl_lookup_start(const char *host, const char *serv, const struct addrinfo *hints,
+                                   struct addrinfo **res, struct evl_lookup_job **job)
 {
     struct addrinfo numeric = *hints;
     struct evl_lookup_job *j;
@@ -92,11 +95,11 @@ static inline int evl_lookup(const char *host, const char *serv, const struct ad
     pthread_attr_t ta;
     pthread_t tid;
     sigset_t all, old;
-    struct timespec until;
     size_t hlen = strlen(host);
     int rc;
 
     *res = NULL;
+    *job = NULL;
     numeric.ai_flags |= AI_NUMERICHOST;
     rc = getaddrinfo(host, serv, &numeric, res);
     if (rc != EAI_NONAME)
@@ -137,7 +140,15 @@ static inline int evl_lookup(const char *host, const char *serv, const struct ad
         evl_lookup_unref(j);
         return getaddrinfo(host, serv, hints, res);
     }
+    *job = j;
+    return 0;
+}
 
+/* Wait for a started lookup until `deadline` (CLOCK_MONOTONIC seconds); 1 when it has ended. */
+static inline int evl_lookup_wait(struct evl_lookup_job *j, double deadline)
+{
+    struct timespec until;
+    int done;
     if (deadline < 0)
         deadline = 0;
     until.tv_sec = (time_t)deadline;
@@ -149,17 +160,53 @@ static inline int evl_lookup(const char *host, const char *serv, const struct ad
         if (pthread_cond_timedwait(&j->cv, &j->mu, &until) == ETIMEDOUT)
             break;
     }
+    done = j->done;
+    pthread_mutex_unlock(&j->mu);
+    return done;
+}
+
+/* An ended lookup's outcome: 0 with *res (the caller owns it now), or an
+ * EAI_* code (EAI_SYSTEM with errno set); EVL_LOOKUP_TIMEOUT while it runs. */
+static inline int evl_lookup_result(struct evl_lookup_job *j, struct addrinfo **res)
+{
+    int rc = EVL_LOOKUP_TIMEOUT;
+    *res = NULL;
+    pthread_mutex_lock(&j->mu);
     if (j->done) {
         rc = j->rc;
         *res = j->res;
-        j->res = NULL; /* the caller owns it now */
+        j->res = NULL;
         if (rc == EAI_SYSTEM)
             errno = j->err;
-    } else {
-        rc = EVL_LOOKUP_TIMEOUT;
     }
     pthread_mutex_unlock(&j->mu);
-    evl_lookup_unref(j);
+    return rc;
+}
+
+/* The caller is done with a job, ended or not: a thread still running frees it when it ends. */
+static inline void evl_lookup_drop(struct evl_lookup_job *j)
+{
+    if (j)
+        evl_lookup_unref(j);
+}
+
+/*
+ * getaddrinfo(host, serv, hints, res) that gives up at `deadline`
+ * (CLOCK_MONOTONIC seconds, as evl_monotonic() in deadline.h). Returns 0
+ * with *res to be freed by freeaddrinfo, an EAI_* code (EAI_SYSTEM with
+ * errno set), or EVL_LOOKUP_TIMEOUT. Never raises: safe between a resource
+ * and its release.
+ */
+static inline int evl_lookup(const char *host, const char *serv, const struct addrinfo *hints,
+                      double deadline, struct addrinfo **res)
+{
+    struct evl_lookup_job *j;
+    int rc = evl_lookup_start(host, serv, hints, res, &j);
+    if (rc != 0 || j == NULL)
+        return rc;
+    evl_lookup_wait(j, deadline);
+    rc = evl_lookup_result(j, res);
+    evl_lookup_drop(j);
     return rc;
 }
 
