@@ -482,8 +482,8 @@ static void signals(void)
 
 static int loop(const char *name)
 {
-    struct pollfd pfds[WATCH_MAX_SENTINELS + 2];
-    int idx[WATCH_MAX_SENTINELS];
+    struct pollfd pfds[2 * WATCH_MAX_SENTINELS + 2];
+    int idx[2 * WATCH_MAX_SENTINELS];
     double stop_at = 0;
     for (;;) {
         double now = watch_now();
@@ -509,7 +509,7 @@ static int loop(const char *name)
             t = t2;
         if (t > 1)
             t = 1;
-        int n = conn_pollfds(pfds + 2, idx, WATCH_MAX_SENTINELS);
+        int n = conn_pollfds(pfds + 2, idx, 2 * WATCH_MAX_SENTINELS);
         pfds[0].fd = wake[0];
         pfds[1].fd = run_pollfd(); /* a runner's answer: run_tick reads it */
         pfds[0].events = pfds[1].events = POLLIN;
@@ -525,8 +525,8 @@ static int loop(const char *name)
             }
         }
         for (int i = 0; i < n; i++)
-            if (pfds[i + 2].revents & (POLLIN | POLLHUP | POLLERR))
-                conn_read(idx[i]);
+            if (pfds[i + 2].revents)
+                conn_io(idx[i], pfds[i + 2].revents);
     }
     return 0;
 }
