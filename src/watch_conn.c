@@ -76,31 +76,6 @@ static int state_warned;
 
 /* ---------------------------------------------------------------- masters */
 
-static void state_load(void)
-{
-    nk = 0;
-    snprintf(state_path, sizeof state_path, "%s/watch-masters", set->s.state_dir);
-    FILE *f = fopen(state_path, "re");
-    if (!f)
-        return;
-    char line[1024];
-    while (fgets(line, sizeof line, f)) {
-        struct known k;
-        if (sscanf(line, "%255s %255s %ld %llu", k.name, k.ip, &k.port, &k.epoch) != 4)
-            continue;
-        if (nk == capk) {
-            size_t nc = capk ? capk * 2 : 64;
-            struct known *nkp = realloc(K, nc * sizeof *K);
-            if (!nkp)
-                break;
-            K = nkp;
-            capk = nc;
-        }
-        K[nk++] = k;
-    }
-    fclose(f);
-}
-
 static void state_save(void)
 {
     char tmp[4300];
@@ -146,6 +121,47 @@ static struct known *add(const char *name)
     memset(&K[nk], 0, sizeof K[nk]);
     snprintf(K[nk].name, sizeof K[nk].name, "%s", name);
     return &K[nk++];
+}
+
+/* <state_dir>/watch-masters joins what is known: a newer config epoch wins. */
+static void state_load(void)
+{
+    FILE *f = fopen(state_path, "re");
+    if (!f)
+        return;
+    char line[1024];
+    while (fgets(line, sizeof line, f)) {
+        struct known k, *have;
+        if (sscanf(line, "%255s %255s %ld %llu", k.name, k.ip, &k.port, &k.epoch) != 4)
+            continue;
+        if ((have = find(k.name)) == NULL && (have = add(k.name)) == NULL)
+            continue;
+        if (have->ip[0] == '\0' || k.epoch > have->epoch)
+            *have = k;
+    }
+    fclose(f);
+}
+
+/*
+ * The state file of the running set. At start it is read. A reload that
+ * moved state_dir reads the new one into what is known and writes what is
+ * known there: nothing known is lost, no master is announced again.
+ */
+static void state_use(void)
+{
+    char path[sizeof state_path];
+    snprintf(path, sizeof path, "%s/watch-masters", set->s.state_dir);
+    if (strcmp(path, state_path) == 0)
+        return;
+    int moved = state_path[0] != '\0';
+    snprintf(state_path, sizeof state_path, "%s", path);
+    state_warned = 0;
+    state_load();
+    if (moved) {
+        evl_log(EVL_INFO, "watch: masters' last known addresses now in %s", state_path);
+        if (nk)
+            state_save();
+    }
 }
 
 void conn_master_moved(const char *name, const char *ip, long port)
@@ -512,14 +528,12 @@ void conn_rediscover(void)
 void conn_settings(struct watch_set *s)
 {
     set = s;
+    state_use();
     for (size_t i = 0; i < s->s.nseeds; i++)
         conn_add(s->s.seeds[i]);
 }
 
 void conn_init(struct watch_set *s)
 {
-    set = s;
-    state_load();
-    for (size_t i = 0; i < s->s.nseeds; i++)
-        conn_add(s->s.seeds[i]);
+    conn_settings(s);
 }
