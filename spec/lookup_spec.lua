@@ -101,4 +101,35 @@ end)
     local _, n = log:gsub("host=nodotshost\n", "")
     assert.equal(5, n, log)
   end)
+
+  it("the Sentinel client ends on its timeout: sentinels status, and a watcher that stops on SIGTERM at once", function()
+    procs.write(dir .. "/eventilator.conf", string.format("log = { target = %q, level = \"debug\" }\n" ..
+      "rules_dir = %q\nstate_dir = %q\nwatch = { sentinels = { %q }, timeout = 0.5 }\n",
+      dir .. "/watch.log", dir .. "/rules", dir .. "/state", NAME .. ":26379"))
+    os.execute("mkdir -p " .. procs.quote(dir .. "/rules"))
+    -- seconds since boot, as a monotonic clock the shell can read
+    procs.write(dir .. "/probe.sh", string.format([[
+now() { cut -d' ' -f1 /proc/uptime; }
+export EVENTILATOR_CONF=%s
+t0=$(now)
+%s sentinels status --sentinel %s:26379 --timeout 0.5
+echo "status rc=$? secs=$(echo "$t0 $(now)" | awk '{ print $2 - $1 }')"
+%s watch & pid=$!
+until grep -q 'cannot connect' %s 2>/dev/null; do sleep 0.05; done
+t0=$(now)
+kill -TERM $pid
+wait $pid
+echo "watch rc=$? stop=$(echo "$t0 $(now)" | awk '{ print $2 - $1 }')"
+]], procs.quote(dir .. "/eventilator.conf"), procs.quote(procs.build .. "/bin/eventilator"), NAME,
+      procs.quote(procs.build .. "/bin/eventilator"), procs.quote(dir .. "/watch.log")))
+    local out, rc = in_silent_dns(dir, "sh " .. procs.quote(dir .. "/probe.sh"), 12)
+    local log = procs.read(dir .. "/watch.log") or ""
+    assert.equal(0, rc, out .. log)
+    assert.matches(NAME:gsub("%p", "%%%0") .. ":26379: unreachable: timed out after 0%.5 s %(name lookup%)", out)
+    local secs = tonumber(out:match("status rc=1 secs=([%d.]+)"))
+    assert.is_true(secs ~= nil and secs < 3, out)
+    assert.matches("cannot connect: " .. NAME:gsub("%p", "%%%0") .. ":26379: timed out after 0%.5 s %(name lookup%)", log)
+    local stop = tonumber(out:match("watch rc=0 stop=([%d.]+)"))
+    assert.is_true(stop ~= nil and stop < 1.5, out .. log)
+  end)
 end)
