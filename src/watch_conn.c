@@ -14,7 +14,8 @@
  *
  * The subscriber: PSUBSCRIBE "[-+]*" (every event channel; not
  * __sentinel__:hello), then each message goes to intake. A Sentinel that
- * is down or drops is retried with a backoff of 0.1 s doubling to 10 s:
+ * is down, or drops within 10 s of subscribing, is retried with a backoff
+ * of 0.1 s doubling to 10 s; one that was up longer is retried at once:
  * one log line when it connects, one when it goes.
  *
  * The command link, after every subscribe (and on -dup-sentinel or
@@ -54,6 +55,7 @@ struct sent {
     struct evl_sentinel_link sub; /* the subscriber */
     struct evl_sentinel_link cmd; /* reconciliation, while it runs */
     int subscribed;               /* PSUBSCRIBE confirmed on sub */
+    double up_since;              /* when it was */
     int rc, rc_left, rc_again;    /* reconciliation: step, SENTINELS replies to come, asked anew */
     double next_try, backoff;
     int quiet; /* its failure to connect was logged already */
@@ -360,7 +362,10 @@ static void down(int idx, double now)
     struct sent *s = &S[idx];
     if (s->subscribed) {
         evl_log(EVL_WARN, "watch: sentinel %s: disconnected: %s; reconnecting", s->addr, why(s, &s->sub));
-        s->backoff = BACKOFF_FIRST;
+        /* a connection that lasted is back at once; one that keeps dropping (a Sentinel
+           sending what is refused) backs off like one that cannot connect */
+        if (now - s->up_since >= BACKOFF_MAX)
+            s->backoff = BACKOFF_FIRST;
         s->quiet = 1;
     } else if (!s->quiet) {
         evl_log(EVL_WARN, "watch: sentinel %s: cannot connect: %s; retrying (backoff up to %.0f s)",
@@ -397,8 +402,8 @@ static void subscribed(int idx, const redisReply *r, double now)
         return;
     }
     s->subscribed = 1;
+    s->up_since = now;
     s->quiet = 0;
-    s->backoff = BACKOFF_FIRST;
     evl_log(EVL_INFO, "watch: sentinel %s: connected and subscribed", s->addr);
     reconcile_start(idx);
 }
