@@ -43,6 +43,7 @@ struct evl_lookup_job {
     int refs; /* the waiter and the thread; the last one out frees */
     int done;
     int rc, err;
+    int *live; /* the caller's count of helper threads running, or NULL */
     struct addrinfo hints, *res;
     char serv[16];
     char host[];
@@ -67,6 +68,7 @@ static inline void *evl_lookup_thread(void *arg)
 {
     struct evl_lookup_job *j = (struct evl_lookup_job *)arg;
     struct addrinfo *res = NULL;
+    int *live = j->live;
     int rc = getaddrinfo(j->host, j->serv[0] ? j->serv : NULL, &j->hints, &res);
     pthread_mutex_lock(&j->mu);
     j->rc = rc;
@@ -76,6 +78,8 @@ static inline void *evl_lookup_thread(void *arg)
     pthread_cond_signal(&j->cv);
     pthread_mutex_unlock(&j->mu);
     evl_lookup_unref(j);
+    if (live)
+        __atomic_sub_fetch(live, 1, __ATOMIC_RELAXED);
     return NULL;
 }
 
@@ -84,10 +88,12 @@ static inline void *evl_lookup_thread(void *arg)
  * Returns 0 with *res set (a literal, resolved in place: free it with
  * freeaddrinfo), 0 with *job set (a helper thread is on it: ask
  * evl_lookup_wait / evl_lookup_result, then evl_lookup_drop), or an EAI_*
- * code. Never raises.
+ * code. `live`, if not NULL, counts the helper threads running: one more
+ * from now until the thread ends, even when the caller gave up on it.
+ * Never raises.
  */
 static inline int evl_lookup_start(const char *host, const char *serv, const struct addrinfo *hints,
-                                   struct addrinfo **res, struct evl_lookup_job **job)
+                                   struct addrinfo **res, struct evl_lookup_job **job, int *live)
 {
     struct addrinfo numeric = *hints;
     struct evl_lookup_job *j;
@@ -118,6 +124,7 @@ static inline int evl_lookup_start(const char *host, const char *serv, const str
     j->hints.ai_addr = NULL;
     j->hints.ai_canonname = NULL;
     j->refs = 2;
+    j->live = live;
     pthread_mutex_init(&j->mu, NULL);
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -131,10 +138,14 @@ static inline int evl_lookup_start(const char *host, const char *serv, const str
     pthread_attr_init(&ta);
     pthread_attr_setdetachstate(&ta, PTHREAD_CREATE_DETACHED);
     pthread_attr_setstacksize(&ta, 256 * 1024);
+    if (live)
+        __atomic_add_fetch(live, 1, __ATOMIC_RELAXED);
     rc = pthread_create(&tid, &ta, evl_lookup_thread, j);
     pthread_attr_destroy(&ta);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc != 0) {
+        if (live)
+            __atomic_sub_fetch(live, 1, __ATOMIC_RELAXED);
         /* No thread to be had: free the job and look up in place. */
         j->refs = 1;
         evl_lookup_unref(j);
@@ -201,7 +212,7 @@ static inline int evl_lookup(const char *host, const char *serv, const struct ad
                       double deadline, struct addrinfo **res)
 {
     struct evl_lookup_job *j;
-    int rc = evl_lookup_start(host, serv, hints, res, &j);
+    int rc = evl_lookup_start(host, serv, hints, res, &j, NULL);
     if (rc != 0 || j == NULL)
         return rc;
     evl_lookup_wait(j, deadline);

@@ -32,6 +32,13 @@
 #define SL_DEF_TIMEOUT 2.0
 #define SL_LOOKUP_POLL 0.02 /* s between two looks at a running name lookup */
 
+static int sl_lookups; /* helper threads of links' name lookups still running */
+
+int evl_sentinel_lookups(void)
+{
+    return __atomic_load_n(&sl_lookups, __ATOMIC_RELAXED);
+}
+
 void evl_sentinel_format_addr(char *out, size_t cap, const char *host, int port)
 {
     if (strchr(host, ':'))
@@ -185,7 +192,7 @@ int evl_sentinel_link_open(struct evl_sentinel_link *l, const char *addr,
     memset(&hints, 0, sizeof hints);
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
-    rc = evl_lookup_start(l->host, NULL, &hints, &res, &l->job);
+    rc = evl_lookup_start(l->host, NULL, &hints, &res, &l->job, &sl_lookups);
     if (rc != 0) {
         sl_die(l, "name lookup: %s", rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
         return -1;

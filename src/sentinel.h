@@ -94,6 +94,10 @@ redisReply *evl_sentinel_link_reply(struct evl_sentinel_link *l, double now);
 int evl_sentinel_link_busy(const struct evl_sentinel_link *l);
 void evl_sentinel_link_close(struct evl_sentinel_link *l); /* harmless twice, or when never opened */
 
+/* Helper threads of the links' name lookups still running (a lookup given up on included): watch
+   mode forks runs while they run, as it would not for threads a rule file left. */
+int evl_sentinel_lookups(void);
+
 /* Drive n links until none is busy: every reply goes to on_reply(i, reply, ud), which owns it
    and may send more on link i or close it (NULL: replies are dropped). */
 void evl_sentinel_drive(struct evl_sentinel_link *l, size_t n,

@@ -38,6 +38,7 @@
 #include "paths.h"
 #include "record.h"
 #include "retry.h"
+#include "sentinel.h"
 #include "watch_env.h"
 #include "watch.h"
 
@@ -254,7 +255,10 @@ int watch_fork_ok(double now)
     static double waiting_since;
     if (cur->single)
         return 1;
-    int n = threads();
+    /* The watcher's own name lookups (a Sentinel given by host name, sentinel.c) are not waited
+       for: one that hangs on DNS would hold every run for 30 s, and a run forked while one holds
+       a resolver lock meets it only in a name lookup of its own, which lookup.h bounds. */
+    int n = threads() - evl_sentinel_lookups();
     if (n <= 1) {
         cur->single = 1;
         if (waiting_since)
