@@ -101,4 +101,53 @@ end)
     local _, n = log:gsub("host=nodotshost\n", "")
     assert.equal(5, n, log)
   end)
+
+  it("the Sentinel client ends on its timeout: sentinels status, and a watcher whose runs and SIGTERM never wait", function()
+    os.execute("mkdir -p " .. procs.quote(dir .. "/rules"))
+    procs.write(dir .. "/rules/10-record.lua", string.format([[
+on("+sdown", function(ev) local f = assert(io.open(%q, "a")); f:write(ev.pod, "\n"); f:close() end)
+]], dir .. "/handled"))
+    -- the fake Sentinel beside the seed that never resolves; seconds since boot as the clock
+    procs.write(dir .. "/probe.sh", string.format([[
+now() { cut -d' ' -f1 /proc/uptime; }
+since() { echo "$1 $(now)" | awk '{ print $2 - $1 }'; }
+bin=%s dir=%s name=%s
+env -u LD_PRELOAD python3 %s --ready "$dir/fake.port" >/dev/null 2>&1 &
+until [ -s "$dir/fake.port" ]; do sleep 0.05; done
+port=$(cat "$dir/fake.port")
+printf 'log = { target = "%%s/watch.log", level = "debug" }\nrules_dir = "%%s/rules"\nstate_dir = "%%s/state"\n' \
+  "$dir" "$dir" "$dir" > "$dir/eventilator.conf"
+printf 'watch = { sentinels = { "%%s:26379", "127.0.0.1:%%s" }, timeout = 0.5 }\n' "$name" "$port" >> "$dir/eventilator.conf"
+export EVENTILATOR_CONF="$dir/eventilator.conf"
+t0=$(now)
+"$bin" sentinels status --sentinel "$name:26379" --timeout 0.5
+echo "status rc=$? secs=$(since $t0)"
+"$bin" watch & pid=$!
+until grep -q 'cannot connect' "$dir/watch.log" 2>/dev/null && grep -q 'connected and subscribed' "$dir/watch.log"; do
+  sleep 0.05
+done
+t0=$(now)
+env -u LD_PRELOAD redis-cli -p "$port" PUBLISH +sdown 'master pod1 127.0.0.1 6379' >/dev/null
+until [ -s "$dir/handled" ]; do sleep 0.05; done
+echo "handled=$(since $t0)"
+t0=$(now)
+kill -TERM $pid
+wait $pid
+echo "watch rc=$? stop=$(since $t0)"
+]], procs.quote(procs.build .. "/bin/eventilator"), procs.quote(dir), NAME,
+      procs.quote(procs.src .. "/spec/support/fakesentinel.py")))
+    local out, rc = in_silent_dns(dir, "sh " .. procs.quote(dir .. "/probe.sh"), 15)
+    local log = procs.read(dir .. "/watch.log") or ""
+    assert.equal(0, rc, out .. log)
+    assert.matches(NAME:gsub("%p", "%%%0") .. ":26379: unreachable: timed out after 0%.5 s %(name lookup%)", out)
+    local secs = tonumber(out:match("status rc=1 secs=([%d.]+)"))
+    assert.is_true(secs ~= nil and secs < 3, out)
+    assert.matches("cannot connect: " .. NAME:gsub("%p", "%%%0") .. ":26379: timed out after 0%.5 s %(name lookup%)", log)
+    -- the lookups that hang on DNS hold up no run: it starts at once, and no wait is logged
+    local handled = tonumber(out:match("handled=([%d.]+)"))
+    assert.is_true(handled ~= nil and handled < 3, out .. log)
+    assert.is_nil(log:find("runs wait for them", 1, true), log)
+    local stop = tonumber(out:match("watch rc=0 stop=([%d.]+)"))
+    assert.is_true(stop ~= nil and stop < 1.5, out .. log)
+  end)
 end)

@@ -80,13 +80,18 @@ static uint64_t identity(const struct stat *st, const char *chunk)
     return evl_fnv(chunk, strlen(chunk), evl_fnv(v, sizeof v, EVL_FNV0));
 }
 
-/* <state_dir>/rules-cache, when it is ours alone (made 0700 if missing): checked once a process. */
+/* <state_dir>/rules-cache, when it is ours alone (made 0700 if missing): checked once a process,
+   and again when state_dir is another (watch mode reloads its config on SIGHUP). */
 static const char *cache_dir(struct evl_host *h)
 {
-    static char sub[4200], why[900];
+    static char sub[4200], why[900], of[4096];
     static int state; /* 0 unknown, 1 usable, -1 not */
-    if (state == 0)
+    if (state != 0 && strcmp(of, h->state_dir ? h->state_dir : "") != 0)
+        state = 0;
+    if (state == 0) {
+        snprintf(of, sizeof of, "%s", h->state_dir ? h->state_dir : "");
         state = evl_state_sub(h, "rules-cache", sub, sizeof sub, why, sizeof why) ? 1 : -1;
+    }
     return state > 0 ? sub : NULL;
 }
 

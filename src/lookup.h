@@ -13,6 +13,9 @@
  * never starts a thread (AI_NUMERICHOST first), so the common case costs
  * nothing, and in the static start-up binary never reaches NSS.
  *
+ * A caller that must not wait at all (the watcher's poll loop) starts the
+ * lookup (evl_lookup_start) and asks later whether it has ended.
+ *
  * getaddrinfo_a(3) would do the same but cannot be cancelled once running
  * and signals completion through sigevent; a plain thread is simpler and
  * links the same way statically (glibc >= 2.34 has pthreads in libc).
@@ -40,6 +43,7 @@ struct evl_lookup_job {
     int refs; /* the waiter and the thread; the last one out frees */
     int done;
     int rc, err;
+    int *live; /* the caller's count of helper threads running, or NULL */
     struct addrinfo hints, *res;
     char serv[16];
     char host[];
@@ -64,6 +68,7 @@ static inline void *evl_lookup_thread(void *arg)
 {
     struct evl_lookup_job *j = (struct evl_lookup_job *)arg;
     struct addrinfo *res = NULL;
+    int *live = j->live;
     int rc = getaddrinfo(j->host, j->serv[0] ? j->serv : NULL, &j->hints, &res);
     pthread_mutex_lock(&j->mu);
     j->rc = rc;
@@ -73,18 +78,22 @@ static inline void *evl_lookup_thread(void *arg)
     pthread_cond_signal(&j->cv);
     pthread_mutex_unlock(&j->mu);
     evl_lookup_unref(j);
+    if (live)
+        __atomic_sub_fetch(live, 1, __ATOMIC_RELAXED);
     return NULL;
 }
 
 /*
- * getaddrinfo(host, serv, hints, res) that gives up at `deadline`
- * (CLOCK_MONOTONIC seconds, as evl_monotonic() in deadline.h). Returns 0
- * with *res to be freed by freeaddrinfo, an EAI_* code (EAI_SYSTEM with
- * errno set), or EVL_LOOKUP_TIMEOUT. Never raises: safe between a resource
- * and its release.
+ * Start resolving host:serv for a caller that must not wait (a poll loop).
+ * Returns 0 with *res set (a literal, resolved in place: free it with
+ * freeaddrinfo), 0 with *job set (a helper thread is on it: ask
+ * evl_lookup_wait / evl_lookup_result, then evl_lookup_drop), or an EAI_*
+ * code. `live`, if not NULL, counts the helper threads running: one more
+ * from now until the thread ends, even when the caller gave up on it.
+ * Never raises.
  */
-static inline int evl_lookup(const char *host, const char *serv, const struct addrinfo *hints,
-                      double deadline, struct addrinfo **res)
+static inline int evl_lookup_start(const char *host, const char *serv, const struct addrinfo *hints,
+                                   struct addrinfo **res, struct evl_lookup_job **job, int *live)
 {
     struct addrinfo numeric = *hints;
     struct evl_lookup_job *j;
@@ -92,11 +101,11 @@ static inline int evl_lookup(const char *host, const char *serv, const struct ad
     pthread_attr_t ta;
     pthread_t tid;
     sigset_t all, old;
-    struct timespec until;
     size_t hlen = strlen(host);
     int rc;
 
     *res = NULL;
+    *job = NULL;
     numeric.ai_flags |= AI_NUMERICHOST;
     rc = getaddrinfo(host, serv, &numeric, res);
     if (rc != EAI_NONAME)
@@ -115,6 +124,7 @@ static inline int evl_lookup(const char *host, const char *serv, const struct ad
     j->hints.ai_addr = NULL;
     j->hints.ai_canonname = NULL;
     j->refs = 2;
+    j->live = live;
     pthread_mutex_init(&j->mu, NULL);
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -128,16 +138,28 @@ static inline int evl_lookup(const char *host, const char *serv, const struct ad
     pthread_attr_init(&ta);
     pthread_attr_setdetachstate(&ta, PTHREAD_CREATE_DETACHED);
     pthread_attr_setstacksize(&ta, 256 * 1024);
+    if (live)
+        __atomic_add_fetch(live, 1, __ATOMIC_RELAXED);
     rc = pthread_create(&tid, &ta, evl_lookup_thread, j);
     pthread_attr_destroy(&ta);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc != 0) {
+        if (live)
+            __atomic_sub_fetch(live, 1, __ATOMIC_RELAXED);
         /* No thread to be had: free the job and look up in place. */
         j->refs = 1;
         evl_lookup_unref(j);
         return getaddrinfo(host, serv, hints, res);
     }
+    *job = j;
+    return 0;
+}
 
+/* Wait for a started lookup until `deadline` (CLOCK_MONOTONIC seconds); 1 when it has ended. */
+static inline int evl_lookup_wait(struct evl_lookup_job *j, double deadline)
+{
+    struct timespec until;
+    int done;
     if (deadline < 0)
         deadline = 0;
     until.tv_sec = (time_t)deadline;
@@ -149,17 +171,53 @@ static inline int evl_lookup(const char *host, const char *serv, const struct ad
         if (pthread_cond_timedwait(&j->cv, &j->mu, &until) == ETIMEDOUT)
             break;
     }
+    done = j->done;
+    pthread_mutex_unlock(&j->mu);
+    return done;
+}
+
+/* An ended lookup's outcome: 0 with *res (the caller owns it now), or an
+ * EAI_* code (EAI_SYSTEM with errno set); EVL_LOOKUP_TIMEOUT while it runs. */
+static inline int evl_lookup_result(struct evl_lookup_job *j, struct addrinfo **res)
+{
+    int rc = EVL_LOOKUP_TIMEOUT;
+    *res = NULL;
+    pthread_mutex_lock(&j->mu);
     if (j->done) {
         rc = j->rc;
         *res = j->res;
-        j->res = NULL; /* the caller owns it now */
+        j->res = NULL;
         if (rc == EAI_SYSTEM)
             errno = j->err;
-    } else {
-        rc = EVL_LOOKUP_TIMEOUT;
     }
     pthread_mutex_unlock(&j->mu);
-    evl_lookup_unref(j);
+    return rc;
+}
+
+/* The caller is done with a job, ended or not: a thread still running frees it when it ends. */
+static inline void evl_lookup_drop(struct evl_lookup_job *j)
+{
+    if (j)
+        evl_lookup_unref(j);
+}
+
+/*
+ * getaddrinfo(host, serv, hints, res) that gives up at `deadline`
+ * (CLOCK_MONOTONIC seconds, as evl_monotonic() in deadline.h). Returns 0
+ * with *res to be freed by freeaddrinfo, an EAI_* code (EAI_SYSTEM with
+ * errno set), or EVL_LOOKUP_TIMEOUT. Never raises: safe between a resource
+ * and its release.
+ */
+static inline int evl_lookup(const char *host, const char *serv, const struct addrinfo *hints,
+                      double deadline, struct addrinfo **res)
+{
+    struct evl_lookup_job *j;
+    int rc = evl_lookup_start(host, serv, hints, res, &j, NULL);
+    if (rc != 0 || j == NULL)
+        return rc;
+    evl_lookup_wait(j, deadline);
+    rc = evl_lookup_result(j, res);
+    evl_lookup_drop(j);
     return rc;
 }
 

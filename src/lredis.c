@@ -42,6 +42,7 @@
 
 #include "deadline.h"
 #include "lookup.h"
+#include "replycap.h"
 
 #if defined(__GNUC__)
 #define RC_EXPORT __attribute__((visibility("default")))
@@ -61,33 +62,16 @@
 /* Each argument of a pipelined command sits on the Lua stack while it is
  * appended; Lua's stack stops at a million slots. */
 #define RC_MAX_ARGC 500000
-/* Default cap on one reply, MiB (config redis.max_reply). */
+/* Default cap on one reply, MiB (config redis.max_reply; how it is enforced: replycap.h). */
 #define RC_DEF_MAX_REPLY 64.0
 #define RC_MAX_MAX_REPLY 4096.0
-
-/*
- * The reply cap. hiredis 0.14 buffers a bulk until all of it has arrived
- * and allocates an array's slots as soon as its header is read, both sized
- * by what the server announces: "$8000000000" alone would grow the process
- * by gigabytes. So the binding bounds one reply three ways: the bytes read
- * for it, a bulk's announced length (peeked before the bytes come), and an
- * array's announced count (refused in the reader's createArray hook, before
- * hiredis allocates). Over the cap, the call fails and the client closes.
- */
-typedef struct RcCap {
-    redisReplyObjectFunctions fn;         /* ours: the defaults with checks */
-    const redisReplyObjectFunctions *orig; /* hiredis's defaults */
-    size_t max;                           /* bytes */
-    double mib;                           /* as configured, for messages */
-    int over;                             /* set by a hook that refused */
-} RcCap;
 
 typedef struct RClient {
     redisContext *ctx; /* NULL once closed */
     redisReply *reply; /* reply being converted: owned here so a raise cannot leak it */
     double timeout;    /* command timeout, seconds */
     int busy;          /* set during a call; still set later = it was cut short by a raise */
-    RcCap cap;         /* the reader's hooks point here: a userdata never moves */
+    evl_replycap cap;  /* the reader's hooks point here: a userdata never moves */
     char addr[];       /* "host:port", "[v6]:port" or the socket path, for messages */
 } RClient;
 
@@ -214,87 +198,16 @@ static const char *rc_flush(redisContext *ctx, double deadline)
 }
 
 
-/* Reader hooks: an array whose announced size cannot fit the cap is refused
- * before hiredis allocates its slots (each element takes >= 3 bytes). */
-static void *rc_hook_array(const redisReadTask *task, int elements)
-{
-    RcCap *cap = (RcCap *)task->privdata;
-    if (elements > 0 && (size_t)elements > cap->max / 3) {
-        cap->over = 1;
-        return NULL; /* the reader then fails with "Out of memory" */
-    }
-    return cap->orig->createArray(task, elements);
-}
-
-static void *rc_hook_string(const redisReadTask *task, char *str, size_t len)
-{
-    RcCap *cap = (RcCap *)task->privdata;
-    if (len > cap->max) {
-        cap->over = 1;
-        return NULL;
-    }
-    return cap->orig->createString(task, str, len);
-}
-
-static void *rc_hook_integer(const redisReadTask *task, long long v)
-{
-    return ((RcCap *)task->privdata)->orig->createInteger(task, v);
-}
-
-static void *rc_hook_nil(const redisReadTask *task)
-{
-    return ((RcCap *)task->privdata)->orig->createNil(task);
-}
-
-/* Install the hooks on a reader (a live context's, or the fuzz harness's). */
-static void rc_cap_install(RcCap *cap, redisReader *r, double mib)
-{
-    cap->orig = r->fn;
-    cap->fn = *r->fn;
-    cap->fn.createString = rc_hook_string;
-    cap->fn.createArray = rc_hook_array;
-    cap->fn.createInteger = rc_hook_integer;
-    cap->fn.createNil = rc_hook_nil;
-    cap->mib = mib;
-    cap->max = (size_t)(mib * 1048576.0);
-    cap->over = 0;
-    r->fn = &cap->fn;
-    r->privdata = cap;
-}
-
 /*
- * After the reader stopped on an incomplete item: a bulk header at the
- * cursor announces how much is still to come. Refused at once when that
- * cannot fit, so an announced 8 GB costs nothing.
+ * Read one reply, before `deadline`, within the cap (replycap.h). poll(2)
+ * first, so the read(2) that follows never waits: the whole reply is
+ * bounded, not each read. On success *out is the reply and the caller owns it.
  */
-static int rc_cap_peek(const RcCap *cap, const redisReader *r)
-{
-    const char *p = r->buf + r->pos, *end = r->buf + r->len;
-    unsigned long long n = 0;
-    /* hiredis consumes the type byte first: a bulk it is waiting for has
-     * its task typed STRING and the cursor on the length's digits. */
-    if (p < end && *p == '$')
-        p++;
-    else if (r->ridx < 0 || r->rstack[r->ridx].type != REDIS_REPLY_STRING)
-        return 0;
-    for (; p < end && *p >= '0' && *p <= '9'; p++) {
-        n = n * 10 + (unsigned)(*p - '0');
-        if (n > cap->max)
-            return 1;
-    }
-    return 0;
-}
-
-/*
- * Read one reply, before `deadline`, within the cap. poll(2) first, so the
- * read(2) that follows never waits: the whole reply is bounded, not each
- * read. On success *out is the reply and the caller owns it.
- */
-static const char *rc_read(redisContext *ctx, RcCap *cap, double deadline, redisReply **out)
+static const char *rc_read(redisContext *ctx, evl_replycap *cap, double deadline, redisReply **out)
 {
     void *r = NULL;
-    size_t got = 0;
     cap->over = 0;
+    evl_replycap_next(cap, ctx->reader); /* what is buffered already is this reply's */
     for (;;) {
         struct pollfd pfd;
         double left;
@@ -306,7 +219,7 @@ static const char *rc_read(redisContext *ctx, RcCap *cap, double deadline, redis
             *out = (redisReply *)r;
             return NULL;
         }
-        if (rc_cap_peek(cap, ctx->reader))
+        if (evl_replycap_peek(cap, ctx->reader))
             return rc_too_big;
         left = deadline - evl_monotonic();
         if (left <= 0)
@@ -326,8 +239,7 @@ static const char *rc_read(redisContext *ctx, RcCap *cap, double deadline, redis
         before = ctx->reader->len;
         if (redisBufferRead(ctx) != REDIS_OK)
             return ctx->errstr;
-        got += ctx->reader->len - before;
-        if (got > cap->max + 64) /* + a few bytes of framing */
+        if (evl_replycap_count(cap, ctx->reader->len - before))
             return rc_too_big;
     }
 }
@@ -806,7 +718,7 @@ static int rc_connect_tcp(lua_State *L, RClient *c, const char *host, int port, 
  * and port), username + password (AUTH user pass) or password (AUTH pass;
  * "" means none), db (SELECT when non-zero), timeout (per-call, s, default
  * 5), connect_timeout (s; default: timeout if given, else 2), max_reply
- * (MiB, default 64: the largest reply a call accepts, see RcCap).
+ * (MiB, default 64: the largest reply a call accepts, see replycap.h).
  * connect_timeout bounds the whole of connect: name lookup, TCP handshake,
  * AUTH, SELECT.
  * Returns nil, "redis <addr>: ..." when refused, timed out, the name does
@@ -860,7 +772,7 @@ static int rc_connect(lua_State *L)
         rc_free(c);
         return 2;
     }
-    rc_cap_install(&c->cap, c->ctx->reader, o.max_reply);
+    evl_replycap_install(&c->cap, c->ctx->reader, o.max_reply);
     if (o.password) {
         int argc = 2;
         lua_pushliteral(L, "AUTH");
@@ -904,18 +816,18 @@ int evl_redis_fuzz_reply(lua_State *L, const char *data, size_t len, double max_
 
 int evl_redis_fuzz_reply(lua_State *L, const char *data, size_t len, double max_mib)
 {
-    RcCap cap;
+    evl_replycap cap;
     void *reply = NULL;
     int n = 0;
     redisReader *rd = redisReaderCreate();
     if (rd == NULL)
         return -1;
-    rc_cap_install(&cap, rd, max_mib);
+    evl_replycap_install(&cap, rd, max_mib);
     if (redisReaderFeed(rd, data, len) != REDIS_OK) {
         redisReaderFree(rd);
         return -1;
     }
-    while (!rc_cap_peek(&cap, rd) && redisReaderGetReply(rd, &reply) == REDIS_OK && reply) {
+    while (!evl_replycap_peek(&cap, rd) && redisReaderGetReply(rd, &reply) == REDIS_OK && reply) {
         lua_pushcfunction(L, rc_fuzz_map);
         lua_pushlightuserdata(L, reply);
         lua_pushboolean(L, n & 1);

@@ -1,50 +1,42 @@
 /*
- * sentinel.c: the Sentinel client (see sentinel.h), on hiredis 0.14 in
- * blocking mode.
+ * sentinel.c: the Sentinel client (see sentinel.h), on hiredis 0.14
+ * contexts in non-blocking mode.
  *
- * Why not plain redisCommand: hiredis bounds each read(2) with SO_RCVTIMEO,
- * not the whole reply, so a Sentinel that dribbles one byte a second would
- * keep us forever. Commands are written with SO_SNDTIMEO set to the time
- * left, and replies are read with our own poll(2) loop against a deadline
- * taken when the command starts. A timeout marks the context dead, as
- * hiredis does with its own I/O errors: the stream is out of step.
+ * Why not hiredis's blocking calls: a blocking connect resolves the name
+ * with getaddrinfo (no bound: a DNS server that never answers holds it for
+ * tens of seconds), and SO_RCVTIMEO bounds each read(2), not the whole
+ * reply, so a Sentinel that dribbles one byte a second would keep us
+ * forever. And why not hiredis's async API: it leaves the timeouts, the
+ * name lookup and the reply cap to us anyway. So a link is a non-blocking
+ * context plus a small state machine: LOOKUP (a helper thread, lookup.h)
+ * -> CONNECTING (until the socket is writable) -> OPEN, with the deadline
+ * of whatever is waited on. A deadline that passes, an I/O error or a reply
+ * over the cap kills the link (DEAD), as hiredis does with its own errors:
+ * the stream is out of step.
  */
 #include "sentinel.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
-#include <poll.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+#include <sys/socket.h>
 
-/* hiredis turns a timeout into int milliseconds; stay well inside that. */
-#define SN_MAX_TIMEOUT 1e6
+#include "deadline.h"
+#include "lookup.h"
 
-static double sn_now(void)
+#define SL_DEF_TIMEOUT 2.0
+#define SL_LOOKUP_POLL 0.02 /* s between two looks at a running name lookup */
+
+static int sl_lookups; /* helper threads of links' name lookups still running */
+
+int evl_sentinel_lookups(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static struct timeval sn_tv(double secs)
-{
-    struct timeval tv;
-    if (secs < 0.001)
-        secs = 0.001;
-    if (secs > SN_MAX_TIMEOUT)
-        secs = SN_MAX_TIMEOUT;
-    tv.tv_sec = (time_t)secs;
-    tv.tv_usec = (suseconds_t)((secs - (double)tv.tv_sec) * 1e6);
-    if (tv.tv_usec >= 1000000)
-        tv.tv_usec = 999999;
-    return tv;
-}
-
-static double sn_secs(const struct timeval *tv)
-{
-    return tv ? (double)tv->tv_sec + (double)tv->tv_usec / 1e6 : 2.0;
+    return __atomic_load_n(&sl_lookups, __ATOMIC_RELAXED);
 }
 
 void evl_sentinel_format_addr(char *out, size_t cap, const char *host, int port)
@@ -101,181 +93,399 @@ int evl_sentinel_addr(const char *addr, char *host, size_t hostcap, int *port, c
     return 0;
 }
 
-/* "host:port" of a context, for messages. */
-static void sn_ctx_addr(const redisContext *c, char *out, size_t cap)
+/* ------------------------------------------------------------ a link */
+
+/* The link is dead: free what it holds, keep why ("<addr>: <why>"). */
+static void sl_die(struct evl_sentinel_link *l, const char *fmt, ...)
 {
-    if (c->tcp.host)
-        evl_sentinel_format_addr(out, cap, c->tcp.host, c->tcp.port);
-    else
-        snprintf(out, cap, "?");
+    char why[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
+    snprintf(l->err, sizeof l->err, "%s: %s", l->addr, why);
+    evl_sentinel_link_close(l);
+    l->state = EVL_SL_DEAD;
 }
 
-/* Kill the context with a message, the way hiredis does on an I/O error. */
-static void sn_kill(redisContext *c, const char *msg)
+static void sl_too_big(struct evl_sentinel_link *l)
 {
-    if (msg != c->errstr)
-        snprintf(c->errstr, sizeof c->errstr, "%s", msg);
-    if (c->err == 0)
-        c->err = REDIS_ERR_IO;
+    sl_die(l, "reply larger than %g MiB", l->cap.mib);
 }
 
-int evl_sentinel_dead(const redisContext *c)
+/* What is waited on now is due by now + timeout (or nothing is). */
+static void sl_arm(struct evl_sentinel_link *l, double now)
 {
-    return c == NULL || c->err != 0;
+    int waiting = l->state != EVL_SL_OPEN || l->auth_wait || l->asked;
+    l->deadline = waiting ? now + l->timeout : 0;
 }
 
-static const char sn_timed_out[] = "timed out";
+/* Connect to the first usable address of `res` without waiting. */
+static void sl_connect(struct evl_sentinel_link *l, const struct addrinfo *res, double now)
+{
+    char ip[INET6_ADDRSTRLEN];
+    const struct addrinfo *ai;
+    double mib = l->cap.mib;
+    for (ai = res; ai; ai = ai->ai_next) {
+        const void *a = ai->ai_family == AF_INET6
+            ? (const void *)&((const struct sockaddr_in6 *)(const void *)ai->ai_addr)->sin6_addr
+            : (const void *)&((const struct sockaddr_in *)(const void *)ai->ai_addr)->sin_addr;
+        if ((ai->ai_family == AF_INET || ai->ai_family == AF_INET6) &&
+            inet_ntop(ai->ai_family, a, ip, sizeof ip))
+            break;
+    }
+    if (!ai) {
+        sl_die(l, "name lookup: no IPv4 or IPv6 address");
+        return;
+    }
+    /* an address literal: hiredis's own getaddrinfo never waits on DNS */
+    l->c = redisConnectNonBlock(ip, l->port);
+    if (!l->c) {
+        sl_die(l, "out of memory");
+        return;
+    }
+    if (l->c->err) {
+        sl_die(l, "%s", l->c->errstr);
+        return;
+    }
+    fcntl(l->c->fd, F_SETFD, FD_CLOEXEC);
+    evl_replycap_install(&l->cap, l->c->reader, mib);
+    if (l->outlen && redisAppendFormattedCommand(l->c, l->out, l->outlen) != REDIS_OK) {
+        sl_die(l, "out of memory");
+        return;
+    }
+    free(l->out);
+    l->out = NULL;
+    l->outlen = 0;
+    l->state = EVL_SL_CONNECTING;
+    sl_arm(l, now);
+}
 
-/* Send what was appended, before `deadline`. NULL, or a message. */
-static const char *sn_flush(redisContext *c, double deadline)
+int evl_sentinel_link_open(struct evl_sentinel_link *l, const char *addr,
+                           const struct evl_sentinel_opts *o)
+{
+    struct addrinfo hints, *res = NULL;
+    char why[400];
+    double now = evl_monotonic();
+    int rc;
+    memset(l, 0, sizeof *l);
+    snprintf(l->addr, sizeof l->addr, "%s", addr ? addr : "");
+    l->timeout = o && o->timeout > 0 ? o->timeout : SL_DEF_TIMEOUT;
+    l->cap.mib = o && o->max_reply > 0 ? o->max_reply : EVL_SENTINEL_MAX_REPLY;
+    l->state = EVL_SL_LOOKUP;
+    if (evl_sentinel_addr(addr, l->host, sizeof l->host, &l->port, why, sizeof why) < 0) {
+        snprintf(l->err, sizeof l->err, "%s", why);
+        l->state = EVL_SL_DEAD;
+        return -1;
+    }
+    if (o && o->password && o->password[0]) {
+        const char *argv[3] = {"AUTH", o->password, NULL};
+        if (o->username && o->username[0]) {
+            argv[1] = o->username;
+            argv[2] = o->password;
+        }
+        if (evl_sentinel_link_send(l, argv[2] ? 3 : 2, argv) < 0)
+            return -1;
+        l->asked = 0;
+        l->auth_wait = 1;
+    }
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    rc = evl_lookup_start(l->host, NULL, &hints, &res, &l->job, &sl_lookups);
+    if (rc != 0) {
+        sl_die(l, "name lookup: %s", rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
+        return -1;
+    }
+    if (l->job) {
+        l->deadline = now + l->timeout;
+        return 0;
+    }
+    sl_connect(l, res, now);
+    freeaddrinfo(res);
+    return l->state == EVL_SL_DEAD ? -1 : 0;
+}
+
+/* Write what waits, without waiting. */
+static void sl_write(struct evl_sentinel_link *l)
 {
     int done = 0;
-    do {
-        double left = deadline - sn_now();
-        if (left <= 0)
-            return sn_timed_out;
-        if (redisSetTimeout(c, sn_tv(left)) != REDIS_OK)
-            return c->errstr;
-        if (redisBufferWrite(c, &done) != REDIS_OK)
-            return (errno == EAGAIN || errno == EWOULDBLOCK) ? sn_timed_out : c->errstr;
-    } while (!done);
+    if (l->state == EVL_SL_OPEN && sdslen(l->c->obuf) > 0 && redisBufferWrite(l->c, &done) != REDIS_OK)
+        sl_die(l, "%s", l->c->errstr);
+}
+
+int evl_sentinel_link_send(struct evl_sentinel_link *l, int argc, const char *const *argv)
+{
+    char *cmd = NULL;
+    int len;
+    if (l->state == EVL_SL_DEAD || l->state == EVL_SL_CLOSED)
+        return -1;
+    len = redisFormatCommandArgv(&cmd, argc, (const char **)argv, NULL);
+    if (len < 0) {
+        sl_die(l, "out of memory");
+        return -1;
+    }
+    if (l->c) {
+        if (redisAppendFormattedCommand(l->c, cmd, (size_t)len) != REDIS_OK) {
+            redisFreeCommand(cmd);
+            sl_die(l, "out of memory");
+            return -1;
+        }
+    } else {
+        char *grown = realloc(l->out, l->outlen + (size_t)len);
+        if (!grown) {
+            redisFreeCommand(cmd);
+            sl_die(l, "out of memory");
+            return -1;
+        }
+        memcpy(grown + l->outlen, cmd, (size_t)len);
+        l->out = grown;
+        l->outlen += (size_t)len;
+    }
+    redisFreeCommand(cmd);
+    if (l->asked++ == 0 && l->state == EVL_SL_OPEN && !l->auth_wait)
+        sl_arm(l, evl_monotonic());
+    sl_write(l);
+    return l->state == EVL_SL_DEAD ? -1 : 0;
+}
+
+int evl_sentinel_link_pollfd(const struct evl_sentinel_link *l, struct pollfd *p)
+{
+    p->revents = 0;
+    if (l->state == EVL_SL_CONNECTING) {
+        p->fd = l->c->fd;
+        p->events = POLLOUT;
+        return 1;
+    }
+    if (l->state == EVL_SL_OPEN) {
+        p->fd = l->c->fd;
+        p->events = (short)(POLLIN | (sdslen(l->c->obuf) > 0 ? POLLOUT : 0));
+        return 1;
+    }
+    return 0;
+}
+
+double evl_sentinel_link_wake(const struct evl_sentinel_link *l, double now)
+{
+    if (l->state == EVL_SL_LOOKUP && now + SL_LOOKUP_POLL < l->deadline)
+        return now + SL_LOOKUP_POLL;
+    return l->deadline;
+}
+
+void evl_sentinel_link_step(struct evl_sentinel_link *l, double now)
+{
+    if (l->state == EVL_SL_LOOKUP && l->job) {
+        struct addrinfo *res = NULL;
+        int rc = evl_lookup_result(l->job, &res);
+        if (rc != EVL_LOOKUP_TIMEOUT) {
+            evl_lookup_drop(l->job);
+            l->job = NULL;
+            if (rc != 0)
+                sl_die(l, "name lookup: %s", rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
+            else
+                sl_connect(l, res, now);
+            if (res)
+                freeaddrinfo(res);
+            return;
+        }
+        if (now >= l->deadline)
+            sl_die(l, "timed out after %g s (name lookup)", l->timeout);
+        return;
+    }
+    if ((l->state == EVL_SL_CONNECTING || l->state == EVL_SL_OPEN) && l->deadline > 0 &&
+        now >= l->deadline)
+        sl_die(l, "timed out after %g s", l->timeout);
+}
+
+void evl_sentinel_link_io(struct evl_sentinel_link *l, short revents, double now)
+{
+    if (l->state == EVL_SL_CONNECTING && (revents & (POLLOUT | POLLERR | POLLHUP))) {
+        int e = 0;
+        socklen_t len = sizeof e;
+        if (getsockopt(l->c->fd, SOL_SOCKET, SO_ERROR, &e, &len) < 0)
+            e = errno;
+        if (e) {
+            sl_die(l, "%s", strerror(e));
+            return;
+        }
+        l->state = EVL_SL_OPEN;
+        sl_arm(l, now);
+        revents = POLLOUT;
+    }
+    if (l->state != EVL_SL_OPEN)
+        return;
+    if (revents & POLLOUT)
+        sl_write(l);
+    if (l->state == EVL_SL_OPEN && (revents & (POLLIN | POLLERR | POLLHUP))) {
+        size_t before = l->c->reader->len;
+        if (redisBufferRead(l->c) != REDIS_OK)
+            sl_die(l, "%s", l->c->errstr[0] ? l->c->errstr : "connection lost");
+        else if (evl_replycap_count(&l->cap, l->c->reader->len - before))
+            sl_too_big(l);
+    }
+}
+
+redisReply *evl_sentinel_link_reply(struct evl_sentinel_link *l, double now)
+{
+    while (l->state == EVL_SL_OPEN) {
+        void *r = NULL;
+        if (redisGetReplyFromReader(l->c, &r) != REDIS_OK) {
+            if (l->cap.over)
+                sl_too_big(l);
+            else
+                sl_die(l, "%s", l->c->errstr);
+            return NULL;
+        }
+        if (!r) {
+            if (evl_replycap_peek(&l->cap, l->c->reader))
+                sl_too_big(l);
+            return NULL;
+        }
+        evl_replycap_next(&l->cap, l->c->reader);
+        if (l->auth_wait) {
+            redisReply *a = r;
+            l->auth_wait = 0;
+            sl_arm(l, now);
+            if (a->type == REDIS_REPLY_ERROR) {
+                char text[300];
+                snprintf(text, sizeof text, "%.*s", (int)a->len, a->str);
+                freeReplyObject(a);
+                sl_die(l, "authentication failed: %s", text);
+                return NULL;
+            }
+            freeReplyObject(a);
+            continue;
+        }
+        if (l->asked > 0)
+            l->asked--;
+        sl_arm(l, now);
+        return r;
+    }
     return NULL;
 }
 
-/* Read one whole reply before `deadline`: poll(2) first, so no read(2) waits. */
-static const char *sn_read(redisContext *c, double deadline, redisReply **out)
+int evl_sentinel_link_busy(const struct evl_sentinel_link *l)
 {
+    if (l->state == EVL_SL_LOOKUP || l->state == EVL_SL_CONNECTING)
+        return 1;
+    return l->state == EVL_SL_OPEN && (l->auth_wait || l->asked || sdslen(l->c->obuf) > 0);
+}
+
+void evl_sentinel_link_close(struct evl_sentinel_link *l)
+{
+    evl_lookup_drop(l->job); /* a thread still resolving frees its part when it ends */
+    l->job = NULL;
+    if (l->c)
+        redisFree(l->c);
+    l->c = NULL;
+    free(l->out);
+    l->out = NULL;
+    l->outlen = 0;
+    l->auth_wait = l->asked = 0;
+    l->deadline = 0;
+    if (l->state != EVL_SL_DEAD)
+        l->state = EVL_SL_CLOSED;
+}
+
+void evl_sentinel_drive(struct evl_sentinel_link *l, size_t n,
+                        void (*on_reply)(size_t i, redisReply *r, void *ud), void *ud)
+{
+    struct pollfd *pfd = calloc(n ? n : 1, sizeof *pfd);
+    size_t *at = calloc(n ? n : 1, sizeof *at);
     for (;;) {
-        void *r = NULL;
-        struct pollfd pfd;
-        double left;
-        int n;
-        if (redisGetReplyFromReader(c, &r) != REDIS_OK)
-            return c->errstr;
-        if (r != NULL) {
-            *out = r;
-            return NULL;
-        }
-        left = deadline - sn_now();
-        if (left <= 0)
-            return sn_timed_out;
-        pfd.fd = c->fd;
-        pfd.events = POLLIN;
-        pfd.revents = 0;
-        n = poll(&pfd, 1, (int)(left * 1000.0) + 1);
-        if (n == 0)
-            continue;
-        if (n < 0) {
-            if (errno == EINTR)
+        double now = evl_monotonic(), wake = 0;
+        size_t np = 0, busy = 0;
+        for (size_t i = 0; i < n; i++) {
+            evl_sentinel_link_step(&l[i], now);
+            if (!evl_sentinel_link_busy(&l[i]))
                 continue;
-            return strerror(errno);
+            busy++;
+            double w = evl_sentinel_link_wake(&l[i], now);
+            if (w > 0 && (wake == 0 || w < wake))
+                wake = w;
+            if (pfd && at && evl_sentinel_link_pollfd(&l[i], &pfd[np]))
+                at[np++] = i;
         }
-        if (redisBufferRead(c) != REDIS_OK)
-            return c->errstr;
+        if (!busy || !pfd || !at)
+            break;
+        int ms = wake > 0 ? (int)((wake - now) * 1000.0) + 1 : 1000;
+        if (poll(pfd, (nfds_t)np, ms < 0 ? 0 : ms) < 0 && errno != EINTR)
+            break;
+        now = evl_monotonic();
+        for (size_t k = 0; k < np; k++) {
+            struct evl_sentinel_link *x = &l[at[k]];
+            redisReply *r;
+            if (!pfd[k].revents)
+                continue;
+            evl_sentinel_link_io(x, pfd[k].revents, now);
+            while ((r = evl_sentinel_link_reply(x, now)) != NULL) {
+                if (on_reply)
+                    on_reply(at[k], r, ud);
+                else
+                    freeReplyObject(r);
+            }
+        }
     }
+    if (!pfd || !at) /* out of memory: nothing was driven, each says so */
+        for (size_t i = 0; i < n; i++)
+            if (evl_sentinel_link_busy(&l[i]))
+                sl_die(&l[i], "out of memory");
+    free(pfd);
+    free(at);
 }
 
-redisReply *evl_sentinel_cmd(redisContext *c, char *err, size_t errcap, int argc,
-                             const char *const *argv)
+/* ------------------------------------------------------------ blocking */
+
+static void sl_keep_first(size_t i, redisReply *r, void *ud)
 {
-    char addr[320];
-    const char *msg;
+    redisReply **slot = ud;
+    (void)i;
+    if (*slot)
+        freeReplyObject(r); /* a message nobody asked for */
+    else
+        *slot = r;
+}
+
+int evl_sentinel_open(struct evl_sentinel_link *l, const char *addr,
+                      const struct evl_sentinel_opts *o)
+{
+    redisReply *extra = NULL;
+    if (evl_sentinel_link_open(l, addr, o) < 0)
+        return -1;
+    evl_sentinel_drive(l, 1, sl_keep_first, &extra);
+    if (extra)
+        freeReplyObject(extra);
+    if (l->state != EVL_SL_OPEN) {
+        evl_sentinel_link_close(l);
+        return -1;
+    }
+    return 0;
+}
+
+redisReply *evl_sentinel_call(struct evl_sentinel_link *l, int argc, const char *const *argv)
+{
     redisReply *r = NULL;
-    double deadline;
-    sn_ctx_addr(c, addr, sizeof addr);
-    if (c->err) {
-        snprintf(err, errcap, "%s: %s", addr, c->errstr[0] ? c->errstr : "connection lost");
+    if (l->state != EVL_SL_OPEN) {
+        if (l->state != EVL_SL_DEAD)
+            snprintf(l->err, sizeof l->err, "%s: not connected", l->addr);
         return NULL;
     }
-    deadline = sn_now() + sn_secs(c->timeout);
-    if (redisAppendCommandArgv(c, argc, (const char **)argv, NULL) != REDIS_OK) {
-        snprintf(err, errcap, "%s: %s", addr, c->errstr);
+    if (evl_sentinel_link_send(l, argc, argv) < 0)
         return NULL;
-    }
-    msg = sn_flush(c, deadline);
-    if (msg == NULL)
-        msg = sn_read(c, deadline, &r);
-    if (msg != NULL) {
-        sn_kill(c, msg);
-        snprintf(err, errcap, "%s: %s", addr, c->errstr);
-        return NULL;
-    }
-    if (r->type == REDIS_REPLY_ERROR) {
-        snprintf(err, errcap, "%.*s", (int)r->len, r->str);
+    evl_sentinel_drive(l, 1, sl_keep_first, &r);
+    if (r && r->type == REDIS_REPLY_ERROR) {
+        snprintf(l->err, sizeof l->err, "%.*s", (int)r->len, r->str);
         freeReplyObject(r);
         return NULL;
     }
+    if (!r && l->state == EVL_SL_OPEN) /* cannot be: the drive ends with the reply or a dead link */
+        sl_die(l, "no reply");
     return r;
 }
 
-redisReply *evl_sentinel_read(redisContext *c, double timeout, int *timed_out, char *err,
-                              size_t errcap)
+int evl_sentinel_dead(const struct evl_sentinel_link *l)
 {
-    char addr[320];
-    const char *msg;
-    redisReply *r = NULL;
-    *timed_out = 0;
-    sn_ctx_addr(c, addr, sizeof addr);
-    if (c->err) {
-        snprintf(err, errcap, "%s: %s", addr, c->errstr[0] ? c->errstr : "connection lost");
-        return NULL;
-    }
-    msg = sn_read(c, sn_now() + (timeout > 0 ? timeout : 0), &r);
-    if (msg == sn_timed_out) {
-        *timed_out = 1; /* waiting for a message is not an error: the stream is in step */
-        snprintf(err, errcap, "%s: %s", addr, sn_timed_out);
-        return NULL;
-    }
-    if (msg != NULL) {
-        sn_kill(c, msg);
-        snprintf(err, errcap, "%s: %s", addr, c->errstr);
-        return NULL;
-    }
-    return r;
-}
-
-redisContext *evl_sentinel_connect(const char *addr, const struct evl_sentinel_auth *auth,
-                                   double timeout, char *err, size_t errcap)
-{
-    char host[256], msg[256];
-    int port;
-    redisContext *c;
-    if (evl_sentinel_addr(addr, host, sizeof host, &port, err, errcap) < 0)
-        return NULL;
-    if (!(timeout > 0))
-        timeout = 2.0;
-    /* Connect bounded by the timeout; it also becomes c->timeout, which
-       bounds every later command. */
-    c = redisConnectWithTimeout(host, port, sn_tv(timeout));
-    if (c == NULL) {
-        snprintf(err, errcap, "%s: out of memory", addr);
-        return NULL;
-    }
-    if (c->err) {
-        snprintf(err, errcap, "%s: %s", addr, c->errstr);
-        redisFree(c);
-        return NULL;
-    }
-    if (auth && auth->password && auth->password[0]) {
-        const char *argv[3];
-        int argc = 0;
-        redisReply *r;
-        argv[argc++] = "AUTH";
-        if (auth->username && auth->username[0])
-            argv[argc++] = auth->username;
-        argv[argc++] = auth->password;
-        r = evl_sentinel_cmd(c, msg, sizeof msg, argc, argv);
-        if (r == NULL) {
-            if (evl_sentinel_dead(c))
-                snprintf(err, errcap, "%s", msg);
-            else
-                snprintf(err, errcap, "%s: authentication failed: %s", addr, msg);
-            redisFree(c);
-            return NULL;
-        }
-        freeReplyObject(r);
-    }
-    return c;
+    return l == NULL || l->state != EVL_SL_OPEN;
 }
 
 const char *evl_sentinel_field(const redisReply *kv, const char *key)
@@ -291,226 +501,4 @@ const char *evl_sentinel_field(const redisReply *kv, const char *key)
                                                                                     : NULL;
     }
     return NULL;
-}
-
-/* ------------------------------------------------------------ discovery */
-
-/* What discovery keeps beside the public list: each Sentinel's run id, so
-   one that a seed names by hostname and another by IP is listed once. */
-struct sn_disc {
-    struct evl_fleet *f;
-    size_t scap, mcap;
-    char (*runid)[48]; /* parallel to f->s */
-};
-
-static int sn_has_runid(const struct sn_disc *d, const char *runid)
-{
-    if (runid == NULL || runid[0] == '\0')
-        return 0;
-    for (size_t i = 0; i < d->f->ns; i++)
-        if (strcmp(d->runid[i], runid) == 0)
-            return 1;
-    return 0;
-}
-
-/* Add a Sentinel unless its address (or run id) is known. 0, or -1 (OOM). */
-static int sn_add_sentinel(struct sn_disc *d, const char *addr, const char *runid)
-{
-    struct evl_fleet *f = d->f;
-    for (size_t i = 0; i < f->ns; i++)
-        if (strcmp(f->s[i].addr, addr) == 0)
-            return 0;
-    if (sn_has_runid(d, runid))
-        return 0;
-    if (f->ns == d->scap) {
-        size_t cap = d->scap ? d->scap * 2 : 8;
-        void *s = realloc(f->s, cap * sizeof *f->s);
-        if (s == NULL)
-            return -1;
-        f->s = s;
-        s = realloc(d->runid, cap * sizeof *d->runid);
-        if (s == NULL)
-            return -1;
-        d->runid = s;
-        d->scap = cap;
-    }
-    memset(&f->s[f->ns], 0, sizeof f->s[f->ns]);
-    snprintf(f->s[f->ns].addr, sizeof f->s[f->ns].addr, "%s", addr);
-    snprintf(d->runid[f->ns], sizeof d->runid[f->ns], "%s", runid ? runid : "");
-    f->ns++;
-    return 0;
-}
-
-static int sn_add_master(struct sn_disc *d, const char *name)
-{
-    struct evl_fleet *f = d->f;
-    for (size_t i = 0; i < f->nm; i++)
-        if (strcmp(f->masters[i], name) == 0)
-            return 0;
-    if (f->nm == d->mcap) {
-        size_t cap = d->mcap ? d->mcap * 2 : 8;
-        void *m = realloc(f->masters, cap * sizeof *f->masters);
-        if (m == NULL)
-            return -1;
-        f->masters = m;
-        d->mcap = cap;
-    }
-    snprintf(f->masters[f->nm], sizeof f->masters[f->nm], "%s", name);
-    f->nm++;
-    return 0;
-}
-
-static int sn_wanted(const char *name, const char *const *only, size_t nonly)
-{
-    if (nonly == 0)
-        return 1;
-    for (size_t i = 0; i < nonly; i++)
-        if (strcmp(only[i], name) == 0)
-            return 1;
-    return 0;
-}
-
-/* Ask Sentinel i for its masters and their Sentinels. 0, or -1 (OOM). */
-static int sn_visit(struct sn_disc *d, size_t i, const char *const *only, size_t nonly,
-                    const struct evl_sentinel_auth *auth, double timeout)
-{
-    struct evl_fleet_sentinel *s = &d->f->s[i];
-    static const char *const myid[] = {"SENTINEL", "MYID"};
-    static const char *const masters[] = {"SENTINEL", "MASTERS"};
-    char err[256];
-    redisReply *r, *ms;
-    int rc = 0;
-    redisContext *c = evl_sentinel_connect(s->addr, auth, timeout, s->err, sizeof s->err);
-    if (c == NULL)
-        return 0;
-    /* MYID is 6.2+; an older Sentinel just goes without de-duplication. */
-    r = evl_sentinel_cmd(c, err, sizeof err, 2, myid);
-    if (r && r->type == REDIS_REPLY_STRING) {
-        snprintf(d->runid[i], sizeof d->runid[i], "%s", r->str);
-        for (size_t j = 0; j < i; j++) {
-            if (strcmp(d->runid[j], r->str) == 0) {
-                /* Listed already under another name: dropped at the end. */
-                s->reachable = 1;
-                freeReplyObject(r);
-                redisFree(c);
-                return 0;
-            }
-        }
-    }
-    if (r)
-        freeReplyObject(r);
-    if (evl_sentinel_dead(c)) {
-        snprintf(s->err, sizeof s->err, "%s", err);
-        redisFree(c);
-        return 0;
-    }
-    ms = evl_sentinel_cmd(c, s->err, sizeof s->err, 2, masters);
-    if (ms == NULL) {
-        redisFree(c);
-        return 0;
-    }
-    s->reachable = 1;
-    for (size_t m = 0; rc == 0 && ms->type == REDIS_REPLY_ARRAY && m < ms->elements; m++) {
-        const char *name = evl_sentinel_field(ms->element[m], "name");
-        const char *argv[3];
-        redisReply *ss;
-        if (name == NULL || !sn_wanted(name, only, nonly))
-            continue;
-        if (sn_add_master(d, name) < 0) {
-            rc = -1;
-            break;
-        }
-        argv[0] = "SENTINEL";
-        argv[1] = "SENTINELS";
-        argv[2] = name;
-        ss = evl_sentinel_cmd(c, err, sizeof err, 3, argv);
-        if (ss == NULL) {
-            if (evl_sentinel_dead(c)) {
-                /* It answered MASTERS, so it counts as reachable; say why
-                   its peers may be missing. */
-                snprintf(s->err, sizeof s->err, "%s", err);
-                break;
-            }
-            continue;
-        }
-        for (size_t k = 0; ss->type == REDIS_REPLY_ARRAY && k < ss->elements; k++) {
-            const char *ip = evl_sentinel_field(ss->element[k], "ip");
-            const char *port = evl_sentinel_field(ss->element[k], "port");
-            char a[320];
-            if (ip == NULL || port == NULL)
-                continue;
-            evl_sentinel_format_addr(a, sizeof a, ip, atoi(port));
-            if (sn_add_sentinel(d, a, evl_sentinel_field(ss->element[k], "runid")) < 0) {
-                rc = -1;
-                break;
-            }
-            s = &d->f->s[i]; /* the list may have moved */
-        }
-        freeReplyObject(ss);
-    }
-    freeReplyObject(ms);
-    redisFree(c);
-    return rc;
-}
-
-int evl_sentinel_discover(const char *const *seeds, size_t nseeds, const char *const *only,
-                          size_t nonly, const struct evl_sentinel_auth *auth, double timeout,
-                          struct evl_fleet *out, char *err, size_t errcap)
-{
-    struct sn_disc d;
-    memset(out, 0, sizeof *out);
-    memset(&d, 0, sizeof d);
-    d.f = out;
-    if (nseeds == 0) {
-        snprintf(err, errcap, "no Sentinel to start from (give --sentinel HOST:PORT or set "
-                              "watch.sentinels)");
-        return -1;
-    }
-    for (size_t i = 0; i < nseeds; i++) {
-        char host[256];
-        int port;
-        if (evl_sentinel_addr(seeds[i], host, sizeof host, &port, err, errcap) < 0)
-            goto fail;
-        if (sn_add_sentinel(&d, seeds[i], NULL) < 0)
-            goto oom;
-    }
-    /* The list grows while it is walked: each visit may name new peers. */
-    for (size_t i = 0; i < out->ns; i++) {
-        if (out->s[i].reachable)
-            continue;
-        if (sn_visit(&d, i, only, nonly, auth, timeout) < 0)
-            goto oom;
-    }
-    /* A seed that turned out to be a known Sentinel under another name
-       (same run id) is dropped: it would be listed twice. */
-    for (size_t i = 0, j; i < out->ns; i++) {
-        for (j = 0; j < i; j++)
-            if (d.runid[i][0] && strcmp(d.runid[i], d.runid[j]) == 0)
-                break;
-        if (j < i) {
-            memmove(&out->s[i], &out->s[i + 1], (out->ns - i - 1) * sizeof out->s[0]);
-            memmove(&d.runid[i], &d.runid[i + 1], (out->ns - i - 1) * sizeof d.runid[0]);
-            out->ns--;
-            i--;
-        }
-    }
-    free(d.runid);
-    return 0;
-oom:
-    snprintf(err, errcap, "out of memory");
-fail:
-    free(d.runid);
-    evl_fleet_free(out);
-    return -1;
-}
-
-void evl_fleet_free(struct evl_fleet *f)
-{
-    if (f == NULL)
-        return;
-    free(f->s);
-    free(f->masters);
-    f->s = NULL;
-    f->masters = NULL;
-    f->ns = f->nm = 0;
 }

@@ -38,6 +38,7 @@
 #include "paths.h"
 #include "record.h"
 #include "retry.h"
+#include "sentinel.h"
 #include "watch_env.h"
 #include "watch.h"
 
@@ -254,7 +255,10 @@ int watch_fork_ok(double now)
     static double waiting_since;
     if (cur->single)
         return 1;
-    int n = threads();
+    /* The watcher's own name lookups (a Sentinel given by host name, sentinel.c) are not waited
+       for: one that hangs on DNS would hold every run for 30 s, and a run forked while one holds
+       a resolver lock meets it only in a name lookup of its own, which lookup.h bounds. */
+    int n = threads() - evl_sentinel_lookups();
     if (n <= 1) {
         cur->single = 1;
         if (waiting_since)
@@ -482,8 +486,8 @@ static void signals(void)
 
 static int loop(const char *name)
 {
-    struct pollfd pfds[WATCH_MAX_SENTINELS + 2];
-    int idx[WATCH_MAX_SENTINELS];
+    struct pollfd pfds[2 * WATCH_MAX_SENTINELS + 2];
+    int idx[2 * WATCH_MAX_SENTINELS];
     double stop_at = 0;
     for (;;) {
         double now = watch_now();
@@ -509,7 +513,7 @@ static int loop(const char *name)
             t = t2;
         if (t > 1)
             t = 1;
-        int n = conn_pollfds(pfds + 2, idx, WATCH_MAX_SENTINELS);
+        int n = conn_pollfds(pfds + 2, idx, 2 * WATCH_MAX_SENTINELS);
         pfds[0].fd = wake[0];
         pfds[1].fd = run_pollfd(); /* a runner's answer: run_tick reads it */
         pfds[0].events = pfds[1].events = POLLIN;
@@ -525,8 +529,8 @@ static int loop(const char *name)
             }
         }
         for (int i = 0; i < n; i++)
-            if (pfds[i + 2].revents & (POLLIN | POLLHUP | POLLERR))
-                conn_read(idx[i]);
+            if (pfds[i + 2].revents)
+                conn_io(idx[i], pfds[i + 2].revents);
     }
     return 0;
 }

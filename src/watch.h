@@ -66,10 +66,12 @@ void conn_settings(struct watch_set *set); /* after a reload: new seeds, auth */
 void conn_add(const char *addr);
 const char *conn_addr(int idx);
 int conn_count(void);
-/* Fills pfds with the subscriber sockets; returns how many, and the index map. */
+/* Fills pfds with the Sentinel links' sockets (up to 2 per Sentinel); returns how many, and the
+   index map for conn_io. */
 int conn_pollfds(struct pollfd *pfds, int *idx, int max);
-void conn_read(int idx);
-/* Connects what is due; returns the seconds until the next attempt (or 10). */
+void conn_io(int idx, short revents);
+/* Connects what is due, ends what is past its deadline; returns the seconds until it must run
+   again (at most 10). */
 double conn_tick(double now);
 void conn_close_all(void);
 void conn_close_fds(void); /* in a run's child */

@@ -1,23 +1,33 @@
 /*
- * watch_conn.c: one subscriber connection per Sentinel, and what the
- * watcher knows about the masters.
+ * watch_conn.c: two links per Sentinel, and what the watcher knows about
+ * the masters.
  *
- * Each Sentinel is connected on its own (the shared client in sentinel.c:
- * connect, AUTH), subscribed with PSUBSCRIBE "[-+]*" (every event channel;
- * not __sentinel__:hello), then read without blocking from the poll() loop.
- * A Sentinel that is down or drops is retried with a backoff of 0.1 s
- * doubling to 10 s, and never holds up the others: one log line when it
- * connects, one when it goes.
+ * Every link is the shared client's non-blocking one (sentinel.c), driven
+ * by the watcher's one poll() loop: a name lookup, a connect, AUTH and
+ * every reply waited on end at their own deadline (watch.timeout), so a
+ * Sentinel that accepts and never answers, or a seed whose name never
+ * resolves, holds up no other Sentinel, no event and no signal. Each link's
+ * reader is drained after every read: replies that came in one read (the
+ * PSUBSCRIBE reply and an event, when a Sentinel coalesces them) are all
+ * handled at once. Replies are capped: 1 MiB on the subscriber (Sentinel's
+ * messages are at most 1 KiB), EVL_SENTINEL_MAX_REPLY on commands.
  *
- * After every connect a short command connection asks SENTINEL MASTERS
- * (reconciliation) and, with discover, SENTINEL SENTINELS <master>. Each
+ * The subscriber: PSUBSCRIBE "[-+]*" (every event channel; not
+ * __sentinel__:hello), then each message goes to intake. A Sentinel that
+ * is down, or drops within 10 s of subscribing, is retried with a backoff
+ * of 0.1 s doubling to 10 s; one that was up longer is retried at once:
+ * one log line when it connects, one when it goes.
+ *
+ * The command link, after every subscribe (and on -dup-sentinel or
+ * +sentinel-address-switch): SENTINEL MASTERS (reconciliation) and, with
+ * discover, SENTINEL SENTINELS <master> for each; then it closes. Each
  * master's address and config epoch are kept in <state_dir>/watch-masters:
  * a master whose address moved (with a newer config epoch, so a Sentinel
  * that lags behind is not believed) while nobody was listening gets one
  * synthetic +switch-master, and the file remembers it across restarts.
+ * Discovery stops at WATCH_MAX_SENTINELS, said once.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,10 +44,20 @@
 
 #define BACKOFF_FIRST 0.1
 #define BACKOFF_MAX 10.0
+#define SUB_MAX_REPLY 1.0 /* MiB: a Sentinel's message is at most 1 KiB */
+
+enum { RC_IDLE, RC_MASTERS, RC_SENTINELS }; /* where a reconciliation is */
+
+/* One cap on a fleet, said the same in `eventilator sentinels` (docs/watch.md, docs/sentinels.md). */
+_Static_assert(WATCH_MAX_SENTINELS == EVL_SENTINEL_MAX_FLEET, "one cap on the Sentinels of a fleet");
 
 struct sent {
     char addr[320];
-    redisContext *c;
+    struct evl_sentinel_link sub; /* the subscriber */
+    struct evl_sentinel_link cmd; /* reconciliation, while it runs */
+    int subscribed;               /* PSUBSCRIBE confirmed on sub */
+    double up_since;              /* when it was */
+    int rc, rc_left, rc_again;    /* reconciliation: step, SENTINELS replies to come, asked anew */
     double next_try, backoff;
     int quiet; /* its failure to connect was logged already */
 };
@@ -45,6 +65,7 @@ struct sent {
 static struct sent S[WATCH_MAX_SENTINELS];
 static int ns;
 static struct watch_set *set;
+static int capped; /* the cap on Sentinels was said */
 
 struct known {
     char name[256], ip[256];
@@ -57,31 +78,6 @@ static char state_path[4200];
 static int state_warned;
 
 /* ---------------------------------------------------------------- masters */
-
-static void state_load(void)
-{
-    nk = 0;
-    snprintf(state_path, sizeof state_path, "%s/watch-masters", set->s.state_dir);
-    FILE *f = fopen(state_path, "re");
-    if (!f)
-        return;
-    char line[1024];
-    while (fgets(line, sizeof line, f)) {
-        struct known k;
-        if (sscanf(line, "%255s %255s %ld %llu", k.name, k.ip, &k.port, &k.epoch) != 4)
-            continue;
-        if (nk == capk) {
-            size_t nc = capk ? capk * 2 : 64;
-            struct known *nkp = realloc(K, nc * sizeof *K);
-            if (!nkp)
-                break;
-            K = nkp;
-            capk = nc;
-        }
-        K[nk++] = k;
-    }
-    fclose(f);
-}
 
 static void state_save(void)
 {
@@ -135,6 +131,47 @@ static struct known *add(const char *name)
     return &K[nk++];
 }
 
+/* <state_dir>/watch-masters joins what is known: a newer config epoch wins. */
+static void state_load(void)
+{
+    FILE *f = fopen(state_path, "re");
+    if (!f)
+        return;
+    char line[1024];
+    while (fgets(line, sizeof line, f)) {
+        struct known k, *have;
+        if (sscanf(line, "%255s %255s %ld %llu", k.name, k.ip, &k.port, &k.epoch) != 4)
+            continue;
+        if ((have = find(k.name)) == NULL && (have = add(k.name)) == NULL)
+            continue;
+        if (have->ip[0] == '\0' || k.epoch > have->epoch)
+            *have = k;
+    }
+    fclose(f);
+}
+
+/*
+ * The state file of the running set. At start it is read. A reload that
+ * moved state_dir reads the new one into what is known and writes what is
+ * known there: nothing known is lost, no master is announced again.
+ */
+static void state_use(void)
+{
+    char path[sizeof state_path];
+    snprintf(path, sizeof path, "%s/watch-masters", set->s.state_dir);
+    if (strcmp(path, state_path) == 0)
+        return;
+    int moved = state_path[0] != '\0';
+    snprintf(state_path, sizeof state_path, "%s", path);
+    state_warned = 0;
+    state_load();
+    if (moved) {
+        evl_log(EVL_INFO, "watch: masters' last known addresses now in %s", state_path);
+        if (nk)
+            state_save();
+    }
+}
+
 void conn_master_moved(const char *name, const char *ip, long port)
 {
     struct known *k = find(name);
@@ -183,32 +220,64 @@ static void reconcile_master(int idx, const char *name, const char *ip, long por
     run_intake(idx, "+switch-master", text, 1);
 }
 
-static struct evl_sentinel_auth auth(void)
+/* ---------------------------------------------------------------- reconciliation */
+
+static struct evl_sentinel_opts opts(double max_reply)
 {
-    struct evl_sentinel_auth a = {set->s.username, set->s.password};
-    return a;
+    struct evl_sentinel_opts o = {set->s.username, set->s.password, set->s.timeout, max_reply};
+    return o;
 }
 
-/* SENTINEL MASTERS (and SENTINEL SENTINELS) on a command connection. */
-static void reconcile(int idx)
+/* l->err without the "<addr>: " it starts with, when the log line names the Sentinel already. */
+static const char *why(const struct sent *s, const struct evl_sentinel_link *l)
 {
-    char err[256];
-    struct evl_sentinel_auth a = auth();
-    redisContext *c = evl_sentinel_connect(S[idx].addr, &a, set->s.timeout, err, sizeof err);
-    if (!c) {
-        evl_log(EVL_WARN, "watch: sentinel %s: reconciliation skipped: %s", S[idx].addr, err);
+    size_t n = strlen(s->addr);
+    if (strncmp(l->err, s->addr, n) == 0 && l->err[n] == ':' && l->err[n + 1] == ' ')
+        return l->err + n + 2;
+    return l->err[0] ? l->err : "connection lost";
+}
+
+/* Ask Sentinel idx for its masters (and their Sentinels) on a short command link. */
+static void reconcile_start(int idx)
+{
+    static const char *const masters[] = {"SENTINEL", "MASTERS"};
+    struct sent *s = &S[idx];
+    if (s->rc != RC_IDLE) {
+        s->rc_again = 1; /* asked while one runs: once more after it */
         return;
     }
-    const char *argv[3] = {"SENTINEL", "MASTERS", NULL};
-    redisReply *r = evl_sentinel_cmd(c, err, sizeof err, 2, argv);
-    if (!r || r->type != REDIS_REPLY_ARRAY) {
-        evl_log(EVL_WARN, "watch: sentinel %s: SENTINEL MASTERS: %s; no reconciliation with it",
-                S[idx].addr, r ? "not an array" : err);
-        if (r)
-            freeReplyObject(r);
-        redisFree(c);
+    struct evl_sentinel_opts o = opts(0);
+    s->rc_again = 0;
+    if (evl_sentinel_link_open(&s->cmd, s->addr, &o) < 0 ||
+        evl_sentinel_link_send(&s->cmd, 2, masters) < 0) {
+        evl_log(EVL_WARN, "watch: sentinel %s: reconciliation skipped: %s", s->addr, s->cmd.err);
+        evl_sentinel_link_close(&s->cmd);
         return;
     }
+    s->rc = RC_MASTERS;
+}
+
+static void reconcile_end(int idx)
+{
+    struct sent *s = &S[idx];
+    evl_sentinel_link_close(&s->cmd);
+    s->rc = RC_IDLE;
+    if (s->rc_again && s->subscribed)
+        reconcile_start(idx);
+}
+
+/* SENTINEL MASTERS: each master against what we knew; SENTINEL SENTINELS asked for each. */
+static void reconcile_masters(int idx, const redisReply *r)
+{
+    struct sent *s = &S[idx];
+    if (r->type != REDIS_REPLY_ARRAY) {
+        evl_log(EVL_WARN, "watch: sentinel %s: SENTINEL MASTERS: %s; no reconciliation with it", s->addr,
+                r->type == REDIS_REPLY_ERROR ? r->str : "not an array");
+        reconcile_end(idx);
+        return;
+    }
+    s->rc = RC_SENTINELS;
+    s->rc_left = 0;
     for (size_t i = 0; i < r->elements; i++) {
         const redisReply *m = r->element[i];
         const char *name = evl_sentinel_field(m, "name"), *ip = evl_sentinel_field(m, "ip");
@@ -216,25 +285,50 @@ static void reconcile(int idx)
         if (!name || !ip || !port || !watch_wants_master(set, name))
             continue;
         reconcile_master(idx, name, ip, strtol(port, NULL, 10), ep ? strtoull(ep, NULL, 10) : 0);
-        if (!set->s.discover)
-            continue;
-        argv[1] = "SENTINELS";
-        argv[2] = name;
-        redisReply *ss = evl_sentinel_cmd(c, err, sizeof err, 3, argv);
-        for (size_t j = 0; ss && ss->type == REDIS_REPLY_ARRAY && j < ss->elements; j++) {
-            const char *sip = evl_sentinel_field(ss->element[j], "ip");
-            const char *sport = evl_sentinel_field(ss->element[j], "port");
-            if (sip && sport) {
-                char addr[320];
-                evl_sentinel_format_addr(addr, sizeof addr, sip, atoi(sport));
-                conn_add(addr);
-            }
-        }
-        if (ss)
-            freeReplyObject(ss);
+        const char *argv[3] = {"SENTINEL", "SENTINELS", name};
+        if (set->s.discover && evl_sentinel_link_send(&s->cmd, 3, argv) == 0)
+            s->rc_left++;
     }
-    freeReplyObject(r);
-    redisFree(c);
+    if (s->rc_left == 0)
+        reconcile_end(idx);
+}
+
+static void reconcile_sentinels(int idx, const redisReply *r)
+{
+    for (size_t j = 0; r->type == REDIS_REPLY_ARRAY && j < r->elements; j++) {
+        const char *ip = evl_sentinel_field(r->element[j], "ip");
+        const char *port = evl_sentinel_field(r->element[j], "port");
+        if (ip && port) {
+            char addr[320];
+            evl_sentinel_format_addr(addr, sizeof addr, ip, atoi(port));
+            conn_add(addr);
+        }
+    }
+    if (--S[idx].rc_left <= 0)
+        reconcile_end(idx);
+}
+
+/* The command link's replies; then, if it died, why. */
+static void reconcile_read(int idx, double now)
+{
+    struct sent *s = &S[idx];
+    redisReply *r;
+    while (s->rc != RC_IDLE && (r = evl_sentinel_link_reply(&s->cmd, now)) != NULL) {
+        if (s->rc == RC_MASTERS)
+            reconcile_masters(idx, r);
+        else
+            reconcile_sentinels(idx, r);
+        freeReplyObject(r);
+    }
+    if (s->rc != RC_IDLE && s->cmd.state == EVL_SL_DEAD) {
+        if (s->rc == RC_MASTERS)
+            evl_log(EVL_WARN, "watch: sentinel %s: SENTINEL MASTERS: %s; no reconciliation with it",
+                    s->addr, why(s, &s->cmd));
+        else
+            evl_log(EVL_WARN, "watch: sentinel %s: SENTINEL SENTINELS: %s; some of its peers may "
+                    "not be watched", s->addr, why(s, &s->cmd));
+        reconcile_end(idx);
+    }
 }
 
 /* ---------------------------------------------------------------- connections */
@@ -245,7 +339,9 @@ void conn_add(const char *addr)
         if (strcmp(S[i].addr, addr) == 0)
             return;
     if (ns == WATCH_MAX_SENTINELS) {
-        evl_log(EVL_WARN, "watch: more than %d Sentinels: %s is not watched", WATCH_MAX_SENTINELS, addr);
+        if (!capped++) /* one line for the cause, not one per address named */
+            evl_log(EVL_WARN, "watch: more than %d Sentinels: %s is not watched, nor any other named "
+                    "past the cap (docs/watch.md)", WATCH_MAX_SENTINELS, addr);
         return;
     }
     memset(&S[ns], 0, sizeof S[ns]);
@@ -266,80 +362,56 @@ int conn_count(void)
     return ns;
 }
 
-static void down(int idx, const char *why, double now)
+/* The subscriber is gone (or never came): log once, close, and try again later. */
+static void down(int idx, double now)
 {
     struct sent *s = &S[idx];
-    if (s->c) {
-        evl_log(EVL_WARN, "watch: sentinel %s: disconnected: %s; reconnecting", s->addr, why);
-        redisFree(s->c);
-        s->c = NULL;
-        s->backoff = BACKOFF_FIRST;
+    if (s->subscribed) {
+        evl_log(EVL_WARN, "watch: sentinel %s: disconnected: %s; reconnecting", s->addr, why(s, &s->sub));
+        /* a connection that lasted is back at once; one that keeps dropping (a Sentinel
+           sending what is refused) backs off like one that cannot connect */
+        if (now - s->up_since >= BACKOFF_MAX)
+            s->backoff = BACKOFF_FIRST;
         s->quiet = 1;
     } else if (!s->quiet) {
         evl_log(EVL_WARN, "watch: sentinel %s: cannot connect: %s; retrying (backoff up to %.0f s)",
-                s->addr, why, BACKOFF_MAX);
+                s->addr, s->sub.err, BACKOFF_MAX);
         s->quiet = 1;
     } else {
-        evl_log(EVL_DEBUG, "watch: sentinel %s: still no connection: %s", s->addr, why);
+        evl_log(EVL_DEBUG, "watch: sentinel %s: still no connection: %s", s->addr, s->sub.err);
     }
+    evl_sentinel_link_close(&s->sub);
+    s->sub.state = EVL_SL_CLOSED;
+    s->subscribed = 0;
     s->next_try = now + s->backoff;
     s->backoff = s->backoff * 2 > BACKOFF_MAX ? BACKOFF_MAX : s->backoff * 2;
 }
 
 static void try_connect(int idx, double now)
 {
-    char err[256];
+    static const char *const psub[] = {"PSUBSCRIBE", "[-+]*"};
     struct sent *s = &S[idx];
-    struct evl_sentinel_auth a = auth();
-    redisContext *c = evl_sentinel_connect(s->addr, &a, set->s.timeout, err, sizeof err);
-    if (!c) {
-        down(idx, err, now);
+    struct evl_sentinel_opts o = opts(SUB_MAX_REPLY);
+    if (evl_sentinel_link_open(&s->sub, s->addr, &o) < 0 || evl_sentinel_link_send(&s->sub, 2, psub) < 0)
+        down(idx, now);
+}
+
+/* PSUBSCRIBE's reply: subscribed (then reconciliation), or why not. */
+static void subscribed(int idx, const redisReply *r, double now)
+{
+    struct sent *s = &S[idx];
+    if (r->type != REDIS_REPLY_ARRAY || r->elements < 1 || r->element[0]->type != REDIS_REPLY_STRING ||
+        strcmp(r->element[0]->str, "psubscribe") != 0) {
+        snprintf(s->sub.err, sizeof s->sub.err, "%s", r->type == REDIS_REPLY_ERROR ? r->str
+                 : "PSUBSCRIBE: an unexpected reply");
+        down(idx, now);
         return;
     }
-    const char *argv[] = {"PSUBSCRIBE", "[-+]*"};
-    redisReply *r = evl_sentinel_cmd(c, err, sizeof err, 2, argv);
-    if (!r) {
-        redisFree(c);
-        down(idx, err, now);
-        return;
-    }
-    freeReplyObject(r);
-    int fl = fcntl(c->fd, F_GETFL);
-    fcntl(c->fd, F_SETFL, fl | O_NONBLOCK);
-    fcntl(c->fd, F_SETFD, FD_CLOEXEC);
-    c->flags &= ~REDIS_BLOCK;
-    s->c = c;
+    s->subscribed = 1;
+    s->up_since = now;
     s->quiet = 0;
-    s->backoff = BACKOFF_FIRST;
     evl_log(EVL_INFO, "watch: sentinel %s: connected and subscribed", s->addr);
-    reconcile(idx);
-}
-
-double conn_tick(double now)
-{
-    double next = BACKOFF_MAX;
-    for (int i = 0; i < ns && !watch_stopping; i++) {
-        if (S[i].c)
-            continue;
-        if (S[i].next_try <= now)
-            try_connect(i, watch_now());
-        if (!S[i].c && S[i].next_try - now < next)
-            next = S[i].next_try - now;
-    }
-    return next < 0 ? 0 : next;
-}
-
-int conn_pollfds(struct pollfd *pfds, int *idx, int max)
-{
-    int n = 0;
-    for (int i = 0; i < ns && n < max; i++)
-        if (S[i].c) {
-            pfds[n].fd = S[i].c->fd;
-            pfds[n].events = POLLIN;
-            pfds[n].revents = 0;
-            idx[n++] = i;
-        }
-    return n;
+    reconcile_start(idx);
 }
 
 /* One pub/sub reply: pmessage <pattern> <channel> <payload>. */
@@ -363,75 +435,116 @@ static void message(int idx, const redisReply *r)
     run_intake(idx, ch->str, pl->str, 0);
 }
 
-void conn_read(int idx)
+/* Everything the subscriber's reader holds, then whether it died. */
+static void sub_read(int idx, double now)
 {
     struct sent *s = &S[idx];
-    if (!s->c)
-        return;
-    if (redisBufferRead(s->c) != REDIS_OK) {
-        down(idx, s->c->errstr[0] ? s->c->errstr : "connection lost", watch_now());
-        return;
+    redisReply *r;
+    while (!watch_stopping && (r = evl_sentinel_link_reply(&s->sub, now)) != NULL) {
+        if (s->subscribed)
+            message(idx, r);
+        else
+            subscribed(idx, r, now);
+        freeReplyObject(r);
+        if (s->sub.state != EVL_SL_OPEN)
+            break; /* down() closed it */
     }
-    void *reply;
-    while (s->c && redisGetReplyFromReader(s->c, &reply) == REDIS_OK && reply) {
-        message(idx, reply);
-        freeReplyObject(reply);
+    if (s->sub.state == EVL_SL_DEAD)
+        down(idx, now);
+}
+
+double conn_tick(double now)
+{
+    double next = now + BACKOFF_MAX;
+    for (int i = 0; i < ns && !watch_stopping; i++) {
+        struct sent *s = &S[i];
+        if (s->sub.state == EVL_SL_CLOSED && s->next_try <= now)
+            try_connect(i, now);
+        evl_sentinel_link_step(&s->sub, now);
+        sub_read(i, now); /* a link that just died */
+        if (s->rc != RC_IDLE) {
+            evl_sentinel_link_step(&s->cmd, now);
+            reconcile_read(i, now);
+        }
+        double w = s->sub.state == EVL_SL_CLOSED ? s->next_try : evl_sentinel_link_wake(&s->sub, now);
+        if (w > 0 && w < next)
+            next = w;
+        w = s->rc != RC_IDLE ? evl_sentinel_link_wake(&s->cmd, now) : 0;
+        if (w > 0 && w < next)
+            next = w;
     }
-    if (s->c && s->c->err)
-        down(idx, s->c->errstr, watch_now());
+    return next - now < 0 ? 0 : next - now;
+}
+
+int conn_pollfds(struct pollfd *pfds, int *idx, int max)
+{
+    int n = 0;
+    for (int i = 0; i < ns && n + 2 <= max; i++) {
+        if (evl_sentinel_link_pollfd(&S[i].sub, &pfds[n]))
+            idx[n++] = 2 * i;
+        if (S[i].rc != RC_IDLE && evl_sentinel_link_pollfd(&S[i].cmd, &pfds[n]))
+            idx[n++] = 2 * i + 1;
+    }
+    return n;
+}
+
+void conn_io(int idx, short revents)
+{
+    int i = idx / 2;
+    double now = watch_now();
+    if (i < 0 || i >= ns || watch_stopping)
+        return;
+    if (idx % 2 == 0) {
+        evl_sentinel_link_io(&S[i].sub, revents, now);
+        sub_read(i, now);
+    } else if (S[i].rc != RC_IDLE) {
+        evl_sentinel_link_io(&S[i].cmd, revents, now);
+        reconcile_read(i, now);
+    }
 }
 
 void conn_close_all(void)
 {
-    for (int i = 0; i < ns; i++)
-        if (S[i].c) {
-            redisFree(S[i].c);
-            S[i].c = NULL;
-        }
+    for (int i = 0; i < ns; i++) {
+        evl_sentinel_link_close(&S[i].sub);
+        evl_sentinel_link_close(&S[i].cmd);
+        S[i].rc = RC_IDLE;
+        S[i].subscribed = 0;
+    }
 }
 
 /*
- * In a run's child (forked, no exec): close the copies of the subscriber
+ * In a run's child (forked, no exec): close the copies of the watcher's
  * sockets. Closing (not redisFree) touches nothing the watcher shares: the
  * connections stay the watcher's, and a handler cannot read or write them.
  */
 void conn_close_fds(void)
 {
-    for (int i = 0; i < ns; i++)
-        if (S[i].c && S[i].c->fd >= 0)
-            close(S[i].c->fd);
+    for (int i = 0; i < ns; i++) {
+        if (S[i].sub.c && S[i].sub.c->fd >= 0)
+            close(S[i].sub.c->fd);
+        if (S[i].cmd.c && S[i].cmd.c->fd >= 0)
+            close(S[i].cmd.c->fd);
+    }
 }
 
+/* -dup-sentinel, +sentinel-address-switch: every subscribed Sentinel is asked again. */
 void conn_rediscover(void)
 {
-    const char *seeds[WATCH_MAX_SENTINELS];
-    struct evl_fleet f;
-    char err[256];
     for (int i = 0; i < ns; i++)
-        seeds[i] = S[i].addr;
-    struct evl_sentinel_auth a = auth();
-    memset(&f, 0, sizeof f);
-    if (evl_sentinel_discover(seeds, (size_t)ns, (const char *const *)set->s.masters,
-                              set->s.nmasters, &a, set->s.timeout, &f, err, sizeof err) < 0) {
-        evl_log(EVL_WARN, "watch: rediscovery: %s", err);
-        return;
-    }
-    for (size_t i = 0; i < f.ns; i++)
-        conn_add(f.s[i].addr);
-    evl_fleet_free(&f);
+        if (S[i].subscribed)
+            reconcile_start(i);
 }
 
 void conn_settings(struct watch_set *s)
 {
     set = s;
+    state_use();
     for (size_t i = 0; i < s->s.nseeds; i++)
         conn_add(s->s.seeds[i]);
 }
 
 void conn_init(struct watch_set *s)
 {
-    set = s;
-    state_load();
-    for (size_t i = 0; i < s->s.nseeds; i++)
-        conn_add(s->s.seeds[i]);
+    conn_settings(s);
 }

@@ -1,11 +1,13 @@
 /*
  * watch_run.c: from a heard event to a finished run of its handlers.
  *
- * Intake (every message): parse with the script-mode parser, remember it
- * in the dedupe ring, ask the name cache whether any handler matches. Only
- * an event with a matching handler becomes an item in the queue. Nothing on
- * this path allocates per event except the queued item, so intake stays
- * fast and memory stays flat (docs/watch.md, bench/watch.sh).
+ * Intake (every message): parse with the script-mode parser, ask the name
+ * cache whether any handler matches; only then is it remembered in the
+ * dedupe ring and, unless a duplicate, queued. Nothing on this path
+ * allocates per event except the queued item, so intake stays fast and
+ * memory stays flat (docs/watch.md, bench/watch.sh). The queue is shared
+ * fairly: when it is full, the Sentinel holding the most loses its oldest,
+ * and the drops are one log line a second.
  *
  * Runs: each item is one event call in a runner, a fork() of the watcher
  * without exec that handles up to `reuse` events one at a time (the
@@ -46,7 +48,9 @@
 #define MAX_RUNNING 256
 
 struct item {
-    struct item *prev, *next;
+    struct item *prev, *next;   /* the queue, in arrival order */
+    struct item *sprev, *snext; /* its Sentinel's share of the queue, in the same order */
+    int src;                    /* the Sentinel that reported it first */
     uint64_t seq, reporters;
     char *name, *text, *pod;   /* one allocation, after the struct */
     int synthetic, runs;
@@ -59,6 +63,18 @@ struct item {
 static struct watch_set *set;
 static struct item *head, *tail;  /* waiting, in arrival order (retries at the tail) */
 static size_t nwaiting;
+/* What each Sentinel has waiting, and what of it was dropped since the last summary line. */
+static struct share {
+    struct item *head, *tail;
+    size_t n;
+    uint64_t dropped;
+} share[WATCH_MAX_SENTINELS];
+static struct {
+    uint64_t n;             /* dropped since the last line */
+    double since;           /* when the first of them was */
+    double last_line;       /* when the last summary was written */
+    char last[300];         /* the last one dropped, for the line */
+} drops;
 static struct item *running[MAX_RUNNING];
 static int nrunning;
 static uint64_t seq, boot_id;
@@ -130,8 +146,15 @@ static void dd_put(uint64_t key, uint64_t reporters, uint64_t s, double now)
 
 /* ---------------------------------------------------------------- queue */
 
+/*
+ * The queue is one list in arrival order (what starts next), and each item
+ * is also on its Sentinel's list (what it holds). When the queue is full,
+ * the Sentinel holding the most loses its oldest: a Sentinel that floods
+ * drops its own events, never another's, unless all hold the same share.
+ */
 static void unlink_item(struct item *it)
 {
+    struct share *sh = &share[it->src];
     if (it->prev)
         it->prev->next = it->next;
     else
@@ -140,12 +163,22 @@ static void unlink_item(struct item *it)
         it->next->prev = it->prev;
     else
         tail = it->prev;
-    it->prev = it->next = NULL;
+    if (it->sprev)
+        it->sprev->snext = it->snext;
+    else
+        sh->head = it->snext;
+    if (it->snext)
+        it->snext->sprev = it->sprev;
+    else
+        sh->tail = it->sprev;
+    it->prev = it->next = it->sprev = it->snext = NULL;
+    sh->n--;
     nwaiting--;
 }
 
 static void append(struct item *it)
 {
+    struct share *sh = &share[it->src];
     it->prev = tail;
     it->next = NULL;
     if (tail)
@@ -153,7 +186,84 @@ static void append(struct item *it)
     else
         head = it;
     tail = it;
+    it->sprev = sh->tail;
+    it->snext = NULL;
+    if (sh->tail)
+        sh->tail->snext = it;
+    else
+        sh->head = it;
+    sh->tail = it;
+    sh->n++;
     nwaiting++;
+}
+
+static void prepend(struct item *it)
+{
+    struct share *sh = &share[it->src];
+    it->prev = NULL;
+    it->next = head;
+    if (head)
+        head->prev = it;
+    else
+        tail = it;
+    head = it;
+    it->sprev = NULL;
+    it->snext = sh->head;
+    if (sh->head)
+        sh->head->sprev = it;
+    else
+        sh->tail = it;
+    sh->head = it;
+    sh->n++;
+    nwaiting++;
+}
+
+/* One line for what was dropped since the last: at most one a second. */
+static void drops_line(double now)
+{
+    char who[1024];
+    size_t o = 0;
+    if (!drops.n)
+        return;
+    who[0] = '\0';
+    for (int i = 0; i < WATCH_MAX_SENTINELS; i++) {
+        if (!share[i].dropped)
+            continue;
+        int n = snprintf(who + o, sizeof who - o, "%s%s %" PRIu64, o ? ", " : "", conn_addr(i),
+                         share[i].dropped);
+        if (n > 0 && (size_t)n < sizeof who - o)
+            o += (size_t)n;
+        share[i].dropped = 0;
+    }
+    evl_log(EVL_ERROR, "watch: queue full (%d events waiting): dropped %" PRIu64 " event(s) in "
+            "%.1f s, each the oldest of the Sentinel holding the most: %s; the last: %s", set->s.queue,
+            drops.n, now - drops.since, who, drops.last);
+    drops.n = 0;
+    drops.last_line = now;
+}
+
+/* Make room for one: the Sentinel with the most waiting (`src` on a tie) loses its oldest. */
+static void make_room(int src, double now)
+{
+    while (nwaiting >= (size_t)set->s.queue && head) {
+        int victim = src;
+        for (int i = 0; i < WATCH_MAX_SENTINELS; i++)
+            if (share[i].n > share[victim].n)
+                victim = i;
+        struct item *old = share[victim].head;
+        if (!old)
+            break;
+        unlink_item(old);
+        st.dropped++;
+        if (drops.n++ == 0)
+            drops.since = now;
+        share[victim].dropped++;
+        snprintf(drops.last, sizeof drops.last, "%s pod=%s (heard %.1f s ago, %d run(s) so far)",
+                 old->name, old->pod ? old->pod : "-", now - old->heard, old->runs);
+        free(old);
+    }
+    if (drops.n && now - drops.last_line >= 1.0)
+        drops_line(now);
 }
 
 static void reporters_text(uint64_t mask, char *out, size_t cap, int first_only)
@@ -187,18 +297,11 @@ static void enqueue(const struct evl_event *ev, const char *name, const char *te
         memcpy(it->pod, ev->pod, lp);
     }
     it->seq = s;
-    it->reporters = 1ULL << (idx % WATCH_MAX_SENTINELS);
+    it->src = idx % WATCH_MAX_SENTINELS;
+    it->reporters = 1ULL << it->src;
     it->synthetic = synthetic;
     it->heard = it->not_before = now;
-    while (nwaiting >= (size_t)set->s.queue && head) {
-        struct item *old = head;
-        unlink_item(old);
-        st.dropped++;
-        evl_log(EVL_ERROR, "watch: queue full (%d events waiting): dropped the oldest, %s pod=%s "
-                "(heard %.1f s ago, %d run(s) so far)", set->s.queue, old->name,
-                old->pod ? old->pod : "-", now - old->heard, old->runs);
-        free(old);
-    }
+    make_room(it->src, now);
     append(it);
 }
 
@@ -242,21 +345,21 @@ void run_intake(int idx, const char *name, const char *text, int synthetic)
     }
     if (!watch_wants_master(set, ev.pod))
         return;
+    /* only what some handler matches takes a slot in the dedupe ring: a flood
+       of events nobody handles cannot push out the ones that run */
+    if (!watch_matches(set, ev.name))
+        return;
     uint64_t key = dedupe_key(&ev, text, idx), bit = 1ULL << (idx % WATCH_MAX_SENTINELS);
     struct dd *d = dd_find(key, now);
     if (d && !(d->reporters & bit)) {
         d->reporters |= bit;
         st.dup++;
-        if (d->seq)
-            merge_reporter(d->seq, idx);
+        merge_reporter(d->seq, idx);
         return;
     }
     /* new, or the same reporter saying it again: a new occurrence */
-    int hit = watch_matches(set, ev.name);
-    uint64_t s = hit ? ++seq : 0;
+    uint64_t s = ++seq;
     dd_put(key, bit, s, now);
-    if (!hit)
-        return;
     st.matched++;
     enqueue(&ev, name, text, idx, synthetic, s, now);
 }
@@ -465,18 +568,6 @@ static pid_t fork_runner(struct item *it, const char *first, const char *all,
     return pid;
 }
 
-static void prepend(struct item *it)
-{
-    it->prev = NULL;
-    it->next = head;
-    if (head)
-        head->prev = it;
-    else
-        tail = it;
-    head = it;
-    nwaiting++;
-}
-
 /* Runners that take a share of `concurrency`: busy, or idle and not told to exit. */
 static int active_runners(struct runner **idle)
 {
@@ -674,6 +765,12 @@ static uint64_t pod_hash(const struct item *it)
 double run_tick(double now)
 {
     double next = reap(now);
+    if (drops.n) { /* drops wait for their summary line, a second after the last */
+        if (now - drops.last_line >= 1.0)
+            drops_line(now);
+        else if (drops.last_line + 1.0 - now < next)
+            next = drops.last_line + 1.0 - now;
+    }
     if (watch_stopping)
         return next;
     int cap = set->s.concurrency < MAX_RUNNING ? set->s.concurrency : MAX_RUNNING;
@@ -713,6 +810,7 @@ int run_busy(void)
 void run_drain(void)
 {
     size_t n = 0;
+    drops_line(watch_now());
     for (int i = 0; i < nrunners; i++)
         if (!runners[i].it)
             retire(&runners[i]);

@@ -2,7 +2,8 @@
  * test_sentinel.c: unit test of the Sentinel client (src/sentinel.c).
  * No Redis here: addresses and replies are fed as bytes, and the network
  * cases use listeners made in this process (a port nobody listens on, a
- * listener that never accepts, a forked child with canned replies). The
+ * listener that never accepts, a forked child with canned replies, one that
+ * announces a reply of gigabytes). The
  * specs (spec/sentinels_spec.lua) run the client against real Sentinels.
  */
 #include <arpa/inet.h>
@@ -128,27 +129,39 @@ static int listener(int family, int *port)
     return fd;
 }
 
+static const struct evl_sentinel_opts *with(double timeout)
+{
+    static struct evl_sentinel_opts o;
+    memset(&o, 0, sizeof o);
+    o.timeout = timeout;
+    return &o;
+}
+
 static void test_refused(void)
 {
-    char addr[64], err[256];
+    char addr[64];
     int port;
+    struct evl_sentinel_link l;
     int fd = listener(AF_INET, &port);
     CHECK(fd >= 0);
     close(fd); /* nobody listens there now */
     snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
-    redisContext *c = evl_sentinel_connect(addr, NULL, 1.0, err, sizeof err);
-    CHECK(c == NULL);
-    CHECK(strncmp(err, addr, strlen(addr)) == 0);
-    CHECK(strstr(err, "Connection refused") != NULL);
-    CHECK(evl_sentinel_connect("nohostport", NULL, 1.0, err, sizeof err) == NULL);
-    CHECK(strstr(err, "bad Sentinel address") != NULL);
+    CHECK(evl_sentinel_open(&l, addr, with(1.0)) == -1);
+    CHECK(strncmp(l.err, addr, strlen(addr)) == 0);
+    CHECK(strstr(l.err, "Connection refused") != NULL);
+    CHECK(evl_sentinel_dead(&l));
+    CHECK(evl_sentinel_open(&l, "nohostport", with(1.0)) == -1);
+    CHECK(strstr(l.err, "bad Sentinel address") != NULL);
+    evl_sentinel_link_close(&l);
+    evl_sentinel_link_close(&l); /* twice is harmless */
 }
 
 /* A listener that never answers: every step costs at most the timeout. */
 static void test_silent(int family, const char *fmt)
 {
-    char addr[64], err[256];
+    char addr[64];
     int port;
+    struct evl_sentinel_link l;
     int fd = listener(family, &port);
     if (fd < 0) {
         fprintf(stderr, "skipping the silent-listener case for %s: no such loopback\n", fmt);
@@ -157,41 +170,68 @@ static void test_silent(int family, const char *fmt)
     snprintf(addr, sizeof addr, fmt, port);
 
     double t0 = now();
-    redisContext *c = evl_sentinel_connect(addr, NULL, 0.3, err, sizeof err);
-    CHECK(c != NULL); /* the kernel completes the handshake from the backlog */
+    CHECK(evl_sentinel_open(&l, addr, with(0.3)) == 0); /* the kernel completes the handshake */
     static const char *const ping[] = {"PING"};
-    redisReply *r = evl_sentinel_cmd(c, err, sizeof err, 1, ping);
+    redisReply *r = evl_sentinel_call(&l, 1, ping);
     CHECK(r == NULL);
-    CHECK(strstr(err, "timed out") != NULL);
-    CHECK(strncmp(err, addr, strlen(addr)) == 0);
-    CHECK(evl_sentinel_dead(c));
-    r = evl_sentinel_cmd(c, err, sizeof err, 1, ping); /* dead: fails at once */
-    CHECK(r == NULL && strstr(err, "timed out") != NULL);
-    redisFree(c);
+    CHECK(strstr(l.err, "timed out after 0.3 s") != NULL);
+    CHECK(strncmp(l.err, addr, strlen(addr)) == 0);
+    CHECK(evl_sentinel_dead(&l));
+    r = evl_sentinel_call(&l, 1, ping); /* dead: fails at once */
+    CHECK(r == NULL && strstr(l.err, "timed out") != NULL);
+    evl_sentinel_link_close(&l);
 
-    struct evl_sentinel_auth auth = {"admin", "secret"};
-    c = evl_sentinel_connect(addr, &auth, 0.3, err, sizeof err);
-    CHECK(c == NULL);
-    CHECK(strstr(err, "timed out") != NULL);
+    struct evl_sentinel_opts auth = {"admin", "secret", 0.3, 0};
+    CHECK(evl_sentinel_open(&l, addr, &auth) == -1);
+    CHECK(strstr(l.err, "timed out") != NULL);
     /* Not a hard bound (the machine may be busy): a wait of seconds would
        mean the timeout is not applied at all. */
     CHECK(now() - t0 < 5.0);
     close(fd);
 }
 
-/* A forked peer: answers every command with `reply`, then waits. */
-static pid_t canned(const char *reply, int *port)
+/* Many links to silent listeners, driven at once: one timeout in all, not one each. */
+static void test_parallel(void)
+{
+    enum { N = 40 };
+    static struct evl_sentinel_link l[N];
+    static const char *const ping[] = {"PING"};
+    char addr[64];
+    int port, fd = listener(AF_INET, &port);
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
+    double t0 = now();
+    for (int i = 0; i < N; i++) {
+        CHECK(evl_sentinel_link_open(&l[i], addr, with(0.5)) == 0);
+        CHECK(evl_sentinel_link_send(&l[i], 1, ping) == 0);
+    }
+    evl_sentinel_drive(l, N, NULL, NULL); /* no reply ever comes: no callback */
+    double took = now() - t0;
+    for (int i = 0; i < N; i++) {
+        CHECK(l[i].state == EVL_SL_DEAD && strstr(l[i].err, "timed out") != NULL);
+        evl_sentinel_link_close(&l[i]);
+    }
+    if (took >= 3.0)
+        fprintf(stderr, "%d silent links took %.2f s\n", N, took);
+    CHECK(took < 3.0);
+    close(fd);
+}
+
+/* A forked peer: answers every command with `reply`, then waits. A command is
+   counted by its '*' at the start of a line (the tests send none inside one). */
+static pid_t canned(const char *reply, size_t len, int *port)
 {
     int fd = listener(AF_INET, port);
     pid_t pid = fork();
     if (pid == 0) {
         int cfd;
-        char buf[512];
+        char buf[4096];
+        ssize_t n;
         alarm(20);
         while ((cfd = accept(fd, NULL, NULL)) >= 0) {
-            while (read(cfd, buf, sizeof buf) > 0)
-                if (write(cfd, reply, strlen(reply)) < 0)
-                    break;
+            while ((n = read(cfd, buf, sizeof buf)) > 0)
+                for (ssize_t i = 0; i < n; i++)
+                    if (buf[i] == '*' && (i == 0 || buf[i - 1] == '\n') && write(cfd, reply, len) < 0)
+                        break;
             close(cfd);
         }
         _exit(0);
@@ -206,63 +246,87 @@ static void stop(pid_t pid)
     waitpid(pid, NULL, 0);
 }
 
+/* A peer with canned replies, and a link opened to it. */
+static pid_t peer(const char *reply, struct evl_sentinel_link *l, const struct evl_sentinel_opts *o)
+{
+    char addr[64];
+    int port;
+    pid_t pid = canned(reply, strlen(reply), &port);
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
+    CHECK(evl_sentinel_open(l, addr, o) == 0);
+    return pid;
+}
+
+static void count_reply(size_t i, redisReply *r, void *ud)
+{
+    (void)i;
+    ++*(int *)ud;
+    freeReplyObject(r);
+}
+
 static void test_replies(void)
 {
-    char addr[64], err[256];
-    int port;
+    struct evl_sentinel_link l;
     static const char *const ping[] = {"PING"};
 
-    pid_t pid = canned("+PONG\r\n", &port);
-    snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
-    redisContext *c = evl_sentinel_connect(addr, NULL, 2.0, err, sizeof err);
-    CHECK(c != NULL);
-    redisReply *r = evl_sentinel_cmd(c, err, sizeof err, 1, ping);
+    pid_t pid = peer("+PONG\r\n", &l, with(2.0));
+    redisReply *r = evl_sentinel_call(&l, 1, ping);
     CHECK(r != NULL && r->type == REDIS_REPLY_STATUS && strcmp(r->str, "PONG") == 0);
     freeReplyObject(r);
-    redisFree(c);
+    evl_sentinel_link_close(&l);
     stop(pid);
 
-    pid = canned("-WRONGPASS invalid username-password pair or user is disabled.\r\n", &port);
+    int port;
+    char addr[64];
+    const char *wrongpass = "-WRONGPASS invalid username-password pair or user is disabled.\r\n";
+    pid = canned(wrongpass, strlen(wrongpass), &port);
     snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
-    struct evl_sentinel_auth auth = {NULL, "wrong"};
-    c = evl_sentinel_connect(addr, &auth, 2.0, err, sizeof err);
-    CHECK(c == NULL);
-    CHECK(strstr(err, ": authentication failed: WRONGPASS invalid") != NULL);
-    CHECK(strncmp(err, addr, strlen(addr)) == 0);
-    /* An error reply leaves the context usable, and err is the reply's text. */
-    c = evl_sentinel_connect(addr, NULL, 2.0, err, sizeof err);
-    CHECK(c != NULL);
-    r = evl_sentinel_cmd(c, err, sizeof err, 1, ping);
-    CHECK(r == NULL && strncmp(err, "WRONGPASS", 9) == 0 && !evl_sentinel_dead(c));
-    redisFree(c);
+    struct evl_sentinel_opts auth = {NULL, "wrong", 2.0, 0};
+    CHECK(evl_sentinel_open(&l, addr, &auth) == -1);
+    CHECK(strstr(l.err, ": authentication failed: WRONGPASS invalid") != NULL);
+    CHECK(strncmp(l.err, addr, strlen(addr)) == 0);
+    /* An error reply leaves the link usable, and err is the reply's text. */
+    CHECK(evl_sentinel_open(&l, addr, with(2.0)) == 0);
+    r = evl_sentinel_call(&l, 1, ping);
+    CHECK(r == NULL && strncmp(l.err, "WRONGPASS", 9) == 0 && !evl_sentinel_dead(&l));
+    evl_sentinel_link_close(&l);
     stop(pid);
 
-    /* Messages nobody asked for: a wait that times out leaves the context usable. */
-    pid = canned("*3\r\n$7\r\nmessage\r\n$6\r\n+sdown\r\n$1\r\nx\r\n", &port);
-    snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
-    c = evl_sentinel_connect(addr, NULL, 2.0, err, sizeof err);
-    CHECK(c != NULL);
-    int timed_out = 0;
-    r = evl_sentinel_read(c, 0.1, &timed_out, err, sizeof err);
-    CHECK(r == NULL && timed_out && !evl_sentinel_dead(c));
+    /* The subscribe reply and a message in one read: both come out of the one drive. */
+    pid = peer("*3\r\n$9\r\nsubscribe\r\n$6\r\n+sdown\r\n:1\r\n"
+               "*3\r\n$7\r\nmessage\r\n$6\r\n+sdown\r\n$1\r\nx\r\n", &l, with(2.0));
     static const char *const sub[] = {"SUBSCRIBE", "+sdown"};
-    r = evl_sentinel_cmd(c, err, sizeof err, 2, sub); /* the peer answers with a message */
-    CHECK(r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == 3);
-    freeReplyObject(r);
-    r = evl_sentinel_read(c, 0.1, &timed_out, err, sizeof err);
-    CHECK(r == NULL && timed_out && !evl_sentinel_dead(c));
-    redisFree(c);
+    int got = 0;
+    CHECK(evl_sentinel_link_send(&l, 2, sub) == 0);
+    evl_sentinel_drive(&l, 1, count_reply, &got);
+    CHECK(got == 2 && !evl_sentinel_dead(&l));
+    evl_sentinel_link_close(&l);
     stop(pid);
 
     /* Half a reply, then nothing: the whole reply is bounded, not each read. */
-    pid = canned("+PO", &port);
-    snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
-    c = evl_sentinel_connect(addr, NULL, 0.3, err, sizeof err);
-    CHECK(c != NULL);
-    r = evl_sentinel_cmd(c, err, sizeof err, 1, ping);
-    CHECK(r == NULL && strstr(err, "timed out") != NULL && evl_sentinel_dead(c));
-    redisFree(c);
+    pid = peer("+PO", &l, with(0.3));
+    r = evl_sentinel_call(&l, 1, ping);
+    CHECK(r == NULL && strstr(l.err, "timed out") != NULL && evl_sentinel_dead(&l));
+    evl_sentinel_link_close(&l);
     stop(pid);
+}
+
+/* Announced sizes past the cap are refused at once, before anything is kept. */
+static void test_cap(void)
+{
+    static const char *const ping[] = {"PING"};
+    static const char *const big[] = {"*2000000000\r\n", "$4000000000\r\n", "$2000\r\n"};
+    struct evl_sentinel_opts small = {NULL, NULL, 5.0, 0.001}; /* about 1 KiB */
+    for (size_t i = 0; i < sizeof big / sizeof big[0]; i++) {
+        struct evl_sentinel_link l;
+        pid_t pid = peer(big[i], &l, i == 2 ? &small : with(5.0));
+        double t0 = now();
+        redisReply *r = evl_sentinel_call(&l, 1, ping);
+        CHECK(r == NULL && strstr(l.err, "reply larger than") != NULL && evl_sentinel_dead(&l));
+        CHECK(now() - t0 < 2.0); /* not the 5 s timeout */
+        evl_sentinel_link_close(&l);
+        stop(pid);
+    }
 }
 
 static void test_discover(void)
@@ -277,8 +341,8 @@ static void test_discover(void)
 
     const char *seeds[] = {refused, silent, refused};
     struct evl_fleet f;
-    CHECK(evl_sentinel_discover(seeds, 3, NULL, 0, NULL, 0.3, &f, err, sizeof err) == 0);
-    CHECK(f.ns == 2 && f.nm == 0);
+    CHECK(evl_sentinel_discover(seeds, 3, NULL, 0, with(0.3), &f, err, sizeof err) == 0);
+    CHECK(f.ns == 2 && f.nm == 0 && f.capped == 0);
     CHECK(strcmp(f.s[0].addr, refused) == 0 && !f.s[0].reachable);
     CHECK(strstr(f.s[0].err, "Connection refused") != NULL);
     CHECK(strcmp(f.s[1].addr, silent) == 0 && !f.s[1].reachable);
@@ -286,10 +350,23 @@ static void test_discover(void)
     evl_fleet_free(&f);
     evl_fleet_free(&f); /* twice is harmless */
 
+    /* every reply names master pod1 and Sentinel 127.0.0.1:1 (refused): found, asked, listed */
+    const char *kv = "*1\r\n*6\r\n$4\r\nname\r\n$4\r\npod1\r\n$2\r\nip\r\n$9\r\n127.0.0.1\r\n"
+                     "$4\r\nport\r\n$1\r\n1\r\n";
+    char seed[64];
+    pid_t pid = canned(kv, strlen(kv), &port);
+    snprintf(seed, sizeof seed, "127.0.0.1:%d", port);
+    const char *one[] = {seed};
+    CHECK(evl_sentinel_discover(one, 1, NULL, 0, with(2.0), &f, err, sizeof err) == 0);
+    CHECK(f.ns == 2 && f.nm == 1 && strcmp(f.masters[0], "pod1") == 0);
+    CHECK(f.s[0].reachable && strcmp(f.s[1].addr, "127.0.0.1:1") == 0 && !f.s[1].reachable);
+    evl_fleet_free(&f);
+    stop(pid);
+
     const char *bad[] = {"nope"};
-    CHECK(evl_sentinel_discover(bad, 1, NULL, 0, NULL, 0.3, &f, err, sizeof err) == -1);
+    CHECK(evl_sentinel_discover(bad, 1, NULL, 0, with(0.3), &f, err, sizeof err) == -1);
     CHECK(strstr(err, "nope") != NULL && f.s == NULL);
-    CHECK(evl_sentinel_discover(NULL, 0, NULL, 0, NULL, 0.3, &f, err, sizeof err) == -1);
+    CHECK(evl_sentinel_discover(NULL, 0, NULL, 0, with(0.3), &f, err, sizeof err) == -1);
     CHECK(strstr(err, "--sentinel") != NULL);
     close(sfd);
 }
@@ -302,7 +379,9 @@ int main(void)
     test_refused();
     test_silent(AF_INET, "127.0.0.1:%d");
     test_silent(AF_INET6, "[::1]:%d");
+    test_parallel();
     test_replies();
+    test_cap();
     test_discover();
     if (failures) {
         fprintf(stderr, "%d check(s) failed\n", failures);

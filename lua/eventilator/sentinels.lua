@@ -163,70 +163,116 @@ local function mentions(argv, name)
   return false
 end
 
--- One Sentinel's view: its masters (those of the fleet), scripts, queue.
-local function inspect(S, s, masters, copts)
-  local rec = { addr = s.addr, reachable = s.reachable, error = s.err, masters = array(), pending = array() }
-  rec.error = plain(s.addr, rec.error)
-  if not s.reachable then return rec end
-  local c, err = S.connect(s.addr, copts)
-  if not c then
-    rec.reachable, rec.error = false, plain(s.addr, err)
-    return rec
+-- What a Sentinel sent where a string belongs, checked: the string, or nil
+-- and one line in `bad` ("<where>: <field> is a number, not a string").
+local KIND = { number = "a number", table = "a list", boolean = "nil" }
+local function string_field(bad, where, field, v)
+  if v == nil or type(v) == "string" then return v end
+  bad[#bad + 1] = string.format("%s: %s is %s, not a string", where, field, KIND[type(v)] or type(v))
+  return nil
+end
+
+-- The words of a pending script's argv, each a string (or "?").
+local function words(bad, where, argv)
+  local t = array()
+  if argv ~= nil and type(argv) ~= "table" then
+    string_field(bad, where, "argv", argv)
+    return t
   end
-  local function call(...)
-    local r, e, dead = c:call(...)
-    if dead then
-      rec.reachable, rec.error = false, plain(s.addr, e)
-    end
-    return r, e
-  end
-  local info = call("INFO", "sentinel")
-  if info then
-    info = parse_info(info)
-    rec.running_scripts = tonumber(info.sentinel_running_scripts)
-    rec.queued_scripts = tonumber(info.sentinel_scripts_queue_length)
-    rec.tilt = info.sentinel_tilt == "1"
-  end
-  local pending = rec.reachable and call("SENTINEL", "PENDING-SCRIPTS")
+  for i, w in ipairs(argv or {}) do t[i] = string_field(bad, where, "argv[" .. i .. "]", w) or "?" end
+  return t
+end
+
+local function pending_of(rec, bad, pending)
   for _, p in ipairs(type(pending) == "table" and pending or {}) do
     local f = kv(p)
     -- Sentinel's retry-num counts attempts started, and goes up when an
     -- attempt starts: a first run in progress already shows 1. The retries
     -- are the attempts that failed, so a running job has one fewer.
     local attempts = tonumber(f["retry-num"]) or 0
-    local running = f.flags == "running"
+    local state = string_field(bad, rec.addr .. ", a pending script", "flags", f.flags)
+    local running = state == "running"
     rec.pending[#rec.pending + 1] = {
-      argv = array(type(f.argv) == "table" and f.argv or {}), state = f.flags,
+      argv = words(bad, rec.addr .. ", a pending script", f.argv), state = state,
       pid = tonumber(f.pid), attempts = attempts,
       retries = math.max(0, attempts - (running and 1 or 0)),
       run_time_ms = tonumber(f["run-time"]), run_delay_ms = tonumber(f["run-delay"]),
     }
   end
-  for _, name in ipairs(masters) do
-    if not rec.reachable then break end
-    local r, e = call("SENTINEL", "MASTER", name)
-    local m = { name = name }
-    if r then
-      local f = kv(r)
-      m.monitored = true
-      m.address = f.ip and (f.ip:find(":") and "[" .. f.ip .. "]" or f.ip) .. ":" .. tostring(f.port)
-      m.flags = split_flags(f.flags)
-      m.quorum = tonumber(f.quorum)
-      m.notification_script = f["notification-script"]
-      m.client_reconfig_script = f["client-reconfig-script"]
-      local n = 0
-      for _, p in ipairs(rec.pending) do
-        if mentions(p.argv, name) then n = n + 1 end
-      end
-      m.pending_scripts = n
-    elseif rec.reachable then
-      m.monitored = false
-      m.error = e
-    end
-    rec.masters[#rec.masters + 1] = m
+end
+
+-- SENTINEL MASTER <name>'s reply as a row.
+local function master_of(rec, bad, name, r, e)
+  local m = { name = name }
+  if r == nil then
+    m.monitored, m.error = false, e
+    return m
   end
-  c:close()
+  local where = string.format("%s, master %s", rec.addr, name)
+  if type(r) ~= "table" then
+    bad[#bad + 1] = where .. ": SENTINEL MASTER is not a list"
+    r = {}
+  end
+  local f = kv(r)
+  local ip, port = string_field(bad, where, "ip", f.ip), string_field(bad, where, "port", f.port)
+  m.monitored = true
+  m.address = ip and (ip:find(":") and "[" .. ip .. "]" or ip) .. ":" .. tostring(port)
+  m.flags = split_flags(string_field(bad, where, "flags", f.flags))
+  m.quorum = tonumber(f.quorum)
+  m.notification_script = string_field(bad, where, "notification-script", f["notification-script"])
+  m.client_reconfig_script = string_field(bad, where, "client-reconfig-script", f["client-reconfig-script"])
+  local n = 0
+  for _, p in ipairs(rec.pending) do
+    if mentions(p.argv, name) then n = n + 1 end
+  end
+  m.pending_scripts = n
+  return m
+end
+
+-- One Sentinel's view (its answers to the commands `status` asked all at
+-- once): its masters (those of the fleet), scripts, queue. What it sent of
+-- the wrong type goes to `bad`, a line each.
+local function inspect(s, answer, masters, bad)
+  local rec = { addr = s.addr, reachable = s.reachable, error = s.err, masters = array(), pending = array() }
+  rec.error = plain(s.addr, rec.error)
+  if not s.reachable then return rec end
+  local replies, errors = answer.replies, answer.errors
+  if answer.err then
+    rec.reachable, rec.error = false, plain(s.addr, answer.err)
+    return rec
+  end
+  local info = replies[1]
+  if type(info) == "string" then
+    info = parse_info(info)
+    rec.running_scripts = tonumber(info.sentinel_running_scripts)
+    rec.queued_scripts = tonumber(info.sentinel_scripts_queue_length)
+    rec.tilt = info.sentinel_tilt == "1"
+  elseif info then
+    string_field(bad, s.addr, "INFO sentinel", info)
+  end
+  pending_of(rec, bad, replies[2])
+  for i, name in ipairs(masters) do
+    local r = replies[2 + i]
+    rec.masters[#rec.masters + 1] = master_of(rec, bad, name, r ~= false and r or nil, errors[2 + i])
+  end
   return rec
+end
+
+-- Every reachable Sentinel asked at once (INFO, PENDING-SCRIPTS, MASTER <m>
+-- for each master): N silent ones cost one timeout, not N.
+local function ask_all(S, fleet, copts)
+  local commands = { { "INFO", "sentinel" }, { "SENTINEL", "PENDING-SCRIPTS" } }
+  for _, name in ipairs(fleet.masters) do commands[#commands + 1] = { "SENTINEL", "MASTER", name } end
+  local args, at = { sentinels = {}, commands = commands }, {}
+  for k, v in pairs(copts) do args[k] = v end
+  for _, s in ipairs(fleet.sentinels) do
+    if s.reachable then
+      args.sentinels[#args.sentinels + 1] = s.addr
+      at[s.addr] = #args.sentinels
+    end
+  end
+  local answers = #args.sentinels > 0 and S.ask(args) or {}
+  return function(addr) return answers[at[addr]] or { replies = {}, errors = {} } end
 end
 
 -- Group "value -> list of who" for a message, in a stable order.
@@ -287,6 +333,12 @@ local function problems_of(report)
     if n > 1 then add("master %s: Sentinels disagree on its address: %s", name, text) end
   end
   return p
+end
+
+-- Discovery stops at 64 Sentinels (the cap on a fleet, docs/sentinels.md).
+local function capped_line(fleet)
+  return string.format("more than %d Sentinels named: %d more were not contacted (the cap on a fleet)",
+    #fleet.sentinels, fleet.capped)
 end
 
 local function discover(S, config, o)
@@ -361,10 +413,15 @@ local function status(S, config, o)
     return code
   end
   local report = { sentinels = array(), masters = array(fleet.masters) }
+  local answer, bad = ask_all(S, fleet, copts), {}
   for _, s in ipairs(fleet.sentinels) do
-    report.sentinels[#report.sentinels + 1] = inspect(S, s, fleet.masters, copts)
+    report.sentinels[#report.sentinels + 1] = inspect(s, answer(s.addr), fleet.masters, bad)
   end
   report.problems = problems_of(report)
+  for _, b in ipairs(bad) do report.problems[#report.problems + 1] = b end
+  if fleet.capped > 0 then
+    report.problems[#report.problems + 1] = capped_line(fleet)
+  end
   local found = {}
   for _, m in ipairs(fleet.masters) do found[m] = true end
   for _, m in ipairs(masters_filter(config, o) or {}) do
@@ -456,6 +513,7 @@ local function set_scripts(S, config, o, clear)
   end
   local only = {}
   for _, m in ipairs(fleet.masters) do only[m] = true end
+  if fleet.capped > 0 then out("note: %s", capped_line(fleet)) end
   if #fleet.masters == 0 then out("no master found on the Sentinels reached: nothing to %s", verb) end
   local failed = 0
   for _, m in ipairs(masters_filter(config, o) or {}) do
