@@ -24,10 +24,21 @@ describe("eventilator sentinels: usage", function()
     rc = ctx:run("eventilator", "sentinels", "status")
     assert.equals(2, rc)
     assert.truthy(has(ctx:stderr(), "watch.sentinels"))
-    rc = ctx:run("eventilator", "sentinels", "status", "--sentinel", "nocolon")
+    rc = ctx:run("eventilator", "sentinels", "status", "--sentinel", "noport:")
+    assert.equals(2, rc)
+    rc = ctx:run("eventilator", "sentinels", "status", "--sentinel", "::1:26379") -- IPv6 needs []
     assert.equals(2, rc)
     rc = ctx:run("eventilator", "sentinels", "register", "--notification", "relative/path", "--sentinel", "127.0.0.1:1")
     assert.equals(2, rc)
+  end)
+
+  it("takes a seed without a port as Sentinel's own, 26379", function()
+    local rc, _, out = ctx:run("eventilator", "sentinels", "status", "--sentinel", "127.0.0.1", "--sentinel",
+      "[::1]", "--timeout", "0.5", "--json")
+    assert.is_true(rc == 0 or rc == 1, ctx:stderr())
+    local doc = json.decode(out)
+    assert.equals("127.0.0.1:26379", doc.sentinels[1].addr)
+    assert.equals("[::1]:26379", doc.sentinels[2].addr)
   end)
 
   it("takes its seeds from watch.sentinels and reports every one that is down", function()

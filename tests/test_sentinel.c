@@ -46,8 +46,16 @@ static void test_addr(void)
     CHECK(evl_sentinel_addr("sentinel-a.example:1", host, sizeof host, &port, err, sizeof err) ==
           0);
     CHECK(strcmp(host, "sentinel-a.example") == 0 && port == 1);
-    static const char *bad[] = {"", "host", "host:", ":26379", "host:0", "host:65536",
-                                "host:12x", "::1:26379", "[::1]26379", "[::1", "[]:1"};
+    /* no port: Sentinel's own */
+    CHECK(evl_sentinel_addr("sentinel-a", host, sizeof host, &port, err, sizeof err) == 0);
+    CHECK(strcmp(host, "sentinel-a") == 0 && port == 26379);
+    CHECK(evl_sentinel_addr("10.0.0.1", host, sizeof host, &port, err, sizeof err) == 0);
+    CHECK(strcmp(host, "10.0.0.1") == 0 && port == 26379);
+    CHECK(evl_sentinel_addr("[::1]", host, sizeof host, &port, err, sizeof err) == 0);
+    CHECK(strcmp(host, "::1") == 0 && port == 26379);
+    /* "::1:6379" is an address by itself: IPv6 keeps its brackets */
+    static const char *bad[] = {"", "host:", ":26379", "host:0", "host:65536", "host:12x",
+                                "::1:26379", "::1", "[::1]26379", "[::1", "[]:1", "[]", ":"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         err[0] = '\0';
         int rc = evl_sentinel_addr(bad[i], host, sizeof host, &port, err, sizeof err);
@@ -140,7 +148,7 @@ static void test_refused(void)
     CHECK(c == NULL);
     CHECK(strncmp(err, addr, strlen(addr)) == 0);
     CHECK(strstr(err, "Connection refused") != NULL);
-    CHECK(evl_sentinel_connect("nohostport", NULL, 1.0, err, sizeof err) == NULL);
+    CHECK(evl_sentinel_connect("::1:26379", NULL, 1.0, err, sizeof err) == NULL);
     CHECK(strstr(err, "bad Sentinel address") != NULL);
 }
 
@@ -286,7 +294,13 @@ static void test_discover(void)
     evl_fleet_free(&f);
     evl_fleet_free(&f); /* twice is harmless */
 
-    const char *bad[] = {"nope"};
+    /* a seed without a port is listed as its peers would name it */
+    const char *bare[] = {"127.0.0.1"};
+    CHECK(evl_sentinel_discover(bare, 1, NULL, 0, NULL, 0.3, &f, err, sizeof err) == 0);
+    CHECK(f.ns == 1 && strcmp(f.s[0].addr, "127.0.0.1:26379") == 0);
+    evl_fleet_free(&f);
+
+    const char *bad[] = {"nope:"};
     CHECK(evl_sentinel_discover(bad, 1, NULL, 0, NULL, 0.3, &f, err, sizeof err) == -1);
     CHECK(strstr(err, "nope") != NULL && f.s == NULL);
     CHECK(evl_sentinel_discover(NULL, 0, NULL, 0, NULL, 0.3, &f, err, sizeof err) == -1);

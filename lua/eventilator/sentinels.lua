@@ -10,7 +10,8 @@ usage: eventilator sentinels status     [--sentinel HOST:PORT]... [--master NAME
                                         [--notification PATH] [--reconfig PATH] [--dry-run]
        eventilator sentinels unregister [--sentinel HOST:PORT]... [--master NAME]... [--timeout S] [--dry-run]
        eventilator sentinels doctor     [--user NAME] [--notification PATH] [--reconfig PATH] [--unit FILE]
-Seeds default to watch.sentinels; watch.username / watch.password / watch.timeout are used to log in.
+Seeds default to watch.sentinels (HOST alone: port 26379); watch.username / watch.password / watch.timeout
+are used to log in.
 ]]
 
 local function out(fmt, ...)
