@@ -417,6 +417,10 @@ static int sn_visit(struct sn_disc *d, size_t i, const char *const *only, size_t
     }
     ms = evl_sentinel_cmd(c, s->err, sizeof s->err, 2, masters);
     if (ms == NULL) {
+        /* A data node answers, but knows no SENTINEL: say what it is, not Redis's words. */
+        if (!evl_sentinel_dead(c) && strstr(s->err, "unknown command"))
+            snprintf(s->err, sizeof s->err, "not a Sentinel: it answers as Redis but knows no "
+                     "SENTINEL command (a data node? Sentinel's own port is 26379)");
         redisFree(c);
         return 0;
     }
