@@ -43,6 +43,22 @@ static int h_load_config(lua_State *L)
     return 3;
 }
 
+/*
+ * host.log_where() -> where log lines go now ("syslog", "stderr" or a file's
+ * path) [, why that is not log.target]. Asks syslog's socket when no line
+ * has yet; makes nothing (log.c).
+ */
+static int h_log_where(lua_State *L)
+{
+    const char *why, *to = evl_log_where(&why);
+    (void)host(L);
+    lua_pushstring(L, to);
+    if (!why)
+        return 1;
+    lua_pushstring(L, why);
+    return 2;
+}
+
 /* host.load_rules() -> files ({ path, ok, err, patterns }), handlers */
 static int h_load_rules(lua_State *L)
 {
@@ -125,6 +141,7 @@ void evl_push_cli_host(lua_State *L, struct evl_host *h)
     static const luaL_Reg fns[] = {
         {"load_config", h_load_config}, {"load_rules", h_load_rules}, {"parse", h_parse},
         {"match", h_match},             {"run", h_run},               {"retries", h_retries},
+        {"log_where", h_log_where},
 #if !defined(EVL_LEAN) && !defined(EVL_HOST_MODULE) /* the full runtime's own subcommands */
         {"sentinel", luaopen_eventilator_sentinel}, /* host.sentinel() -> the module */
         {"watch", evl_watch_lua}, /* watch.c: `eventilator watch` */

@@ -812,13 +812,12 @@ void evl_config_open_log(struct evl_host *h)
     const char *target = env && *env ? env : evl_config_string(h, "log", "target");
     const char *level = evl_config_string(h, "log", "level");
     evl_log_also_stderr(0);
-    int opened = evl_log_open(target, level);
+    /* a file that will not open: log.c says so, once, in the fallback file */
+    evl_log_open(target, level);
     for (int i = 0; i < nwarnings; i++)
         evl_log(EVL_WARN, "%s", warnings[i]);
     nwarnings = 0;
-    if (opened < 0)
-        evl_log(EVL_ERROR, "log file %s cannot be opened; logging to syslog", target);
-    else if (level) {
+    if (level) {
         enum evl_level lv;
         if (evl_log_level_from(level, &lv) < 0)
             evl_log(EVL_WARN, "log.level '%s' is not debug/info/warn/error; using info", level);

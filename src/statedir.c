@@ -23,12 +23,7 @@
 #include "host.h"
 #include "statedir.h"
 
-/*
- * A user's name from /etc/passwd, read directly: the start-up binary is
- * static, and glibc's getpwuid would load NSS modules at run time. Only on
- * the refusal path. "#N" when the file does not name it.
- */
-static const char *user_name(uid_t uid, char *buf, size_t cap)
+const char *evl_user_name(uid_t uid, char *buf, size_t cap)
 {
     char line[512];
     FILE *f = fopen("/etc/passwd", "re");
@@ -58,8 +53,8 @@ int evl_private_check(const struct stat *st, const char *path, char *why, size_t
         return 1;
     if (st->st_uid == uid)
         return evl_trusted(st, path, why, cap); /* the chmod go-w fix */
-    user_name(st->st_uid, owner, sizeof owner);
-    user_name(uid, me, sizeof me);
+    evl_user_name(st->st_uid, owner, sizeof owner);
+    evl_user_name(uid, me, sizeof me);
     if (uid == 0) /* by hand, as root: the folder is the Sentinel user's, leave it so */
         snprintf(why, cap, "%s belongs to %s, and this call runs as root: run it as the Sentinel's "
                  "user (sudo -u %s ...)", path, owner, owner);

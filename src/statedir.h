@@ -12,6 +12,14 @@
 struct evl_host;
 
 /*
+ * A user's name from /etc/passwd, read directly: the start-up binary is
+ * static, and glibc's getpwuid would load NSS modules at run time. For
+ * messages, on refusal paths only. "#N" (as sudo -u takes a uid) when the
+ * file does not name it.
+ */
+const char *evl_user_name(uid_t uid, char *buf, size_t cap);
+
+/*
  * Is the folder `path` (its stat in st) ours alone: a folder, owned by the
  * running user, writable by no group or other? 1, or 0 with the reason and a
  * fix that cannot harm in why.

@@ -57,6 +57,20 @@ local function check(host)
     return 1
   end
   out("config  %s (%s)", path, format)
+  -- where a call's lines would go: a log file that will not open is an error
+  -- (its lines go to the fallback); no syslog is a fact worth showing
+  local to, why = host.log_where()
+  local target = os.getenv("EVENTILATOR_LOG")
+  if not target or target == "" then target = config.log.target end
+  local log_bad = 0
+  if not why then
+    out("log     %s", to)
+  elseif target == "syslog" then
+    out("log     syslog: %s; lines go to %s", why, to)
+  else
+    log_bad = 1
+    out("FAILED  %s", why)
+  end
   local files = host.load_rules()
   local bad, never = 0, 0
   if #files == 0 then
@@ -73,7 +87,7 @@ local function check(host)
   end
   out("%d rule file(s), %d failed%s", #files, bad,
     never > 0 and (", " .. never .. " pattern(s) never match") or "")
-  return (bad == 0 and never == 0) and 0 or 1
+  return (bad == 0 and never == 0 and log_bad == 0) and 0 or 1
 end
 
 -- test's options, before the event's arguments: flags, and options with a value.
