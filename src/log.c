@@ -283,10 +283,11 @@ int evl_log_open(const char *t, const char *level)
     return -1;
 }
 
-const char *evl_log_where(const char **reason)
+const char *evl_log_where(const char **reason, const char **fallback_path)
 {
     static char nosock[PATH_MAX + 80];
     *reason = NULL;
+    *fallback_path = fb_path;
     if (target == T_STDERR)
         return "stderr";
     if (target == T_FILE && fd >= 0)

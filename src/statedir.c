@@ -41,17 +41,27 @@ const char *evl_user_name(uid_t uid, char *buf, size_t cap)
     return buf;
 }
 
+enum evl_private evl_private_rule(const struct stat *st, uid_t uid)
+{
+    if (!S_ISDIR(st->st_mode))
+        return EVL_PRIVATE_NOT_DIR;
+    if (st->st_uid != uid)
+        return EVL_PRIVATE_OWNER;
+    return st->st_mode & (S_IWGRP | S_IWOTH) ? EVL_PRIVATE_WRITABLE : EVL_PRIVATE_OK;
+}
+
 int evl_private_check(const struct stat *st, const char *path, char *why, size_t cap)
 {
     char owner[64], me[64];
     uid_t uid = evl_euid();
-    if (!S_ISDIR(st->st_mode)) {
+    enum evl_private rule = evl_private_rule(st, uid);
+    if (rule == EVL_PRIVATE_OK)
+        return 1;
+    if (rule == EVL_PRIVATE_NOT_DIR) {
         snprintf(why, cap, "%s: not a folder", path);
         return 0;
     }
-    if (st->st_uid == uid && !(st->st_mode & (S_IWGRP | S_IWOTH)))
-        return 1;
-    if (st->st_uid == uid)
+    if (rule == EVL_PRIVATE_WRITABLE)
         return evl_trusted(st, path, why, cap); /* the chmod go-w fix */
     evl_user_name(st->st_uid, owner, sizeof owner);
     evl_user_name(uid, me, sizeof me);
