@@ -69,6 +69,19 @@ int evl_log_level_from(const char *name, enum evl_level *out)
     return -1;
 }
 
+static void write_all(int to, const char *s, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(to, s, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return;
+        s += w;
+        n -= (size_t)w;
+    }
+}
+
 /*
  * A file this process made, as root: give it to the owner and group of its
  * folder. /var/log/redis is redis's, so the file that root's `eventilator
@@ -132,8 +145,8 @@ static int fallback(void)
         int e = errno, n = snprintf(msg, sizeof msg, "eventilator: cannot append to the fallback log "
                                     "%s (%s); logging to stderr\n", fb_path, strerror(e));
         fb = 2;
-        if (n > 0 && !also_stderr)
-            (void)!write(2, msg, (size_t)n < sizeof msg ? (size_t)n : sizeof msg - 1);
+        if (n > 0)
+            write_all(2, msg, (size_t)n < sizeof msg ? (size_t)n : sizeof msg - 1);
     }
     return fb;
 }
@@ -253,6 +266,9 @@ int evl_log_open(const char *t, const char *level)
     if (fd > 2)
         close(fd);
     fd = -1;
+    if (fb > 2) /* opened again at its next line: a reload follows a rotated file */
+        close(fb);
+    fb = -1;
     free(file_target);
     file_target = NULL;
     if (!t || strcmp(t, "syslog") == 0) {
@@ -342,19 +358,6 @@ static size_t escape(char *out, size_t cap, const char *in)
     }
     out[o] = '\0';
     return o;
-}
-
-static void write_all(int to, const char *s, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(to, s, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return;
-        s += w;
-        n -= (size_t)w;
-    }
 }
 
 /* The local time of the line being written, and its second (dates are made once a second). */
