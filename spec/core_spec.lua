@@ -318,6 +318,25 @@ describe("eventilator core", function()
       assert.are.equal("640", (procs.sh("stat -c %a " .. q(ctx.fallback)):gsub("%s+$", "")))
     end)
 
+    it("sends the watchdog's line, written from its signal handler, to syslog or else the fallback file", function()
+      ctx:config(string.format("rules_dir = %q\nstate_dir = %q\nbudget = 1\n", ctx.rules, ctx.dir .. "/state"), true)
+      ctx:rule("r.lua", [[on("+sdown", function() while true do pcall(function() while true do end end) end end)]])
+      local rc = ctx:run("eventilator", table.unpack(SDOWN))
+      assert.are.equal(1, rc)
+      assert.matches("eventilator%[%d+%]: error: %+sdown: time budget of 1 s exceeded, stopped by the watchdog; exit 1 %(",
+        procs.read(ctx.fallback) or "")
+      local got = ctx.dir .. "/syslog.out"
+      local pid = syslogd(got)
+      os.remove(ctx.fallback)
+      rc = ctx:run("eventilator", table.unpack(SDOWN))
+      procs.wait(function() return (procs.read(got) or ""):find("watchdog", 1, true) end, 10, "the line in syslog")
+      procs.kill(pid)
+      assert.are.equal(1, rc)
+      assert.matches("^<27>eventilator%[%d+%]: error: %+sdown: time budget of 1 s exceeded, stopped by the watchdog",
+        procs.read(got) or "")
+      assert.is_nil(procs.read(ctx.fallback))
+    end)
+
     it("falls back, saying why once, when the log file is a symbolic link", function()
       os.execute(string.format("ln -s %s %s", q(ctx.dir .. "/elsewhere"), q(ctx.log)))
       local rc = ctx:run("eventilator", table.unpack(SDOWN))
