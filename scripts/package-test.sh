@@ -2,12 +2,14 @@
 # Tests the Debian package on this machine, as root: builds it
 # (scripts/package.sh), installs it with dpkg -i, checks what it installed,
 # runs a loopback failover through it under the redis-sentinel unit's
-# sandbox (spec/package/sandbox_spec.lua), upgrades it (twice: the next
-# version with the same files, then one that changes a rule) over an edited
-# and a deleted rule file, removes and purges it, and checks that only what policy keeps is
+# sandbox (spec/package/sandbox_spec.lua), checks that a call there without
+# a syslog daemon logs to /var/log/redis/eventilator.log, upgrades it (twice:
+# the next version with the same files, then one that changes a rule) over an edited
+# and a deleted rule file, removes and purges it with a sentinel.conf that still
+# names its scripts (each must print the lines that must go), and checks that only what policy keeps is
 # left after a remove and nothing after a purge. It leaves the machine as it
 # found it: the package is purged at the end (also when a step fails), and a
-# state folder that was there before is put back.
+# state folder and a log file that were there before are put back.
 #
 #   bash scripts/package-test.sh     # skipped (exit 0) when not root
 #   PACKAGE_TEST_DEB=dist/eventilator_0.1.0_amd64.deb bash scripts/package-test.sh   # test that .deb, no build
@@ -17,6 +19,8 @@ ROOT=$(pwd)
 PKG=eventilator
 STATE=/var/lib/redis/eventilator
 MARK=/run/eventilator-package-test   # "this test installed the package"
+LOG=/var/log/redis/eventilator.log   # the log's fallback file (no syslog daemon)
+SCONF=/etc/redis/sentinel-eventilator-pkgtest.conf   # a sentinel.conf naming the scripts
 
 say() { printf '%s\n' "$*"; }
 stage() { say "== $* (at ${SECONDS} s)"; }
@@ -40,12 +44,16 @@ fi
 
 WORK=$(mktemp -d /tmp/eventilator-pkgtest.XXXXXX)
 SAVED=""
+LOGSAVED=""
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
+  rm -f "$SCONF"
   if [ -n "$(status)" ] && [ "$(status)" != "un" ]; then dpkg --purge "$PKG" >/dev/null 2>&1 || true; fi
   rm -f "$MARK"
   if [ -n "$SAVED" ] && [ -e "$SAVED" ]; then rm -rf "$STATE"; mv "$SAVED" "$STATE"; fi
+  rm -f "$LOG"
+  if [ -n "$LOGSAVED" ] && [ -e "$LOGSAVED" ]; then mv "$LOGSAVED" "$LOG"; fi
   rm -rf "$WORK"
   exit $rc
 }
@@ -77,6 +85,12 @@ VERSION=$(dpkg-deb -f "$DEB" Version)
 if [ -e "$STATE" ]; then
   SAVED=$(mktemp -u /var/lib/redis/eventilator.saved.XXXXXX)
   mv "$STATE" "$SAVED"
+fi
+[ ! -e "$SCONF" ] || die "$SCONF is there already; this test makes and removes it"
+# the fallback log, when a host without syslog has one already: put aside, put back
+if [ -e "$LOG" ]; then
+  LOGSAVED=$(mktemp -u /var/log/redis/eventilator.log.saved.XXXXXX)
+  mv "$LOG" "$LOGSAVED"
 fi
 snapshot >"$WORK/before"
 grep -q '^/etc/redis ' "$WORK/before" || die "the snapshot lists nothing"
@@ -116,8 +130,9 @@ check "README.Debian" bash -c "ls /usr/share/doc/$PKG/README.Debian* >/dev/null"
 dpkg-query -W -f='${Conffiles}\n' "$PKG" | awk 'NF {print $1}' | sort >"$WORK/conffiles"
 # every default rule and config example of the tree, and nothing else
 expected=$( (for f in conf/*.example; do echo "/etc/redis/${f#conf/}"; done
-             for f in rules/*.lua; do echo "/etc/redis/eventilator.d/${f#rules/}"; done) | sort | tr '\n' ' ' | sed 's/ $//')
-check "conffiles: the default rules and the config examples" test "$(tr '\n' ' ' <"$WORK/conffiles" | sed 's/ $//')" = "$expected"
+             for f in rules/*.lua; do echo "/etc/redis/eventilator.d/${f#rules/}"; done
+             echo /etc/logrotate.d/eventilator) | sort | tr '\n' ' ' | sed 's/ $//')
+check "conffiles: the default rules, the config examples and the log's rotation" test "$(tr '\n' ' ' <"$WORK/conffiles" | sed 's/ $//')" = "$expected"
 
 stage "eventilator-watch.service"
 UNIT=/lib/systemd/system/eventilator-watch.service
@@ -171,6 +186,20 @@ stage "a failover under the sentinel unit's sandbox"
 EVENTILATOR_SRC="$ROOT" EVENTILATOR_BUILD="$ROOT/build" \
   lua5.4 "$(command -v busted)" --helper=spec/support/helper.lua -o utfTerminal spec/package/sandbox_spec.lua
 
+stage "the log without a syslog daemon, under the sentinel unit's sandbox"
+# as Sentinel runs a call: its unit's file-system rules, as redis; no syslog
+# socket (whatever this machine has), so the lines go to the fallback file
+rm -f "$LOG"
+EVENTILATOR_SYSLOG_SOCKET=/run/eventilator-pkgtest-no-syslog /usr/bin/python3 spec/support/unitns.py \
+  /lib/systemd/system/redis-sentinel.service -- /usr/lib/eventilator/bin/eventilator +sdown \
+  'master pod1 127.0.0.1 6379' >"$WORK/sandboxed-call.out" 2>&1 || true
+check "a call's lines in $LOG" grep -q 'eventilator\[[0-9]*\]: [a-z]*: +sdown pod=pod1 ' "$LOG"
+check "$LOG is redis's to append to (its folder's owner and group)" \
+  test "$(stat -c '%U:%G %a' "$LOG")" = "redis:$(stat -c %G /var/log/redis) 640"
+if command -v logrotate >/dev/null; then
+  check "logrotate takes /etc/logrotate.d/eventilator" logrotate -d /etc/logrotate.d/eventilator
+fi
+
 stage "upgrade over edited rules"
 echo '-- edited by the operator' >>/etc/redis/eventilator.d/00-log.lua
 rm /etc/redis/eventilator.d/30-slack.lua
@@ -193,8 +222,28 @@ check "an edited rule file survives an upgrade that changes it (new one as .dpkg
 rm -f /etc/redis/eventilator.d/00-log.lua.dpkg-dist
 
 stage "remove, purge"
-dpkg --remove "$PKG" >/dev/null
-snapshot >"$WORK/removed"
+# a Sentinel config that still names the scripts: remove and purge print its lines
+cat >"$SCONF" <<'EOF'
+port 26379
+sentinel monitor pod1 127.0.0.1 6379 2
+sentinel notification-script pod1 /usr/lib/eventilator/bin/eventilator
+sentinel client-reconfig-script pod1 /usr/lib/eventilator/bin/reconfigurator
+sentinel monitor pod2 127.0.0.1 6380 2
+EOF
+warned() { # the dpkg output in $1 names both lines, where they are, and why they must go
+  if grep -qxF "  $SCONF:3:sentinel notification-script pod1 /usr/lib/eventilator/bin/eventilator" "$1" &&
+    grep -qxF "  $SCONF:4:sentinel client-reconfig-script pod1 /usr/lib/eventilator/bin/reconfigurator" "$1" &&
+    grep -qF "refuses to start" "$1" && ! grep -q "pod2" "$1"; then
+    return 0
+  fi
+  cat "$1"
+  return 1
+}
+dpkg --remove "$PKG" >"$WORK/remove.log" 2>&1 || { cat "$WORK/remove.log"; die "dpkg --remove"; }
+check "remove prints the sentinel.conf lines that name the scripts" warned "$WORK/remove.log"
+check "remove leaves sentinel.conf as it was" test "$(sed -n 3p "$SCONF")" = \
+  "sentinel notification-script pod1 /usr/lib/eventilator/bin/eventilator"
+snapshot | grep -v "^$SCONF " >"$WORK/removed"
 # (and debhelper's record of the unit's enablement, kept until purge like a conffile)
 check "remove keeps only the conffiles and the state folder" bash -c \
   "diff '$WORK/before' '$WORK/removed' | sed -n 's/^> //p' | grep -v -e '^/etc/redis/eventilator\\.d' \
@@ -202,7 +251,10 @@ check "remove keeps only the conffiles and the state folder" bash -c \
      -e '^/var/lib/systemd/deb-systemd-helper-enabled/eventilator-watch\\.service\\.dsh-also ' \
    | { ! grep .; }"
 check "remove left the state folder" test -d "$STATE"
-dpkg --purge "$PKG" >/dev/null
+dpkg --purge "$PKG" >"$WORK/purge.log" 2>&1 || { cat "$WORK/purge.log"; die "dpkg --purge"; }
+check "purge prints them again" warned "$WORK/purge.log"
+check "purge removes the log" test ! -e "$LOG"
+rm -f "$SCONF"
 snapshot >"$WORK/purged"
 check "purge leaves the machine as before the install" diff "$WORK/before" "$WORK/purged"
 

@@ -275,6 +275,148 @@ describe("eventilator core", function()
     end)
   end)
 
+  describe("where the log goes", function()
+    local q = procs.quote
+    local is_root = (procs.sh("id -u"):gsub("%s+$", "")) == "0"
+
+    -- A syslog daemon's socket at ctx.syslog: every datagram, a line in `out`.
+    local function syslogd(out)
+      procs.write(ctx.dir .. "/syslogd.py", "import socket, sys\n"
+        .. "s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\ns.bind(sys.argv[1])\n"
+        .. "f = open(sys.argv[2], 'ab', 0)\nwhile True:\n    f.write(s.recv(65536) + b'\\n')\n")
+      local pid = procs.spawn(string.format("python3 %s %s %s", q(ctx.dir .. "/syslogd.py"), q(ctx.syslog), q(out)))
+      procs.wait(function() return select(2, procs.sh("test -S " .. q(ctx.syslog))) == 0 end, 10, "the syslog socket")
+      return pid
+    end
+
+    -- As the Sentinel's user (redis), with ctx's config and environment.
+    local function as_redis(...)
+      local args = {}
+      for i, a in ipairs({ ... }) do args[i] = q(a) end
+      local env = {}
+      for k, v in pairs(ctx.env) do env[#env + 1] = k .. "=" .. q(v) end
+      return procs.sh(string.format("env EVENTILATOR_CONF=%s %s setpriv --reuid=redis --regid=redis --clear-groups "
+        .. "%s %s 2>&1", q(ctx.conf), table.concat(env, " "), q(procs.build .. "/bin/eventilator"),
+        table.concat(args, " ")))
+    end
+
+    it("goes to syslog's socket by default, as ident eventilator, facility daemon", function()
+      ctx:config(string.format("rules_dir = %q\nstate_dir = %q\n", ctx.rules, ctx.dir .. "/state"), true)
+      local got = ctx.dir .. "/syslog.out"
+      local pid = syslogd(got)
+      local rc = ctx:run("eventilator", table.unpack(SDOWN))
+      -- sent before the call ended; the listener writes it down when it gets to it
+      local ok = pcall(procs.wait, function() return (procs.read(got) or ""):find("+sdown pod=pod1", 1, true) end, 10,
+        "the line in syslog")
+      procs.kill(pid)
+      assert.are.equal(0, rc)
+      assert.is_true(ok, procs.read(got))
+      -- <daemon.info>Mmm dd hh:mm:ss eventilator[pid]: message (RFC 3164, as syslog(3) sends it)
+      assert.matches("^<30>%a%a%a [ %d]%d %d%d:%d%d:%d%d eventilator%[%d+%]: %+sdown pod=pod1 handlers=0",
+        procs.read(got) or "")
+      assert.is_nil(procs.read(ctx.fallback))
+    end)
+
+    it("falls back to the fallback file when there is no syslog socket", function()
+      ctx:config(string.format("rules_dir = %q\nstate_dir = %q\n", ctx.rules, ctx.dir .. "/state"), true)
+      local rc = ctx:run("eventilator", table.unpack(SDOWN))
+      assert.are.equal(0, rc)
+      local text = procs.read(ctx.fallback) or ""
+      assert.matches("^%d+%-%d+%-%d+T[%d:.]+ eventilator%[%d+%]: info: %+sdown pod=pod1 handlers=0 failed=0", text)
+      assert.are.equal(1, runner.count(text, "\n", true), text) -- the syslog target says nothing about it
+      -- and its files are made 0640
+      assert.are.equal("640", (procs.sh("stat -c %a " .. q(ctx.fallback)):gsub("%s+$", "")))
+    end)
+
+    it("sends the watchdog's line, written from its signal handler, to syslog or else the fallback file", function()
+      ctx:config(string.format("rules_dir = %q\nstate_dir = %q\nbudget = 1\n", ctx.rules, ctx.dir .. "/state"), true)
+      ctx:rule("r.lua", [[on("+sdown", function() while true do pcall(function() while true do end end) end end)]])
+      local rc = ctx:run("eventilator", table.unpack(SDOWN))
+      assert.are.equal(1, rc)
+      assert.matches("eventilator%[%d+%]: error: %+sdown: time budget of 1 s exceeded, stopped by the watchdog; exit 1 %(",
+        procs.read(ctx.fallback) or "")
+      local got = ctx.dir .. "/syslog.out"
+      local pid = syslogd(got)
+      os.remove(ctx.fallback)
+      rc = ctx:run("eventilator", table.unpack(SDOWN))
+      local ok = pcall(procs.wait, function() return (procs.read(got) or ""):find("watchdog", 1, true) end, 10,
+        "the line in syslog")
+      procs.kill(pid)
+      assert.is_true(ok, procs.read(got))
+      assert.are.equal(1, rc)
+      assert.matches("^<27>eventilator%[%d+%]: error: %+sdown: time budget of 1 s exceeded, stopped by the watchdog",
+        procs.read(got) or "")
+      assert.is_nil(procs.read(ctx.fallback))
+    end)
+
+    it("falls back, saying why once, when the log file is a symbolic link", function()
+      os.execute(string.format("ln -s %s %s", q(ctx.dir .. "/elsewhere"), q(ctx.log)))
+      local rc = ctx:run("eventilator", table.unpack(SDOWN))
+      assert.are.equal(0, rc)
+      assert.is_nil(procs.read(ctx.dir .. "/elsewhere"))
+      local text = procs.read(ctx.fallback) or ""
+      assert.are.equal(1, runner.count(text, "error: log file " .. ctx.log .. " cannot be opened for append, so "
+        .. "this process logs to " .. ctx.fallback .. ": it is a symbolic link", true), text)
+      assert.truthy(text:find("info: +sdown pod=pod1", 1, true), text)
+    end)
+
+    it("falls back, saying why once with a fix that cannot harm, when the Sentinel's user cannot append", function()
+      if not is_root then return end -- needs a second user
+      -- made by root (as root's `check` made it before files went to the folder's owner)
+      os.execute(string.format("chmod 755 %s && mkdir %s && chown redis %s && touch %s && chmod 640 %s",
+        q(ctx.dir), q(ctx.dir .. "/logs"), q(ctx.dir .. "/logs"), q(ctx.dir .. "/logs/e.log"),
+        q(ctx.dir .. "/logs/e.log")))
+      ctx.env.EVENTILATOR_LOG_FALLBACK = ctx.dir .. "/logs/fallback.log"
+      ctx:config(string.format("log = { target = %q }\nrules_dir = %q\nstate_dir = %q\n", ctx.dir .. "/logs/e.log",
+        ctx.rules, ctx.dir .. "/logs/state"), true)
+      os.execute("chmod 644 " .. q(ctx.conf) .. " && chmod 755 " .. q(ctx.rules))
+      local out = as_redis(table.unpack(SDOWN))
+      as_redis(table.unpack(SDOWN))
+      local text = procs.read(ctx.dir .. "/logs/fallback.log") or ""
+      assert.are.equal(2, runner.count(text, "info: +sdown pod=pod1", true), out .. text)
+      assert.are.equal(2, runner.count(text, "error: log file " .. ctx.dir .. "/logs/e.log cannot be opened for "
+        .. "append, so this process logs to " .. ctx.dir .. "/logs/fallback.log: it belongs to root, not to redis, "
+        .. "which runs this call: if redis is the Sentinel's user, fix (as root): chown redis " .. ctx.dir
+        .. "/logs/e.log", true), text)
+      assert.are.equal("", procs.read(ctx.dir .. "/logs/e.log"))
+    end)
+
+    it("check fails on a log file whose folder does not exist, and shows where syslog lines go", function()
+      local nope = ctx.dir .. "/nope/e.log"
+      ctx:config(string.format("log = { target = %q }\nrules_dir = %q\n", nope, ctx.rules), true)
+      local rc, _, out = ctx:run("eventilator", "check")
+      assert.are.equal(1, rc, out)
+      assert.truthy(out:find("FAILED  log file " .. nope .. " cannot be opened for append, so this process logs to "
+        .. ctx.fallback .. ": its folder " .. ctx.dir .. "/nope does not exist; fix: make it, writable by the "
+        .. "Sentinel's user, or point log.target into /var/log/redis\n", 1, true), out)
+      ctx:config(string.format("log = { target = %q }\nrules_dir = %q\n", ctx.log, ctx.rules), true)
+      rc, _, out = ctx:run("eventilator", "check")
+      assert.are.equal(0, rc, out)
+      assert.truthy(out:find("\nlog     " .. ctx.log .. "\n", 1, true), out)
+      ctx:config(string.format("rules_dir = %q\n", ctx.rules), true)
+      rc, _, out = ctx:run("eventilator", "check")
+      assert.are.equal(0, rc, out)
+      assert.truthy(out:find("\nlog     syslog: no syslog socket at " .. ctx.syslog .. " (no syslog daemon); lines go to "
+        .. ctx.fallback .. "\n", 1, true), out)
+    end)
+
+    it("makes the log file, as root, the folder owner's: the Sentinel's user appends to what root's check made", function()
+      if not is_root then return end
+      os.execute(string.format("chmod 755 %s && mkdir %s && chown redis:redis %s", q(ctx.dir), q(ctx.dir .. "/logs"),
+        q(ctx.dir .. "/logs")))
+      local logf = ctx.dir .. "/logs/e.log"
+      ctx:config(string.format("log = { target = %q }\nrules_dir = %q\nstate_dir = %q\n", logf, ctx.rules,
+        ctx.dir .. "/logs/state"), true)
+      os.execute("chmod 644 " .. q(ctx.conf) .. " && chmod 755 " .. q(ctx.rules))
+      local rc = ctx:run("eventilator", "check")
+      assert.are.equal(0, rc, ctx:stderr())
+      assert.are.equal("redis:redis 640", (procs.sh("stat -c '%U:%G %a' " .. q(logf)):gsub("%s+$", "")))
+      local out = as_redis(table.unpack(SDOWN))
+      assert.truthy((procs.read(logf) or ""):find("info: +sdown pod=pod1", 1, true), out)
+      assert.is_nil(procs.read(ctx.fallback))
+    end)
+  end)
+
   describe("config", function()
     it("uses built-in defaults when the file is missing", function()
       ctx.conf = ctx.dir .. "/missing.conf"

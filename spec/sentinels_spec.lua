@@ -197,14 +197,44 @@ describe("eventilator sentinels on a real fleet", function()
     assert.equals(1, rc, out)
   end)
 
-  it("register --dry-run changes nothing", function()
-    local rc, out = run("register", "--sentinel", seed(1), "--dry-run", "--notification", "/bin/true",
-      "--reconfig", "/bin/true")
-    assert.equals(0, rc, out)
-    assert.truthy(has(out, "would set notification-script /bin/true (now: " .. NOTIFY .. ")"), out)
-    local f = constellation.fields(c:sentinel_cli(1, "sentinel", "master", "pod1"))
-    assert.equals(NOTIFY, f["notification-script"])
-  end)
+  it("register --dry-run asks each Sentinel whether it would refuse, says so with the lines, and changes nothing",
+    function()
+      local sets = {}
+      for i = 1, 3 do sets[i] = runner.count(procs.read(c.sentinels[i].log), "+set", true) end
+      local rc, out = run("register", "--sentinel", seed(1), "--dry-run", "--notification", "/bin/true",
+        "--reconfig", "/bin/true")
+      -- the first two take scripts at runtime, the third (deny-scripts-reconfig yes) would refuse
+      assert.equals(1, rc, out)
+      for i = 1, 2 do
+        assert.truthy(has(out, sentinel_addr(i) .. "  pod1  would set notification-script /bin/true (now: "
+          .. NOTIFY .. ")"), out)
+        assert.falsy(has(out, sentinel_addr(i) .. "  pod1  would be refused"), out)
+      end
+      assert.truthy(has(out, sentinel_addr(3) .. "  pod2  would be refused: deny-scripts-reconfig is yes (now: "
+        .. "notification-script " .. NOTIFY .. ", client-reconfig-script " .. RECONF .. ")"), out)
+      assert.truthy(has(out, sentinel_addr(3) .. "  WOULD BE REFUSED: deny-scripts-reconfig is yes"), out)
+      assert.truthy(has(out, "# add these lines to the sentinel.conf of " .. sentinel_addr(3) .. ", then restart it:\n"
+        .. "sentinel notification-script pod1 /bin/true\nsentinel client-reconfig-script pod1 /bin/true\n"
+        .. "sentinel notification-script pod2 /bin/true\nsentinel client-reconfig-script pod2 /bin/true\n"), out)
+      assert.truthy(has(out, "2 Sentinel/master pair(s) would not be set"), out)
+      -- nothing changed, nothing was saved or announced
+      for i = 1, 3 do
+        for _, m in ipairs({ "pod1", "pod2" }) do
+          local f = constellation.fields(c:sentinel_cli(i, "sentinel", "master", m))
+          assert.equals(NOTIFY, f["notification-script"])
+          assert.equals(RECONF, f["client-reconfig-script"])
+        end
+        assert.falsy(has(procs.read(c.sentinels[i].conf), "/bin/true"), c.sentinels[i].conf)
+        assert.falsy(has(procs.read(c.sentinels[i].conf), "/dev/null/"), c.sentinels[i].conf)
+        assert.equals(sets[i], runner.count(procs.read(c.sentinels[i].log), "+set", true), c.sentinels[i].log)
+      end
+      -- unregister --dry-run asks the same
+      rc, out = run("unregister", "--sentinel", seed(1), "--dry-run")
+      assert.equals(1, rc, out)
+      assert.truthy(has(out, "# remove these lines from the sentinel.conf of " .. sentinel_addr(3)), out)
+      assert.truthy(has(out, "\nsentinel notification-script pod1 " .. NOTIFY .. "\n"), out)
+      assert.truthy(has(out, sentinel_addr(1) .. "  pod2  would set client-reconfig-script \"\" (now: " .. RECONF), out)
+    end)
 
   it("reports a stopped Sentinel as unreachable and still shows the others", function()
     c:stop_sentinel(2)

@@ -3,7 +3,9 @@
  * (check, test), so the subcommands run exactly the code an event runs.
  * Only the full runtime serves subcommands; they are not on the hot path.
  */
+#include <errno.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <lauxlib.h>
 #include <lua.h>
@@ -13,6 +15,7 @@
 #include "paths.h"
 #include "record.h"
 #include "retry.h"
+#include "statedir.h"
 #include "watch.h"
 
 int luaopen_eventilator_sentinel(lua_State *L); /* lsentinel.c, full runtime only */
@@ -90,6 +93,47 @@ static int h_read_config(lua_State *L)
     lua_insert(L, -2); /* config, problems */
     push_files(L, &f);
     return 3;
+}
+
+/*
+ * host.log_where() -> where log lines go now ("syslog", "stderr" or a file's
+ * path), why that is not log.target (or nil), the fallback file. Asks
+ * syslog's socket when no line has yet; makes nothing (log.c).
+ */
+static int h_log_where(lua_State *L)
+{
+    const char *why, *fallback, *to = evl_log_where(&why, &fallback);
+    (void)host(L);
+    lua_pushstring(L, to);
+    lua_pushstring(L, why); /* nil when NULL */
+    lua_pushstring(L, fallback);
+    return 3;
+}
+
+/*
+ * host.private_dir(path, uid) -> true | false, "missing" | "not a folder" |
+ * "owner" | "writable": is `path` a folder of state_dir that user `uid` may
+ * use (statedir.c's rule, the one every call applies)? Follows links, as a
+ * call does.
+ */
+static int h_private_dir(lua_State *L)
+{
+    static const char *const broken[] = {"", "not a folder", "owner", "writable"};
+    const char *path = luaL_checkstring(L, 1);
+    lua_Integer uid = luaL_checkinteger(L, 2);
+    struct stat st;
+    enum evl_private rule;
+    if (stat(path, &st) < 0) {
+        lua_pushboolean(L, 0);
+        lua_pushstring(L, errno == ENOENT ? "missing" : strerror(errno));
+        return 2;
+    }
+    rule = evl_private_rule(&st, (uid_t)uid);
+    lua_pushboolean(L, rule == EVL_PRIVATE_OK);
+    if (rule == EVL_PRIVATE_OK)
+        return 1;
+    lua_pushstring(L, broken[rule]);
+    return 2;
 }
 
 /* host.load_rules() -> files ({ path, ok, err, patterns }), handlers */
@@ -192,6 +236,7 @@ void evl_push_cli_host(lua_State *L, struct evl_host *h)
         {"load_config", h_load_config}, {"read_config", h_read_config},
         {"load_rules", h_load_rules},   {"parse", h_parse},           {"show_log", h_show_log},
         {"match", h_match},             {"run", h_run},               {"retries", h_retries},
+        {"log_where", h_log_where},     {"private_dir", h_private_dir},
 #if !defined(EVL_LEAN) && !defined(EVL_HOST_MODULE) /* the full runtime's own subcommands */
         {"sentinel", luaopen_eventilator_sentinel}, /* host.sentinel() -> the module */
         {"watch", evl_watch_lua}, /* watch.c: `eventilator watch` */

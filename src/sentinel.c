@@ -58,28 +58,39 @@ int evl_sentinel_addr(const char *addr, char *host, size_t hostcap, int *port, c
         snprintf(err, errcap, "empty Sentinel address (want HOST:PORT)");
         return -1;
     }
+    /*
+     * No port is Sentinel's own, 26379, as redis-cli and sentinel.conf
+     * take it. A bare IPv6 address needs its brackets all the same:
+     * "::1:6379" is itself an address, and would never mean port 6379.
+     */
     if (addr[0] == '[') {
         const char *close = strchr(addr, ']');
-        if (close == NULL || close[1] != ':') {
-            snprintf(err, errcap, "%s: bad Sentinel address (want [IPv6]:PORT)", addr);
+        if (close == NULL || (close[1] != ':' && close[1] != '\0')) {
+            snprintf(err, errcap, "%s: bad Sentinel address (want [IPv6]:PORT or [IPv6])", addr);
             return -1;
         }
         h = addr + 1;
         hl = (size_t)(close - h);
-        colon = close + 1;
+        colon = close[1] ? close + 1 : NULL;
     } else {
         colon = strrchr(addr, ':');
-        if (colon == NULL || strchr(addr, ':') != colon) {
-            snprintf(err, errcap, "%s: bad Sentinel address (want HOST:PORT, or [IPv6]:PORT)",
+        if (colon != NULL && strchr(addr, ':') != colon) {
+            snprintf(err, errcap, "%s: bad Sentinel address (want HOST[:PORT], or [IPv6][:PORT])",
                      addr);
             return -1;
         }
         h = addr;
-        hl = (size_t)(colon - addr);
+        hl = colon ? (size_t)(colon - addr) : strlen(addr);
     }
     if (hl == 0 || hl >= hostcap) {
         snprintf(err, errcap, "%s: bad Sentinel address (host empty or too long)", addr);
         return -1;
+    }
+    if (colon == NULL) {
+        memcpy(host, h, hl);
+        host[hl] = '\0';
+        *port = 26379;
+        return 0;
     }
     errno = 0;
     p = strtol(colon + 1, &end, 10);

@@ -62,7 +62,8 @@ struct evl_sentinel_link {
     char err[768];
 };
 
-/* "host:port", "[v6]:port" -> host, port; 0, or -1 with err */
+/* "host:port", "[v6]:port", or either without ":port" (Sentinel's 26379) -> host, port; 0, or -1
+   with err */
 int evl_sentinel_addr(const char *addr, char *host, size_t hostcap, int *port, char *err,
                       size_t errcap);
 

@@ -170,7 +170,12 @@ static void fl_reply(size_t k, redisReply *r, void *ud)
             evl_sentinel_link_close(&rd->l[k]);
         }
     } else if (n == 2 && r->type == REDIS_REPLY_ERROR) {
-        snprintf(s->err, sizeof s->err, "%.*s", (int)r->len, r->str);
+        /* A data node answers, but knows no SENTINEL: say what it is, not Redis's words. */
+        if (strstr(r->str, "unknown command"))
+            snprintf(s->err, sizeof s->err, "not a Sentinel: it answers as Redis but knows no "
+                     "SENTINEL command (a data node? Sentinel's own port is 26379)");
+        else
+            snprintf(s->err, sizeof s->err, "%.*s", (int)r->len, r->str);
         evl_sentinel_link_close(&rd->l[k]);
     } else if (n == 2) {
         s->reachable = 1;
@@ -252,11 +257,13 @@ int evl_sentinel_discover(const char *const *seeds, size_t nseeds, const char *c
         return -1;
     }
     for (size_t i = 0; i < nseeds; i++) {
-        char host[256];
+        char host[256], a[320];
         int port;
         if (evl_sentinel_addr(seeds[i], host, sizeof host, &port, err, errcap) < 0)
             goto fail;
-        fl_add_sentinel(d, seeds[i], NULL);
+        /* as its peers name it: a seed without a port is listed with 26379 */
+        evl_sentinel_format_addr(a, sizeof a, host, port);
+        fl_add_sentinel(d, a, NULL);
     }
     while (!d->oom) { /* a round may list more: then another round */
         int more = 0;

@@ -23,12 +23,7 @@
 #include "host.h"
 #include "statedir.h"
 
-/*
- * A user's name from /etc/passwd, read directly: the start-up binary is
- * static, and glibc's getpwuid would load NSS modules at run time. Only on
- * the refusal path. "#N" when the file does not name it.
- */
-static const char *user_name(uid_t uid, char *buf, size_t cap)
+const char *evl_user_name(uid_t uid, char *buf, size_t cap)
 {
     char line[512];
     FILE *f = fopen("/etc/passwd", "re");
@@ -46,20 +41,30 @@ static const char *user_name(uid_t uid, char *buf, size_t cap)
     return buf;
 }
 
+enum evl_private evl_private_rule(const struct stat *st, uid_t uid)
+{
+    if (!S_ISDIR(st->st_mode))
+        return EVL_PRIVATE_NOT_DIR;
+    if (st->st_uid != uid)
+        return EVL_PRIVATE_OWNER;
+    return st->st_mode & (S_IWGRP | S_IWOTH) ? EVL_PRIVATE_WRITABLE : EVL_PRIVATE_OK;
+}
+
 int evl_private_check(const struct stat *st, const char *path, char *why, size_t cap)
 {
     char owner[64], me[64];
     uid_t uid = evl_euid();
-    if (!S_ISDIR(st->st_mode)) {
+    enum evl_private rule = evl_private_rule(st, uid);
+    if (rule == EVL_PRIVATE_OK)
+        return 1;
+    if (rule == EVL_PRIVATE_NOT_DIR) {
         snprintf(why, cap, "%s: not a folder", path);
         return 0;
     }
-    if (st->st_uid == uid && !(st->st_mode & (S_IWGRP | S_IWOTH)))
-        return 1;
-    if (st->st_uid == uid)
+    if (rule == EVL_PRIVATE_WRITABLE)
         return evl_trusted(st, path, why, cap); /* the chmod go-w fix */
-    user_name(st->st_uid, owner, sizeof owner);
-    user_name(uid, me, sizeof me);
+    evl_user_name(st->st_uid, owner, sizeof owner);
+    evl_user_name(uid, me, sizeof me);
     if (uid == 0) /* by hand, as root: the folder is the Sentinel user's, leave it so */
         snprintf(why, cap, "%s belongs to %s, and this call runs as root: run it as the Sentinel's "
                  "user (sudo -u %s ...)", path, owner, owner);

@@ -12,9 +12,23 @@
 struct evl_host;
 
 /*
- * Is the folder `path` (its stat in st) ours alone: a folder, owned by the
- * running user, writable by no group or other? 1, or 0 with the reason and a
- * fix that cannot harm in why.
+ * A user's name from /etc/passwd, read directly: the start-up binary is
+ * static, and glibc's getpwuid would load NSS modules at run time. For
+ * messages, on refusal paths only. "#N" (as sudo -u takes a uid) when the
+ * file does not name it.
+ */
+const char *evl_user_name(uid_t uid, char *buf, size_t cap);
+
+/*
+ * The rule for a folder of state_dir: a folder, owned by `uid`, writable by
+ * no group or other. The one rule, also for `sentinels doctor`, which asks
+ * it for Sentinel's user (src/cli.c, host.private_dir).
+ */
+enum evl_private { EVL_PRIVATE_OK, EVL_PRIVATE_NOT_DIR, EVL_PRIVATE_OWNER, EVL_PRIVATE_WRITABLE };
+enum evl_private evl_private_rule(const struct stat *st, uid_t uid);
+/*
+ * Is the folder `path` (its stat in st) ours alone, by that rule for the
+ * running user? 1, or 0 with the reason and a fix that cannot harm in why.
  */
 int evl_private_check(const struct stat *st, const char *path, char *why, size_t cap);
 /*

@@ -47,8 +47,16 @@ static void test_addr(void)
     CHECK(evl_sentinel_addr("sentinel-a.example:1", host, sizeof host, &port, err, sizeof err) ==
           0);
     CHECK(strcmp(host, "sentinel-a.example") == 0 && port == 1);
-    static const char *bad[] = {"", "host", "host:", ":26379", "host:0", "host:65536",
-                                "host:12x", "::1:26379", "[::1]26379", "[::1", "[]:1"};
+    /* no port: Sentinel's own */
+    CHECK(evl_sentinel_addr("sentinel-a", host, sizeof host, &port, err, sizeof err) == 0);
+    CHECK(strcmp(host, "sentinel-a") == 0 && port == 26379);
+    CHECK(evl_sentinel_addr("10.0.0.1", host, sizeof host, &port, err, sizeof err) == 0);
+    CHECK(strcmp(host, "10.0.0.1") == 0 && port == 26379);
+    CHECK(evl_sentinel_addr("[::1]", host, sizeof host, &port, err, sizeof err) == 0);
+    CHECK(strcmp(host, "::1") == 0 && port == 26379);
+    /* "::1:6379" is an address by itself: IPv6 keeps its brackets */
+    static const char *bad[] = {"", "host:", ":26379", "host:0", "host:65536", "host:12x",
+                                "::1:26379", "::1", "[::1]26379", "[::1", "[]:1", "[]", ":"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         err[0] = '\0';
         int rc = evl_sentinel_addr(bad[i], host, sizeof host, &port, err, sizeof err);
@@ -150,7 +158,7 @@ static void test_refused(void)
     CHECK(strncmp(l.err, addr, strlen(addr)) == 0);
     CHECK(strstr(l.err, "Connection refused") != NULL);
     CHECK(evl_sentinel_dead(&l));
-    CHECK(evl_sentinel_open(&l, "nohostport", with(1.0)) == -1);
+    CHECK(evl_sentinel_open(&l, "::1:26379", with(1.0)) == -1);
     CHECK(strstr(l.err, "bad Sentinel address") != NULL);
     evl_sentinel_link_close(&l);
     evl_sentinel_link_close(&l); /* twice is harmless */
@@ -363,7 +371,13 @@ static void test_discover(void)
     evl_fleet_free(&f);
     stop(pid);
 
-    const char *bad[] = {"nope"};
+    /* a seed without a port is listed as its peers would name it (nothing listens on 1 there) */
+    const char *bare[] = {"127.0.0.1"};
+    CHECK(evl_sentinel_discover(bare, 1, NULL, 0, with(0.3), &f, err, sizeof err) == 0);
+    CHECK(f.ns == 1 && strcmp(f.s[0].addr, "127.0.0.1:26379") == 0);
+    evl_fleet_free(&f);
+
+    const char *bad[] = {"nope:"};
     CHECK(evl_sentinel_discover(bad, 1, NULL, 0, with(0.3), &f, err, sizeof err) == -1);
     CHECK(strstr(err, "nope") != NULL && f.s == NULL);
     CHECK(evl_sentinel_discover(NULL, 0, NULL, 0, with(0.3), &f, err, sizeof err) == -1);

@@ -93,6 +93,16 @@ local function check_config(host, files, problems)
   return bad
 end
 
+-- The log target a call uses: $EVENTILATOR_LOG, else config.log.target. A
+-- log section with an error (reported with the config's problems) raises on
+-- read: then "syslog", where a call's lines go in that case too.
+function M.log_target(config)
+  local target = os.getenv("EVENTILATOR_LOG")
+  if target and target ~= "" then return target end
+  local ok, t = pcall(function() return config.log.target end)
+  return ok and t or "syslog"
+end
+
 local function check(host)
   local config, path, _, problems, cfiles = host.load_config()
   if not config then
@@ -100,6 +110,19 @@ local function check(host)
     return 1
   end
   local cbad = check_config(host, cfiles, problems)
+  -- where a call's lines would go: a log file that will not open is an error
+  -- (its lines go to the fallback); no syslog is a fact worth showing
+  local to, why = host.log_where()
+  local target = M.log_target(config)
+  local log_bad = 0
+  if not why then
+    out("log     %s", to)
+  elseif target == "syslog" then
+    out("log     syslog: %s; lines go to %s", why, to)
+  else
+    log_bad = 1
+    out("FAILED  %s", why)
+  end
   local files = host.load_rules()
   local bad, never = 0, 0
   if #files == 0 then
@@ -117,7 +140,7 @@ local function check(host)
   out("%d rule file(s), %d failed%s%s", #files, bad,
     never > 0 and (", " .. never .. " pattern(s) never match") or "",
     cbad > 0 and (", " .. cbad .. " config error(s)") or "")
-  return (bad == 0 and never == 0 and cbad == 0) and 0 or 1
+  return (bad == 0 and never == 0 and cbad == 0 and log_bad == 0) and 0 or 1
 end
 
 -- test's options, before the event's arguments: flags, and options with a value.

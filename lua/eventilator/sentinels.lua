@@ -10,7 +10,8 @@ usage: eventilator sentinels status     [--sentinel HOST:PORT]... [--master NAME
                                         [--notification PATH] [--reconfig PATH] [--dry-run]
        eventilator sentinels unregister [--sentinel HOST:PORT]... [--master NAME]... [--timeout S] [--dry-run]
        eventilator sentinels doctor     [--user NAME] [--notification PATH] [--reconfig PATH] [--unit FILE]
-Seeds default to watch.sentinels; watch.username / watch.password / watch.timeout are used to log in.
+Seeds default to watch.sentinels (HOST alone: port 26379); watch.username / watch.password / watch.timeout
+are used to log in.
 ]]
 
 local function out(fmt, ...)
@@ -490,6 +491,32 @@ local function is_denied(err)
   return tostring(err):find("deny%-scripts%-reconfig") ~= nil
 end
 
+-- Nothing can be executed below /dev/null (not a folder): access(X_OK) fails
+-- there on every host, so Sentinel refuses this path whatever its settings.
+local PROBE = "/dev/null/eventilator-dry-run"
+
+-- Would this Sentinel refuse a script (deny-scripts-reconfig yes)? For a dry
+-- run, so it changes nothing. -> true | false | nil, why
+-- Redis 7.0 does not show deny-scripts-reconfig (SENTINEL CONFIG GET knows
+-- only resolve-hostnames, announce-*, sentinel-user/pass), so it is asked of
+-- one master with a path that must fail: Sentinel checks deny-scripts-reconfig
+-- before anything else and returns, then the path (access(2)) before it
+-- changes anything, and it saves its config only after a change (sentinel.c,
+-- sentinelSetCommand, 5.0 to 7.4). The answer says which check stopped it.
+local function refuses_scripts(c, master, current)
+  local r = c:call("SENTINEL", "CONFIG", "GET", "deny-scripts-reconfig")
+  local v = kv(r)["deny-scripts-reconfig"]
+  if v == "yes" or v == "no" then return v == "yes" end
+  local ok, e = c:call("SENTINEL", "SET", master, "notification-script", PROBE)
+  if ok then -- no Sentinel takes it; should one ever, it gets its own path back
+    c:call("SENTINEL", "SET", master, "notification-script", current or "")
+    return nil, "it took " .. PROBE .. " as a script path"
+  end
+  if is_denied(e) then return true end
+  if tostring(e):find("non existing or non executable", 1, true) then return false end
+  return nil, e
+end
+
 -- register (want = paths) or unregister (want = "" for both).
 local function set_scripts(S, config, o, clear)
   local want = { ["notification-script"] = "", ["client-reconfig-script"] = "" }
@@ -540,15 +567,31 @@ local function set_scripts(S, config, o, clear)
         goto next
       end
       local denied = {}
+      local refuses, unknown -- dry run: asked at the first master (the setting is the Sentinel's)
       table.sort(masters, function(x, y) return tostring(kv(x).name) < tostring(kv(y).name) end)
       for _, entry in ipairs(masters) do
         local m = kv(entry)
         local name = m.name
         if not name or not only[name] then goto continue end
         if o["dry-run"] then
-          for _, k in ipairs(KINDS) do
-            out("%s  %s  would set %s %s (now: %s)", s.addr, name, k, want[k] == "" and '""' or want[k],
-              m[k] or "none")
+          if refuses == nil and unknown == nil then
+            refuses, unknown = refuses_scripts(c, name, m["notification-script"])
+            if refuses == nil then
+              failed = failed + 1
+              out("%s  FAILED: cannot tell whether it takes scripts at runtime (deny-scripts-reconfig): %s",
+                s.addr, unknown or "?")
+            end
+          end
+          if refuses then
+            denied[#denied + 1] = { name = name, current = m }
+            out("%s  %s  would be refused: deny-scripts-reconfig is yes (now: notification-script %s, "
+              .. "client-reconfig-script %s)", s.addr, name, m["notification-script"] or "none",
+              m["client-reconfig-script"] or "none")
+          else
+            for _, k in ipairs(KINDS) do
+              out("%s  %s  would set %s %s (now: %s)", s.addr, name, k, want[k] == "" and '""' or want[k],
+                m[k] or "none")
+            end
           end
           goto continue
         end
@@ -594,8 +637,8 @@ local function set_scripts(S, config, o, clear)
       c:close()
       if #denied > 0 then
         failed = failed + #denied
-        out("%s  REFUSED: deny-scripts-reconfig is yes, so scripts cannot be %s at runtime.", s.addr,
-          clear and "cleared" or "set")
+        out("%s  %s: deny-scripts-reconfig is yes, so scripts cannot be %s at runtime.", s.addr,
+          o["dry-run"] and "WOULD BE REFUSED" or "REFUSED", clear and "cleared" or "set")
         if clear then
           out("# remove these lines from the sentinel.conf of %s, then restart it:", s.addr)
           for _, d in ipairs(denied) do
@@ -614,7 +657,8 @@ local function set_scripts(S, config, o, clear)
     ::next::
   end
   if failed > 0 then
-    out("%d Sentinel/master pair(s) not %s", failed, clear and "cleared" or "set")
+    out("%d Sentinel/master pair(s) %s %s", failed, o["dry-run"] and "would not be" or "not",
+      clear and "cleared" or "set")
     return 1
   end
   return 0

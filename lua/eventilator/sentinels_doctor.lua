@@ -75,7 +75,10 @@ local function unit_paths(o)
   local f = io.open(files[1], "r")
   if not f then return nil, files[1] end
   f:close()
-  local lists = { ExecPaths = {}, NoExecPaths = {} }
+  -- ReadWriteDirectories= is the older name of ReadWritePaths= (Debian's unit has both)
+  local lists = { ExecPaths = {}, NoExecPaths = {}, ReadWritePaths = {} }
+  local ALIAS = { ReadWriteDirectories = "ReadWritePaths" }
+  local SCALAR = { ProtectSystem = true, PrivateTmp = true }
   for _, file in ipairs(files) do
     local fh = io.open(file, "r")
     local section
@@ -83,7 +86,10 @@ local function unit_paths(o)
       local s = line:match("^%[(.-)%]")
       if s then section = s end
       local key, value = line:match("^%s*(%a+)%s*=%s*(.-)%s*$")
-      if section == "Service" and lists[key] then
+      key = ALIAS[key] or key
+      if section == "Service" and SCALAR[key] then
+        lists[key] = value
+      elseif section == "Service" and lists[key] then
         if value == "" then
           lists[key] = {}
         else
@@ -96,16 +102,48 @@ local function unit_paths(o)
   return lists, table.concat(files, ", ")
 end
 
+-- Is `real` at or below `prefix`? -> yes, prefix length
+local function under(real, prefix)
+  prefix = prefix:gsub("/+$", "")
+  return prefix == "" or real == prefix or real:sub(1, #prefix + 1) == prefix .. "/", #prefix
+end
+
+local function yes(v)
+  return v == "yes" or v == "true" or v == "on" or v == "1"
+end
+
+-- May the unit's processes write at `real` (a resolved path)? -> nil | why,
+-- "tmp" (PrivateTmp: no ReadWritePaths= helps) or "ro"
+-- ProtectSystem=strict leaves only the ReadWritePaths writable (full: /usr,
+-- /boot, /efi and /etc read-only; yes: the first three); PrivateTmp= gives
+-- the service a /tmp and /var/tmp of its own, which nobody else sees.
+local function unit_write(lists, real)
+  if yes(lists.PrivateTmp) and (under(real, "/tmp") or under(real, "/var/tmp")) then
+    return "the unit has PrivateTmp=yes: Sentinel and its scripts write to a /tmp of their own, "
+      .. "which nobody else sees and which goes when Sentinel stops", "tmp"
+  end
+  local ps, ro = lists.ProtectSystem
+  if ps == "strict" then
+    ro = true
+  elseif ps == "full" or yes(ps) then
+    for _, p in ipairs({ "/usr", "/boot", "/efi", ps == "full" and "/etc" or nil }) do
+      if under(real, p) then ro = true end
+    end
+  end
+  if not ro then return nil end
+  for _, p in ipairs(lists.ReadWritePaths) do
+    if under(real, p) then return nil end
+  end
+  return string.format("the unit's ProtectSystem=%s makes it read-only to Sentinel and its scripts, and it "
+    .. "is under none of ReadWritePaths=%s", ps, table.concat(lists.ReadWritePaths, " ")), "ro"
+end
+
 -- May the unit execute `real`? The most specific mount wins.
 local function exec_allowed(lists, real)
   local best, allowed = -1, true
-  local function under(prefix)
-    prefix = prefix:gsub("/+$", "")
-    return prefix == "" or real == prefix or real:sub(1, #prefix + 1) == prefix .. "/", #prefix
-  end
   for _, kind in ipairs({ "NoExecPaths", "ExecPaths" }) do
     for _, p in ipairs(lists[kind]) do
-      local hit, len = under(p)
+      local hit, len = under(real, p)
       if hit and len >= best then best, allowed = len, kind == "ExecPaths" end
     end
   end
@@ -144,6 +182,127 @@ local function check_mode_configs(S, host, u, scripts, ok, fail)
         ok("%s: valid, readable by %s", what, u.name)
       end
     end
+  end
+end
+
+-- The log: where a call's lines go, writable by Sentinel's user and, under
+-- the unit, where its sandbox lets it write. A call that cannot write there
+-- logs to the fallback file (log.c), and nobody at a terminal sees why.
+local function check_log(S, host, config, u, lists, ok, fail)
+  local target = require("eventilator.cli").log_target(config)
+  local to, why, fallback = host.log_where()
+  local label = "log file"
+  if target == "stderr" then
+    ok("log.target is stderr: under Debian's unit the journal keeps it (journalctl -u %s); a Sentinel "
+      .. "with daemonize yes throws it away", UNIT_NAME)
+    return
+  elseif target == "syslog" and not why then
+    ok("log goes to syslog")
+    return
+  elseif target == "syslog" then
+    ok("log.target is syslog, but %s: a call logs to %s", why, to)
+    label, target = "fallback log file", to
+  end
+  local dir, base = target:match("^(.*)/([^/]*)$")
+  if not dir then
+    fail(string.format("%s %s is not an absolute path (Sentinel runs scripts in its own folder)", label,
+      target), "give log.target an absolute path, under /var/log/redis")
+    return
+  end
+  dir = dir == "" and "/" or dir
+  local rdir = S.realpath(dir)
+  local st, dst = S.stat(target), rdir and S.stat(rdir)
+  local real = rdir and (rdir == "/" and "" or rdir) .. "/" .. base
+  local wmsg, wfix = walk(S, target, u)
+  local uw, tmp
+  if lists and real then uw, tmp = unit_write(lists, real) end
+  if not dst then
+    fail(string.format("%s %s: its folder %s does not exist", label, target, dir),
+      string.format("install -d -o %s -m 750 %s, or point log.target into /var/log/redis", u.name, dir))
+  elseif wmsg then
+    fail(string.format("%s %s: %s", label, target, wmsg), wfix)
+  elseif st and S.realpath(target) ~= real then
+    fail(string.format("%s %s is a symbolic link, which the log is never written through", label, target),
+      "give log.target the file it points to: " .. tostring(S.realpath(target)))
+  elseif st and st.type == "dir" then
+    fail(string.format("%s %s is a folder", label, target), "give log.target a file's path")
+  elseif uw then
+    fail(string.format("%s %s: %s", label, target, uw), "point log.target into /var/log/redis (one of the "
+      .. "unit's ReadWritePaths)" .. (tmp == "tmp" and "" or ", or allow the folder: systemctl edit "
+      .. "redis-sentinel, add [Service] ReadWritePaths=" .. rdir))
+  elseif st and not can(st, u, 2) then
+    fail(string.format("%s %s is not writable by %s (mode %s, uid %d, gid %d): its calls log to %s instead",
+      label, target, u.name, octal(st.mode), st.uid, st.gid, label == "log file" and fallback or "stderr"),
+      string.format("chown %s %s", u.name, target))
+  elseif not st and not can(dst, u, 3) then
+    fail(string.format("%s %s does not exist yet, and %s may not make files in %s (mode %s, uid %d, gid %d)",
+      label, target, u.name, dir, octal(dst.mode), dst.uid, dst.gid),
+      string.format("install -m 640 -o %s /dev/null %s (the file, not the folder)", u.name, target))
+  else
+    ok("%s %s: %s by %s%s", label, target, st and "writable" or "can be made", u.name,
+      lists and ", and the unit lets Sentinel write there" or "")
+  end
+end
+
+-- What a call does without each folder of state_dir.
+local WITHOUT = {
+  [""] = "every call keeps no delivery record and compiles every rule file",
+  retries = "a failed call keeps no delivery record, so its retry runs every handler again",
+  ["rules-cache"] = "every call compiles every rule file",
+}
+
+-- state_dir and its folders, by the rule every call applies (statedir.c,
+-- asked through the host) for Sentinel's user: its alone, or not used at
+-- all. A folder of state_dir is eventilator's: chown it. state_dir itself
+-- may have been given a folder shared with more, so its fix says "if".
+local function check_state(S, host, sd, u, lists, ok, fail)
+  local function folder(sub)
+    local p = sub == "" and sd or sd .. "/" .. sub
+    local label = sub == "" and "state_dir " .. sd or "state_dir folder " .. p
+    local good, problem = host.private_dir(p, u.uid)
+    local st = S.stat(p)
+    local own = sub == "" and "if " .. sd .. " holds eventilator's state alone, " or ""
+    local elsewhere = sub == "" and string.format("; else give state_dir a folder of its own: "
+      .. "install -d -o %s -g %s -m 700 /var/lib/redis/eventilator", u.name, u.name) or ""
+    local wmsg, wfix = walk(S, p, u) -- the folders above it
+    local real = S.realpath(p) or p
+    local uw, tmp
+    if lists then uw, tmp = unit_write(lists, real) end
+    if problem == "missing" and sub == "" then
+      fail(string.format("state_dir %s does not exist", sd),
+        string.format("install -d -o %s -g %s -m 700 %s", u.name, u.name, sd))
+    elseif problem == "missing" then
+      ok("%s: not made yet (the first call makes it, as %s)", label, u.name)
+      return true
+    elseif wmsg then
+      fail(label .. ": " .. wmsg, wfix)
+    elseif problem == "not a folder" then
+      fail(string.format("%s is not a folder: %s", label, WITHOUT[sub]),
+        string.format("remove %s (a call makes it again)", p))
+    elseif problem == "owner" then
+      fail(string.format("%s belongs to uid %d, not to %s (uid %d), which runs Sentinel's calls: %s", label,
+        st.uid, u.name, u.uid, WITHOUT[sub]), string.format("%schown -R %s: %s%s", own, u.name, p, elsewhere))
+    elseif problem == "writable" then
+      fail(string.format("%s is writable by its group or others (mode %s): %s", label, octal(st.mode),
+        WITHOUT[sub]), string.format("%schmod go-w %s%s", own, p, elsewhere))
+    elseif not good then
+      fail(string.format("%s: %s", label, tostring(problem)), "check the folder and the file system under it")
+    elseif not can(st, u, 3) then
+      fail(string.format("%s is not writable by %s (mode %s, uid %d, gid %d): %s", label, u.name,
+        octal(st.mode), st.uid, st.gid, WITHOUT[sub]), string.format("chmod 700 %s", p))
+    elseif uw then
+      fail(string.format("%s: %s", label, uw), "give state_dir a folder under /var/lib/redis (one of the "
+        .. "unit's ReadWritePaths)" .. (tmp == "tmp" and "" or ", or systemctl edit redis-sentinel, add "
+        .. "[Service] ReadWritePaths=" .. real))
+    else
+      ok("%s is %s's alone%s", label, u.name, sub == "" and ", writable by it" or "")
+      return true
+    end
+    return false
+  end
+  if folder("") then
+    folder("retries")
+    folder("rules-cache")
   end
 end
 
@@ -241,21 +400,8 @@ function M.run(S, host, o, installation, out)
     ok("%d rule file(s) load from %s", #files, os.getenv("EVENTILATOR_RULES") or config.rules_dir)
   end
 
-  -- state_dir
-  local sd = config.state_dir
-  local sst = S.stat(sd)
-  local wmsg, wfix = walk(S, sd, u) -- the folders above it; its own bits are checked below
-  if not sst then
-    fail(string.format("state_dir %s does not exist", sd), string.format("install -d -o %s -g %s -m 750 %s",
-      u.name, u.name, sd))
-  elseif wmsg then
-    fail("state_dir " .. sd .. ": " .. wmsg, wfix)
-  elseif sst.type ~= "dir" or not can(sst, u, 3) then
-    fail(string.format("state_dir %s is not writable by %s (mode %s, uid %d, gid %d)", sd, u.name,
-      octal(sst.mode), sst.uid, sst.gid), string.format("chown %s: %s && chmod 750 %s", u.name, sd, sd))
-  else
-    ok("state_dir %s is writable by %s", sd, u.name)
-  end
+  check_log(S, host, config, u, lists, ok, fail)
+  check_state(S, host, config.state_dir, u, lists, ok, fail)
 
   -- the metrics store
   if config.metrics and config.metrics.enabled then

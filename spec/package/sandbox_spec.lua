@@ -147,6 +147,22 @@ on("+switch-master", function(ev)
   return true
 end)
 ]])
+        -- what eventilator-rules(7) says a rule meets there: a read-only
+        -- system, a /tmp of Sentinel's own, state_dir writable
+        procs.write(root .. "/rules/95-sandbox.lua", [[
+on("+switch-master", function()
+  local f, err = io.open("/etc/eventilator-sandbox-probe", "w")
+  log.info("sandbox: /etc %s", f and "written" or err)
+  if f then f:close() end
+  local t = io.open("/tmp/eventilator-sandbox-probe", "w")
+  log.info("sandbox: /tmp %s", t and "written" or "not written")
+  if t then t:close() end
+  local s = io.open(config.state_dir .. "/sandbox-probe", "w")
+  log.info("sandbox: state_dir %s", s and "written" or "not written")
+  if s then s:close(); os.remove(config.state_dir .. "/sandbox-probe") end
+  return true
+end)
+]])
         procs.write(root .. "/eventilator.conf", string.format([[
 redis = { host = "127.0.0.1", port = %d, timeout = 2 }
 warnings = { enabled = true }
@@ -217,6 +233,11 @@ watch = { sentinels = { "127.0.0.1:%d" } }
     assert.matches('switch {"', log)
     assert.is_nil(log:match("[^\n]*failed=[1-9][^\n]*"), log)
     assert.matches("%+switch%-master pod=pod1 [^\n]*runtime=full", log)
+    -- the sandbox a rule runs in (eventilator-rules(7)): /etc read-only, /tmp private
+    assert.matches("sandbox: /etc /etc/eventilator%-sandbox%-probe: Read%-only file system", log)
+    assert.matches("sandbox: /tmp written", log)
+    assert.is_nil(procs.read("/tmp/eventilator-sandbox-probe"), "a file in the sandbox's /tmp is not the host's")
+    assert.matches("sandbox: state_dir written", log)
     assert.is_nil(log:match("[^\n]*: error: [^\n]*"), log)
     -- the packaged state folder was written from inside the sandbox
     local _, rc = procs.sh("test -d " .. q(STATE .. "/rules-cache"))

@@ -9,8 +9,13 @@ local M = {}
 
 function M.new()
   local dir = procs.tmpdir()
+  -- No syslog (a socket path nobody binds) and a fallback log of its own: a
+  -- call that logs to syslog writes here, never to the machine's syslog or
+  -- /var/log/redis (src/log.c).
   local self = setmetatable({ dir = dir, rules = dir .. "/rules", log = dir .. "/eventilator.log",
-                              conf = dir .. "/eventilator.conf", env = {} }, Ctx)
+                              conf = dir .. "/eventilator.conf", fallback = dir .. "/fallback.log",
+                              syslog = dir .. "/syslog.sock" }, Ctx)
+  self.env = { EVENTILATOR_LOG_FALLBACK = self.fallback, EVENTILATOR_SYSLOG_SOCKET = self.syslog }
   os.execute("mkdir -p " .. procs.quote(self.rules))
   self:config("")
   return self
