@@ -34,10 +34,42 @@ describe("record", function()
   end)
   after_each(function() ctx:cleanup() end)
 
-  it("is off by default", function()
+  it("is on by default, in state_dir, and off with record = false", function()
     ctx:config("")
     assert.equal(0, (ctx:run("eventilator", "+sdown", "master pod1 10.0.0.1 6379")))
-    assert.is_nil(procs.read(ctx.dir .. "/calls.jsonl"))
+    local ls = lines_of(procs.read(ctx.dir .. "/state/calls.jsonl"))
+    assert.equal(1, #ls)
+    assert.same({ "+sdown", "master pod1 10.0.0.1 6379" }, json.decode(ls[1]).args)
+    ctx:config("record = false")
+    assert.equal(0, (ctx:run("eventilator", "+sdown", "master pod1 10.0.0.1 6379")))
+    assert.equal(1, #lines_of(procs.read(ctx.dir .. "/state/calls.jsonl")))
+    ctx:config("record = true")
+    local rc, log = ctx:run("eventilator", "check")
+    assert.equal(1, rc, log)
+  end)
+
+  it("keeps what each handler did, and marks Sentinel's retry", function()
+    ctx:config(string.format("record = %q\nscript_retry_delay = 0", ctx.dir .. "/calls.jsonl"))
+    ctx:rule("10-a.lua", table.concat({
+      'on("+odown", function() return true end)',
+      'on("+odown", function() return nil, "store \\"down\\"" end)',
+    }, "\n") .. "\n")
+    local rcs = ctx:calls({ "call", "call" }, { "+odown", "master pod1 10.0.0.1 6379 #quorum 2/2" })
+    assert.same({ 1, 1 }, rcs)
+    local ls = lines_of(procs.read(ctx.dir .. "/calls.jsonl"))
+    local first, retry = json.decode(ls[1]), json.decode(ls[2])
+    local rule = ctx.rules .. "/10-a.lua"
+    assert.same({ rule .. ":1", "ok" }, { first.handlers[1].rule, first.handlers[1].outcome })
+    assert.same({ rule .. ":2", "failed", 'returned nil, store "down"' },
+      { first.handlers[2].rule, first.handlers[2].outcome, first.handlers[2].error })
+    assert.equal("number", type(first.handlers[1].ms))
+    assert.is_nil(first.retry)
+    assert.same({ "skipped", "failed" }, { retry.handlers[1].outcome, retry.handlers[2].outcome })
+    assert.is_true(retry.retry)
+    -- and the line replays, its new fields known
+    local _, rc, err = eventilator(ctx, "test", "--replay", ctx.dir .. "/calls.jsonl")
+    assert.equal(0, rc, err)
+    assert.is_nil(err:find("unknown field", 1, true), err)
   end)
 
   it("writes one JSON line per call with argv0, args, time, sentinel and exit", function()

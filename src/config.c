@@ -27,7 +27,7 @@
 #include "paths.h"
 #include "statedir.h"
 
-enum ktype { K_STRING, K_INT, K_NUMBER, K_BOOL, K_LIST, K_TABLE };
+enum ktype { K_STRING, K_INT, K_NUMBER, K_BOOL, K_LIST, K_TABLE, K_STRING_OFF };
 
 static const char *const slack_triggers[] = {"+sdown", "-sdown", "+odown", "-odown",
                                              "+promoted-slave", NULL};
@@ -145,7 +145,7 @@ static const struct field {
     /* Sentinel's script-retry-delay: sooner than this, an identical call is a repeat (retry.c) */
     {NULL, "script_retry_delay", K_NUMBER, NULL, EVL_SCRIPT_RETRY_DELAY, NULL},
     /* record/replay (docs/testing-rules.md): every call as a JSON line; record_max bytes, 0 = no cap */
-    {NULL, "record", K_STRING, NULL, 0, NULL},
+    {NULL, "record", K_STRING_OFF, NULL, 0, NULL}, /* nil: <state_dir>/calls.jsonl; false: off */
     {NULL, "record_max", K_INT, NULL, 64 << 20, NULL},
 };
 #define NSCHEMA (sizeof schema / sizeof schema[0])
@@ -153,14 +153,15 @@ static const struct field {
 static const char *type_name(enum ktype t)
 {
     static const char *const n[] = {"a string", "an integer", "a number", "a boolean",
-                                    "a list of strings", "a table"};
+                                    "a list of strings", "a table", "a path, or false for none"};
     return n[t];
 }
 
 static void push_default(lua_State *L, const struct field *f)
 {
     switch (f->type) {
-    case K_STRING: f->str ? (void)lua_pushstring(L, f->str) : lua_pushnil(L); break;
+    case K_STRING:
+    case K_STRING_OFF: f->str ? (void)lua_pushstring(L, f->str) : lua_pushnil(L); break;
     case K_INT: lua_pushinteger(L, (lua_Integer)f->num); break;
     case K_NUMBER: lua_pushnumber(L, f->num); break;
     case K_BOOL: lua_pushboolean(L, f->num != 0); break;
@@ -280,6 +281,8 @@ static int fits(lua_State *L, int idx, enum ktype t)
         return 1;
     }
     case K_TABLE: return lua_type(L, idx) == LUA_TTABLE;
+    case K_STRING_OFF: return lua_type(L, idx) == LUA_TSTRING ||
+                              (lua_type(L, idx) == LUA_TBOOLEAN && !lua_toboolean(L, idx));
     }
     return 0;
 }

@@ -39,6 +39,7 @@ struct evl_host {
     int config_ref;          /* the loaded config table */
     int files_ref;           /* list of { path, ok, err, patterns = {...} } */
     int handlers_ref;        /* list of { fn, file, line, patterns } in run order */
+    int ran_ref;             /* this event's matched entries, after they ran (ok, err, ms, skipped) */
     int files_failed;
     int strict_modes;        /* refuse rule files others could have written (config) */
     int lean;                /* the static start-up binary: no cjson, no http */

@@ -144,6 +144,10 @@ int evl_event_run(struct evl_host *h, int rules_loaded)
 
     int failed = 0, ran = 0;
     lua_Integer nmatch = (lua_Integer)lua_rawlen(L, matched);
+    if (h->ran_ref > 0)
+        luaL_unref(L, LUA_REGISTRYINDEX, h->ran_ref); /* a watch runner's previous event */
+    lua_pushvalue(L, matched);
+    h->ran_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* what the handlers did, for the record */
     if (nmatch > 0 || h->files_failed)
         evl_retry_begin(h);
     if (nmatch > 0) {

@@ -126,17 +126,85 @@ static size_t put_uint(char *out, unsigned long long v, int width)
     return (size_t)n;
 }
 
+#define ERR_MAX 300 /* bytes of a handler's error kept in the record; the log has it whole */
+
+/*
+ * `"handlers":[{"rule":"file:line","outcome":"ok","ms":1.25}, ...]` for what
+ * this call's handlers did (the list evl_event_run kept in h->ran_ref), or
+ * an empty string. malloc'd; NULL when out of memory.
+ */
+static char *handlers_json(struct evl_host *h)
+{
+    lua_State *L = h->L;
+    if (h->ran_ref <= 0 || lua_rawgeti(L, LUA_REGISTRYINDEX, h->ran_ref) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        return calloc(1, 1);
+    }
+    int list = lua_gettop(L);
+    lua_Integer n = (lua_Integer)lua_rawlen(L, list);
+    size_t cap = 16, o = 0;
+    for (lua_Integer i = 1; i <= n; i++) { /* room: each entry's file, error and fixed text */
+        lua_rawgeti(L, list, i);
+        lua_getfield(L, -1, "file");
+        cap += 128 + 6 * (lua_rawlen(L, -1) + 12 + ERR_MAX);
+        lua_pop(L, 2);
+    }
+    char *buf = malloc(cap);
+    if (!buf) {
+        lua_pop(L, 1);
+        return NULL;
+    }
+    o += put(buf, ",\"handlers\":[");
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_rawgeti(L, list, i);
+        int e = lua_gettop(L);
+        lua_getfield(L, e, "file");
+        lua_getfield(L, e, "line");
+        lua_getfield(L, e, "skipped");
+        lua_getfield(L, e, "ok");
+        lua_getfield(L, e, "ms");
+        lua_getfield(L, e, "err");
+        size_t rl, el;
+        const char *err = lua_tolstring(L, e + 6, &el);
+        const char *rule = lua_pushfstring(L, "%s:%d", lua_tostring(L, e + 1) ? lua_tostring(L, e + 1)
+                                           : "?", (int)lua_tointeger(L, e + 2));
+        rl = lua_rawlen(L, -1);
+        o += put(buf + o, i > 1 ? ",{\"rule\":" : "{\"rule\":");
+        o += json_string(buf + o, rule, rl);
+        o += put(buf + o, ",\"outcome\":");
+        o += put(buf + o, lua_toboolean(L, e + 3) ? "\"skipped\"" : lua_toboolean(L, e + 4) ? "\"ok\""
+                                                                                        : "\"failed\"");
+        if (lua_type(L, e + 5) == LUA_TNUMBER)
+            o += (size_t)snprintf(buf + o, cap - o, ",\"ms\":%.2f", lua_tonumber(L, e + 5));
+        if (err) {
+            o += put(buf + o, ",\"error\":");
+            o += json_string(buf + o, err, el < ERR_MAX ? el : ERR_MAX);
+        }
+        buf[o++] = '}';
+        lua_settop(L, e - 1);
+    }
+    o += put(buf + o, "]");
+    lua_pop(L, 1);
+    buf[o] = '\0';
+    return buf;
+}
+
 /* The line for this call; malloc'd, its length in *len. */
 static char *build_line(struct evl_host *h, int code, size_t *len)
 {
     /* watch mode's reporting Sentinel (levent.c keeps it; a forked run sets it directly) */
     const char *sentinel = evl_watch_sentinel();
-    size_t cap = 128 + 6 * strlen(h->name) + (sentinel ? strlen(sentinel) : 0) * 6;
+    char *handlers = handlers_json(h);
+    if (!handlers)
+        return NULL;
+    size_t cap = 128 + 6 * strlen(h->name) + (sentinel ? strlen(sentinel) : 0) * 6 + strlen(handlers);
     for (int i = 1; i < h->argc; i++)
         cap += 6 * strlen(h->argv[i]) + 4;
     char *buf = malloc(cap);
-    if (!buf)
+    if (!buf) {
+        free(handlers);
         return NULL;
+    }
     /* the call's start in wall-clock time: t0 is monotonic (and kept across a handover) */
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -164,6 +232,10 @@ static char *build_line(struct evl_host *h, int code, size_t *len)
     }
     o += put(buf + o, ",\"exit\":");
     o += put_uint(buf + o, (unsigned long long)(code < 0 ? 0 : code), 1);
+    o += put(buf + o, handlers);
+    free(handlers);
+    if (h->retry)
+        o += put(buf + o, ",\"retry\":true");
     o += put(buf + o, "}\n");
     *len = o;
     return buf;
@@ -175,15 +247,14 @@ static char *build_line(struct evl_host *h, int code, size_t *len)
  * O_NONBLOCK so a FIFO there cannot hold the call (no effect on a file).
  * -1 with why on failure.
  */
-static int open_append(const char *path, const char **why)
+static int open_append(const char *path, const char **why, struct stat *st)
 {
-    struct stat st;
     int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0640);
     if (fd < 0) {
         /* ENXIO: O_NONBLOCK's answer for a FIFO with no reader, or a device */
         *why = errno == ELOOP ? "a symbolic link, not followed" : errno == ENXIO ? "not a regular file"
                                                                 : strerror(errno);
-    } else if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+    } else if (fstat(fd, st) < 0 || !S_ISREG(st->st_mode)) {
         *why = "not a regular file";
         close(fd);
         fd = -1;
@@ -195,17 +266,17 @@ static int open_append(const char *path, const char **why)
  * The file at fd (opened as path) is full: move it to <path>.1 unless
  * another call already did, and return a descriptor on the new file.
  */
-static int rotate(const char *path, int fd, const char **why)
+static int rotate(const char *path, int fd, const char **why, struct stat *st)
 {
     struct stat mine, now;
-    char old[4200];
+    char old[4300]; /* path and ".1" */
     snprintf(old, sizeof old, "%s.1", path);
     /* lstat: a symlink put in the file's place since it was opened is never renamed */
     if (flock(fd, LOCK_EX) == 0 && fstat(fd, &mine) == 0 && lstat(path, &now) == 0 &&
         mine.st_ino == now.st_ino && mine.st_dev == now.st_dev && rename(path, old) != 0)
         evl_log(EVL_WARN, "record %s: cannot rotate to %s: %s", path, old, strerror(errno));
     close(fd); /* drops the lock */
-    return open_append(path, why);
+    return open_append(path, why, st);
 }
 
 /* record_max from the config: bytes, 0 or less for no cap. */
@@ -219,24 +290,41 @@ static long long record_max(struct evl_host *h)
     return max;
 }
 
+/*
+ * Where this call is recorded: config `record` (a path), nothing for
+ * `record = false`, and <state_dir>/calls.jsonl when it is not set and
+ * state_dir can be used (contract section 15). NULL: not recorded.
+ */
+static const char *record_path(struct evl_host *h, char *buf, size_t cap)
+{
+    lua_State *L = h->L;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->config_ref);
+    int t = lua_getfield(L, -1, "record");
+    const char *path = t == LUA_TSTRING ? lua_tostring(L, -1) : NULL; /* anchored in the config */
+    lua_pop(L, 2);
+    if (t == LUA_TNIL && h->state_ok && snprintf(buf, cap, "%s/calls.jsonl", h->state_dir) < (int)cap)
+        path = buf;
+    return path && *path ? path : NULL;
+}
+
 void evl_record(struct evl_host *h, int code)
 {
+    char dflt[4200];
     if (h->config_ref <= 0)
         return; /* no config loaded: nowhere to record */
-    const char *path = evl_config_string(h, NULL, "record");
-    if (!path || !*path)
+    const char *path = record_path(h, dflt, sizeof dflt);
+    if (!path)
         return;
     size_t len = 0;
     char *line = build_line(h, code, &len);
     if (!line)
         return;
     const char *why = NULL;
-    int fd = open_append(path, &why);
-    long long max = record_max(h);
     struct stat st;
-    if (fd >= 0 && max > 0 && fstat(fd, &st) == 0 && st.st_size > 0 &&
-        (long long)st.st_size + (long long)len > max)
-        fd = rotate(path, fd, &why);
+    int fd = open_append(path, &why, &st);
+    long long max = record_max(h);
+    if (fd >= 0 && max > 0 && st.st_size > 0 && (long long)st.st_size + (long long)len > max)
+        fd = rotate(path, fd, &why, &st);
     if (fd < 0) {
         evl_log(EVL_WARN, "record %s: %s; call not recorded", path, why);
     } else {

@@ -16,7 +16,8 @@
 local M = {}
 
 -- Fields a line may carry; anything else is reported (the call still replays).
-local KNOWN = { argv0 = true, args = true, time = true, sentinel = true, exit = true, scenario = true }
+local KNOWN = { argv0 = true, args = true, time = true, sentinel = true, exit = true, scenario = true,
+  handlers = true, retry = true } -- what the recorded call's handlers did (contract section 15)
 
 -- The recorder writes a byte that is not valid UTF-8 as \u00XX (XX >= 80);
 -- turn those back into the byte before decoding, so the call replays byte
