@@ -15,7 +15,8 @@
 -- `+switch-master` comes right after `+failover-end`, and the old master is
 -- reported `+sdown slave` a down-after-milliseconds later; so the master's
 -- calls in the TAIL seconds after the end still join it, unless they open a
--- new one. A group that heard nothing for IDLE seconds is over too (its end
+-- new one (a down event about the old master is a slow Sentinel's, and
+-- joins). A group that heard nothing for IDLE seconds is over too (its end
 -- was not recorded: the leader's host was not among the files). Calls with
 -- no master in them (`+new-epoch`, `+vote-for-leader`) join the open failover
 -- their Sentinel last reported, or the only open one. Everything else (start-
@@ -59,13 +60,16 @@ end
 local G = {}
 G.__index = G
 
--- new() -> a grouper: g:add(call) for each call in time order, then g:finish().
+-- new(on_close) -> a grouper: g:add(call) for each call in time order, then
+-- g:finish(). on_close(f) gets each failover once it is over (in the order
+-- they end; f.n is the order they opened): the grouper keeps none.
 -- call: { time (seconds or nil), sentinel (label), name, pod, instance (the
 -- instance type: "master", "slave", "sentinel" or nil), master ("ip:port" the
 -- event names the master at), from and to ("ip:port", +switch-master's), ...}
 -- (the rest is kept as is).
-function M.new()
-  return setmetatable({ list = {}, open = {}, last = {}, outside = 0, outside_failed = 0 }, G)
+function M.new(on_close)
+  local g = { on_close = on_close, opened = 0, open = {}, last = {}, outside = 0, outside_failed = 0 }
+  return setmetatable(g, G)
 end
 
 -- Seconds from a to b; 0 when either is unknown (a line with no time).
@@ -73,17 +77,16 @@ local function gap(a, b)
   return math.type(a) and math.type(b) and b - a or 0
 end
 
--- Is f's story over by the time of call c? A down event about the old
--- master after the end is a slow Sentinel's, not a new failover.
+-- Is f's story over by the time of call c?
 local function over(f, c)
   if gap(f.last_time, c.time) > M.IDLE then return true end
   return f.ended ~= nil and (gap(f.ended, c.time) > M.TAIL or (opens(c) and c.master ~= f.from))
 end
 
 local function new_failover(g, c)
-  local f = { pod = c.pod, start = c.time, calls = {}, sentinels = {}, seen = {}, phases = {},
+  g.opened = g.opened + 1
+  local f = { n = g.opened, pod = c.pod, start = c.time, calls = {}, sentinels = {}, seen = {}, phases = {},
               running = {}, failed = 0, retries = 0 }
-  g.list[#g.list + 1] = f
   g.open[c.pod] = f
   return f
 end
@@ -147,7 +150,8 @@ function G:add(c)
   if c.pod then
     f = self.open[c.pod]
     if f and over(f, c) then
-      self.open[c.pod], f = nil, nil
+      self:close(f)
+      f = nil
     end
     if not f and opens(c) then f = new_failover(self, c) end
   else
@@ -162,15 +166,23 @@ function G:add(c)
   return f
 end
 
--- finish() -> failovers (in the order they opened), calls outside any, of them failed.
--- Each failover: { pod, start, ended, ended_by, last_time, calls, sentinels,
+function G:close(f)
+  self.open[f.pod] = nil
+  f.seen, f.running = nil, nil
+  self.on_close(f)
+end
+
+-- finish() -> calls outside any failover, of them failed; the failovers
+-- still open are over.
+-- A failover: { n, pod, start, ended, ended_by, last_time, calls, sentinels,
 -- phases = { down = call, elected = call, ... }, leader, from, to, failed,
 -- retries, aborted }; ended is true for a failover of calls with no time.
 function G:finish()
-  for _, f in ipairs(self.list) do
-    f.seen, f.running = nil, nil
-  end
-  return self.list, self.outside, self.outside_failed
+  local left = {}
+  for _, f in pairs(self.open) do left[#left + 1] = f end
+  table.sort(left, function(a, b) return a.n < b.n end)
+  for _, f in ipairs(left) do self:close(f) end
+  return self.outside, self.outside_failed
 end
 
 return M

@@ -5,11 +5,10 @@
 --
 -- Reads the recorded calls (`record`, contract section 14: by default
 -- <record>.1 then <record> of the config, so a failover that straddles the
--- rotation is whole), line by line through replay's parser, each call's
--- event through the host's own parser (its pod), merges the files by time
--- and groups the calls into failovers (eventilator.failovers). Exit 0; 1
--- when --failed found failed or retried work; 2 when a file cannot be read.
-local replay = require("eventilator.replay")
+-- rotation is whole), merged by time across the files (eventilator.recordings),
+-- groups them into failovers (eventilator.failovers) and keeps the ones the
+-- options ask for. Exit 0; 1 when --failed found failed or retried work; 2
+-- when a file cannot be read.
 local failovers = require("eventilator.failovers")
 
 local M = {}
@@ -33,16 +32,13 @@ end
 -- or the name of its folder when that is the default calls.jsonl.
 local function source(spec)
   local host, path = spec:match("^([^/=]+)=(.+)$")
-  if not host or exists(spec) then
-    path = spec
-    local dir, base = spec:match("^(.-)([^/]*)$")
-    base = base:gsub("%.1$", ""):gsub("%.jsonl?$", "")
-    if base == "calls" or base == "" then
-      base = dir:gsub("/+$", ""):match("([^/]*)$")
-    end
-    host = base ~= "" and base or spec
+  if host and not exists(spec) then return { paths = { path }, host = host } end
+  local dir, base = spec:match("^(.-)([^/]*)$")
+  base = base:gsub("%.1$", ""):gsub("%.jsonl?$", "")
+  if base == "calls" or base == "" then
+    base = dir:gsub("/+$", ""):match("([^/]*)$")
   end
-  return { path = path, host = host }
+  return { paths = { spec }, host = base ~= "" and base or spec }
 end
 
 local function options(args)
@@ -83,71 +79,11 @@ local function default_files(host)
     return nil, "record = false in the config: nothing was recorded here (use --file)"
   end
   if type(rec) ~= "string" then rec = (config.state_dir or ".") .. "/calls.jsonl" end
-  local files = {}
+  local paths = {}
   for _, p in ipairs({ rec .. ".1", rec }) do
-    if exists(p) then files[#files + 1] = { path = p, host = "" } end
+    if exists(p) then paths[#paths + 1] = p end
   end
-  return files, rec
-end
-
-local function addr(t)
-  return t and t.ip and t.port and (t.ip .. ":" .. t.port) or nil
-end
-
--- One recorded call, as grouping and printing need it (and nothing more).
-local function compact(host, c, label)
-  local reconfig = replay.is_reconfig(c.argv0)
-  local ev = host.parse(c.args, reconfig)
-  local call = { time = c.time, sentinel = label, exit = c.exit, retry = c.retry == true or nil,
-                 handlers = type(c.handlers) == "table" and c.handlers or nil }
-  if ev then
-    call.name, call.pod = ev.name, ev.pod
-    call.instance = ev.instance and ev.instance.type
-    call.master = addr(ev.instance and ev.instance.type == "master" and ev.instance or ev.master)
-    if ev.name == "+switch-master" then call.from, call.to = addr(ev.old_master), addr(ev.new_master) end
-  else
-    call.name = reconfig and "client-reconfig" or (c.args[1] or c.argv0)
-  end
-  call.text = reconfig and table.concat(c.args, " ") or (c.args[2] or "")
-  return call
-end
-
--- read(host, files, label_hosts) -> calls in time order | nil, message
--- A line with no time keeps its place after the line before it.
-local function read(host, files, label_hosts)
-  local calls, bad = {}, 0
-  for fi, src in ipairs(files) do
-    local f, err = io.open(src.path, "rb")
-    if not f then return nil, err end
-    local n, at = 0, 0
-    for line in f:lines("L") do
-      n = n + 1
-      local last = line:sub(-1) ~= "\n"
-      if not last then line = line:sub(1, -2) end
-      if line:find("%S") then
-        local c, problem = replay.parse_line(line, n, src.path, last)
-        if problem and problem.skipped then
-          io.stderr:write(problem.msg, "\n")
-          bad = bad + 1
-        end
-        if c then
-          local label = c.sentinel
-          if label and label_hosts and label:find("^pid:") then label = src.host .. " " .. label end
-          local call = compact(host, c, label)
-          at = c.time or at
-          call.key, call.file, call.seq = at, fi, n
-          calls[#calls + 1] = call
-        end
-      end
-    end
-    f:close()
-  end
-  table.sort(calls, function(a, b)
-    if a.key ~= b.key then return a.key < b.key end
-    if a.file ~= b.file then return a.file < b.file end
-    return a.seq < b.seq
-  end)
-  return calls, bad
+  return #paths > 0 and { { paths = paths, host = "" } } or {}, rec
 end
 
 -- Should failover f be shown under the options?
@@ -178,15 +114,15 @@ function M.main(args, host)
   local hosts = {}
   for _, f in ipairs(files) do hosts[f.host] = true end
   local label_hosts = next(hosts, next(hosts)) ~= nil
-  local calls, bad = read(host, files, label_hosts)
-  if not calls then return fail(bad) end
-  local g = failovers.new()
-  for _, c in ipairs(calls) do g:add(c) end
-  local all, outside, outside_failed = g:finish()
-  local shown, now = {}, os.time()
-  for _, f in ipairs(all) do
+  local shown, total, now = {}, 0, os.time()
+  local g = failovers.new(function(f)
+    total = total + 1
     if wanted(f, o, now) then shown[#shown + 1] = f end
-  end
+  end)
+  local bad, rerr = require("eventilator.recordings").each(host, files, label_hosts, function(c) g:add(c) end)
+  if not bad then return fail(rerr) end
+  local outside, outside_failed = g:finish()
+  table.sort(shown, function(a, b) return a.n < b.n end)
   local view = require("eventilator.history_view")
   if o.html then
     local page = require("eventilator.history_html").page(shown, { files = files })
@@ -200,7 +136,7 @@ function M.main(args, host)
     io.stdout:write(view.json(shown), "\n")
   elseif not o.html then
     view.text(io.stdout, shown, { outside = outside, outside_failed = outside_failed, bad = bad,
-                                  total = #all, filtered = o.pod or o.since or o.failed })
+                                  total = total, filtered = o.pod or o.since or o.failed })
   end
   return (o.failed and #shown > 0) and 1 or 0
 end

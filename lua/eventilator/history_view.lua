@@ -39,25 +39,40 @@ end
 -- A recorded string for a terminal: control bytes (an escape sequence in a
 -- master's name) shown as "?".
 local function plain(s)
-  return (tostring(s):gsub("%c", "?"))
+  s = tostring(s)
+  return s:find("%c") and (s:gsub("%c", "?")) or s
 end
 
 -- The event's text for people: a run ID cut to 8 hex digits, as the demo does.
-local RUNID = "(" .. string.rep("%x", 8) .. ")" .. string.rep("%x", 32)
+local RUNID = string.rep("%x", 40)
+
 local function readable(c)
-  return plain((c.name .. " " .. c.text):gsub(RUNID, "%1…"))
+  if not c.readable then
+    local t = c.name .. " " .. c.text
+    if t:find(RUNID) then t = t:gsub("(" .. RUNID:sub(1, 16) .. ")" .. RUNID:sub(17), "%1…") end
+    c.readable = plain(t)
+  end
+  return c.readable
 end
 
+-- A rule's file:line as the timeline shows it, "00-log:2" (a few rules
+-- recur in every call: each is worked out once).
+local short_rules = {}
 local function rule_name(rule)
-  local file, line = tostring(rule):match("^(.*):(%d+)$")
-  file = (file or tostring(rule)):match("([^/]*)$"):gsub("%.lua$", "")
-  return line and (file .. ":" .. line) or file
+  rule = tostring(rule)
+  local short = short_rules[rule]
+  if not short then
+    local file, line = rule:match("^(.*):(%d+)$")
+    file = (file or rule):match("([^/]*)$"):gsub("%.lua$", "")
+    short = plain(line and (file .. ":" .. line) or file)
+    short_rules[rule] = short
+  end
+  return short
 end
 
 -- What the handlers did, in one column: "00-log:3 ok 0.1 ms, ...".
 local function did(c)
   local parts = {}
-  if c.retry then parts[1] = "RETRY" end
   if c.handlers == nil then
     parts[#parts + 1] = "handlers not recorded"
   elseif #c.handlers == 0 then
@@ -65,13 +80,13 @@ local function did(c)
   end
   for _, h in ipairs(c.handlers or {}) do
     local out = h.outcome == "failed" and "FAILED" or plain(h.outcome)
-    parts[#parts + 1] = string.format("%s %s%s", plain(rule_name(h.rule)), out,
+    parts[#parts + 1] = string.format("%s %s%s", rule_name(h.rule), out,
       math.type(h.ms) and string.format(" %.1f ms", h.ms) or "")
   end
   if c.exit and c.exit ~= 0 then
     parts[#parts + 1] = c.exit == 1 and "exit 1: Sentinel retries" or ("exit " .. c.exit)
   end
-  return table.concat(parts, ", ")
+  return (c.retry and "RETRY: " or "") .. table.concat(parts, ", ")
 end
 
 local function plural(n, one, many)
@@ -112,7 +127,7 @@ local function timeline(w, f)
       string.rep(" ", tw - n), did(c)))
     for _, h in ipairs(c.handlers or {}) do
       if h.outcome == "failed" then
-        w:write(string.format("  %8s  %s  %s: %s\n", "", string.rep(" ", sw), plain(rule_name(h.rule)),
+        w:write(string.format("  %8s  %s  %s: %s\n", "", string.rep(" ", sw), rule_name(h.rule),
           plain((tostring(h.error or "failed"):gsub("\n.*", "")))))
       end
     end
