@@ -36,6 +36,7 @@ static const char usage[] =
     "       eventilator test [--run] --reconfig <master> <role> <state> <from-ip> <from-port> <to-ip> <to-port>\n"
     "       eventilator test --replay FILE [--run] [--json] [--sentinel ID]\n"
     "       eventilator test --spec FILE|DIR                 (rule specs, with busted)\n"
+    "       eventilator history [--file [HOST=]FILE]... [--pod NAME] [--since 2h] [--failed] [--json] [--html FILE]\n"
     "       eventilator watch                                (Sentinel Pub/Sub: every event, once)\n"
     "       eventilator sentinels status|register|unregister|doctor [options]\n"
     "       eventilator --help | --version\n"
