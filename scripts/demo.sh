@@ -54,6 +54,7 @@ say "   built in $(elapsed "$TB") s: $BIN/eventilator (+ reconfigurator, registr
 W=$(mktemp -d /tmp/eventilator-demo.XXXXXX)
 WRAPPERS=()   # pids of the `timeout` wrappers
 SERVERS=()    # pids of the redis-server / redis-sentinel processes
+SPID=()       # SPID[i]: sentinel i as the records name it
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
@@ -156,6 +157,7 @@ EOF
     redis-sentinel "$d/sentinel.conf"
   wait_for 10 "sentinel on $port" ping_ok "$port"
   SERVERS+=("$(server_pid "$port")")
+  SPID[$i]="pid:${SERVERS[-1]}" # what a script's record names its Sentinel by
 done
 
 # field PORT NAME: a field of SENTINEL MASTER pod1 on the sentinel at PORT.
@@ -258,76 +260,11 @@ fi
 
 # ---------------------------------------------------------------- what happened
 say ""
-say "== what eventilator did: every script run, in order (time from the kill; sN = the sentinel that ran it)"
-python3 - "$KILL_AT" "$W" <<'PY'
-import datetime, re, sys
-kill, w = float(sys.argv[1]), sys.argv[2]
-line_re = re.compile(r"^(\S+) \S+?\[(\d+)\]: (\w+): (.*)$")
-summ_re = re.compile(r"^(\S+) pod=(\S*) handlers=(\d+) failed=(\d+) rule_files_failed=(\d+) exit=(\d+) ms=([\d.]+)")
-runs = []
-for n in (1, 2, 3):
-    calls = {}
-    try:
-        lines = open(f"{w}/eventilator-s{n}.log", encoding="utf-8", errors="replace").read().splitlines()
-    except FileNotFoundError:
-        continue
-    for line in lines:
-        m = line_re.match(line)
-        if not m:
-            continue
-        ts, pid, level, msg = m.groups()
-        c = calls.setdefault(pid, {"s": f"s{n}", "errors": []})
-        s = summ_re.match(msg)
-        if s:
-            c["t"] = datetime.datetime.fromisoformat(ts).timestamp()
-            c["event"], c["handlers"], c["failed"], c["rff"], c["exit"], c["ms"] = \
-                s.group(1), int(s.group(3)), int(s.group(4)), int(s.group(5)), int(s.group(6)), float(s.group(7))
-            runs.append(c)
-            calls.pop(pid)
-        elif level in ("error", "warn"):
-            c["errors"].append(re.sub(r"^rule \S*/", "rule ", msg))
-        elif "text" not in c:
-            # the first info line is rules/00-log.lua's; run IDs cut to 8
-            c["text"] = re.sub(r"\b([0-9a-f]{8})[0-9a-f]{32}\b", r"\1…", msg)
-runs.sort(key=lambda c: c["t"])
-
-WARN = {"+sdown", "-sdown", "+odown", "-odown"}
-def did(c):
-    ev, text = c["event"], c.get("text", c["event"])
-    out = ["logged"]
-    if ev in WARN:
-        out.append("warning recorded" if c["failed"] == 0 else "warning NOT recorded")
-    elif ev == "client-reconfig":
-        if " leader " in text:
-            out.append("FAILOVER RECORDED (leader)" if c["failed"] == 0 else "failover NOT recorded")
-        else:
-            out.append("observer: not recorded (the leader does)")
-    elif ev.startswith("-failover-abort"):
-        out.append("failed failover recorded" if c["failed"] == 0 else "failed failover NOT recorded")
-    if c["exit"]:
-        out.append(f"exit {c['exit']}: Sentinel retries")
-    return ", ".join(out)
-
-before = [c for c in runs if c["t"] < kill]
-after = [c for c in runs if c["t"] >= kill]
-if before:
-    evs = sorted({c["event"] for c in before})
-    print(f"  before the kill: {len(before)} run(s) ({', '.join(evs)}: each sentinel at start-up)")
-width = max([len(c.get("text", c["event"])) for c in after] + [20])
-width = min(width, 66)
-for c in after:
-    text = c.get("text", c["event"])
-    if len(text) > width:
-        text = text[: width - 1] + "…"
-    print(f"  {c['t'] - kill:+6.2f}s  {c['s']}  {text:<{width}}  {did(c)}  [{c['ms']:.1f} ms]")
-    for e in c["errors"]:
-        print(f"              {e}")
-n_fail = sum(1 for c in after if c["exit"])
-ms = sum(c["ms"] for c in after)
-lead = [c["s"] for c in after if c["event"] == "+elected-leader"]
-print(f"  = {len(after)} script runs for this failover ({sum(1 for c in after if c['event'] == 'client-reconfig')}"
-      f" client-reconfig), {n_fail} failed, {ms:.0f} ms of eventilator in all; leader: {', '.join(lead) or '?'}")
-PY
+say "== what eventilator did: eventilator history, from the calls it recorded (docs/history.md)"
+say "   time from the failover's first event; Sentinels by pid: s1 ${SPID[1]}, s2 ${SPID[2]}, s3 ${SPID[3]}"
+EVENTILATOR_CONF="$W/eventilator.conf" "$BIN/eventilator" history | sed 's/^./  &/'
+EVENTILATOR_CONF="$W/eventilator.conf" "$BIN/eventilator" history --html "$W/history.html" 2>/dev/null
+say "   the same as a page, a lane per Sentinel: $W/history.html (eventilator history --html)"
 
 say ""
 say "== failover metrics read back from the metrics store (redis-cli -p $STORE)"
