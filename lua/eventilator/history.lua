@@ -21,10 +21,13 @@ local function fail(msg)
   return 2
 end
 
+-- Is there a file at path? One that cannot be read (state_dir is Sentinel's
+-- user's alone) is there: reading it says why, rather than "nothing recorded".
+local ENOENT = 2
 local function exists(path)
-  local f = io.open(path, "rb")
+  local f, _, errno = io.open(path, "rb")
   if f then f:close() end
-  return f ~= nil
+  return f ~= nil or errno ~= ENOENT
 end
 
 -- The host a file was recorded on, for its Sentinels' labels: HOST=PATH
