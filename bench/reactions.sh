@@ -66,7 +66,7 @@ run() {
 
 run "haproxy repoint (dedupe + 2 cmds)" '
 on("+switch-master", function(ev)
-  local first, err = dedupe.once(dedupe.key(ev))
+  local first, err = dedupe.once(ev)
   if first == nil then return nil, err end
   if not first then return true end
   return require("eventilator.haproxy").repoint(ev)

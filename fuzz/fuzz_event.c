@@ -2,7 +2,8 @@
  * libFuzzer harness: the event parser (src/event.c) and the pattern check.
  * Input: "<event-type>\n<description>" for a notification, or, when the
  * first byte is 'R', seven '\n'-separated arguments for client-reconfig.
- * The parser must return 0 or -1 with a reason, never crash or overrun.
+ * The parser must return 0 or -1 with a reason, never crash or overrun; a
+ * parsed event's identity fits EVL_IDENTITY_MAX, and a short buffer is cut.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -11,6 +12,17 @@
 #include "event.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static void identity(const struct evl_event *ev)
+{
+    static char out[EVL_IDENTITY_MAX], small[8];
+    size_t n = evl_event_identity(ev, "127.0.0.1:26379", out, sizeof out);
+    if (n >= sizeof out || strlen(out) != n)
+        abort();
+    if (evl_event_identity(ev, "127.0.0.1:26379", small, sizeof small) != n ||
+        strlen(small) != (n < sizeof small ? n : sizeof small - 1))
+        abort();
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -37,8 +49,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         for (int i = n; i < 7; i++)
             args[i] = "";
-        if (evl_parse_reconfig(&ev, args, err, sizeof err) < 0 && err[0] == '\0')
+        int rc = evl_parse_reconfig(&ev, args, err, sizeof err);
+        if (rc < 0 && err[0] == '\0')
             abort(); /* a failure must say why */
+        if (rc == 0)
+            identity(&ev);
     } else {
         char *nl = strchr(buf, '\n');
         const char *desc = "";
@@ -48,8 +63,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             desc = nl + 1;
         }
         err[0] = '\0';
-        if (evl_parse_notification(&ev, buf, desc, err, sizeof err) < 0 && err[0] == '\0')
+        int rc = evl_parse_notification(&ev, buf, desc, err, sizeof err);
+        if (rc < 0 && err[0] == '\0')
             abort();
+        if (rc == 0)
+            identity(&ev);
         (void)evl_pattern_known(buf, &near);
     }
     free(buf);

@@ -5,7 +5,7 @@
 if not config.stream.enabled then return end
 
 on("*", function(ev)
-  local first, err = dedupe.once(dedupe.key(ev))
+  local first, err = dedupe.once(ev)
   if first == nil then return nil, err end -- store unreachable: Sentinel retries
   if not first then return true end        -- another Sentinel added it
   return require("eventilator.stream").add(ev)

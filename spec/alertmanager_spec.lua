@@ -117,4 +117,25 @@ describe("alertmanager", function()
     assert.equal(1, rc, log)
     assert.matches("50%-alertmanager%.lua:%d+ failed: returned nil, alertmanager: http POST " .. down:gsub("%p", "%%%0"), log)
   end)
+
+  it("a silence added with the CLI: no alert for that pod, exit 0, the log names it; another pod alerts", function()
+    local store = procs.start_redis()
+    finally(store.stop)
+    ctx:config(string.format("alertmanager = { enabled = true, urls = { %q }, timeout = 2 }\nredis = { port = %d }",
+      am.url, store.port))
+    local rc, _, id = ctx:run("eventilator", "silence", "add", "--pod", "pod5", "--for", "10m", "--comment", "planned")
+    assert.equal(0, rc)
+    id = id:gsub("%s+$", "")
+    local log
+    rc, log = ctx:run("eventilator", "+odown", "master pod5 10.0.4.5 6379 #quorum 2/3")
+    assert.equal(0, rc, log)
+    assert.matches("info: alertmanager: +odown pod5 silenced by " .. id .. " (planned, by ", log, 1, true)
+    rc, log = ctx:run("eventilator", "+odown", "master pod6 10.0.5.5 6379 #quorum 2/3")
+    assert.equal(0, rc, log)
+    local pods = {}
+    for _, a in ipairs(am.find("RedisMasterDown")) do pods[a.labels.pod] = true end
+    assert.is_nil(pods.pod5)
+    assert.is_true(pods.pod6)
+    assert.equal(0, (ctx:run("eventilator", "-odown", "master pod6 10.0.5.5 6379")))
+  end)
 end)

@@ -75,7 +75,7 @@ describe("a recorded failover", function()
     -- once per failover, whichever Sentinel's +switch-master comes first: who did it, in a list
     procs.write(rules .. "/60-once.lua", [[
 on("+switch-master", function(ev)
-  local first, err = dedupe.once(dedupe.key(ev))
+  local first, err = dedupe.once(ev)
   if first == nil then return nil, err end
   if not first then return true end
   local c, cerr = redis.connect()

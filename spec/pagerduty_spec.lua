@@ -9,6 +9,7 @@ local defaults = require("defaults")
 local json = require("cjson")
 
 local CFG = require("hostless")
+local silenced = require("silenced")
 local pd = require("eventilator.pagerduty")
 
 local KEY = "0123456789abcdef0123456789abcdef" -- 32 characters, like a real integration key
@@ -84,6 +85,21 @@ describe("pagerduty", function()
     -- no -odown comes for a master that moved: the switch closes it too
     assert.same({ "resolve", "redis/pod1/odown" }, { b[3].event_action, b[3].dedup_key })
     assert.same({ "resolve", "redis/pod1/failover" }, { b[4].event_action, b[4].dedup_key })
+  end)
+
+  it("sends nothing for a silenced pod, whichever way it is called; one line per event", function()
+    local q = silenced.start(CFG, { pod = "pod1" })
+    finally(q.stop)
+    assert.is_true(pd.notify(ev("+odown", { votes = 2, quorum = 3 })))
+    assert.is_true(pd.notify(ev("+switch-master", { old_master = { ip = "10.0.0.5", port = 6379 },
+      new_master = { ip = "10.0.0.6", port = 6379 } })))
+    assert.is_true(pd.trigger(ev("-failover-abort-no-good-slave")))
+    assert.is_true(pd.resolve(ev("-odown")))
+    assert.is_true(pd.notify(ev("+new-epoch"))) -- nothing to send: no store round trip, no line
+    assert.equal(0, #S.requests())
+    local _, lines = q.log():gsub("silenced by " .. q.id, "")
+    assert.equal(4, lines, q.log())
+    assert.matches("info: pagerduty: +switch-master pod1 silenced by " .. q.id, q.log(), 1, true)
   end)
 
   it("a 429 or a 5xx fails, so Sentinel retries", function()

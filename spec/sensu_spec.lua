@@ -6,6 +6,7 @@ local rulefile = require("rulefile")
 local json = require("cjson")
 
 local CFG = require("hostless") -- the config the modules see
+local silenced = require("silenced")
 
 local sensu = require("eventilator.sensu")
 
@@ -119,6 +120,16 @@ describe("eventilator.sensu", function()
       assert.is_true(sensu.notify(ev(name)))
     end
     assert.equal(0, #received(ok_log))
+  end)
+
+  it("sends nothing for an event a silence matches, and succeeds", function()
+    local q = silenced.start(CFG, { pod = "web_cache_1", event = "+odown" })
+    finally(q.stop)
+    assert.is_true(sensu.notify(ev("+odown")))
+    assert.equal(0, #received(ok_log))
+    assert.matches("info: sensu: +odown web_cache_1 silenced by " .. q.id, q.log(), 1, true)
+    assert.is_true(sensu.notify(ev("-odown"))) -- the pattern is +odown alone
+    assert.equal(1, #received(ok_log))
   end)
 
   it("fails when the client answers invalid", function()

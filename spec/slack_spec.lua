@@ -6,6 +6,7 @@ local rulefile = require("rulefile")
 local json = require("cjson")
 
 local CFG = require("hostless") -- the config the modules see
+local silenced = require("silenced")
 
 local slack = require("eventilator.slack")
 local http = require("eventilator.http")
@@ -205,6 +206,20 @@ describe("eventilator.slack", function()
       assert.is_true(slack.notify(odown()))
       assert.equal("/hook", last().path)
     end)
+  end)
+
+  it("sends nothing for an event a silence matches, and succeeds; other events go out", function()
+    CFG.slack.webhook_url = base .. "/services/T000/B000/XXXXSECRET"
+    local q = silenced.start(CFG, { pod = "cache<1>&co", event = "+*down" })
+    finally(q.stop)
+    assert.is_true(slack.notify(odown()))
+    assert.equal(0, #requests())
+    assert.matches("info: slack: +odown cache<1>&co silenced by " .. q.id .. " (planned failover, by spec, until ",
+      q.log(), 1, true)
+    local up = odown()
+    up.name = "-odown" -- not matched by +*down
+    assert.is_true(slack.notify(up))
+    assert.equal(1, #requests())
   end)
 
   it("fails without webhook_url or token", function()

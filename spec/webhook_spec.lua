@@ -9,6 +9,7 @@ local defaults = require("defaults")
 local json = require("cjson")
 
 local CFG = require("hostless")
+local silenced = require("silenced")
 local webhook = require("eventilator.webhook")
 
 local SECRET = "It's a secret to everybody \0 with a NUL"
@@ -81,6 +82,14 @@ describe("webhook", function()
     assert.equal("Bearer abc", h["authorization"])
     assert.equal("application/vnd.x+json", h["content-type"])
     assert.is_nil(h["x-eventilator-signature"]) -- no secret, no signature
+  end)
+
+  it("sends nothing for a silenced pod, and succeeds", function()
+    local q = silenced.start(CFG, { pod = "pod1" })
+    finally(q.stop)
+    assert.is_true(webhook.post(ev()))
+    assert.same({}, S.requests())
+    assert.matches("info: webhook: +odown pod1 silenced by " .. q.id, q.log(), 1, true)
   end)
 
   it("fails on a non-2xx reply and without a url", function()

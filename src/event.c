@@ -35,6 +35,18 @@ enum fmt {
     F_AT_LINK       /* %@ #<error text> */
 };
 
+/*
+ * What of a report names the event (evl_event_identity). Beside these, every
+ * `%@` event about a replica or a Sentinel drops the master's address after
+ * '@': it is the address each reporter knows, which differs around a failover.
+ */
+enum ident {
+    I_TEXT,   /* the description */
+    I_HEAD,   /* the instance only: the rest differs between reporters */
+    I_SOURCE, /* the master after '@' only: the Sentinel named is the peer this reporter heard */
+    I_OWN     /* the description and the reporter: about the reporting Sentinel itself */
+};
+
 #define M 1 /* master */
 #define S 2 /* slave */
 #define X 4 /* sentinel */
@@ -43,34 +55,45 @@ static const struct {
     const char *name;
     enum fmt fmt;
     int types; /* instance types allowed by %@ */
+    enum ident ident;
 } catalogue[] = {
     /* WARNING with an instance: these reach the notification script */
-    {"+monitor", F_AT_QUORUM, M}, {"-monitor", F_AT, M}, {"+reset-master", F_AT, M},
-    {"+set", F_AT_SET, M}, {"+sdown", F_AT, M | S | X}, {"-sdown", F_AT, M | S | X},
-    {"+odown", F_AT_ODOWN, M}, {"-odown", F_AT, M}, {"+new-epoch", F_EPOCH, 0},
-    {"+vote-for-leader", F_VOTE, 0}, {"+try-failover", F_AT, M}, {"+elected-leader", F_AT, M},
-    {"+failover-state-select-slave", F_AT, M}, {"+selected-slave", F_AT, S},
-    {"-failover-abort-not-elected", F_AT, M}, {"-failover-abort-no-good-slave", F_AT, M},
-    {"-failover-abort-slave-timeout", F_AT, M}, {"+promoted-slave", F_AT, S},
-    {"+failover-state-reconf-slaves", F_AT, M}, {"+failover-end-for-timeout", F_AT, M},
-    {"+failover-end", F_AT, M}, {"+switch-master", F_SWITCH, 0},
-    {"+config-update-from", F_AT, X},
-    /* WARNING without an instance: log and pub/sub only */
-    {"+tilt", F_TEXT, 0}, {"-tilt", F_TEXT, 0}, {"-script-error", F_SCRIPT_ERROR, 0},
-    {"-script-timeout", F_SCRIPT_TIMEOUT, 0},
+    {"+monitor", F_AT_QUORUM, M, I_TEXT}, {"-monitor", F_AT, M, I_TEXT},
+    {"+reset-master", F_AT, M, I_TEXT}, {"+set", F_AT_SET, M, I_TEXT},
+    {"+sdown", F_AT, M | S | X, I_TEXT}, {"-sdown", F_AT, M | S | X, I_TEXT},
+    {"+odown", F_AT_ODOWN, M, I_HEAD}, /* #quorum <votes>/<this Sentinel's quorum> */
+    {"-odown", F_AT, M, I_TEXT}, {"+new-epoch", F_EPOCH, 0, I_TEXT},
+    {"+vote-for-leader", F_VOTE, 0, I_OWN}, /* each Sentinel's own vote */
+    {"+try-failover", F_AT, M, I_TEXT}, {"+elected-leader", F_AT, M, I_TEXT},
+    {"+failover-state-select-slave", F_AT, M, I_TEXT}, {"+selected-slave", F_AT, S, I_TEXT},
+    {"-failover-abort-not-elected", F_AT, M, I_OWN}, /* each candidate's own election */
+    {"-failover-abort-no-good-slave", F_AT, M, I_TEXT},
+    {"-failover-abort-slave-timeout", F_AT, M, I_TEXT}, {"+promoted-slave", F_AT, S, I_TEXT},
+    {"+failover-state-reconf-slaves", F_AT, M, I_TEXT},
+    {"+failover-end-for-timeout", F_AT, M, I_TEXT}, {"+failover-end", F_AT, M, I_TEXT},
+    {"+switch-master", F_SWITCH, 0, I_TEXT},
+    {"+config-update-from", F_AT, X, I_SOURCE},
+    /* WARNING without an instance: log and pub/sub only; all about the reporter */
+    {"+tilt", F_TEXT, 0, I_OWN}, {"-tilt", F_TEXT, 0, I_OWN},
+    {"-script-error", F_SCRIPT_ERROR, 0, I_OWN}, {"-script-timeout", F_SCRIPT_TIMEOUT, 0, I_OWN},
     /* NOTICE */
-    {"+slave", F_AT, S}, {"+sentinel", F_AT, X}, {"+sentinel-address-switch", F_AT_ADDR_SWITCH, M},
-    {"+sentinel-invalid-addr", F_AT, X}, {"+sentinel-address-update", F_AT_ADDR_UPDATE, X},
-    {"+reboot", F_AT, M | S}, {"+convert-to-slave", F_AT, S}, {"+fix-slave-config", F_AT, S},
-    {"+failover-state-send-slaveof-noone", F_AT, S}, {"+failover-state-wait-promotion", F_AT, S},
-    {"+slave-reconf-sent", F_AT, S}, {"+slave-reconf-inprog", F_AT, S},
-    {"+slave-reconf-done", F_AT, S}, {"-slave-reconf-sent-timeout", F_AT, S},
-    {"+slave-reconf-sent-be", F_AT, S},
+    {"+slave", F_AT, S, I_TEXT}, {"+sentinel", F_AT, X, I_TEXT},
+    {"+sentinel-address-switch", F_AT_ADDR_SWITCH, M, I_TEXT},
+    {"+sentinel-invalid-addr", F_AT, X, I_TEXT},
+    {"+sentinel-address-update", F_AT_ADDR_UPDATE, X, I_HEAD}, /* count: the reporter's masters */
+    {"+reboot", F_AT, M | S, I_TEXT}, {"+convert-to-slave", F_AT, S, I_TEXT},
+    {"+fix-slave-config", F_AT, S, I_TEXT},
+    {"+failover-state-send-slaveof-noone", F_AT, S, I_TEXT},
+    {"+failover-state-wait-promotion", F_AT, S, I_TEXT}, {"+slave-reconf-sent", F_AT, S, I_TEXT},
+    {"+slave-reconf-inprog", F_AT, S, I_TEXT}, {"+slave-reconf-done", F_AT, S, I_TEXT},
+    {"-slave-reconf-sent-timeout", F_AT, S, I_TEXT}, {"+slave-reconf-sent-be", F_AT, S, I_TEXT},
     /* VERBOSE */
-    {"+role-change", F_AT_ROLE, M | S}, {"-role-change", F_AT_ROLE, M | S},
-    /* DEBUG: never published nor scripted, parsed for completeness */
-    {"+script-child", F_CHILD_START, 0}, {"-script-child", F_CHILD_END, 0},
-    {"-cmd-link-reconnection", F_AT_LINK, M | S | X}, {"-pubsub-link-reconnection", F_AT_LINK, M | S},
+    {"+role-change", F_AT_ROLE, M | S, I_TEXT}, {"-role-change", F_AT_ROLE, M | S, I_TEXT},
+    /* DEBUG: never published nor scripted, parsed for completeness; the reporter's own
+     * children and links */
+    {"+script-child", F_CHILD_START, 0, I_OWN}, {"-script-child", F_CHILD_END, 0, I_OWN},
+    {"-cmd-link-reconnection", F_AT_LINK, M | S | X, I_OWN},
+    {"-pubsub-link-reconnection", F_AT_LINK, M | S, I_OWN},
 };
 #define NCATALOGUE (sizeof catalogue / sizeof catalogue[0])
 
@@ -318,6 +341,7 @@ static int instance(struct evl_event *ev, char **tok, int nt, int types, char *e
 static void reset(struct evl_event *ev)
 {
     memset(ev, 0, offsetof(struct evl_event, buf));
+    ev->entry = -1;
     ev->count = ev->pid = ev->signal = ev->exit_code = -1;
 }
 
@@ -485,6 +509,7 @@ int evl_parse_notification(struct evl_event *ev, const char *type, const char *d
     if (k < 0)
         return 0; /* unknown: dispatched with name, text, args */
     ev->known = 1;
+    ev->entry = k;
     if (parse_known(ev, k, desc, err, errlen) < 0) {
         char why[256];
         snprintf(why, sizeof why, "%s", err);
@@ -522,4 +547,99 @@ int evl_parse_reconfig(struct evl_event *ev, char *const args[7], char *err, siz
     ev->new_master.ip = args[5];
     ev->master.addr = ev->new_master;
     return 0;
+}
+
+/* ------------------------------------------------------------ identity */
+
+/* An output that counts what does not fit (snprintf's contract). */
+struct out {
+    char *p;
+    size_t cap, len;
+};
+
+static void put(struct out *o, const char *s, size_t n)
+{
+    if (o->len + 1 < o->cap) {
+        size_t room = o->cap - 1 - o->len;
+        memcpy(o->p + o->len, s, n < room ? n : room);
+    }
+    o->len += n;
+}
+
+static void put_str(struct out *o, const char *s)
+{
+    put(o, s, strlen(s));
+}
+
+static void put_addr(struct out *o, const struct evl_addr *a)
+{
+    char port[24];
+    snprintf(port, sizeof port, " %ld", a->port);
+    put_str(o, " ");
+    put_str(o, a->ip);
+    put_str(o, port);
+}
+
+/* The start of word n of s (words are separated by single spaces), or its end. */
+static const char *word(const char *s, int n)
+{
+    for (; n > 0 && *s; n--) {
+        const char *sp = strchr(s, ' ');
+        s = sp ? sp + 1 : s + strlen(s);
+    }
+    return s;
+}
+
+/* From word a up to word b of s, without the space before word b. */
+static void words(struct out *o, const char *s, int a, int b)
+{
+    const char *from = word(s, a), *to = word(from, b - a);
+    if (to > from && to[-1] == ' ')
+        to--;
+    put(o, from, (size_t)(to - from));
+}
+
+int evl_event_own(const struct evl_event *ev)
+{
+    return ev->entry >= 0 && catalogue[ev->entry].ident == I_OWN;
+}
+
+size_t evl_event_identity(const struct evl_event *ev, const char *reporter, char *out, size_t cap)
+{
+    struct out o = {out, cap, 0};
+    put_str(&o, ev->name);
+    if (ev->mode == EVL_RECONFIG) {
+        /* the role (leader, observer) is the reporter's part in the failover */
+        put_str(&o, " ");
+        put_str(&o, ev->pod);
+        put_str(&o, " ");
+        put_str(&o, ev->state);
+        put_addr(&o, &ev->old_master);
+        put_addr(&o, &ev->new_master);
+    } else if (ev->entry < 0 || !ev->instance.type || catalogue[ev->entry].ident == I_OWN) {
+        /* unknown names, formats without an instance, and the reporter's own */
+        put_str(&o, " ");
+        put_str(&o, ev->text);
+        if (evl_event_own(ev)) {
+            put_str(&o, " by ");
+            put_str(&o, reporter ? reporter : "");
+        }
+    } else if (catalogue[ev->entry].ident == I_SOURCE) {
+        put_str(&o, " ");
+        words(&o, ev->text, 4, 8); /* "@ <master> <addr> <port>" */
+    } else {
+        /* %@: "<type> <name> <addr> <port>", then for a replica or a Sentinel
+         * "@ <master>" without the master's address; then the rest, if kept */
+        int master = strcmp(ev->instance.type, "master") == 0;
+        put_str(&o, " ");
+        words(&o, ev->text, 0, master ? 4 : 6);
+        const char *rest = word(ev->text, master ? 4 : 8);
+        if (*rest && catalogue[ev->entry].ident == I_TEXT) {
+            put_str(&o, " ");
+            put_str(&o, rest);
+        }
+    }
+    if (cap > 0)
+        out[o.len < cap ? o.len : cap - 1] = '\0';
+    return o.len;
 }

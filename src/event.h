@@ -30,6 +30,7 @@ struct evl_event {
     const char *name;         /* "+sdown"; "client-reconfig" */
     const char *text;         /* raw description (NULL in reconfigurator mode) */
     int known;                /* name is in the catalogue */
+    int entry;                /* its index in event.c's catalogue; -1 when not in it */
     const char *pod;          /* master name the event concerns */
     struct evl_instance instance;
     struct { const char *name; struct evl_addr addr; } master;
@@ -58,6 +59,26 @@ struct evl_event {
 int evl_parse_notification(struct evl_event *ev, const char *type, const char *desc,
                            char *err, size_t errlen);
 int evl_parse_reconfig(struct evl_event *ev, char *const args[7], char *err, size_t errlen);
+
+/*
+ * The event's identity: its name and the parts of its description that every
+ * Sentinel reporting this one event writes the same, without those that differ
+ * between reporters (+odown's votes, the master's address after '@' as each
+ * Sentinel knows it, ...; docs/watch.md, "Event identity", has the table).
+ * Two reports of one event have one identity; two events never share one.
+ * For an event about the reporting Sentinel itself (evl_event_own: +tilt,
+ * +vote-for-leader, ...) the identity ends with " by <reporter>", which the
+ * caller supplies: each Sentinel's own is a different event. Writes at most
+ * cap bytes, NUL included (nothing when cap is 0), and returns the identity's
+ * whole length, as snprintf does. ev must have parsed.
+ */
+size_t evl_event_identity(const struct evl_event *ev, const char *reporter, char *out, size_t cap);
+
+/* Is the event about the Sentinel that reports it (its identity names the reporter)? */
+int evl_event_own(const struct evl_event *ev);
+
+/* Room for any identity with a reporter of up to 255 bytes. */
+#define EVL_IDENTITY_MAX (EVL_MAX_ARG + 64 + 300)
 
 /* Checks an argument: length, UTF-8. Returns 0 or -1 with reason in err. */
 int evl_check_arg(const char *s, int index, char *err, size_t errlen);

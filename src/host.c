@@ -353,6 +353,8 @@ static int base_index(lua_State *L)
         mod = lua_pushfstring(L, "eventilator.%s", k);
     else if (k && strcmp(k, "dedupe") == 0)
         mod = "eventilator.dedupe";
+    else if (k && strcmp(k, "silence") == 0)
+        mod = "eventilator.silence";
     if (k && strcmp(k, "redis") == 0) {
         /* the binding, with connect() defaulting to config.redis */
         lua_getglobal(L, "require");
@@ -534,9 +536,8 @@ int evl_host_open(struct evl_host *h)
 #ifdef EVL_LEAN
     preload(L, "eventilator.redis", luaopen_eventilator_redis);
     preload(L, "eventilator.tcp", luaopen_eventilator_tcp);
-#else
-    (void)preload;
 #endif
+    preload(L, "eventilator.pattern", evl_open_pattern);
     evl_handover_open(L, h);
     /* the log table, also as require("eventilator.log") */
     push_log_table(L);

@@ -93,6 +93,7 @@ int evl_rules_run(struct evl_host *h, int matched, int ev, int *failed, int *ran
 /* levent.c */
 void evl_push_event(lua_State *L, const struct evl_event *ev, int nargs, char **args);
 void evl_warn_patterns(lua_State *L, int list, int entry, int line);
+int evl_open_pattern(lua_State *L); /* require("eventilator.pattern") */
 
 /* budget.c */
 void evl_budget_set(lua_State *L, double deadline);

@@ -79,6 +79,64 @@ static int ev_index(lua_State *L)
 }
 
 /*
+ * getmetatable(ev).identity(ev, reporter) -> string: what names this event on
+ * every Sentinel that reports it (evl_event_identity), for dedupe.key.
+ * reporter: who reported it, a string or a function returning one, asked for
+ * only by an event about the reporting Sentinel itself. It parses ev.name and
+ * ev.text (ev.args for client-reconfig) again, so only a rule that asks pays
+ * for it, and every event table the host made carries it. Raises when they
+ * do not parse: not an event Sentinel could have sent.
+ */
+static int ev_identity(lua_State *L)
+{
+    char err[512], *args[7];
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 2);
+    /* ~4 KiB, owned by the stack: a reporter function may run before we are done */
+    struct evl_event *ev = lua_newuserdatauv(L, sizeof *ev, 0);
+    lua_getfield(L, 1, "name");
+    lua_getfield(L, 1, "text");
+    const char *name = lua_tostring(L, 4), *text = lua_tostring(L, 5);
+    int rc;
+    luaL_argcheck(L, name != NULL, 1, "event without a name");
+    if (text) {
+        rc = evl_parse_notification(ev, name, text, err, sizeof err);
+    } else {
+        luaL_argcheck(L, strcmp(name, "client-reconfig") == 0, 1, "event without a text");
+        lua_getfield(L, 1, "args");
+        luaL_argcheck(L, lua_istable(L, 6) && lua_rawlen(L, 6) == 7, 1,
+                      "client-reconfig without its 7 args");
+        for (int i = 0; i < 7; i++) {
+            lua_rawgeti(L, 6, i + 1);
+            args[i] = (char *)luaL_checkstring(L, -1); /* anchored in the args table */
+            lua_pop(L, 1);
+        }
+        rc = evl_parse_reconfig(ev, args, err, sizeof err);
+    }
+    if (rc < 0)
+        return luaL_error(L, "not an event: %s", err);
+    const char *reporter = NULL;
+    if (evl_event_own(ev)) {
+        if (lua_isfunction(L, 2)) {
+            /* its error is the caller's, as a comparator's is table.sort's: we own nothing */
+            lua_pushvalue(L, 2);
+            lua_call(L, 0, 1);
+            lua_replace(L, 2);
+        }
+        reporter = lua_tostring(L, 2);
+        if (!reporter)
+            return luaL_error(L, "%s is about the Sentinel that reports it: a reporter is needed",
+                              name);
+    }
+    luaL_Buffer b;
+    size_t n = evl_event_identity(ev, reporter, NULL, 0);
+    char *out = luaL_buffinitsize(L, &b, n + 1);
+    evl_event_identity(ev, reporter, out, n + 1);
+    luaL_pushresultsize(&b, n);
+    return 1;
+}
+
+/*
  * Watch mode's fields, which Sentinel's argv cannot carry (docs/watch.md).
  * A run the watcher forks sets them directly (evl_watch_fields_set). A
  * separate process is given them in the environment: they are read once
@@ -220,9 +278,11 @@ void evl_push_event(lua_State *L, const struct evl_event *ev, int nargs, char **
     clock_gettime(CLOCK_REALTIME, &ts);
     lua_pushnumber(L, (double)ts.tv_sec + (double)ts.tv_nsec / 1e9);
     lua_setfield(L, -2, "time");
-    lua_createtable(L, 0, 1);
+    lua_createtable(L, 0, 2);
     lua_pushcfunction(L, ev_index);
     lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, ev_identity);
+    lua_setfield(L, -2, "identity");
     lua_setmetatable(L, -2);
 }
 
@@ -272,4 +332,41 @@ void evl_warn_patterns(lua_State *L, int list, int entry, int line)
         lua_rawset(L, -5); /* warnings[pattern] = true */
         lua_pop(L, 4);
     }
+}
+
+/*
+ * require("eventilator.pattern"): on()'s matcher for Lua, so an event
+ * pattern stored elsewhere (a silence's --event) means what it means in a
+ * rule, with no second glob to drift from evl_glob.
+ *
+ *   pattern.match(pattern, name) -> boolean
+ *   pattern.known(pattern) -> true | false, closest name (or nil): can it
+ *     match any Sentinel event (the check `eventilator check` makes)?
+ */
+static int l_pattern_match(lua_State *L)
+{
+    lua_pushboolean(L, evl_glob(luaL_checkstring(L, 1), luaL_checkstring(L, 2)));
+    return 1;
+}
+
+static int l_pattern_known(lua_State *L)
+{
+    const char *near = NULL;
+    if (evl_pattern_known(luaL_checkstring(L, 1), &near)) {
+        lua_pushboolean(L, 1);
+        return 1;
+    }
+    lua_pushboolean(L, 0);
+    if (near)
+        lua_pushstring(L, near);
+    else
+        lua_pushnil(L);
+    return 2;
+}
+
+int evl_open_pattern(lua_State *L)
+{
+    static const luaL_Reg fns[] = {{"match", l_pattern_match}, {"known", l_pattern_known}, {NULL, NULL}};
+    luaL_newlib(L, fns);
+    return 1;
 }

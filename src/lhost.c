@@ -9,6 +9,9 @@
  *   -- h: the table src/cli.c gives eventilator.cli (load_config,
  *   -- load_rules, parse, match, run, begin_call, ...)
  *
+ * host.pattern is require("eventilator.pattern") (on()'s matcher), for
+ * shipped modules loaded in a stock lua5.4 without a host.
+ *
  * host.new sets EVENTILATOR_CONF, EVENTILATOR_RULES and EVENTILATOR_LOG for
  * the process (what a real call reads); config = nil means built-in defaults.
  * The host sets up its state as a call does, but a stock state already has
@@ -90,5 +93,7 @@ int luaopen_eventilator_host(lua_State *L)
 {
     static const luaL_Reg fns[] = {{"new", l_new}, {"log_to_stderr", l_log_to_stderr}, {NULL, NULL}};
     luaL_newlib(L, fns);
+    evl_open_pattern(L); /* host.pattern: the matcher, for modules loaded without a host */
+    lua_setfield(L, -2, "pattern");
     return 1;
 }

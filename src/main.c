@@ -39,6 +39,7 @@ static const char usage[] =
     "       eventilator history [--file [HOST=]FILE]... [--pod NAME] [--since 2h] [--failed] [--json] [--html FILE]\n"
     "       eventilator watch                                (Sentinel Pub/Sub: every event, once)\n"
     "       eventilator sentinels status|register|unregister|doctor [options]\n"
+    "       eventilator silence add|list|expire [options]    (quiet the receivers for a pod)\n"
     "       eventilator --help | --version\n"
     "config: " EVL_CONFDIR "/<name>.conf or $EVENTILATOR_CONF; rules: " EVL_RULES_DIR
     "/*.lua or $EVENTILATOR_RULES\n";
@@ -225,8 +226,7 @@ static int pmain(lua_State *L)
 
 int main(int argc, char **argv)
 {
-    struct evl_host h;
-    memset(&h, 0, sizeof h);
+    static struct evl_host h; /* static: what it points to (handover's strdup'd env) stays reachable */
     h.t0 = evl_monotonic();
     h.name = base_name(argv[0] ? argv[0] : "eventilator");
     h.mode = strcmp(h.name, "reconfigurator") == 0 || strcmp(h.name, "registrator") == 0

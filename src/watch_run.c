@@ -80,27 +80,16 @@ static int32_t *buckets;       /* DD_BUCKETS chains */
 static size_t ring_head, ring_n;
 
 /*
- * The dedupe key: name and description, except what differs between
- * reporters of one fact (docs/watch.md has the table). Events about the
- * reporting Sentinel itself include the reporter.
+ * The dedupe key: the event's identity (evl_event_identity, docs/watch.md has
+ * the table), the one script mode's dedupe.key gives; an event about the
+ * reporting Sentinel itself names the reporter. `text` is ev's own.
  */
 static uint64_t dedupe_key(const struct evl_event *ev, const char *text, int idx)
 {
-    static const char *const own[] = {"+tilt", "-tilt", "-script-error", "-script-timeout",
-                                      "+vote-for-leader", "-failover-abort-not-elected", NULL};
-    uint64_t h = evl_fnv(ev->name, strlen(ev->name) + 1, EVL_FNV0);
-    size_t n = strlen(text);
-    if (strcmp(ev->name, "+odown") == 0) {
-        const char *q = strstr(text, " #quorum ");
-        if (q)
-            n = (size_t)(q - text);
-    }
-    h = evl_fnv(text, n, h);
-    for (int i = 0; own[i]; i++)
-        if (strcmp(ev->name, own[i]) == 0) {
-            const char *a = conn_addr(idx);
-            h = evl_fnv(a, strlen(a), h ^ 0xff);
-        }
+    char id[EVL_IDENTITY_MAX];
+    (void)text;
+    size_t n = evl_event_identity(ev, evl_event_own(ev) ? conn_addr(idx) : NULL, id, sizeof id);
+    uint64_t h = evl_fnv(id, n < sizeof id ? n : sizeof id - 1, EVL_FNV0);
     return h ? h : 1;
 }
 

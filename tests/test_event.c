@@ -305,6 +305,67 @@ static void edges(void)
     }
 }
 
+/* The identity: one string per event, whoever reports it (docs/watch.md, "Event identity"). */
+static const char *identity(const char *type, const char *desc, const char *reporter)
+{
+    static char out[EVL_IDENTITY_MAX];
+    if (parse(type, desc) != 0)
+        return err;
+    size_t n = evl_event_identity(&ev, reporter, out, sizeof out);
+    CHECK(n == strlen(out), "%s: length %zu for '%s'", type, n, out);
+    return out;
+}
+
+static void identities(void)
+{
+    static const char *const cases[][4] = {
+        /* type, description, reporter, identity */
+        {"+odown", "master pod1 10.0.0.1 6379 #quorum 3/2", "a", "+odown master pod1 10.0.0.1 6379"},
+        {"+sdown", "master pod1 10.0.0.1 6379", "a", "+sdown master pod1 10.0.0.1 6379"},
+        {"+sdown", "slave [::1]:6380 ::1 6380 @ pod1 10.0.0.1 6379", "a",
+         "+sdown slave [::1]:6380 ::1 6380 @ pod1"},
+        {"-sdown", "sentinel 3e09c1f9 10.0.0.7 26379 @ pod1 10.0.0.1 6379", "a",
+         "-sdown sentinel 3e09c1f9 10.0.0.7 26379 @ pod1"},
+        {"+role-change", "slave 10.0.0.2:6379 10.0.0.2 6379 @ pod1 10.0.0.1 6379 new reported role is master",
+         "a", "+role-change slave 10.0.0.2:6379 10.0.0.2 6379 @ pod1 new reported role is master"},
+        {"+sentinel-address-update", "sentinel 3e09 10.0.0.9 26379 @ pod1 10.0.0.1 6379 2 additional matching instances",
+         "a", "+sentinel-address-update sentinel 3e09 10.0.0.9 26379 @ pod1"},
+        {"+config-update-from", "sentinel 3e09 10.0.0.7 26379 @ pod1 10.0.0.1 6379", "a",
+         "+config-update-from @ pod1 10.0.0.1 6379"},
+        {"+set", "master pod1 10.0.0.1 6379 rename-command CONFIG CONFIG", "a",
+         "+set master pod1 10.0.0.1 6379 rename-command CONFIG CONFIG"},
+        {"+monitor", "master pod1 10.0.0.1 6379 quorum 2", "a", "+monitor master pod1 10.0.0.1 6379 quorum 2"},
+        {"+new-epoch", "7", "a", "+new-epoch 7"},
+        {"+switch-master", "pod1 10.0.0.1 6379 10.0.0.2 6379", "a", "+switch-master pod1 10.0.0.1 6379 10.0.0.2 6379"},
+        {"+vote-for-leader", "3e09 7", "10.0.0.7:26379", "+vote-for-leader 3e09 7 by 10.0.0.7:26379"},
+        {"-failover-abort-not-elected", "master pod1 10.0.0.1 6379", "h:12",
+         "-failover-abort-not-elected master pod1 10.0.0.1 6379 by h:12"},
+        {"+tilt", "#tilt mode entered", "h:12", "+tilt #tilt mode entered by h:12"},
+        {"-script-error", "/etc/redis/my notify.sh 0 2", "h:12", "-script-error /etc/redis/my notify.sh 0 2 by h:12"},
+        {"-cmd-link-reconnection", "master pod1 10.0.0.1 6379 #Connection refused", "h:12",
+         "-cmd-link-reconnection master pod1 10.0.0.1 6379 #Connection refused by h:12"},
+        {"+x-new", "anything  at all", "a", "+x-new anything  at all"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *got = identity(cases[i][0], cases[i][1], cases[i][2]);
+        CHECK(streq(got, cases[i][3]), "%s '%s': '%s', wanted '%s'", cases[i][0], cases[i][1], got, cases[i][3]);
+    }
+    CHECK(parse("+vote-for-leader", "3e09 7") == 0 && evl_event_own(&ev), "a vote is the reporter's own");
+    CHECK(parse("+odown", "master pod1 10.0.0.1 6379 #quorum 2/2") == 0 && !evl_event_own(&ev), "+odown is not");
+    char *r[7] = {"pod1", "observer", "start", "10.0.0.1", "6379", "10.0.0.2", "6380"};
+    char out[128];
+    CHECK(evl_parse_reconfig(&ev, r, err, sizeof err) == 0 && !evl_event_own(&ev), "reconfig: %s", err);
+    evl_event_identity(&ev, NULL, out, sizeof out);
+    CHECK(streq(out, "client-reconfig pod1 start 10.0.0.1 6379 10.0.0.2 6380"), "reconfig: '%s'", out);
+    /* a short buffer: cut, NUL-ended, the whole length returned (snprintf's contract) */
+    CHECK(parse("+odown", "master pod1 10.0.0.1 6379 #quorum 2/2") == 0, "%s", err);
+    memset(out, 'x', sizeof out);
+    size_t n = evl_event_identity(&ev, NULL, out, 8);
+    CHECK(n == strlen("+odown master pod1 10.0.0.1 6379") && streq(out, "+odown ") && out[8] == 'x',
+          "cut: %zu '%s'", n, out);
+    CHECK(evl_event_identity(&ev, NULL, NULL, 0) == n, "length only");
+}
+
 /* Patterns that can never fire, and the name a typo meant. */
 static void patterns(void)
 {
@@ -332,6 +393,7 @@ int main(int argc, char **argv)
     catalogue();
     malformed();
     edges();
+    identities();
     patterns();
     printf("corpus lines parsed: %d\n", n);
     printf("%d passed, %d failed\n", checks - failures, failures);

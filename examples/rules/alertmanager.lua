@@ -11,7 +11,7 @@ local am = require("eventilator.alertmanager")
 
 -- Every Sentinel reports these; post once, from whichever reports first.
 on({ "+odown", "-odown", "+sdown", "-sdown" }, function(ev)
-  local first, err = dedupe.once(dedupe.key(ev))
+  local first, err = dedupe.once(ev)
   if first == nil then return nil, err end -- the store is down: let Sentinel retry
   if not first then return true end        -- another Sentinel posted it
 

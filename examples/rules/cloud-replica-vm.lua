@@ -16,7 +16,7 @@ runcmd:
 
 on("+sdown", function(ev)
   if not ev.instance or ev.instance.type ~= "slave" then return true end
-  local first, err = dedupe.once(dedupe.key(ev), 60)
+  local first, err = dedupe.once(ev, 60)
   if first == nil then return nil, err end
   if not first then return true end
   local c = config.hcloud

@@ -7,7 +7,7 @@ local consul = require("eventilator.consul")
 on({ "+switch-master", "client-reconfig" }, function(ev)
   if ev.name == "+switch-master" then
     -- every Sentinel reports the switch; one PUT is enough
-    local first, err = dedupe.once(dedupe.key(ev))
+    local first, err = dedupe.once(ev)
     if first == nil then return nil, err end
     if not first then return true end
   end

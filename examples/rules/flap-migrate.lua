@@ -10,7 +10,7 @@ local docker = require("eventilator.docker")
 
 on("+sdown", function(ev)
   if not ev.instance or ev.instance.type ~= "slave" then return true end
-  local first, err = dedupe.once(dedupe.key(ev), 30) -- one count per outage, not per Sentinel
+  local first, err = dedupe.once(ev, 30) -- one count per outage, not per Sentinel
   if first == nil then return nil, err end
   if not first then return true end
   local count, crossed = flap.track(ev)

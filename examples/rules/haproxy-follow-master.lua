@@ -10,7 +10,7 @@ local haproxy = require("eventilator.haproxy")
 on("+switch-master", function(ev)
   local target = config.haproxy.backends[ev.pod]
   if not target then return true end -- a pod HAProxy does not serve
-  local first, err = dedupe.once(dedupe.key(ev)) -- every Sentinel reports the switch
+  local first, err = dedupe.once(ev) -- every Sentinel reports the switch
   if first == nil then return nil, err end
   if not first then return true end
   if target:find("/", 1, true) then return haproxy.repoint(ev) end

@@ -11,7 +11,7 @@ local paged = {}
 for _, pod in ipairs(config.oncall and config.oncall.pods or {}) do paged[pod] = true end
 
 on({ "+odown", "-failover-abort-no-good-slave" }, function(ev)
-  local first, err = dedupe.once(dedupe.key(ev))
+  local first, err = dedupe.once(ev)
   if first == nil then return nil, err end
   if not first then return true end -- another Sentinel triggered it
   return pd.trigger(ev, { severity = paged[ev.pod] and "critical" or "warning" })
@@ -19,7 +19,7 @@ end)
 
 -- Resolving twice is harmless, but once is enough.
 on({ "-odown", "+switch-master" }, function(ev)
-  local first, err = dedupe.once(dedupe.key(ev))
+  local first, err = dedupe.once(ev)
   if first == nil then return nil, err end
   if not first then return true end
   return pd.resolve(ev)

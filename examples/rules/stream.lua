@@ -9,7 +9,7 @@ local stream = require("eventilator.stream")
 
 on({ "+odown", "-odown", "+try-failover", "+promoted-slave", "+switch-master",
      "-failover-abort-*", "+failover-end" }, function(ev)
-  local first, err = dedupe.once(dedupe.key(ev))
+  local first, err = dedupe.once(ev)
   if first == nil then return nil, err end
   if not first then return true end -- another Sentinel added it
   return stream.add(ev)

@@ -10,7 +10,7 @@ local docker = require("eventilator.docker")
 on("+sdown", function(ev)
   if not ev.instance or ev.instance.type ~= "slave" then return true end
   -- Each Sentinel reports the replica down: act on the first report only.
-  local first, err = dedupe.once(dedupe.key(ev), 60)
+  local first, err = dedupe.once(ev, 60)
   if first == nil then return nil, err end
   if not first then return true end
   log.info("replica %s of %s is down: starting a replacement", ev.instance.name, ev.pod)

@@ -16,7 +16,7 @@ end)
 
 on({ "+odown", "-odown" }, function(ev)
   if not config.chatbot then return true end
-  local first, err = dedupe.once(dedupe.key(ev))
+  local first, err = dedupe.once(ev)
   if first == nil then return nil, err end
   if not first then return true end
   -- the bot has no secret; the signature headers are left out

@@ -100,12 +100,20 @@ function M.post(alerts, opts)
   return nil, why
 end
 
+local function silenced(ev)
+  return require("eventilator.silence").skip("alertmanager", ev)
+end
+
 -- alertmanager.fire(ev [, opts]) / resolve(ev [, opts]) -> true | nil, err
+-- An event a silence matches is not sent (true: docs/silences.md); post()
+-- takes alerts, not an event, and always sends.
 function M.fire(ev, opts)
+  if silenced(ev) then return true end
   return M.post({ M.alert(ev, "firing", opts) }, opts)
 end
 
 function M.resolve(ev, opts)
+  if silenced(ev) then return true end
   return M.post({ M.alert(ev, "resolved", opts) }, opts)
 end
 
@@ -119,6 +127,7 @@ function M.notify(ev, opts)
   elseif name == "-odown" or name == "-sdown" then
     return M.resolve(ev, opts)
   elseif name == "+switch-master" or (name == "client-reconfig" and ev.role == "leader") then
+    if silenced(ev) then return true end
     -- The old master's alerts end here: Sentinel raises no -odown for an
     -- address it no longer calls master (it comes back as a replica).
     local alerts = { M.alert(ev, "firing", opts) }

@@ -2,15 +2,16 @@
 --
 -- Every Sentinel that sees +sdown, +odown or +switch-master calls its
 -- notification script, so with three Sentinels a page would go out three
--- times. dedupe.once(key, ttl) claims `key` in the configured Redis store
--- with SET NX EX: the first caller gets true and acts, the others get false
--- and skip. The claim records who made it (host and Sentinel pid), so
--- Sentinel's retry of the winner's failed call gets true again instead of
--- losing the event. When the store can't be reached, once() returns
--- nil, err: the handler fails and Sentinel retries, rather than acting twice.
+-- times. dedupe.once(ev, ttl) claims the event's key (dedupe.key) in the
+-- configured Redis store with SET NX EX: the first caller gets true and acts,
+-- the others get false and skip. The claim records who made it (host and
+-- Sentinel pid), so Sentinel's retry of the winner's failed call gets true
+-- again instead of losing the event. When the store can't be reached, once()
+-- returns nil, err: the handler fails and Sentinel retries, rather than
+-- acting twice.
 --
 --   on("+odown", function(ev)
---     local first, err = dedupe.once(dedupe.key(ev))
+--     local first, err = dedupe.once(ev)
 --     if first == nil then return nil, err end
 --     if not first then return true end   -- another Sentinel has it
 --     ...
@@ -32,17 +33,32 @@ function M.owner()
   return (read("/proc/sys/kernel/hostname") or "localhost") .. ":" .. ppid
 end
 
--- key(ev) -> a key naming this event: its name and description, or args.
-function M.key(ev)
-  return ev.name .. " " .. (ev.text or table.concat(ev.args or {}, " "))
+-- key(ev [, reporter]) -> the event's identity: the same string from every
+-- Sentinel that reports this one event, whatever differs between their
+-- reports (+odown's votes, the master's address after '@' as each knows it;
+-- docs/watch.md, "Event identity"). An event about the reporting Sentinel
+-- itself (+vote-for-leader, -failover-abort-not-elected, +tilt, ...) names
+-- it: `reporter`, else ev.sentinel in watch mode, else this Sentinel
+-- (owner(), looked up only for those). ev is the table a handler got.
+function M.key(ev, reporter)
+  local mt = type(ev) == "table" and getmetatable(ev)
+  local identity = type(mt) == "table" and mt.identity
+  if not identity then
+    error("bad argument #1 to 'key' (the event table a handler got expected)", 2)
+  end
+  return identity(ev, reporter or ev.sentinel or M.owner)
 end
 
--- once(key [, ttl [, opts]]) -> true (act) | false (someone else has) | nil, err
+-- once(ev | key [, ttl [, opts]]) -> true (act) | false (someone else has) | nil, err
+-- ev: the event, claimed by dedupe.key(ev); or a key string of your own.
 -- ttl: seconds the claim lives (default config.dedupe.ttl); opts.owner
--- overrides the claimant's identity; other opts go to redis connect().
+-- overrides the claimant's identity (and is the reporter of an event about
+-- the reporting Sentinel); other opts go to redis connect().
 function M.once(key, ttl, opts)
-  if type(key) ~= "string" or key == "" then
-    error("bad argument #1 to 'once' (non-empty string expected)", 2)
+  if type(key) == "table" then
+    key = M.key(key, opts and opts.owner)
+  elseif type(key) ~= "string" or key == "" then
+    error("bad argument #1 to 'once' (event table or non-empty string expected)", 2)
   end
   local cfg = require("eventilator.config").dedupe or {}
   ttl = ttl or cfg.ttl or 300

@@ -78,36 +78,50 @@ local function send(body, opts)
     res.status, reply)
 end
 
+local function silenced(ev)
+  return require("eventilator.silence").skip("pagerduty", ev)
+end
+
 -- pagerduty.trigger(ev [, opts]) / resolve(ev [, opts]) -> true | nil, err
+-- An event a silence matches is not sent (true: docs/silences.md).
 function M.trigger(ev, opts)
+  if silenced(ev) then return true end
   return send(M.event(ev, "trigger", opts), opts)
 end
 
 function M.resolve(ev, opts)
+  if silenced(ev) then return true end
   return send(M.event(ev, "resolve", opts), opts)
 end
 
 -- pagerduty.notify(ev [, opts]): +odown, +sdown and a failover abort
 -- trigger; -odown and -sdown resolve; a completed failover (+switch-master,
 -- the leader's client-reconfig) resolves the pod's odown and failover
--- incidents. Other events do nothing.
+-- incidents. Other events do nothing; a silenced one sends nothing.
 function M.notify(ev, opts)
   if type(ev) ~= "table" then error("pagerduty.notify: ev must be a table", 2) end
   local name = tostring(ev.name)
+  local action
   if name == "+odown" or name == "+sdown" or name:find("^%-failover%-abort%-") then
-    return M.trigger(ev, opts)
+    action = "trigger"
   elseif name == "-odown" or name == "-sdown" then
-    return M.resolve(ev, opts)
+    action = "resolve"
   elseif name == "+switch-master" or (name == "client-reconfig" and ev.role == "leader") then
+    action = "switch"
+  else
+    return true
+  end
+  if silenced(ev) then return true end
+  if action == "switch" then
     -- Sentinel raises no -odown for a master that moved: the switch ends
     -- both the master-down incident and a failover abort's.
     local body = M.event(ev, "resolve", opts)
     body.dedup_key = "redis/" .. tostring(ev.pod or "-") .. "/odown"
     local ok, err = send(body, opts)
     if not ok then return nil, err end
-    return M.resolve(ev, opts)
+    action = "resolve"
   end
-  return true
+  return send(M.event(ev, action, opts), opts)
 end
 
 return M

@@ -75,7 +75,8 @@ end
 -- sensu.notify(ev [, opts]) -> true | nil, reason
 -- opts overrides config.sensu for this call (host, port, timeout,
 -- handler_no_good_slave, handler_promoted_slave). Events with no check
--- result (see docs/sensu.md) are skipped and return true.
+-- result (see docs/sensu.md), and events a silence matches
+-- (docs/silences.md), are skipped and return true.
 function M.notify(ev, opts)
   if type(ev) ~= "table" then error("sensu.notify: ev must be a table", 2) end
   local result = M.result(ev, opts)
@@ -83,6 +84,7 @@ function M.notify(ev, opts)
     require("eventilator.log").debug("sensu: no check result for %s, skipped", tostring(ev.name))
     return true
   end
+  if require("eventilator.silence").skip("sensu", ev) then return true end
   local s = require("eventilator.settings").get("sensu", opts)
   local timeout = s.timeout
   local tcp = require("eventilator.tcp")

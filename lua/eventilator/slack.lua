@@ -105,9 +105,11 @@ end
 -- slack.notify(ev [, opts]) -> true | nil, reason
 -- opts overrides config.slack for this call (webhook_url, token, channel,
 -- username, author_name, api_url, timeout). With webhook_url set the
--- incoming webhook is used, else chat.postMessage with token.
+-- incoming webhook is used, else chat.postMessage with token. An event a
+-- silence matches is not sent (true: docs/silences.md).
 function M.notify(ev, opts)
   if type(ev) ~= "table" then error("slack.notify: ev must be a table", 2) end
+  if require("eventilator.silence").skip("slack", ev) then return true end
   local s = require("eventilator.settings").get("slack", opts)
   local http = require("eventilator.http")
   local json = require("cjson")

@@ -19,11 +19,13 @@ function M.sign(secret, body)
 end
 
 -- webhook.post(ev [, opts]) -> true | nil, err: any 2xx reply is success;
--- anything else, or no reply, fails (Sentinel retries).
+-- anything else, or no reply, fails (Sentinel retries). An event a silence
+-- matches is not sent (true: docs/silences.md).
 function M.post(ev, opts)
   if type(ev) ~= "table" then error("webhook.post: ev must be a table", 2) end
   local s = require("eventilator.settings").get("webhook", opts)
   if not s.url or s.url == "" then return nil, "webhook: set webhook.url" end
+  if require("eventilator.silence").skip("webhook", ev) then return true end
   local http = require("eventilator.http") -- before crypto: both live in the full runtime
   local body = M.body(ev)
   local headers = {}

@@ -35,7 +35,7 @@ describe("webhook.lua (example)", function()
 
   it("tells the bot about +odown once, unsigned", function()
     assert.same({ "ok" }, from(t, "pid:11", ODOWN).outcomes)
-    assert.same({ "ok" }, from(t, "pid:12", ODOWN).outcomes)
+    assert.same({ "ok" }, from(t, "pid:12", { "+odown", "master pod1 127.0.0.1 17000 #quorum 3/2" }).outcomes)
     assert.equal(1, #t.http.sent)
     assert.equal(BOT, t.http.sent[1].url)
     assert.is_nil(t.http.sent[1].headers["X-Eventilator-Signature"])
