@@ -54,6 +54,7 @@ say "   built in $(elapsed "$TB") s: $BIN/eventilator (+ reconfigurator, registr
 W=$(mktemp -d /tmp/eventilator-demo.XXXXXX)
 WRAPPERS=()   # pids of the `timeout` wrappers
 SERVERS=()    # pids of the redis-server / redis-sentinel processes
+SPID=()       # SPID[i]: sentinel i as the records name it
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
@@ -156,6 +157,7 @@ EOF
     redis-sentinel "$d/sentinel.conf"
   wait_for 10 "sentinel on $port" ping_ok "$port"
   SERVERS+=("$(server_pid "$port")")
+  SPID[$i]="pid:${SERVERS[-1]}" # what a script's record names its Sentinel by
 done
 
 # field PORT NAME: a field of SENTINEL MASTER pod1 on the sentinel at PORT.
@@ -215,40 +217,24 @@ sleep 0.3
 if [ "$WATCH" = 1 ]; then
   sleep 1 # the last runs finish
   say ""
-  say "== what eventilator watch ran: every event once, whichever sentinels reported it (time from the kill)"
-  say "   (NOTICE = an event Sentinel publishes but never passes to a notification-script)"
+  say "== what eventilator watch ran: eventilator history, every event once, by the Sentinel that reported"
+  say "   it first (NOTICE-level ones too, +slave, +slave-reconf-*, ...: a script never sees those)"
+  EVENTILATOR_CONF="$W/eventilator.conf" "$BIN/eventilator" history | sed 's/^./  &/'
+  say "   what the watcher said after the kill:"
   python3 - "$KILL_AT" "$W/eventilator.log" <<'PY'
 import datetime, re, sys
 kill, path = float(sys.argv[1]), sys.argv[2]
-NOTICE = {"+slave", "+sentinel", "+sentinel-address-switch", "+sentinel-invalid-addr", "+sentinel-address-update",
-          "+reboot", "+convert-to-slave", "+fix-slave-config", "+failover-state-send-slaveof-noone",
-          "+failover-state-wait-promotion", "+slave-reconf-sent", "+slave-reconf-inprog", "+slave-reconf-done",
-          "-slave-reconf-sent-timeout", "+slave-reconf-sent-be", "+role-change", "-role-change",
-          "+tilt", "-tilt", "-script-error", "-script-timeout"}
-line_re = re.compile(r"^(\S+) \S+?\[(\d+)\]: (\w+): (.*)$")
-runs, notice, watcher = {}, 0, []
+line_re = re.compile(r"^(\S+) \S+?\[(\d+)\]: (\w+): watch: (.*)$")
+said = 0
 for line in open(path, encoding="utf-8", errors="replace"):
     m = line_re.match(line.rstrip("\n"))
-    if not m:
-        continue
-    ts, pid, level, msg = m.groups()
-    t = datetime.datetime.fromisoformat(ts).timestamp()
-    if t < kill:
-        continue
-    if msg.startswith("watch: "):
-        if "sentinel" in msg or "synthetic" in msg or "queue" in msg:
-            watcher.append((t, msg))
-        continue
-    if (" pod=" in msg and " exit=" in msg) or pid in runs:
-        continue
-    runs[pid] = (t, re.sub(r"\b([0-9a-f]{8})[0-9a-f]{32}\b", "\\1…", msg))
-for t, text in sorted(runs.values()):
-    tag = "NOTICE" if text.split(" ", 1)[0] in NOTICE else ""
-    notice += 1 if tag else 0
-    print(f"  {t - kill:+6.2f}s  {tag:<6}  {text[:90]}")
-for t, msg in watcher:
-    print(f"  {t - kill:+6.2f}s  watcher: {msg[7:]}")
-print(f"  = {len(runs)} events handled, once each; {notice} of them NOTICE-level (a script never sees those)")
+    if m and ("sentinel" in m.group(4) or "synthetic" in m.group(4) or "queue" in m.group(4)):
+        t = datetime.datetime.fromisoformat(m.group(1)).timestamp()
+        if t >= kill:
+            print(f"  {t - kill:+6.2f}s  watcher: {m.group(4)}")
+            said += 1
+if not said:
+    print("  nothing: every Sentinel stayed subscribed, no queue overflowed")
 PY
   say ""
   say "   log: $W/eventilator.log (DEMO_KEEP=1 keeps it). Failover metrics come from the client-reconfig"
@@ -258,76 +244,11 @@ fi
 
 # ---------------------------------------------------------------- what happened
 say ""
-say "== what eventilator did: every script run, in order (time from the kill; sN = the sentinel that ran it)"
-python3 - "$KILL_AT" "$W" <<'PY'
-import datetime, re, sys
-kill, w = float(sys.argv[1]), sys.argv[2]
-line_re = re.compile(r"^(\S+) \S+?\[(\d+)\]: (\w+): (.*)$")
-summ_re = re.compile(r"^(\S+) pod=(\S*) handlers=(\d+) failed=(\d+) rule_files_failed=(\d+) exit=(\d+) ms=([\d.]+)")
-runs = []
-for n in (1, 2, 3):
-    calls = {}
-    try:
-        lines = open(f"{w}/eventilator-s{n}.log", encoding="utf-8", errors="replace").read().splitlines()
-    except FileNotFoundError:
-        continue
-    for line in lines:
-        m = line_re.match(line)
-        if not m:
-            continue
-        ts, pid, level, msg = m.groups()
-        c = calls.setdefault(pid, {"s": f"s{n}", "errors": []})
-        s = summ_re.match(msg)
-        if s:
-            c["t"] = datetime.datetime.fromisoformat(ts).timestamp()
-            c["event"], c["handlers"], c["failed"], c["rff"], c["exit"], c["ms"] = \
-                s.group(1), int(s.group(3)), int(s.group(4)), int(s.group(5)), int(s.group(6)), float(s.group(7))
-            runs.append(c)
-            calls.pop(pid)
-        elif level in ("error", "warn"):
-            c["errors"].append(re.sub(r"^rule \S*/", "rule ", msg))
-        elif "text" not in c:
-            # the first info line is rules/00-log.lua's; run IDs cut to 8
-            c["text"] = re.sub(r"\b([0-9a-f]{8})[0-9a-f]{32}\b", r"\1…", msg)
-runs.sort(key=lambda c: c["t"])
-
-WARN = {"+sdown", "-sdown", "+odown", "-odown"}
-def did(c):
-    ev, text = c["event"], c.get("text", c["event"])
-    out = ["logged"]
-    if ev in WARN:
-        out.append("warning recorded" if c["failed"] == 0 else "warning NOT recorded")
-    elif ev == "client-reconfig":
-        if " leader " in text:
-            out.append("FAILOVER RECORDED (leader)" if c["failed"] == 0 else "failover NOT recorded")
-        else:
-            out.append("observer: not recorded (the leader does)")
-    elif ev.startswith("-failover-abort"):
-        out.append("failed failover recorded" if c["failed"] == 0 else "failed failover NOT recorded")
-    if c["exit"]:
-        out.append(f"exit {c['exit']}: Sentinel retries")
-    return ", ".join(out)
-
-before = [c for c in runs if c["t"] < kill]
-after = [c for c in runs if c["t"] >= kill]
-if before:
-    evs = sorted({c["event"] for c in before})
-    print(f"  before the kill: {len(before)} run(s) ({', '.join(evs)}: each sentinel at start-up)")
-width = max([len(c.get("text", c["event"])) for c in after] + [20])
-width = min(width, 66)
-for c in after:
-    text = c.get("text", c["event"])
-    if len(text) > width:
-        text = text[: width - 1] + "…"
-    print(f"  {c['t'] - kill:+6.2f}s  {c['s']}  {text:<{width}}  {did(c)}  [{c['ms']:.1f} ms]")
-    for e in c["errors"]:
-        print(f"              {e}")
-n_fail = sum(1 for c in after if c["exit"])
-ms = sum(c["ms"] for c in after)
-lead = [c["s"] for c in after if c["event"] == "+elected-leader"]
-print(f"  = {len(after)} script runs for this failover ({sum(1 for c in after if c['event'] == 'client-reconfig')}"
-      f" client-reconfig), {n_fail} failed, {ms:.0f} ms of eventilator in all; leader: {', '.join(lead) or '?'}")
-PY
+say "== what eventilator did: eventilator history, from the calls it recorded (docs/history.md)"
+say "   time from the failover's first event; Sentinels by pid: s1 ${SPID[1]}, s2 ${SPID[2]}, s3 ${SPID[3]}"
+EVENTILATOR_CONF="$W/eventilator.conf" "$BIN/eventilator" history | sed 's/^./  &/'
+EVENTILATOR_CONF="$W/eventilator.conf" "$BIN/eventilator" history --html "$W/history.html" 2>/dev/null
+say "   the same as a page, a lane per Sentinel: $W/history.html (eventilator history --html)"
 
 say ""
 say "== failover metrics read back from the metrics store (redis-cli -p $STORE)"

@@ -9,6 +9,8 @@ pkgs=(
   redis-server redis-sentinel redis-tools prometheus-alertmanager haproxy
   python3 ca-certificates procps curl
   clang libfuzzer-14-dev bubblewrap
+  # history --html is checked in a real browser (spec/history_spec.lua)
+  chromium
   # the Debian package and its test (scripts/package.sh, scripts/package-test.sh)
   debhelper dpkg-dev fakeroot lintian scdoc man-db strace systemd mount
 )

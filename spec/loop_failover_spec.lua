@@ -1,10 +1,13 @@
 -- Record on a real loopback failover (three Sentinels, script mode), then
 -- replay the file with --run against the same rules and store: the same
 -- outcomes per call as live, and the leader-only work done once more, by the
--- Sentinel that did it live. Its own file: a failover on a loaded machine can
--- take minutes (Sentinel's TILT), and each spec file has its own time limit.
+-- Sentinel that did it live; and `eventilator history` shows it, as text,
+-- JSON and a page Chromium renders. Its own file: a failover on a loaded
+-- machine can take minutes (Sentinel's TILT), and each spec file has its own
+-- time limit.
 local procs = require("procs")
 local constellation = require("constellation")
+local chromium = require("chromium")
 local json = require("cjson")
 
 local function lines_of(text)
@@ -13,8 +16,59 @@ local function lines_of(text)
   return t
 end
 
+-- eventilator history on the recording: one failover that switched the
+-- master, led by the Sentinel that recorded +elected-leader, every call in a
+-- failover or counted outside, every handler ok; the page has a lane per
+-- Sentinel and a mark per call.
+local function check_history(conf, snap, recorded, old_port, dir)
+  local function history(...)
+    local out, rc = procs.sh(string.format("EVENTILATOR_CONF=%s %s/bin/eventilator history --file %s %s 2>%s",
+      procs.quote(conf), procs.quote(procs.build), procs.quote(snap), table.concat({ ... }, " "),
+      procs.quote(dir .. "/history.err")))
+    assert.equal(0, rc, procs.read(dir .. "/history.err"))
+    return out
+  end
+  local leader
+  for _, r in ipairs(recorded) do
+    if r.args[1] == "+elected-leader" then leader = r.sentinel end
+  end
+  local fs = json.decode(history("--json"))
+  local switched, events, lanes = {}, 0, 0
+  for _, f in ipairs(fs) do
+    events, lanes = events + #f.events, lanes + #f.sentinels
+    if f.to then switched[#switched + 1] = f end
+    for _, e in ipairs(f.events) do
+      assert.equal("ok", e.status, json.encode(e))
+      for _, h in ipairs(e.handlers) do assert.equal("ok", h.outcome, json.encode(e)) end
+    end
+  end
+  assert.equal(1, #switched, history())
+  local f = switched[1]
+  assert.equal("pod1", f.pod)
+  assert.equal("127.0.0.1:" .. old_port, f.from)
+  assert.equal(leader, f.leader)
+  assert.equal("+sdown", f.events[1].name)
+  assert.equal(0, f.events[1].offset)
+  assert.is_true(#f.sentinels >= 2, "the Sentinels that reported it: " .. table.concat(f.sentinels, ", "))
+  assert.is_number(f.phases.switched)
+  local text = history()
+  local outside = tonumber(text:match("; (%d+) calls? outside any failover")) or 0
+  assert.equal(#recorded, events + outside, text) -- every call shown once, or counted outside
+  assert.matches("client%-reconfig pod1 leader start [^\n]* 10%-failover%-metrics:%d+ ok", text)
+
+  local page = dir .. "/history.html"
+  history("--html", procs.quote(page))
+  local dom = chromium.dom(page)
+  assert.equal(lanes, chromium.count(dom, '<div class="lane"'))
+  assert.equal(events, chromium.count(dom, '<div class="mark '))
+  assert.equal(events, chromium.count(dom, '<div class="mark ok"'))
+  local colors, _, _, pixels = chromium.colors(chromium.screenshot(page, dir .. "/history.png"), { "2e9d4f" })
+  assert.is_true(colors > 10 and pixels["2e9d4f"] > 0, "the screenshot is blank: " .. colors .. " colors")
+end
+
 describe("a recorded failover", function()
-  it("replays with --run to the outcomes it had live, leader-only work once", function()
+  it("replays with --run to the outcomes it had live, leader-only work once; history shows it", function()
+    assert(chromium.available(), "chromium is not installed (scripts/deps.sh installs it)")
     local dir = procs.tmpdir()
     local conf, rules, rec = dir .. "/eventilator.conf", dir .. "/rules", dir .. "/calls.jsonl"
     procs.shipped_rules(rules)
@@ -41,7 +95,7 @@ end)
       }, "\n") .. "\n")
     end }
     local ok, err = pcall(function()
-      c:kill_master()
+      local old_port = c:kill_master()
       -- generous: on a loaded machine (the sanitized build) Sentinels may enter TILT for 30 s
       c:wait_failover(180)
       c:wait_scripts_idle(180)
@@ -84,6 +138,8 @@ end)
       end
       assert.is_not_nil(next(before))
       for k, v in pairs(before) do assert.equal(v + 1, after[k], k) end
+
+      check_history(conf, snap, recorded, old_port, dir)
     end)
     local logs = ok and "" or c:sentinel_logs()
     c:stop()

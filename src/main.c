@@ -39,6 +39,7 @@ static const char usage[] =
     "                    the store and post to the receivers, their log lines on the terminal)\n"
     "       eventilator test --replay FILE [--run] [--json] [--sentinel ID]\n"
     "       eventilator test --spec FILE|DIR                 (rule specs, with busted)\n"
+    "       eventilator history [--file [HOST=]FILE]... [--pod NAME] [--since 2h] [--failed] [--json] [--html FILE]\n"
     "       eventilator watch                                (Sentinel Pub/Sub: every event, once)\n"
     "       eventilator sentinels status|register|unregister|doctor [options]\n"
     "       eventilator silence add|list|expire [options]    (quiet the receivers for a pod)\n"

@@ -235,6 +235,7 @@ function M.main(args, host)
     return test(host, args)
   elseif cmd == "config" then return require("eventilator.showconfig").main(args, host)
   elseif cmd == "sentinels" then return require("eventilator.sentinels").main(args, host)
+  elseif cmd == "history" then return require("eventilator.history").main(args, host)
   elseif cmd == "silence" then return require("eventilator.silence_cli").main(args, host)
   elseif cmd == "watch" then
     return require("eventilator.watch").main(args, host)

@@ -65,8 +65,9 @@ local function check(v, null)
   return v, nil, note
 end
 
--- One line (number n of file name; last: it had no newline) -> call, or nil
--- and a problem { line, msg, skipped }; or call and a problem that is a note.
+-- parse_line(line, n, name, last) -> call, or nil and a problem { line, msg,
+-- skipped }; or call and a problem that is a note. Line number n of file
+-- name; last: it had no newline. (eventilator.history reads with it too.)
 local function parse_line(line, n, name, last)
   local cjson = require("cjson")
   local ok, v = pcall(cjson.decode, raw_bytes(line))
@@ -83,6 +84,7 @@ local function parse_line(line, n, name, last)
   call.line = n
   return call, note and { line = n, msg = string.format("%s:%d: %s", name, n, note) }
 end
+M.parse_line = parse_line
 
 -- read(text, name) -> calls, problems
 -- calls: { argv0, args, time, sentinel, exit, scenario, line }; problems:
@@ -109,6 +111,7 @@ local function is_reconfig(argv0)
   local base = argv0:match("([^/]*)$")
   return base == "reconfigurator" or base == "registrator"
 end
+M.is_reconfig = is_reconfig
 
 -- Does a call belong to the Sentinel `id` ("pid:1234", "1234" or "ip:port")?
 function M.from_sentinel(call, id)
