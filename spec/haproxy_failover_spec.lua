@@ -3,9 +3,13 @@
 -- binaries) behind a real HAProxy whose backend server points at the master.
 -- Kill the master: the frontend answers from the new master, `show servers
 -- state` has its address, and the repoint was sent once for three Sentinels.
+-- With docs/haproxy.md's role check at `inter 1s`, in watch mode, HAProxy
+-- routes to the new master because the rule forced it up, not once its
+-- checks passed.
 local procs = require("procs")
 local constellation = require("constellation")
 local haproxy_proc = require("haproxy")
+local watcher = require("watcher")
 
 local CFG = require("hostless") -- the config the modules see
 
@@ -62,6 +66,80 @@ describe("haproxy-follow-master.lua through a real failover", function()
     end)
     if not ok2 then
       io.stderr:write("\n[haproxy] eventilator log:\n" .. (procs.read(logf) or ""):sub(-5000) ..
+        "\n[haproxy] haproxy log:\n" .. (procs.read(h.log) or ""):sub(-3000) ..
+        "\n[haproxy] sentinel logs:\n" .. c:sentinel_logs():sub(-4000) .. "\n")
+      error(err, 0)
+    end
+  end)
+
+  -- In watch mode, as issue 20 measured it. HAProxy's log names why a
+  -- server changed state: "changed from CLI" for the rule's `health up`,
+  -- "Layer7 check passed" for a check. Left to its checks, the server would
+  -- come back UP only after `rise` (2) passes at the new address, `inter`
+  -- (1 s) apart; the rule's `health up` follows its `set server ... addr`
+  -- at once.
+  it("with a role check at inter 1s, routes to the new master as soon as the rule repoints it", function()
+    local w = watcher.new()
+    w:rule("haproxy-follow-master.lua", procs.read(procs.src .. "/examples/rules/haproxy-follow-master.lua"))
+    local h
+    -- Sentinels that never fail over by themselves (down-after 60 s) and run
+    -- no scripts: the spec asks for the failover once HAProxy has the dead
+    -- master DOWN, so the rule always repoints a server its checks hold down.
+    local ok, c = pcall(constellation.start, { conf = w.conf, down_after = 60000, scripts = false,
+      setup = function(c)
+        h = haproxy_proc.start({ backends = { redis = { master = c.nodes[1].port } }, check = "check inter 1s",
+                                 role_check = true })
+        local sentinels = {}
+        for i = 1, #c.sentinels do sentinels[i] = string.format("%q", c:sentinel_addr(i)) end
+        w:config(table.concat({
+          string.format("redis = { port = %d, timeout = 1 }", c.store.port),
+          string.format("haproxy = { socket = %q, backends = { %s = \"redis/master\" } }", h.socket, c.name),
+          string.format("watch = { sentinels = { %s } }", table.concat(sentinels, ", ")),
+        }, "\n"))
+      end })
+    finally(function()
+      pcall(w.stop, w, 30)
+      w:cleanup()
+      if ok then c:stop() end
+      if h then h.stop() end
+    end)
+    assert(ok, c)
+    w:start()
+    w:wait_log("connected and subscribed", #c.sentinels)
+    local function fe(...) return procs.cli(h.frontend, ...) end
+    local function master_state() return by_name(assert(haproxy.servers("redis"))).master.op_state end
+    CFG.haproxy = { socket = h.socket }
+    procs.wait(function() return fe("role"):match("^master\n") ~= nil and master_state() == 2 end, 30,
+      "HAProxy to reach the master")
+
+    local ok2, err = pcall(function()
+      local mark = #(procs.read(h.log) or "") -- HAProxy's log from the kill on
+      local old = c:kill_master()
+      procs.wait(function() return master_state() == 0 end, 30, "HAProxy's check to find the master dead")
+      assert.equal("OK", c:sentinel_cli(1, "sentinel", "failover", c.name))
+      local new = c:wait_failover(90, old)
+      procs.wait(function()
+        return fe("role"):match("^master\n") ~= nil and fe("info", "server"):match("tcp_port:(%d+)") == tostring(new)
+      end, 30, "the frontend to answer from the new master")
+      -- redis/master's changes of state since the kill, each once (HAProxy
+      -- writes every one to stderr twice: as a warning and as a log line).
+      local changes = {}
+      for line in (procs.read(h.log) or ""):sub(mark + 1):gmatch("[^\n]+") do
+        local state = line:match("Server redis/master is (%u+)")
+        if state and (#changes == 0 or changes[#changes].state ~= state) then
+          changes[#changes + 1] = { state = state, line = line }
+        end
+      end
+      assert.equal("DOWN", changes[1] and changes[1].state)
+      assert.equal("UP", changes[2] and changes[2].state)
+      assert.matches("changed from CLI", changes[2].line, 1, true)
+      local s = by_name(assert(haproxy.servers("redis"))).master
+      assert.equal(new, s.port)
+      assert.equal(2, s.op_state)
+      assert.equal(1, count(w:logtext(), "haproxy: redis/master now 127.0.0.1:" .. new), "repointed once")
+    end)
+    if not ok2 then
+      io.stderr:write("\n[haproxy] watcher log:\n" .. w:logtext():sub(-5000) ..
         "\n[haproxy] haproxy log:\n" .. (procs.read(h.log) or ""):sub(-3000) ..
         "\n[haproxy] sentinel logs:\n" .. c:sentinel_logs():sub(-4000) .. "\n")
       error(err, 0)

@@ -51,6 +51,20 @@ describe("eventilator.haproxy", function()
     assert.is_true(haproxy.shutdown_sessions("pair", "a"))
   end)
 
+  -- pair's servers have no checks: a forced verdict stays until the next
+  -- one, which stands for the checks of a dead or demoted master.
+  it("set_health forces a server down and up, checks or not", function()
+    assert.is_true(haproxy.set_health("pair", "a", "down"))
+    assert.equal(0, by_name(assert(haproxy.servers("pair"))).a.op_state)
+    assert.is_true(haproxy.set_health("pair", "a", "up"))
+    assert.equal(2, by_name(assert(haproxy.servers("pair"))).a.op_state)
+    assert.is_true(haproxy.set_health("pair", "a", "up")) -- already up is fine
+    local ok, err = haproxy.set_health("pair", "nope", "up")
+    assert.is_nil(ok)
+    assert.equal("haproxy: set server pair/nope health up: No such server.", err)
+    assert.has_error(function() haproxy.set_health("pair", "a", "ready") end)
+  end)
+
   it("a wrong backend or server is nil, err with HAProxy's text", function()
     local ok, err = haproxy.set_server("nope", "master", "127.0.0.1", 7001)
     assert.is_nil(ok)
@@ -75,13 +89,15 @@ describe("eventilator.haproxy", function()
     assert.has_error(function() haproxy.command("show info\nshutdown sessions server redis/master") end)
   end)
 
-  it("repoint(ev) uses backends[pod]", function()
+  it("repoint(ev) uses backends[pod] and routes to the new master at once, down as it was", function()
     local ev = { name = "+switch-master", pod = "cache",
       old_master = { ip = "127.0.0.1", port = 7102 }, new_master = { ip = "127.0.0.3", port = 7103 } }
+    assert.is_true(haproxy.set_health("redis", "master", "down")) -- as a check of the dead master leaves it
     assert.is_true(haproxy.repoint(ev))
     local s = by_name(assert(haproxy.servers("redis"))).master
     assert.equal("127.0.0.3", s.addr)
     assert.equal(7103, s.port)
+    assert.equal(2, s.op_state)
     ev.pod = "other"
     local ok, err = haproxy.repoint(ev)
     assert.is_nil(ok)
@@ -115,6 +131,18 @@ describe("eventilator.haproxy", function()
       local s = by_name(assert(haproxy.servers("pair")))
       assert.equal(1, s.a.admin_state & 1)
       assert.equal(0, s.b.admin_state)
+    end)
+
+    it("routes to the new master's server at once when its checks had it down", function()
+      config('cache = "pair"')
+      assert.is_true(haproxy.set_state("pair", "a", "ready"))
+      assert.is_true(haproxy.set_health("pair", "a", "down")) -- a replica, failing a role check
+      local rc, log = ctx:run("eventilator", "+switch-master", "cache 127.0.0.1 7003 127.0.0.1 7002")
+      assert.equal(0, rc, log)
+      local s = by_name(assert(haproxy.servers("pair")))
+      assert.equal(0, s.a.admin_state)
+      assert.equal(2, s.a.op_state)
+      assert.equal(1, s.b.admin_state & 1)
     end)
 
     it("a wrong backend fails the call with HAProxy's text: exit 1", function()

@@ -101,6 +101,24 @@ function M.set_state(backend, server, state, opts)
   return quiet(string.format("set server %s/%s state %s", backend, server, state), opts)
 end
 
+local HEALTH = { up = true, stopping = true, down = true }
+
+-- set_health(backend, server, "up"|"stopping"|"down" [, opts]) -> true | nil, err
+-- Forces the verdict of the server's health checks, as if they had just
+-- passed (or failed): "up" routes to it at once instead of after `rise`
+-- passing checks; its checks then go on and decide as usual. A server
+-- without checks takes it too (HAProxy answers nothing; "down" keeps it
+-- down until "up"); one in maintenance stays there; one that tracks another
+-- is refused ("cannot change health on a tracking server.").
+function M.set_health(backend, server, health, opts)
+  check_name("backend", backend, 1, "set_health")
+  check_name("server", server, 2, "set_health")
+  if not HEALTH[health] then
+    error("bad argument #3 to 'set_health' ('up', 'stopping' or 'down' expected)", 2)
+  end
+  return quiet(string.format("set server %s/%s health %s", backend, server, health), opts)
+end
+
 -- shutdown_sessions(backend, server [, opts]) -> true | nil, err
 -- Closes every session on that server: clients reconnect through HAProxy.
 function M.shutdown_sessions(backend, server, opts)
@@ -137,8 +155,13 @@ end
 
 -- repoint(ev [, opts]) -> true | nil, err
 -- For +switch-master (or client-reconfig): the server named for ev.pod in
--- `backends` ("backend/server") is set to the new master, then its sessions
--- (still connected to the old master) are shut down so clients reconnect.
+-- `backends` ("backend/server") is set to the new master and its health
+-- forced up, then its sessions (still connected to the old master) are shut
+-- down so clients reconnect. The checks had marked the server down at the
+-- old master; left to them, it would stay down for `rise` checks at the new
+-- address (2 s with `check inter 1s`). The new master passes them, so they
+-- keep it up from there. Health first, so the clients cut off reconnect to
+-- a server that is up.
 function M.repoint(ev, opts)
   if type(ev) ~= "table" then error("bad argument #1 to 'repoint' (event table expected)", 2) end
   local s = settings.get("haproxy", opts)
@@ -153,8 +176,9 @@ function M.repoint(ev, opts)
     return nil, "haproxy: " .. tostring(ev.name) .. " names no new master"
   end
   local ok, err = M.set_server(backend, server, new.ip, new.port, opts)
-  if not ok then return nil, err end
-  return M.shutdown_sessions(backend, server, opts)
+  if ok then ok, err = M.set_health(backend, server, "up", opts) end
+  if ok then ok, err = M.shutdown_sessions(backend, server, opts) end
+  return ok, err
 end
 
 return M

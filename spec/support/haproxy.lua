@@ -5,6 +5,10 @@
 --   local h = haproxy.start{ backends = { redis = { master = 6379 } }, check = true }
 --   h.socket, h.tcp_socket ("127.0.0.1:<port>"), h.frontend (port of `fe`,
 --   whose default backend is opts.default or the first given), h.stop()
+--
+-- opts.check: true ("check inter 200 fall 1 rise 1") or a server's own
+-- check words ("check inter 1s"); opts.role_check: the checks ask Redis for
+-- its role and pass on a master only (docs/haproxy.md's backend).
 local procs = require("procs")
 
 local M = {}
@@ -15,6 +19,17 @@ function M.by_name(list)
   for _, s in ipairs(list) do t[s.name] = s end
   return t
 end
+
+-- A backend's check that only a Redis master passes (a replica answers
+-- role:slave and fails at the expect's timeout).
+M.ROLE_CHECK = {
+  "option tcp-check",
+  "tcp-check connect",
+  "tcp-check send info\\ replication\\r\\n",
+  "tcp-check expect string role:master",
+  "tcp-check send QUIT\\r\\n",
+  "tcp-check expect string +OK",
+}
 
 function M.start(opts)
   local h = { dir = procs.tmpdir(), frontend = procs.free_port(), admin_port = procs.free_port() }
@@ -35,14 +50,17 @@ function M.start(opts)
   cfg[#cfg + 1] = "frontend fe"
   cfg[#cfg + 1] = "  bind 127.0.0.1:" .. h.frontend
   cfg[#cfg + 1] = "  default_backend " .. (opts.default or names[1])
+  local check = opts.check == true and " check inter 200 fall 1 rise 1" or opts.check and " " .. opts.check or ""
   for _, name in ipairs(names) do
     cfg[#cfg + 1] = "backend " .. name
+    if opts.role_check then
+      for _, l in ipairs(M.ROLE_CHECK) do cfg[#cfg + 1] = "  " .. l end
+    end
     local servers = {}
     for s in pairs(opts.backends[name]) do servers[#servers + 1] = s end
     table.sort(servers)
     for _, s in ipairs(servers) do
-      cfg[#cfg + 1] = string.format("  server %s 127.0.0.1:%d%s", s, opts.backends[name][s],
-        opts.check and " check inter 200 fall 1 rise 1" or "")
+      cfg[#cfg + 1] = string.format("  server %s 127.0.0.1:%d%s", s, opts.backends[name][s], check)
     end
   end
   h.cfg = h.dir .. "/haproxy.cfg"

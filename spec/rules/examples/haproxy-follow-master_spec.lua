@@ -48,21 +48,23 @@ describe("haproxy-follow-master.lua (example)", function()
   end)
   after_each(function() t:close() end)
 
-  it("repoints a pod's server and shuts its sessions, once across the Sentinels", function()
+  it("repoints a pod's server, forces it up and shuts its sessions, once across the Sentinels", function()
     local switch = { "+switch-master", "pod1 127.0.0.1 17000 127.0.0.1 17002" }
     assert.same({ "ok" }, from(t, "pid:11", switch).outcomes)
     assert.same({ "ok" }, from(t, "pid:12", switch).outcomes)
     assert.same({ "set server redis/master addr 127.0.0.1 port 17002\n",
+                  "set server redis/master health up\n",
                   "shutdown sessions server redis/master\n" }, commands(t))
   end)
 
-  it("in a backend, readies the new master's server and puts the old one in maint", function()
+  it("in a backend, readies the new master's server and forces it up, then puts the old one in maint", function()
     local r = from(t, "pid:11", { "+switch-master", "cache 127.0.0.1 17000 127.0.0.1 17002" })
     assert.same({ "ok" }, r.outcomes)
     assert.same({ "show servers state redis-cache\n",
+                  "set server redis-cache/r3 state ready\n",
+                  "set server redis-cache/r3 health up\n",
                   "set server redis-cache/r1 state maint\n",
-                  "shutdown sessions server redis-cache/r1\n",
-                  "set server redis-cache/r3 state ready\n" }, commands(t))
+                  "shutdown sessions server redis-cache/r1\n" }, commands(t))
   end)
 
   it("leaves a pod HAProxy does not serve alone", function()
