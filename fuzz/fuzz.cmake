@@ -28,16 +28,16 @@ function(evl_fuzzer name)
   add_executable(${name} ${ARGN})
   target_compile_options(${name} PRIVATE ${FUZZ_FLAGS})
   target_link_options(${name} PRIVATE ${FUZZ_FLAGS})
-  target_include_directories(${name} PRIVATE ${CMAKE_SOURCE_DIR}/src ${OUT} ${LUA_INCLUDE_DIRS}
+  target_include_directories(${name} PRIVATE ${ALL_DIRS} ${OUT} ${LUA_INCLUDE_DIRS}
                              ${HIREDIS_INCLUDE_DIRS})
   set_target_properties(${name} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${OUT}/fuzz)
   add_dependencies(${name} fuzz_seeds)
 endfunction()
 
-evl_fuzzer(fuzz_event fuzz/fuzz_event.c src/event.c src/nearest.c)
+evl_fuzzer(fuzz_event fuzz/fuzz_event.c src/core/event.c src/core/nearest.c)
 
 # lredis.c exports its reply path to the harness only when built with EVL_FUZZ.
-evl_fuzzer(fuzz_redis_reply fuzz/fuzz_redis_reply.c src/lredis.c)
+evl_fuzzer(fuzz_redis_reply fuzz/fuzz_redis_reply.c src/bindings/lredis.c)
 target_compile_definitions(fuzz_redis_reply PRIVATE EVL_FUZZ=1)
 target_link_libraries(fuzz_redis_reply PRIVATE PkgConfig::LUA PkgConfig::HIREDIS m)
 

@@ -45,7 +45,7 @@
 
 #include "fnv.h"
 #include "log.h"
-#include "retry.h"
+#include "delivery.h"
 #include "statedir.h"
 
 #define REC_MAX 65536

@@ -14,7 +14,7 @@
 #include "log.h"
 #include "paths.h"
 #include "record.h"
-#include "retry.h"
+#include "delivery.h"
 #include "statedir.h"
 #include "watch.h"
 

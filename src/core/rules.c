@@ -22,7 +22,7 @@
 #include "deadline.h"
 #include "host.h"
 #include "log.h"
-#include "retry.h"
+#include "delivery.h"
 
 static int cmp(const void *a, const void *b)
 {

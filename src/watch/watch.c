@@ -37,7 +37,7 @@
 #include "log.h"
 #include "paths.h"
 #include "record.h"
-#include "retry.h"
+#include "delivery.h"
 #include "sentinel.h"
 #include "watch_env.h"
 #include "watch.h"

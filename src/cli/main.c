@@ -25,7 +25,7 @@
 #include "log.h"
 #include "paths.h"
 #include "record.h"
-#include "retry.h"
+#include "delivery.h"
 
 static const char usage[] =
     "usage: eventilator <event-type> <event-description>      (Sentinel notification-script)\n"
