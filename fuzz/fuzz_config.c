@@ -13,8 +13,7 @@
 #include <lauxlib.h>
 #include <lua.h>
 
-#include "deadline.h"
-
+#include "config.h"
 #include "host.h"
 #include "log.h"
 
@@ -47,7 +46,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 static int pload(lua_State *L)
 {
     struct evl_host *h = (struct evl_host *)lua_touserdata(L, 1);
-    evl_host_open(h);
+    evl_host_open(h, NULL);
     h->config_partial_ok = 1;
     if (evl_config_load(h) == 0) {
         evl_config_push_problems(h);

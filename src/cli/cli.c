@@ -1,24 +1,32 @@
 /*
- * cli.c: the host's engine, offered to the shipped eventilator.cli module
- * (check, test), so the subcommands run exactly the code an event runs.
- * Only the full runtime serves subcommands; they are not on the hot path.
+ * cli.c: the subcommands' entry, and the host's engine offered to the
+ * shipped eventilator.cli module (check, test, config, sentinels, watch),
+ * so the subcommands run exactly the code an event runs. Only the full
+ * runtime serves subcommands; they are not on the hot path.
  */
 #include <errno.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include <lauxlib.h>
 #include <lua.h>
 
-#include "host.h"
+#include "budget.h"
+#include "call.h"
+#include "cli.h"
+#include "config.h"
+#include "deadline.h"
+#include "delivery.h"
 #include "log.h"
 #include "paths.h"
-#include "record.h"
-#include "delivery.h"
+#include "rules.h"
+#include "schema.h"
 #include "statedir.h"
+#if !defined(EVL_HOST_MODULE) /* the full runtime's own subcommands */
 #include "watch.h"
-
-int luaopen_eventilator_sentinel(lua_State *L); /* lsentinel.c, full runtime only */
+int luaopen_eventilator_sentinel(lua_State *L); /* bindings/lsentinel.c */
+#endif
 
 /* The host; its state is the caller's (eventilator.testing may call from a coroutine). */
 static struct evl_host *host(lua_State *L)
@@ -182,7 +190,7 @@ static int h_parse(lua_State *L)
         lua_pushstring(L, err);
         return 2;
     }
-    evl_push_event(L, &ev, n, argv);
+    evl_push_event(L, &ev, n, argv, NULL);
     return 1;
 }
 
@@ -193,14 +201,14 @@ static int h_match(lua_State *L)
     return 1;
 }
 
-/* host.run(matched, ev) -> ran, failed (entries get ok, err, ms) */
+/* host.run(matched, ev) -> ran, failed (entries get their outcome: ok, err, ms, skipped) */
 static int h_run(lua_State *L)
 {
     struct evl_host *h = host(L);
-    int failed = 0, ran = 0;
+    int failed = 0, ran;
     luaL_checktype(L, 1, LUA_TTABLE);
     luaL_checktype(L, 2, LUA_TTABLE);
-    evl_rules_run(h, 1, 2, &failed, &ran);
+    ran = evl_event_handlers(h, 1, 2, &failed);
     lua_pushinteger(L, ran);
     lua_pushinteger(L, failed);
     return 2;
@@ -219,8 +227,16 @@ static int h_retries(lua_State *L)
         argv[i] = (char *)luaL_checkstring(L, -1);
         lua_pop(L, 1);
     }
-    evl_retry_find(host(L), lua_toboolean(L, 2) ? "reconfigurator" : "eventilator", n, argv);
+    evl_delivery_find(host(L), lua_toboolean(L, 2) ? "reconfigurator" : "eventilator", n, argv);
     return 1;
+}
+
+/* host.begin_call(): a replayed call starts now, with a budget (and a delivery set) of its own. */
+static int h_begin_call(lua_State *L)
+{
+    struct evl_host *h = host(L);
+    evl_event_begin(h, h->call.argc, h->call.argv);
+    return 0;
 }
 
 /* host.show_log(all): the terminal's copy of the log gets every level (all) or info and above */
@@ -237,11 +253,11 @@ void evl_push_cli_host(lua_State *L, struct evl_host *h)
         {"load_rules", h_load_rules},   {"parse", h_parse},           {"show_log", h_show_log},
         {"match", h_match},             {"run", h_run},               {"retries", h_retries},
         {"log_where", h_log_where},     {"private_dir", h_private_dir},
-#if !defined(EVL_LEAN) && !defined(EVL_HOST_MODULE) /* the full runtime's own subcommands */
+#if !defined(EVL_HOST_MODULE)
         {"sentinel", luaopen_eventilator_sentinel}, /* host.sentinel() -> the module */
         {"watch", evl_watch_lua}, /* watch.c: `eventilator watch` */
 #endif
-        {"begin_call", evl_cli_begin_call}, /* replay.c */
+        {"begin_call", h_begin_call},
         {NULL, NULL},
     };
     lua_createtable(L, 0, 8);
@@ -253,4 +269,33 @@ void evl_push_cli_host(lua_State *L, struct evl_host *h)
     lua_setfield(L, -2, "confdir");
     lua_pushstring(L, h->name);
     lua_setfield(L, -2, "name");
+}
+
+int evl_cli_main(struct evl_host *h)
+{
+    lua_State *L = h->L;
+    /*
+     * `check` loads the rules as a call does, under the same watchdog and
+     * memory cap; the other subcommands (test, watch, sentinels, ...) are
+     * interactive or long-running and keep their own time.
+     */
+    if (strcmp(h->call.argv[1], "check") != 0) {
+        evl_watchdog_disarm();
+        if (strcmp(h->call.argv[1], "test") != 0)
+            h->mem.limit = SIZE_MAX;
+    }
+    lua_gc(L, LUA_GCRESTART);
+    evl_log_also_stderr(1);
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "eventilator.cli");
+    lua_call(L, 1, 1);
+    lua_getfield(L, -1, "main");
+    lua_newtable(L);
+    for (int i = 1; i < h->call.argc; i++) {
+        lua_pushstring(L, h->call.argv[i]);
+        lua_rawseti(L, -2, i);
+    }
+    evl_push_cli_host(L, h);
+    lua_call(L, 2, 1);
+    return (int)luaL_optinteger(L, -1, 0);
 }

@@ -24,8 +24,10 @@
 #include <lauxlib.h>
 #include <lua.h>
 
-#include "deadline.h"
+#include "call.h"
+#include "cli.h"
 #include "host.h"
+#include "levent.h"
 #include "log.h"
 
 #define HOST_EXPORT __attribute__((visibility("default")))
@@ -57,9 +59,8 @@ static int l_new(lua_State *L)
     h->L = L;
     h->name = "eventilator";
     h->mode = EVL_NOTIFY;
-    h->t0 = evl_monotonic();
     h->budget = EVL_DEFAULT_BUDGET;
-    h->deadline = h->t0 + h->budget;
+    evl_event_begin(h, 0, NULL);
     /* keep the stock state's metatables of _G and strings */
     lua_pushglobaltable(L);
     if (!lua_getmetatable(L, -1))
@@ -68,7 +69,7 @@ static int l_new(lua_State *L)
     if (!lua_getmetatable(L, -1))
         lua_pushnil(L);
     int top = lua_gettop(L);
-    evl_host_open(h);
+    evl_host_open(h, NULL);
     lua_settop(L, top);
     lua_setmetatable(L, top - 1); /* string */
     lua_pop(L, 1);

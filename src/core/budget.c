@@ -18,8 +18,8 @@
 #include <lauxlib.h>
 #include <lua.h>
 
+#include "budget.h"
 #include "deadline.h"
-#include "host.h"
 
 #define HOOK_EVERY 1000 /* instructions between clock reads (~20 ns each) */
 

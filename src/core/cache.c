@@ -21,10 +21,13 @@
  * The key is public (anyone can stat the rule file) and entries load as
  * binary chunks, so the cache is only as safe as the hands that can write
  * it: a bundle is used only when this user wrote it and nobody else can
- * write it or its folder (and state_dir, readfile.c). Anything else is
- * ignored and the files compiled from their text. Bundles are created 0600
- * in a 0700 folder. Rules still load "as text only": what runs is always
- * this program's compilation of the text on disk.
+ * write it or its folder (the caller passes a folder statedir.c checked).
+ * Anything else is ignored and the files compiled from their text. Bundles
+ * are created 0600 in a 0700 folder. Rules still load "as text only": what
+ * runs is always this program's compilation of the text on disk (rules.c).
+ *
+ * A plain store: what an entry holds beside the bytecode (the handover
+ * scan's lines) and whether a rule file may run at all are the caller's.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -41,17 +44,15 @@
 
 #include "cache.h"
 #include "fnv.h"
-#include "host.h"
-#include "statedir.h"
+#include "trust.h"
 
 #define MAGIC "EVLRC5\n" /* 7 bytes + NUL = 8, at the head of every entry */
-#define MAX_SOURCE (4u << 20)
 #define MAX_BUNDLE (64u << 20)
 
 struct header {
     char magic[8];
     uint64_t key, hash, bc_len;
-    uint64_t lines_len; /* after the bytecode: evl_handover_scan's lines (handover.c) */
+    uint64_t lines_len; /* after the bytecode: the caller's extra string */
 };
 
 /* An entry of the bundle being made: a slice of the one read, or compiled now (own). */
@@ -71,28 +72,12 @@ static struct {
     int changed;           /* a file was compiled since the read */
 } B;
 
-/* The file's identity and the chunk name: what makes an entry valid. */
-static uint64_t identity(const struct stat *st, const char *chunk)
+uint64_t evl_cache_key(const struct stat *st, const char *chunk)
 {
     uint64_t v[8] = {(uint64_t)st->st_dev, (uint64_t)st->st_ino, (uint64_t)st->st_size,
                      (uint64_t)st->st_mtim.tv_sec, (uint64_t)st->st_mtim.tv_nsec,
                      (uint64_t)st->st_ctim.tv_sec, (uint64_t)st->st_ctim.tv_nsec, 0};
     return evl_fnv(chunk, strlen(chunk), evl_fnv(v, sizeof v, EVL_FNV0));
-}
-
-/* <state_dir>/rules-cache, when it is ours alone (made 0700 if missing): checked once a process,
-   and again when state_dir is another (watch mode reloads its config on SIGHUP). */
-static const char *cache_dir(struct evl_host *h)
-{
-    static char sub[4200], why[900], of[4096];
-    static int state; /* 0 unknown, 1 usable, -1 not */
-    if (state != 0 && strcmp(of, h->state_dir ? h->state_dir : "") != 0)
-        state = 0;
-    if (state == 0) {
-        snprintf(of, sizeof of, "%s", h->state_dir ? h->state_dir : "");
-        state = evl_state_sub(h, "rules-cache", sub, sizeof sub, why, sizeof why) ? 1 : -1;
-    }
-    return state > 0 ? sub : NULL;
 }
 
 /* The bundle at B.file into B.old, when this user alone wrote it. */
@@ -126,10 +111,9 @@ static int entry_at(size_t off, struct header *h, size_t *next)
     return 1;
 }
 
-void evl_cache_begin(struct evl_host *h, const char *rules_dir)
+void evl_cache_open(const char *dir, const char *rules_dir)
 {
-    evl_cache_end(NULL); /* a load that did not finish (an error) leaves nothing behind */
-    const char *dir = cache_dir(h);
+    evl_cache_close(0); /* a load that did not finish (an error) leaves nothing behind */
     if (!dir)
         return;
     B.on = 1;
@@ -158,18 +142,22 @@ static int keep(const char *p, size_t n, char *own)
     return 1;
 }
 
-/* The entry for key, if the bundle has a whole one: the chunk and its lines are pushed. */
-static int from_bundle(lua_State *L, uint64_t key, const char *chunk)
+int evl_cache_get(lua_State *L, uint64_t key, const char *chunk)
 {
     struct header h;
+    if (!B.on)
+        return 0;
     for (size_t off = 0, next; entry_at(off, &h, &next); off = next) {
         if (h.key != key)
             continue;
         const char *body = B.old + off + sizeof h;
         size_t len = (size_t)(h.bc_len + h.lines_len);
-        if (evl_fnv(body, len, EVL_FNV0) != h.hash ||
-            luaL_loadbufferx(L, body, h.bc_len, chunk, "b") != LUA_OK)
+        if (evl_fnv(body, len, EVL_FNV0) != h.hash)
             return 0;
+        if (luaL_loadbufferx(L, body, h.bc_len, chunk, "b") != LUA_OK) {
+            lua_pop(L, 1);
+            return 0;
+        }
         lua_pushlstring(L, body + h.bc_len, h.lines_len);
         keep(B.old + off, next - off, NULL);
         return 1;
@@ -199,11 +187,12 @@ static int writer(lua_State *L, const void *p, size_t sz, void *ud)
     return 0;
 }
 
-/* The chunk at -2 and its lines at -1, as an entry of the next bundle. */
-static void add_entry(lua_State *L, uint64_t key)
+void evl_cache_put(lua_State *L, uint64_t key)
 {
     struct header h;
     struct wbuf b = {0};
+    if (!B.on)
+        return;
     size_t lines_len;
     const char *lines = lua_tolstring(L, -1, &lines_len);
     writer(L, &h, sizeof h, &b); /* room for the header, filled below */
@@ -249,53 +238,13 @@ static void write_bundle(void)
         unlink(tmp);
 }
 
-void evl_cache_end(struct evl_host *h)
+void evl_cache_close(int write)
 {
-    if (h && B.on && (B.changed || B.n != B.old_entries))
+    if (write && B.on && (B.changed || B.n != B.old_entries))
         write_bundle();
     for (size_t i = 0; i < B.n; i++)
         free(B.pieces[i].own);
     free(B.pieces);
     free(B.old);
     memset(&B, 0, sizeof B);
-}
-
-int evl_load_rule_chunk(struct evl_host *h, const char *path, const char *chunk)
-{
-    lua_State *L = h->L;
-    char why[600];
-    struct stat st;
-    int top = lua_gettop(L);
-    if (stat(path, &st) < 0) {
-        lua_pushfstring(L, "%s: %s", path, strerror(errno));
-        return LUA_ERRFILE;
-    }
-    if (!S_ISREG(st.st_mode) || (size_t)st.st_size > MAX_SOURCE) {
-        lua_pushfstring(L, "%s: not a regular file under 4 MiB", path);
-        return LUA_ERRFILE;
-    }
-    if (h->strict_modes && !evl_trusted(&st, path, why, sizeof why)) {
-        lua_pushfstring(L, "%s: refused: %s", path, why);
-        return LUA_ERRFILE;
-    }
-    uint64_t key = identity(&st, chunk);
-    if (B.on) {
-        if (from_bundle(L, key, chunk))
-            return LUA_OK;
-        lua_settop(L, top);
-    }
-    size_t len;
-    int err;
-    char *src = evl_read_file(path, MAX_SOURCE, &len, &err);
-    if (!src) {
-        lua_pushfstring(L, "%s: %s", path, strerror(err));
-        return LUA_ERRFILE;
-    }
-    int rc = luaL_loadbufferx(L, src, len, chunk, "t");
-    if (rc == LUA_OK)
-        evl_handover_scan(L, src, len);
-    free(src);
-    if (rc == LUA_OK && B.on)
-        add_entry(L, key);
-    return rc;
 }

@@ -1,19 +1,25 @@
-/* cache.h: compiled rule files, keyed by the file's identity, one bundle a rules folder (cache.c). */
+/*
+ * cache.h: a store of compiled rule files (cache.c), one bundle per rules
+ * folder, keyed by what the caller says makes an entry valid. It trusts
+ * nothing it did not write itself, and decides nothing else: the rule
+ * files' own trust and what is kept beside the bytecode are rules.c's.
+ */
 #ifndef EVENTILATOR_CACHE_H
 #define EVENTILATOR_CACHE_H
-#include "host.h"
-/* Before a rules folder's files load: read its bundle (when h->state_ok). */
-void evl_cache_begin(struct evl_host *h, const char *rules_dir);
-/*
- * Push the compiled chunk of rule file `path` and, above it, the string of
- * its lines that name full-only words (evl_handover_scan): from
- * <state_dir>/rules-cache when an entry made by this user from this very
- * file (as stat sees it) exists, else by reading and compiling its text and
- * storing the result (best effort; only when h->state_ok). A file others
- * could have written is refused when h->strict_modes. Returns a lua_load
- * status (or LUA_ERRFILE); on error one message is pushed.
- */
-int evl_load_rule_chunk(struct evl_host *h, const char *path, const char *chunk);
-/* After the last file: write the bundle back if it changed (h NULL: only forget it). */
-void evl_cache_end(struct evl_host *h);
+
+#include <stdint.h>
+#include <sys/stat.h>
+
+#include <lua.h>
+
+/* The key of a file's entry: its identity as stat sees it, and the chunk name. */
+uint64_t evl_cache_key(const struct stat *st, const char *chunk);
+/* Read the bundle of rules folder `rules_dir` from folder `dir` (NULL: no store, every get misses). */
+void evl_cache_open(const char *dir, const char *rules_dir);
+/* The entry for key, if whole: pushes the chunk, then its extra string, and returns 1; else 0. */
+int evl_cache_get(lua_State *L, uint64_t key, const char *chunk);
+/* Keep the chunk at -2 and the extra string at -1 (both stay) as the entry for key. */
+void evl_cache_put(lua_State *L, uint64_t key);
+/* After the last file: write the bundle back if it changed (write = 0: only forget it). */
+void evl_cache_close(int write);
 #endif

@@ -27,11 +27,12 @@
 #include <lauxlib.h>
 #include <lua.h>
 
-#include "host.h"
+#include "config.h"
 #include "log.h"
 #include "paths.h"
 #include "schema.h"
 #include "statedir.h"
+#include "trust.h"
 
 /* The env's __newindex: record the value and the line that assigned it. */
 static int env_newindex(lua_State *L)
@@ -147,14 +148,14 @@ static int read_legacy(struct evl_host *h, const char *path)
     lua_State *L = h->L;
     lua_getglobal(L, "require");
     lua_pushliteral(L, "eventilator.legacy");
-    if (evl_call(h, 1, 1, h->deadline) != LUA_OK) {
+    if (evl_call(h, 1, 1, h->call.deadline) != LUA_OK) {
         lua_pushfstring(L, "%s: %s", path, evl_error_text(h, -1));
         return EVL_CONFIG_BROKEN;
     }
     lua_getfield(L, -1, "parse");
     lua_pushvalue(L, -3);
     lua_pushstring(L, path);
-    if (evl_call(h, 2, 2, h->deadline) != LUA_OK) {
+    if (evl_call(h, 2, 2, h->call.deadline) != LUA_OK) {
         lua_pushfstring(L, "%s: %s", path, evl_error_text(h, -1));
         return EVL_CONFIG_BROKEN;
     }
@@ -196,7 +197,7 @@ static int read_lua(struct evl_host *h, const char *path)
     lua_setfield(L, -2, "__index");
     lua_setmetatable(L, -2);
     lua_setupvalue(L, -2, 1);
-    if (evl_call(h, 0, 0, h->deadline) != LUA_OK) {
+    if (evl_call(h, 0, 0, h->call.deadline) != LUA_OK) {
         lua_pushfstring(L, "%s (the config runs in an empty environment: no os, io or require)",
                         evl_error_text(h, -1));
         return EVL_CONFIG_BROKEN;
@@ -396,7 +397,7 @@ int evl_config_load_as(struct evl_host *h, const char *name)
     lua_getfield(L, -3, "strict_modes");
     h->strict_modes = lua_toboolean(L, -1);
     lua_pop(L, 3);
-    h->deadline = h->t0 + h->budget;
+    h->call.deadline = h->call.t0 + h->budget;
 #ifndef EVL_LEAN
     /*
      * Lazy sections pay off in the start-up binary only. The full runtime
@@ -408,7 +409,7 @@ int evl_config_load_as(struct evl_host *h, const char *name)
 #endif
     h->config_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_settop(L, base);
-    evl_state_dir_open(h, evl_config_string(h, NULL, "state_dir"));
+    evl_state_dir_open(&h->state, evl_config_string(h, NULL, "state_dir"));
     return 0;
 }
 

@@ -1,5 +1,6 @@
 /*
- * retry.c: delivery records.
+ * delivery.c: which handlers of an event have succeeded, and the delivery
+ * records that keep it across Sentinel's retries.
  *
  * Sentinel re-runs a script that exits 1 (or dies by a signal) with the same
  * arguments, up to ten times over ~4 hours, and only after the run before
@@ -20,6 +21,11 @@
  * never take the same one) and skips what it lists. The record goes when
  * every handler has succeeded; records older than EVL_RETRY_WINDOW are not
  * retries and are cleaned up.
+ *
+ * In memory the set is one string, an id a line: what a record listed, what
+ * the lean binary ran before it handed over (EVENTILATOR_DONE, taken by
+ * handover.c into h->call.inherited), and each success of this call, which
+ * a handover in the middle of the handlers passes on in turn.
  *
  * Writes are single write(2)s of whole lines, appended, to the page cache; a killed
  * process loses none of them, so there is no fsync per handler (what a power
@@ -43,10 +49,12 @@
 #include <lauxlib.h>
 #include <lua.h>
 
+#include "config.h"
+#include "delivery.h"
 #include "fnv.h"
 #include "log.h"
-#include "delivery.h"
 #include "statedir.h"
+#include "trust.h"
 
 #define REC_MAX 65536
 
@@ -57,6 +65,45 @@ static char prefix[24];     /* "<digest>-" */
 static int active;          /* begin found a usable state folder */
 static int fd = -1;         /* this call's record, open for append, locked */
 static char write_error[4600];
+static struct {
+    char *p;  /* "id\n" per handler that succeeded; NULL or "" when none */
+    size_t n, cap;
+} done;
+
+/* One id (len bytes; a list of them, newline-separated, too) into the set. */
+static void done_add(const char *id, size_t len)
+{
+    if (done.n + len + 2 > done.cap) {
+        size_t cap = (done.n + len + 2) * 2 < 256 ? 256 : (done.n + len + 2) * 2;
+        char *p = realloc(done.p, cap);
+        if (!p)
+            return; /* out of memory: a retry or a handover runs it again */
+        done.p = p;
+        done.cap = cap;
+    }
+    memcpy(done.p + done.n, id, len);
+    done.n += len;
+    done.p[done.n++] = '\n';
+    done.p[done.n] = '\0';
+}
+
+int evl_delivery_done(const char *id)
+{
+    size_t n = strlen(id);
+    for (const char *p = done.n ? done.p : NULL; p && *p;) {
+        const char *e = strchr(p, '\n');
+        size_t l = e ? (size_t)(e - p) : strlen(p);
+        if (l == n && memcmp(p, id, n) == 0)
+            return 1;
+        p = e ? e + 1 : NULL;
+    }
+    return 0;
+}
+
+const char *evl_delivery_list(void)
+{
+    return done.n ? done.p : NULL;
+}
 
 /* Append to rec, escaping newlines and backslashes of argument text. */
 static void add(const char *s, int escape)
@@ -80,27 +127,18 @@ static const char *mode_name(const struct evl_host *h)
 }
 
 /*
- * The record open at rfd: its "ok" lines appended to a copy of h->done (in
- * *done), and the CLOCK_BOOTTIME second of its last "start" or "end" line
- * (*t, -1 when it has none: a record of an older version). Returns how many
- * ok lines.
+ * The record open at rfd: its "ok" lines into the set, and the
+ * CLOCK_BOOTTIME second of its last "start" or "end" line (*t, -1 when it
+ * has none: a record of an older version). Returns how many ok lines.
  */
-static int read_record(struct evl_host *h, int rfd, char **done, double *t)
+static int read_record(int rfd, double *t)
 {
     FILE *f = fdopen(dup(rfd), "r");
     char line[8192];
     int count = 0;
-    *done = NULL;
     *t = -1;
     if (!f)
         return 0;
-    size_t n = h->done ? strlen(h->done) : 0, cap = n + 4096;
-    char *d = malloc(cap);
-    if (!d) {
-        fclose(f);
-        return 0;
-    }
-    memcpy(d, h->done ? h->done : "", n + 1);
     while (fgets(line, sizeof line, f)) {
         size_t l = strlen(line);
         if (line[l - 1] != '\n')
@@ -109,22 +147,10 @@ static int read_record(struct evl_host *h, int rfd, char **done, double *t)
             *t = strtod(strchr(line, ' ') + 1, NULL);
         if (strncmp(line, "ok ", 3) != 0)
             continue;
-        l -= 4;
-        if (n + l + 2 > cap) {
-            char *nd = realloc(d, cap = cap * 2 + l);
-            if (!nd)
-                break;
-            d = nd;
-        }
-        if (n)
-            d[n++] = '\n';
-        memcpy(d + n, line + 3, l);
-        n += l;
-        d[n] = '\0';
+        done_add(line + 3, l - 4);
         count++;
     }
     fclose(f);
-    *done = d;
     return count;
 }
 
@@ -162,35 +188,31 @@ static __attribute__((noinline)) int claim(struct evl_host *h, const char *name)
         return 0;
     }
     /* the lean binary's record, same pid (a watch runner's own earlier event is a retry) */
-    int handover = h->handover && strcmp(path, mine) == 0;
-    char *done;
+    int handover = h->call.handover && strcmp(path, mine) == 0;
     double ended;
-    int skipped = read_record(h, rfd, &done, &ended);
+    size_t before = done.n;
+    int skipped = read_record(rfd, &ended);
     /*
      * Sentinel schedules a retry script-retry-delay (30 s) after it collects
      * the failed call's exit, so a record that ended sooner than that is an
      * identical event's, not ours to take: this call is a repeat. A watcher's
      * delivery id names the event itself and needs no such rule.
      */
-    if (!handover && !h->delivery && ended >= 0 && boottime() - ended < retry_delay(h)) {
-        free(done);
-        close(rfd);
-        return 0;
-    }
-    if (!handover && rename(path, mine) < 0) {  /* another retry took it first */
-        free(done);
+    if ((!handover && !h->call.delivery && ended >= 0 && boottime() - ended < retry_delay(h)) ||
+        (!handover && rename(path, mine) < 0)) { /* a repeat; or another retry took it first */
+        done.n = before; /* not ours: what it listed runs */
+        if (done.p)
+            done.p[done.n] = '\0';
         close(rfd);
         return 0;
     }
     fd = rfd;
-    if (done)
-        h->done = done; /* lives for the call */
     if (!handover) {
-        h->retry = 1;
-        const char *ev = h->argc > 1 ? h->argv[1] : h->name;
-        if (h->delivery)
+        h->call.retry = 1;
+        const char *ev = h->call.argc > 1 ? h->call.argv[1] : h->name;
+        if (h->call.delivery)
             evl_log(EVL_INFO, "%s: retry of an earlier call with delivery id %s: %d handler(s) "
-                    "already succeeded and are skipped", ev, h->delivery, skipped);
+                    "already succeeded and are skipped", ev, h->call.delivery, skipped);
         else
             evl_log(EVL_INFO, "%s: retry of an earlier call by Sentinel pid %ld: %d handler(s) "
                     "already succeeded and are skipped", ev, (long)getppid(), skipped);
@@ -198,37 +220,40 @@ static __attribute__((noinline)) int claim(struct evl_host *h, const char *name)
     return 1;
 }
 
-void evl_retry_begin(struct evl_host *h)
+void evl_delivery_begin(struct evl_host *h)
 {
     char line[32]; /* small: claim's and read_record's big buffers are theirs (a shallow stack) */
     struct stat st;
     rec_len = 0;
-    if (!h->state_ok)
+    if (h->call.inherited)
+        done_add(h->call.inherited, strlen(h->call.inherited));
+    if (!h->state.ok)
         return;
     /* digest of (Sentinel's pid, mode, argv), or of (delivery id, mode) */
     long ppid = (long)getppid();
     uint64_t d;
-    if (h->delivery) { /* the bytes of "delivery <id>\n" and its NUL */
+    const struct evl_call *c = &h->call;
+    if (c->delivery) { /* the bytes of "delivery <id>\n" and its NUL */
         d = evl_fnv("delivery ", 9, EVL_FNV0);
-        d = evl_fnv(h->delivery, strlen(h->delivery), d);
+        d = evl_fnv(c->delivery, strlen(c->delivery), d);
         d = evl_fnv("\n", 2, d);
         d = evl_fnv(mode_name(h), strlen(mode_name(h)) + 1, d);
     } else {
         snprintf(line, sizeof line, "%ld", ppid);
         d = evl_fnv(line, strlen(line) + 1, EVL_FNV0);
         d = evl_fnv(mode_name(h), strlen(mode_name(h)) + 1, d);
-        for (int i = 1; i < h->argc; i++)
-            d = evl_fnv(h->argv[i], strlen(h->argv[i]) + 1, d);
+        for (int i = 1; i < c->argc; i++)
+            d = evl_fnv(c->argv[i], strlen(c->argv[i]) + 1, d);
     }
-    snprintf(dir, sizeof dir, "%s/retries", h->state_dir);
+    snprintf(dir, sizeof dir, "%s/retries", h->state.dir);
     snprintf(prefix, sizeof prefix, "%016llx-", (unsigned long long)d);
     snprintf(mine, sizeof mine, "%s/%s%ld", dir, prefix, (long)getpid());
     active = 1;
 
     add("eventilator-retry 2\n", 0);
-    if (h->delivery) {
+    if (c->delivery) {
         add("delivery ", 0);
-        add(h->delivery, 1);
+        add(c->delivery, 1);
         add("\n", 0);
     } else {
         snprintf(line, sizeof line, "ppid %ld\n", ppid);
@@ -237,9 +262,9 @@ void evl_retry_begin(struct evl_host *h)
     add("mode ", 0);
     add(mode_name(h), 0);
     add("\n", 0);
-    for (int i = 1; i < h->argc; i++) {
+    for (int i = 1; i < c->argc; i++) {
         add("arg ", 0);
-        add(h->argv[i], 1);
+        add(c->argv[i], 1);
         add("\n", 0);
     }
 
@@ -264,7 +289,7 @@ void evl_retry_begin(struct evl_host *h)
  * time it was made, and the line, in one write). A call that opens it before
  * the lock sees it empty and leaves it alone (claim), so no temporary name is
  * needed. The time stands for the call's end should the call be killed
- * before evl_retry_end writes one.
+ * before evl_delivery_end writes one.
  */
 static int create(size_t header)
 {
@@ -292,15 +317,19 @@ static int create(size_t header)
     return 0;
 }
 
-void evl_retry_ok(const char *id, int call_ends_ok)
+void evl_delivery_ok(const char *id, int call_ends_ok)
 {
     /*
      * The last handler of a call that has had no failure: the call exits 0
      * right after it and the record is removed at once (or was never made),
-     * so its line is not written. A kill in the microseconds between this
-     * handler's return and the exit makes Sentinel's retry run it again.
+     * so its line is not written, nor kept in memory (no handover can follow).
+     * A kill in the microseconds between this handler's return and the exit
+     * makes Sentinel's retry run it again.
      */
-    if (!active || call_ends_ok)
+    if (call_ends_ok)
+        return;
+    done_add(id, strlen(id));
+    if (!active)
         return;
     size_t header = rec_len;
     add("ok ", 0);
@@ -338,14 +367,14 @@ static void expire(void)
     closedir(d);
 }
 
-void evl_retry_end(struct evl_host *h, int failed)
+void evl_delivery_end(struct evl_host *h, int failed)
 {
     if (!failed) {
         if (fd >= 0)
             unlink(mine);
         return;
     }
-    const char *why = !h->state_ok ? h->state_why : write_error[0] ? write_error : NULL;
+    const char *why = !h->state.ok ? h->state.why : write_error[0] ? write_error : NULL;
     if (why) {
         evl_log(EVL_WARN, "cannot keep the delivery record (%s): Sentinel's retry will run every "
                 "handler again", why);
@@ -361,8 +390,9 @@ void evl_retry_end(struct evl_host *h, int failed)
     }
 }
 
-void evl_retry_reset(void)
+void evl_delivery_reset(void)
 {
+    done.n = 0;
     if (fd >= 0)
         close(fd); /* releases the lock: a failed event's record is now a retry's to take */
     fd = -1;
@@ -371,12 +401,12 @@ void evl_retry_reset(void)
     write_error[0] = '\0';
 }
 
-void evl_retry_find(struct evl_host *h, const char *mode, int nargs, char **args)
+void evl_delivery_find(struct evl_host *h, const char *mode, int nargs, char **args)
 {
     lua_State *L = h->L;
     char sub[4200], f[4500], line[8192];
     lua_newtable(L);
-    if (!h->state_dir)
+    if (!h->state.dir)
         return;
     /* the header a record of these args would carry, after its ppid line */
     luaL_Buffer b;
@@ -393,7 +423,7 @@ void evl_retry_find(struct evl_host *h, const char *mode, int nargs, char **args
     rec_len = 0;
     luaL_pushresult(&b);
     const char *want = lua_tostring(L, -1);
-    snprintf(sub, sizeof sub, "%s/retries", h->state_dir);
+    snprintf(sub, sizeof sub, "%s/retries", h->state.dir);
     DIR *d = opendir(sub);
     struct dirent *de;
     while (d && (de = readdir(d))) {

@@ -15,8 +15,14 @@
  * build derives from lua/ (tools/fullonly.lua). A matched handler whose own
  * lines (linedefined..lastlinedefined) hold such a line goes to the full
  * runtime at once. What the scan misses (a helper function of the file, a
- * user's module) reaches a stub that raises the marker, and the call is
- * handed over from there, skipping what already succeeded.
+ * user's module) reaches a stub that raises evl_raise_full (host.c), and
+ * the call is handed over from there, skipping what already succeeded.
+ *
+ * The environment is the only way into a fresh exec, so every variable a
+ * call takes from it lives here: the handover's own, the watcher's delivery
+ * id, and watch mode's ev fields for a call started apart from the watcher
+ * (docs/watch.md). Each is read once, kept in h->call and unset (what
+ * handlers start does not inherit it), and put back for the full runtime.
  */
 #include <errno.h>
 #include <limits.h>
@@ -30,60 +36,48 @@
 #include <lua.h>
 
 #include "fullonly.h" /* generated: evl_full_words[] */
-#include "host.h"
+#include "handover.h"
 #include "log.h"
-#include "watch_env.h"
+#include "rules.h"
 
-#define ENV_T0 "EVENTILATOR_T0"
-#define ENV_DONE "EVENTILATOR_DONE"
-#define ENV_WHY "EVENTILATOR_HANDOVER"
-#define ENV_DELIVERY "EVENTILATOR_DELIVERY"
+/* What a call takes from the environment, in h->call (the order of `env`). */
+enum { E_T0, E_DONE, E_WHY, E_DELIVERY, E_SOURCE, E_SENTINEL, E_SENTINELS, E_SYNTHETIC, E_N };
+static const char *const env[E_N] = {
+    "EVENTILATOR_T0", "EVENTILATOR_DONE", "EVENTILATOR_HANDOVER", "EVENTILATOR_DELIVERY",
+    "EVENTILATOR_SOURCE", "EVENTILATOR_SENTINEL", "EVENTILATOR_SENTINELS", "EVENTILATOR_SYNTHETIC",
+};
+static const char *taken[E_N]; /* as they were, to put back */
 
-static char marker;
-
-void evl_push_handover_marker(lua_State *L)
-{
-    lua_pushlightuserdata(L, &marker);
-}
-
-int evl_is_handover_marker(lua_State *L, int idx)
-{
-    return lua_touserdata(L, idx) == &marker;
-}
-
-/*
- * At the start of main: what a handover (or the watcher) passed along is
- * kept in h and taken out of the environment, so what handlers start does
- * not inherit it. evl_handover puts it back for the full runtime.
- */
 void evl_handover_take_env(struct evl_host *h)
 {
-    const char *t0 = getenv(ENV_T0), *done = getenv(ENV_DONE), *why = getenv(ENV_WHY);
-    const char *delivery = getenv(ENV_DELIVERY);
-    if (t0 && *t0) {
-        double v = strtod(t0, NULL);
-        if (v > 0 && v <= h->t0)
-            h->t0 = v;
+    struct evl_call *c = &h->call;
+    for (int i = 0; i < E_N; i++) {
+        const char *v = getenv(env[i]);
+        taken[i] = v && *v ? strdup(v) : NULL;
+        /* unsetenv walks the whole environment (~2k instructions): only what is set */
+        if (v)
+            unsetenv(env[i]);
     }
-    h->done = done ? strdup(done) : NULL;
-    h->handover = why ? strdup(why) : NULL;
-    h->delivery = delivery && *delivery ? strdup(delivery) : NULL;
-    /* unsetenv walks the whole environment (~2k instructions): only what is set */
-    if (done)
-        unsetenv(ENV_DONE);
-    if (why)
-        unsetenv(ENV_WHY);
-    if (t0)
-        unsetenv(ENV_T0);
-    if (delivery)
-        unsetenv(ENV_DELIVERY);
+    if (taken[E_T0]) {
+        double v = strtod(taken[E_T0], NULL);
+        if (v > 0 && v <= c->t0) {
+            c->deadline += v - c->t0;
+            c->t0 = v;
+        }
+    }
+    c->inherited = taken[E_DONE];
+    c->handover = taken[E_WHY];
+    c->delivery = taken[E_DELIVERY];
+    c->origin.source = taken[E_SOURCE];
+    c->origin.sentinel = taken[E_SENTINEL];
+    c->origin.sentinels = taken[E_SENTINELS];
+    c->origin.synthetic = taken[E_SYNTHETIC] && strcmp(taken[E_SYNTHETIC], "1") == 0;
 }
 
 /* A stub for what only the full runtime has: ask for the handover. */
 static int needs_full(lua_State *L)
 {
-    evl_push_handover_marker(L);
-    return lua_error(L);
+    return evl_raise_full(L);
 }
 
 /* The lean binary's stand-ins for the full-only C modules. */
@@ -146,11 +140,11 @@ static int handler_needs_full(lua_State *L)
 {
     size_t n = 0;
     int need = 0;
-    int t = lua_getfield(L, -1, "full_lines"); /* kept with the file (rules.c) */
+    int t = lua_getfield(L, -1, EVL_ENTRY_FULL_LINES); /* kept with the file (rules.c) */
     const char *lines = lua_tolstring(L, -1, &n);
     if (t == LUA_TSTRING && n > 0) {
         lua_Debug ar;
-        lua_getfield(L, -2, "fn");
+        lua_getfield(L, -2, EVL_ENTRY_FN);
         if (lua_getinfo(L, ">S", &ar)) {
             for (size_t i = 0; i + sizeof(uint32_t) <= n && !need; i += sizeof(uint32_t)) {
                 uint32_t l;
@@ -191,14 +185,14 @@ void evl_handover(struct evl_host *h, const char *reason, const char *done)
     if (slash)
         *slash = '\0';
     snprintf(full, sizeof full, "%s/../libexec/eventilator/eventilator-full", exe);
-    snprintf(t0, sizeof t0, "%.9f", h->t0);
-    setenv(ENV_T0, t0, 1);
-    setenv(ENV_WHY, reason, 1);
-    setenv(ENV_DONE, done ? done : "", 1);
-    if (h->delivery)
-        setenv(ENV_DELIVERY, h->delivery, 1);
-    evl_watch_env_restore(); /* the full runtime reads watch mode's ev fields again */
+    snprintf(t0, sizeof t0, "%.9f", h->call.t0);
+    for (int i = E_DELIVERY; i < E_N; i++) /* the full runtime reads them again */
+        if (taken[i])
+            setenv(env[i], taken[i], 1);
+    setenv(env[E_T0], t0, 1);
+    setenv(env[E_WHY], reason, 1);
+    setenv(env[E_DONE], done ? done : "", 1);
     /* the watchdog's timer survives execve; the full runtime re-arms it from the same t0 */
-    execv(full, h->argv);
+    execv(full, h->call.argv);
     evl_log(EVL_ERROR, "cannot start the full runtime %s: %s", full, strerror(errno));
 }

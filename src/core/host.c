@@ -1,11 +1,12 @@
 /*
  * host.c: the Lua state every call runs in. Standard libraries; a searcher
  * for the shipped lua/ tree compiled into the binary; package.preload for
- * the bindings (the lean binary links redis and tcp in, opened only on first
- * use; the full runtime finds them as C modules next to itself); and the
- * base of every rule file's environment, whose `redis`, `tcp`, `http` and
- * `json` are looked up lazily so a call whose rules never touch them never
- * pays for them.
+ * what the caller links in (the lean binary's redis and tcp bindings,
+ * opened only on first use; the full runtime finds them as C modules next
+ * to itself); and the base of every rule file's environment, whose `redis`,
+ * `tcp`, `http` and `json` are looked up lazily so a call whose rules never
+ * touch them never pays for them. And evl_call, the one way the host runs
+ * Lua.
  */
 #include <limits.h>
 #include <stdio.h>
@@ -17,15 +18,11 @@
 #include <lua.h>
 #include <lualib.h>
 
+#include "budget.h"
 #include "deadline.h"
 #include "embedded.h"
 #include "host.h"
 #include "log.h"
-
-#ifdef EVL_LEAN
-int luaopen_eventilator_redis(lua_State *L);
-int luaopen_eventilator_tcp(lua_State *L);
-#endif
 
 /*
  * The Lua state's allocator: realloc/free, counting, with a cap (config
@@ -171,12 +168,25 @@ lua_State *evl_state_new(struct evl_host *h)
     return lua_newstate(alloc, &h->mem); /* no warnings: lua_setwarnf unset */
 }
 
+/*
+ * What a stand-in for a full-only module raises (handover.c): an error value
+ * no rule can make, so evl_call can tell it from any other and say
+ * EVL_CALL_FULL. Only this file knows it.
+ */
+static char full_marker;
+
+int evl_raise_full(lua_State *L)
+{
+    lua_pushlightuserdata(L, &full_marker);
+    return lua_error(L);
+}
+
 /* Message handler: the error with a traceback. Other values pass through (evl_error_text). */
 int evl_traceback(lua_State *L)
 {
     const char *msg = lua_tostring(L, 1);
     if (!msg) {
-        if (evl_is_handover_marker(L, 1) || luaL_getmetafield(L, 1, "__tostring") != LUA_TNIL) {
+        if (lua_touserdata(L, 1) == &full_marker || luaL_getmetafield(L, 1, "__tostring") != LUA_TNIL) {
             lua_settop(L, 1); /* turned into text later, protected */
             return 1;
         }
@@ -197,6 +207,8 @@ int evl_call(struct evl_host *h, int nargs, int nres, double deadline)
     int rc = lua_pcall(L, nargs, nres, base);
     evl_budget_clear(L);
     lua_remove(L, base);
+    if (rc != LUA_OK && lua_touserdata(L, -1) == &full_marker)
+        return EVL_CALL_FULL;
     if (rc == LUA_ERRMEM && h->mem.hit) {
         /* what the handler held is garbage now: give it back, then say why it failed */
         lua_pop(L, 1);
@@ -239,7 +251,7 @@ const char *evl_error_text(struct evl_host *h, int idx)
     double now = evl_monotonic(), until = now + ERROR_TEXT_SECONDS;
     lua_pushcfunction(L, tostring_bounded);
     lua_pushvalue(L, idx);
-    if (evl_call(h, 1, 1, until < h->deadline ? until : h->deadline) != LUA_OK ||
+    if (evl_call(h, 1, 1, until < h->call.deadline ? until : h->call.deadline) != LUA_OK ||
         lua_type(L, -1) != LUA_TSTRING) {
         lua_pop(L, 1);
         lua_pushfstring(L, "(a %s value whose __tostring failed)", luaL_typename(L, idx));
@@ -528,17 +540,14 @@ static void open_libs(lua_State *L)
 }
 
 
-/* Set up the state for a call; runs inside the call's lua_pcall. */
-int evl_host_open(struct evl_host *h)
+/* Runs inside the caller's lua_pcall. */
+int evl_host_open(struct evl_host *h, const luaL_Reg *linked)
 {
     lua_State *L = h->L;
     open_libs(L);
-#ifdef EVL_LEAN
-    preload(L, "eventilator.redis", luaopen_eventilator_redis);
-    preload(L, "eventilator.tcp", luaopen_eventilator_tcp);
-#endif
+    for (; linked && linked->name; linked++)
+        preload(L, linked->name, linked->func);
     preload(L, "eventilator.pattern", evl_open_pattern);
-    evl_handover_open(L, h);
     /* the log table, also as require("eventilator.log") */
     push_log_table(L);
     expose(L, "eventilator.log");

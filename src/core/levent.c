@@ -4,7 +4,7 @@
  * call, so it is computed on first access only, and that call is bounded
  * (lookup.h): a dead DNS server costs at most EVL_HOST_LOOKUP seconds once
  * per call, and then ev.host is the short host name. The watch-mode fields
- * (source, sentinel, sentinels, synthetic) come from the environment.
+ * (source, sentinel, sentinels, synthetic) are the caller's (struct evl_origin).
  */
 #include <netdb.h>
 #include <stdio.h>
@@ -18,13 +18,11 @@
 #include <lua.h>
 
 #include "deadline.h"
-#include "host.h"
-#include "log.h"
+#include "levent.h"
 #include "lookup.h"
 
 /* Seconds ev.host may wait for the resolver (also clamped to the budget). */
 #define EVL_HOST_LOOKUP 1.0
-#include "watch_env.h"
 
 static void set_str(lua_State *L, const char *k, const char *v)
 {
@@ -136,71 +134,17 @@ static int ev_identity(lua_State *L)
     return 1;
 }
 
-/*
- * Watch mode's fields, which Sentinel's argv cannot carry (docs/watch.md).
- * A run the watcher forks sets them directly (evl_watch_fields_set). A
- * separate process is given them in the environment: they are read once
- * and unset, so what a handler starts does not inherit them;
- * evl_watch_env_restore() puts them back for a handover to the full
- * runtime, which reads them again.
- */
-static const char *const watch_vars[] = {"EVENTILATOR_SOURCE", "EVENTILATOR_SENTINEL",
-                                         "EVENTILATOR_SENTINELS", "EVENTILATOR_SYNTHETIC"};
-enum { W_SOURCE, W_SENTINEL, W_SENTINELS, W_SYNTHETIC, W_N }; /* EVENTILATOR_DELIVERY: handover.c */
-static const char *watch_val[W_N];
-static int watch_taken;
-
-static void watch_take(void)
+/* Watch mode's fields (contract section 10), or source = "script". */
+static void push_origin(lua_State *L, const struct evl_origin *o)
 {
-    if (watch_taken)
-        return;
-    watch_taken = 1;
-    for (int i = 0; i < W_N; i++) {
-        const char *v = getenv(watch_vars[i]);
-        watch_val[i] = v && *v ? strdup(v) : NULL;
-        if (v) /* unsetenv walks the whole environment: only when there is something to drop */
-            unsetenv(watch_vars[i]);
-    }
-}
-
-/*
- * A run forked from the watcher (watch.c) gets the fields from the watcher
- * directly, not through the environment: sentinel ("ip:port"), sentinels
- * (comma list), synthetic.
- */
-void evl_watch_fields_set(const char *sentinel, const char *sentinels, int synthetic)
-{
-    watch_taken = 1;
-    watch_val[W_SOURCE] = "watch";
-    watch_val[W_SENTINEL] = sentinel && *sentinel ? sentinel : NULL;
-    watch_val[W_SENTINELS] = sentinels && *sentinels ? sentinels : NULL;
-    watch_val[W_SYNTHETIC] = synthetic ? "1" : NULL;
-}
-
-const char *evl_watch_sentinel(void)
-{
-    watch_take();
-    return watch_val[W_SENTINEL];
-}
-
-void evl_watch_env_restore(void)
-{
-    for (int i = 0; watch_taken && i < W_N; i++)
-        if (watch_val[i])
-            setenv(watch_vars[i], watch_val[i], 1);
-}
-
-static void push_watch_fields(lua_State *L)
-{
-    watch_take();
-    int watch = watch_val[W_SOURCE] && strcmp(watch_val[W_SOURCE], "watch") == 0;
+    int watch = o && o->source && strcmp(o->source, "watch") == 0;
     set_str(L, "source", watch ? "watch" : "script");
     if (!watch)
         return;
-    set_str(L, "sentinel", watch_val[W_SENTINEL]);
+    set_str(L, "sentinel", o->sentinel && *o->sentinel ? o->sentinel : NULL);
     lua_newtable(L);
     int n = 0;
-    for (const char *p = watch_val[W_SENTINELS]; p && *p;) {
+    for (const char *p = o->sentinels; p && *p;) {
         const char *e = strchr(p, ',');
         size_t l = e ? (size_t)(e - p) : strlen(p);
         lua_pushlstring(L, p, l);
@@ -208,13 +152,14 @@ static void push_watch_fields(lua_State *L)
         p = e ? e + 1 : NULL;
     }
     lua_setfield(L, -2, "sentinels");
-    if (watch_val[W_SYNTHETIC] && strcmp(watch_val[W_SYNTHETIC], "1") == 0) {
+    if (o->synthetic) {
         lua_pushboolean(L, 1);
         lua_setfield(L, -2, "synthetic");
     }
 }
 
-void evl_push_event(lua_State *L, const struct evl_event *ev, int nargs, char **args)
+void evl_push_event(lua_State *L, const struct evl_event *ev, int nargs, char **args,
+                    const struct evl_origin *o)
 {
     struct timespec ts;
     lua_createtable(L, 0, 16);
@@ -274,7 +219,7 @@ void evl_push_event(lua_State *L, const struct evl_event *ev, int nargs, char **
         set_int(L, "signal", ev->signal);
     if (ev->exit_code >= 0)
         set_int(L, "exit_code", ev->exit_code);
-    push_watch_fields(L);
+    push_origin(L, o);
     clock_gettime(CLOCK_REALTIME, &ts);
     lua_pushnumber(L, (double)ts.tv_sec + (double)ts.tv_nsec / 1e9);
     lua_setfield(L, -2, "time");
@@ -284,54 +229,6 @@ void evl_push_event(lua_State *L, const struct evl_event *ev, int nargs, char **
     lua_pushcfunction(L, ev_identity);
     lua_setfield(L, -2, "identity");
     lua_setmetatable(L, -2);
-}
-
-/*
- * on() hands every pattern it registers here (the list at `list`, the rule
- * file's entry table at `entry`, the line of the on() call). A pattern no
- * Sentinel event can match is a rule that never fires: it is logged once per
- * rule file and call, and kept in entry.warnings for `eventilator check`,
- * which fails on it. The handler is still registered: the call runs on.
- */
-void evl_warn_patterns(lua_State *L, int list, int entry, int line)
-{
-    lua_Integer n = (lua_Integer)lua_rawlen(L, list);
-    list = lua_absindex(L, list);
-    entry = lua_absindex(L, entry);
-    for (lua_Integer i = 1; i <= n; i++) {
-        const char *near, *p;
-        lua_rawgeti(L, list, i);
-        p = lua_tostring(L, -1);
-        if (!p || evl_pattern_known(p, &near)) {
-            lua_pop(L, 1);
-            continue;
-        }
-        if (lua_getfield(L, entry, "warnings") != LUA_TTABLE) {
-            lua_pop(L, 1);
-            lua_newtable(L);
-            lua_pushvalue(L, -1);
-            lua_setfield(L, entry, "warnings");
-        }
-        lua_pushvalue(L, -2);
-        if (lua_rawget(L, -2) != LUA_TNIL) { /* already reported for this file */
-            lua_pop(L, 3);
-            continue;
-        }
-        lua_pop(L, 1);
-        lua_getfield(L, entry, "path");
-        if (near)
-            lua_pushfstring(L, "%s:%d: `%s` matches no Sentinel event; did you mean `%s`?",
-                            lua_tostring(L, -1), line, p, near);
-        else
-            lua_pushfstring(L, "%s:%d: `%s` matches no Sentinel event", lua_tostring(L, -1), line, p);
-        evl_log(EVL_WARN, "%s", lua_tostring(L, -1));
-        lua_pushvalue(L, -1);
-        lua_rawseti(L, -4, (lua_Integer)lua_rawlen(L, -4) + 1); /* warnings[#+1] = msg */
-        lua_pushvalue(L, -4);
-        lua_pushboolean(L, 1);
-        lua_rawset(L, -5); /* warnings[pattern] = true */
-        lua_pop(L, 4);
-    }
 }
 
 /*

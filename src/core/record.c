@@ -30,10 +30,9 @@
 #include <lua.h>
 
 #include "deadline.h"
-#include "host.h"
 #include "log.h"
 #include "record.h"
-#include "watch_env.h"
+#include "rules.h"
 
 /* Length of the valid UTF-8 sequence at s (n bytes left), or 0. */
 static size_t utf8_len(const unsigned char *s, size_t n)
@@ -130,23 +129,23 @@ static size_t put_uint(char *out, unsigned long long v, int width)
 
 /*
  * `"handlers":[{"rule":"file:line","outcome":"ok","ms":1.25}, ...]` for what
- * this call's handlers did (the list evl_event_run kept in h->ran_ref), or
+ * this call's handlers did (the entries call.c left under EVL_RAN_KEY), or
  * an empty string. malloc'd; NULL when out of memory.
  */
 static char *handlers_json(struct evl_host *h)
 {
     lua_State *L = h->L;
-    if (h->ran_ref <= 0 || lua_rawgeti(L, LUA_REGISTRYINDEX, h->ran_ref) != LUA_TTABLE) {
+    if (lua_getfield(L, LUA_REGISTRYINDEX, EVL_RAN_KEY) != LUA_TTABLE) {
         lua_pop(L, 1);
         return calloc(1, 1);
     }
     int list = lua_gettop(L);
     lua_Integer n = (lua_Integer)lua_rawlen(L, list);
     size_t cap = 16, o = 0;
-    for (lua_Integer i = 1; i <= n; i++) { /* room: each entry's file, error and fixed text */
+    for (lua_Integer i = 1; i <= n; i++) { /* room: each entry's id, error and fixed text */
         lua_rawgeti(L, list, i);
-        lua_getfield(L, -1, "file");
-        cap += 128 + 6 * (lua_rawlen(L, -1) + 12 + ERR_MAX);
+        lua_getfield(L, -1, EVL_ENTRY_ID);
+        cap += 128 + 6 * (lua_rawlen(L, -1) + ERR_MAX);
         lua_pop(L, 2);
     }
     char *buf = malloc(cap);
@@ -158,24 +157,20 @@ static char *handlers_json(struct evl_host *h)
     for (lua_Integer i = 1; i <= n; i++) {
         lua_rawgeti(L, list, i);
         int e = lua_gettop(L);
-        lua_getfield(L, e, "file");
-        lua_getfield(L, e, "line");
-        lua_getfield(L, e, "skipped");
-        lua_getfield(L, e, "ok");
-        lua_getfield(L, e, "ms");
-        lua_getfield(L, e, "err");
+        lua_getfield(L, e, EVL_ENTRY_ID);
+        lua_getfield(L, e, EVL_ENTRY_SKIPPED);
+        lua_getfield(L, e, EVL_ENTRY_OK);
+        lua_getfield(L, e, EVL_ENTRY_MS);
+        lua_getfield(L, e, EVL_ENTRY_ERR);
         size_t rl, el;
-        const char *err = lua_tolstring(L, e + 6, &el);
-        const char *rule = lua_pushfstring(L, "%s:%d", lua_tostring(L, e + 1) ? lua_tostring(L, e + 1)
-                                           : "?", (int)lua_tointeger(L, e + 2));
-        rl = lua_rawlen(L, -1);
+        const char *rule = lua_tolstring(L, e + 1, &rl), *err = lua_tolstring(L, e + 5, &el);
         o += put(buf + o, i > 1 ? ",{\"rule\":" : "{\"rule\":");
-        o += json_string(buf + o, rule, rl);
+        o += json_string(buf + o, rule ? rule : "?", rule ? rl : 1);
         o += put(buf + o, ",\"outcome\":");
-        o += put(buf + o, lua_toboolean(L, e + 3) ? "\"skipped\"" : lua_toboolean(L, e + 4) ? "\"ok\""
+        o += put(buf + o, lua_toboolean(L, e + 2) ? "\"skipped\"" : lua_toboolean(L, e + 3) ? "\"ok\""
                                                                                         : "\"failed\"");
-        if (lua_type(L, e + 5) == LUA_TNUMBER)
-            o += (size_t)snprintf(buf + o, cap - o, ",\"ms\":%.2f", lua_tonumber(L, e + 5));
+        if (lua_type(L, e + 4) == LUA_TNUMBER)
+            o += (size_t)snprintf(buf + o, cap - o, ",\"ms\":%.2f", lua_tonumber(L, e + 4));
         if (err) {
             o += put(buf + o, ",\"error\":");
             o += json_string(buf + o, err, el < ERR_MAX ? el : ERR_MAX);
@@ -192,14 +187,15 @@ static char *handlers_json(struct evl_host *h)
 /* The line for this call; malloc'd, its length in *len. */
 static char *build_line(struct evl_host *h, int code, size_t *len)
 {
-    /* watch mode's reporting Sentinel (levent.c keeps it; a forked run sets it directly) */
-    const char *sentinel = evl_watch_sentinel();
+    /* watch mode's reporting Sentinel */
+    const struct evl_call *c = &h->call;
+    const char *sentinel = c->origin.sentinel && *c->origin.sentinel ? c->origin.sentinel : NULL;
     char *handlers = handlers_json(h);
     if (!handlers)
         return NULL;
     size_t cap = 128 + 6 * strlen(h->name) + (sentinel ? strlen(sentinel) : 0) * 6 + strlen(handlers);
-    for (int i = 1; i < h->argc; i++)
-        cap += 6 * strlen(h->argv[i]) + 4;
+    for (int i = 1; i < c->argc; i++)
+        cap += 6 * strlen(c->argv[i]) + 4;
     char *buf = malloc(cap);
     if (!buf) {
         free(handlers);
@@ -208,15 +204,15 @@ static char *build_line(struct evl_host *h, int code, size_t *len)
     /* the call's start in wall-clock time: t0 is monotonic (and kept across a handover) */
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    double start = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9 - (evl_monotonic() - h->t0);
+    double start = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9 - (evl_monotonic() - c->t0);
     unsigned long long ms = start > 0 ? (unsigned long long)(start * 1e3 + 0.5) : 0;
     size_t o = put(buf, "{\"argv0\":");
     o += json_string(buf + o, h->name, strlen(h->name));
     o += put(buf + o, ",\"args\":[");
-    for (int i = 1; i < h->argc; i++) {
+    for (int i = 1; i < c->argc; i++) {
         if (i > 1)
             buf[o++] = ',';
-        o += json_string(buf + o, h->argv[i], strlen(h->argv[i]));
+        o += json_string(buf + o, c->argv[i], strlen(c->argv[i]));
     }
     o += put(buf + o, "],\"time\":");
     o += put_uint(buf + o, ms / 1000, 1);
@@ -234,7 +230,7 @@ static char *build_line(struct evl_host *h, int code, size_t *len)
     o += put_uint(buf + o, (unsigned long long)(code < 0 ? 0 : code), 1);
     o += put(buf + o, handlers);
     free(handlers);
-    if (h->retry)
+    if (c->retry)
         o += put(buf + o, ",\"retry\":true");
     o += put(buf + o, "}\n");
     *len = o;
@@ -302,7 +298,7 @@ static const char *record_path(struct evl_host *h, char *buf, size_t cap)
     int t = lua_getfield(L, -1, "record");
     const char *path = t == LUA_TSTRING ? lua_tostring(L, -1) : NULL; /* anchored in the config */
     lua_pop(L, 2);
-    if (t == LUA_TNIL && h->state_ok && snprintf(buf, cap, "%s/calls.jsonl", h->state_dir) < (int)cap)
+    if (t == LUA_TNIL && h->state.ok && snprintf(buf, cap, "%s/calls.jsonl", h->state.dir) < (int)cap)
         path = buf;
     return path && *path ? path : NULL;
 }

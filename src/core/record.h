@@ -1,14 +1,13 @@
-/* record.h: record calls and replay them (contract section 14). */
+/* record.h: every event call as one JSON line, for replay (contract sections 14 and 15). */
 #ifndef EVENTILATOR_RECORD_H
 #define EVENTILATOR_RECORD_H
 
-struct evl_host;
-struct lua_State;
+#include "host.h"
 
-/* Append this call (argv, start time, Sentinel, exit code) when `record` is set. */
+/* Where call.c leaves the entries that matched this call, once they ran (rules.h). */
+#define EVL_RAN_KEY "eventilator.ran"
+
+/* Append this call (argv, start time, Sentinel, exit code, handlers) when `record` is set. */
 void evl_record(struct evl_host *h, int code);
-
-/* replay.c: host.begin_call() for cli.c's table: a replayed call gets its own budget. */
-int evl_cli_begin_call(struct lua_State *L);
 
 #endif

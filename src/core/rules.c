@@ -1,15 +1,15 @@
 /*
- * rules.c: the rules engine. Every *.lua file of the rules folder, in byte
- * order of name, runs as text in its own environment and registers handlers
- * with on(pattern, handler). A file that fails to load is logged with its
- * file:line and skipped as a whole; the others run. Handlers run in
- * registration order, each in lua_pcall with a traceback, each with its share
- * of the time budget (evl_call). The folder and every file must pass the
- * trust rule (readfile.c) unless strict_modes is off; a missing or refused
- * folder is a failure of the call, not an empty set of rules.
+ * rules.c: the rule files. Every *.lua file of the rules folder, in byte
+ * order of name, runs as text in its own environment and registers
+ * handlers with on(pattern, handler); an event's name is matched against
+ * what they registered. A file that fails to load is logged with its
+ * file:line and skipped as a whole; the others run. The folder and every
+ * file must pass the trust rule (trust.c) unless strict_modes is off; a
+ * missing or refused folder is a failure of the call, not an empty set of
+ * rules. A file is compiled once per change: cache.c keeps its bytecode,
+ * and beside it the lines that name a full-only word (handover.c's scan).
+ * Running the handlers is call.c's.
  */
-#include <dirent.h>
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,28 +19,66 @@
 #include <lua.h>
 
 #include "cache.h"
-#include "deadline.h"
-#include "host.h"
+#include "config.h"
+#include "handover.h"
 #include "log.h"
-#include "delivery.h"
+#include "rules.h"
+#include "statedir.h"
+#include "trust.h"
 
-static int cmp(const void *a, const void *b)
+#define MAX_SOURCE (4u << 20)
+
+/*
+ * A pattern no Sentinel event can match is a rule that never fires: it is
+ * logged once per rule file and call, and kept in the file entry's
+ * `warnings` for `eventilator check`, which fails on it. The handler is
+ * still registered: the call runs on. list: the patterns; entry: the rule
+ * file's entry; line: of the on() call.
+ */
+static void warn_patterns(lua_State *L, int list, int entry, int line)
 {
-    return strcmp(*(char *const *)a, *(char *const *)b);
+    lua_Integer n = (lua_Integer)lua_rawlen(L, list);
+    list = lua_absindex(L, list);
+    entry = lua_absindex(L, entry);
+    for (lua_Integer i = 1; i <= n; i++) {
+        const char *near, *p;
+        lua_rawgeti(L, list, i);
+        p = lua_tostring(L, -1);
+        if (!p || evl_pattern_known(p, &near)) {
+            lua_pop(L, 1);
+            continue;
+        }
+        if (lua_getfield(L, entry, "warnings") != LUA_TTABLE) {
+            lua_pop(L, 1);
+            lua_newtable(L);
+            lua_pushvalue(L, -1);
+            lua_setfield(L, entry, "warnings");
+        }
+        lua_pushvalue(L, -2);
+        if (lua_rawget(L, -2) != LUA_TNIL) { /* already reported for this file */
+            lua_pop(L, 3);
+            continue;
+        }
+        lua_pop(L, 1);
+        lua_getfield(L, entry, "path");
+        if (near)
+            lua_pushfstring(L, "%s:%d: `%s` matches no Sentinel event; did you mean `%s`?",
+                            lua_tostring(L, -1), line, p, near);
+        else
+            lua_pushfstring(L, "%s:%d: `%s` matches no Sentinel event", lua_tostring(L, -1), line, p);
+        evl_log(EVL_WARN, "%s", lua_tostring(L, -1));
+        lua_pushvalue(L, -1);
+        lua_rawseti(L, -4, (lua_Integer)lua_rawlen(L, -4) + 1); /* warnings[#+1] = msg */
+        lua_pushvalue(L, -4);
+        lua_pushboolean(L, 1);
+        lua_rawset(L, -5); /* warnings[pattern] = true */
+        lua_pop(L, 4);
+    }
 }
 
-static int ends_with_lua(const char *n)
+/* on()'s first argument, checked, replaced by a list of patterns. */
+static void check_patterns(lua_State *L)
 {
-    size_t l = strlen(n);
-    return l > 4 && strcmp(n + l - 4, ".lua") == 0 && n[0] != '.';
-}
-
-/* on(pattern, handler): upvalue 1 = the file entry, 2 = host. */
-static int l_on(lua_State *L)
-{
-    struct evl_host *h = lua_touserdata(L, lua_upvalueindex(2));
-    lua_Debug ar;
-    int line = 0;
     if (lua_type(L, 1) == LUA_TTABLE) {
         lua_Integer n = (lua_Integer)lua_rawlen(L, 1);
         luaL_argcheck(L, n > 0, 1, "empty pattern list");
@@ -56,23 +94,34 @@ static int l_on(lua_State *L)
         lua_rawseti(L, -2, 1);
         lua_replace(L, 1);
     }
+}
+
+/* on(pattern, handler): upvalue 1 = the file entry, 2 = host. A new handler entry (rules.h). */
+static int l_on(lua_State *L)
+{
+    struct evl_host *h = lua_touserdata(L, lua_upvalueindex(2));
+    lua_Debug ar;
+    int line = 0;
+    check_patterns(L);
     luaL_checktype(L, 2, LUA_TFUNCTION);
     luaL_argcheck(L, lua_gettop(L) == 2, 3, "on() takes a pattern and a handler");
     if (lua_getstack(L, 1, &ar) && lua_getinfo(L, "l", &ar))
         line = ar.currentline;
-    evl_warn_patterns(L, 1, lua_upvalueindex(1), line); /* a pattern no event can match */
+    warn_patterns(L, 1, lua_upvalueindex(1), line);
     lua_rawgeti(L, LUA_REGISTRYINDEX, h->handlers_ref);
-    lua_createtable(L, 0, 6);
+    lua_createtable(L, 0, 10);
     lua_pushvalue(L, 2);
-    lua_setfield(L, -2, "fn");
+    lua_setfield(L, -2, EVL_ENTRY_FN);
     lua_pushvalue(L, 1);
-    lua_setfield(L, -2, "patterns");
+    lua_setfield(L, -2, EVL_ENTRY_PATTERNS);
     lua_getfield(L, lua_upvalueindex(1), "path");
-    lua_setfield(L, -2, "file");
+    lua_pushfstring(L, "%s:%d", lua_tostring(L, -1), line);
+    lua_setfield(L, -3, EVL_ENTRY_ID);
+    lua_setfield(L, -2, EVL_ENTRY_FILE);
     lua_getfield(L, lua_upvalueindex(1), "full_lines");
-    lua_setfield(L, -2, "full_lines");
+    lua_setfield(L, -2, EVL_ENTRY_FULL_LINES);
     lua_pushinteger(L, line);
-    lua_setfield(L, -2, "line");
+    lua_setfield(L, -2, EVL_ENTRY_LINE);
     lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
     /* the file's own list, for `eventilator check` */
     lua_getfield(L, lua_upvalueindex(1), "patterns");
@@ -84,13 +133,59 @@ static int l_on(lua_State *L)
     return 0;
 }
 
+/*
+ * The compiled chunk of rule file `path` and, above it, the lines of its
+ * text that name a full-only word: from the cache when it has this very
+ * file (as stat sees it), else compiled from the text and kept there.
+ * Returns a lua_load status (or LUA_ERRFILE) with one message pushed.
+ */
+static int compile(struct evl_host *h, const char *path, const char *chunk)
+{
+    lua_State *L = h->L;
+    char why[700];
+    struct stat st;
+    size_t len;
+    int err;
+    if (!evl_rule_file_ok(path, h->strict_modes, MAX_SOURCE, &st, why, sizeof why)) {
+        lua_pushstring(L, why);
+        return LUA_ERRFILE;
+    }
+    uint64_t key = evl_cache_key(&st, chunk);
+    if (evl_cache_get(L, key, chunk))
+        return LUA_OK;
+    char *src = evl_read_file(path, MAX_SOURCE, &len, &err);
+    if (!src) {
+        lua_pushfstring(L, "%s: %s", path, strerror(err));
+        return LUA_ERRFILE;
+    }
+    int rc = luaL_loadbufferx(L, src, len, chunk, "t");
+    if (rc == LUA_OK)
+        evl_handover_scan(L, src, len);
+    free(src);
+    if (rc == LUA_OK)
+        evl_cache_put(L, key);
+    return rc;
+}
+
+/* Drop what a file registered before it failed (handlers past `before`): a file loads whole or not at all. */
+static void unregister(struct evl_host *h, lua_Integer before)
+{
+    lua_State *L = h->L;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->handlers_ref);
+    for (lua_Integer i = (lua_Integer)lua_rawlen(L, -1); i > before; i--) {
+        lua_pushnil(L);
+        lua_rawseti(L, -2, i);
+    }
+    lua_pop(L, 1);
+}
+
 /* Load one file: entry table at `entry`. Returns 1 if loaded, 0 if not (message pushed). */
 static int load_one(struct evl_host *h, int entry, const char *path)
 {
     lua_State *L = h->L;
-    lua_pushfstring(L, "@%s", path);
-    int rc = evl_load_rule_chunk(h, path, lua_tostring(L, -1));
-    lua_remove(L, -2 - (rc == LUA_OK));
+    const char *chunk = lua_pushfstring(L, "@%s", path);
+    int rc = compile(h, path, chunk);
+    lua_remove(L, -2 - (rc == LUA_OK)); /* the chunk name */
     if (rc != LUA_OK) {
         if (strncmp(lua_tostring(L, -1), path, strlen(path)) != 0) {
             lua_pushfstring(L, "%s: %s", path, lua_tostring(L, -1));
@@ -115,25 +210,19 @@ static int load_one(struct evl_host *h, int entry, const char *path)
     lua_Integer before = (lua_Integer)lua_rawlen(L, -1);
     lua_pop(L, 1);
     evl_log_emergency_context(path); /* the watchdog's line names the file */
-    rc = evl_call(h, 0, 0, h->deadline);
+    rc = evl_call(h, 0, 0, h->call.deadline);
     evl_log_emergency_context(NULL);
     if (rc == LUA_OK)
         return 1;
-    if (evl_is_handover_marker(L, -1)) {
+    if (rc == EVL_CALL_FULL) {
         lua_pop(L, 1);
-        evl_handover(h, path, "");
+        evl_handover(h, path, NULL);
         lua_pushfstring(L, "%s: needs the full runtime, which could not start", path);
     } else {
         evl_error_text(h, -1); /* pushed: it replaces the error value */
         lua_remove(L, -2);
     }
-    /* drop what the file registered before it failed: a file loads whole or not at all */
-    lua_rawgeti(L, LUA_REGISTRYINDEX, h->handlers_ref);
-    for (lua_Integer i = (lua_Integer)lua_rawlen(L, -1); i > before; i--) {
-        lua_pushnil(L);
-        lua_rawseti(L, -2, i);
-    }
-    lua_pop(L, 1);
+    unregister(h, before);
     return 0;
 }
 
@@ -155,10 +244,35 @@ static void folder_failed(struct evl_host *h, int files, const char *dir, const 
     lua_rawseti(L, files, 1);
 }
 
+/* File entry i of the list at `files`: path, patterns, ok, and err when it failed. */
+static void load_file(struct evl_host *h, int files, lua_Integer i, const char *dir, const char *name)
+{
+    lua_State *L = h->L;
+    const char *path = lua_pushfstring(L, "%s/%s", dir, name); /* below the entry */
+    lua_createtable(L, 0, 5);
+    int entry = lua_gettop(L);
+    lua_pushvalue(L, entry - 1);
+    lua_setfield(L, entry, "path");
+    lua_newtable(L);
+    lua_setfield(L, entry, "patterns");
+    int ok = load_one(h, entry, path);
+    if (!ok) {
+        h->files_failed++;
+        evl_log(EVL_ERROR, "rule file skipped: %s", lua_tostring(L, -1));
+        lua_setfield(L, entry, "err");
+    }
+    lua_pushboolean(L, ok);
+    lua_setfield(L, entry, "ok");
+    lua_rawseti(L, files, i);
+    lua_pop(L, 1); /* path */
+}
+
 int evl_rules_load(struct evl_host *h)
 {
     lua_State *L = h->L;
     const char *dir = getenv("EVENTILATOR_RULES");
+    char why[900], cache[4200];
+    size_t n;
     if (!dir || !*dir)
         dir = evl_config_string(h, NULL, "rules_dir");
     lua_newtable(L);
@@ -167,80 +281,36 @@ int evl_rules_load(struct evl_host *h)
     lua_pushvalue(L, -1);
     h->files_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     int files = lua_gettop(L);
-    DIR *d = opendir(dir);
-    struct stat st;
-    char why[600];
-    if (!d || fstat(dirfd(d), &st) < 0) {
-        folder_failed(h, files, dir, strerror(errno));
-        if (d)
-            closedir(d);
+    char **names = evl_rule_files(dir, h->strict_modes, &n, why, sizeof why);
+    if (!names) {
+        folder_failed(h, files, dir, why);
         lua_pop(L, 1);
         return 0;
     }
-    if (h->strict_modes && !evl_trusted(&st, dir, why, sizeof why)) {
-        lua_pushfstring(L, "refused: %s", why);
-        folder_failed(h, files, dir, lua_tostring(L, -1));
-        closedir(d);
-        lua_pop(L, 2);
-        return 0;
-    }
-    char **names = NULL;
-    size_t n = 0, cap = 0;
-    struct dirent *de;
-    while ((de = readdir(d))) {
-        if (!ends_with_lua(de->d_name))
-            continue;
-        if (n == cap) {
-            cap = cap ? cap * 2 : 16;
-            char **nn = realloc(names, cap * sizeof *names);
-            if (!nn)
-                break;
-            names = nn;
-        }
-        names[n] = strdup(de->d_name);
-        if (names[n])
-            n++;
-    }
-    closedir(d);
-    if (n > 1)
-        qsort(names, n, sizeof *names, cmp);
-    evl_cache_begin(h, dir);
+    /* no usable <state_dir>/rules-cache: every file is compiled from its text */
+    int cached = evl_state_sub(&h->state, "rules-cache", cache, sizeof cache, why, sizeof why);
+    evl_cache_open(cached ? cache : NULL, dir);
     for (size_t i = 0; i < n; i++) {
-        const char *path = lua_pushfstring(L, "%s/%s", dir, names[i]); /* below the entry */
+        load_file(h, files, (lua_Integer)i + 1, dir, names[i]);
         free(names[i]);
-        lua_createtable(L, 0, 5);
-        int entry = lua_gettop(L);
-        lua_pushvalue(L, entry - 1);
-        lua_setfield(L, entry, "path");
-        lua_newtable(L);
-        lua_setfield(L, entry, "patterns");
-        int ok = load_one(h, entry, path);
-        if (!ok) {
-            h->files_failed++;
-            evl_log(EVL_ERROR, "rule file skipped: %s", lua_tostring(L, -1));
-            lua_setfield(L, entry, "err");
-        }
-        lua_pushboolean(L, ok);
-        lua_setfield(L, entry, "ok");
-        lua_rawseti(L, files, (lua_Integer)i + 1);
-        lua_pop(L, 1); /* path */
     }
-    evl_cache_end(h);
+    evl_cache_close(1);
     free(names);
     lua_pop(L, 1);
     return 0;
 }
 
-/* Push the list of handlers whose patterns match `name`. */
 int evl_rules_match(struct evl_host *h, const char *name)
 {
     lua_State *L = h->L;
+    if (!h->handlers_ref)
+        evl_rules_load(h);
     lua_newtable(L);
     lua_rawgeti(L, LUA_REGISTRYINDEX, h->handlers_ref);
     lua_Integer n = (lua_Integer)lua_rawlen(L, -1), k = 0;
     for (lua_Integer i = 1; i <= n; i++) {
         lua_rawgeti(L, -1, i);
-        lua_getfield(L, -1, "patterns");
+        lua_getfield(L, -1, EVL_ENTRY_PATTERNS);
         lua_Integer np = (lua_Integer)lua_rawlen(L, -1);
         int hit = 0;
         for (lua_Integer j = 1; j <= np && !hit; j++) {
@@ -249,127 +319,11 @@ int evl_rules_match(struct evl_host *h, const char *name)
             lua_pop(L, 1);
         }
         lua_pop(L, 1);
-        if (hit) {
-            lua_pushinteger(L, i);
-            lua_setfield(L, -2, "n");
+        if (hit)
             lua_rawseti(L, -3, ++k);
-        } else {
+        else
             lua_pop(L, 1);
-        }
     }
     lua_pop(L, 1);
     return 1;
-}
-
-/* "file:line" of a handler entry at idx, pushed. */
-static const char *where(lua_State *L, int idx)
-{
-    lua_getfield(L, idx, "file");
-    lua_getfield(L, idx, "line");
-    lua_pushfstring(L, "%s:%d", lua_tostring(L, -2), (int)lua_tointeger(L, -1));
-    lua_replace(L, -3);
-    lua_pop(L, 1);
-    return lua_tostring(L, -1);
-}
-
-static int in_list(const char *list, const char *id)
-{
-    size_t n = strlen(id);
-    for (const char *p = list; p && *p;) {
-        const char *e = strchr(p, '\n');
-        size_t l = e ? (size_t)(e - p) : strlen(p);
-        if (l == n && memcmp(p, id, n) == 0)
-            return 1;
-        p = e ? e + 1 : NULL;
-    }
-    return 0;
-}
-
-/* The ids of handlers 1..upto that succeeded (plus earlier ones), one a line. */
-static void push_done(lua_State *L, int matched, lua_Integer upto, const char *before)
-{
-    luaL_Buffer b;
-    luaL_buffinit(L, &b);
-    if (before && *before) {
-        luaL_addstring(&b, before);
-        luaL_addchar(&b, '\n');
-    }
-    for (lua_Integer i = 1; i <= upto; i++) {
-        lua_rawgeti(L, matched, i);
-        lua_getfield(L, -1, "ok");
-        int ok = lua_toboolean(L, -1);
-        lua_pop(L, 1);
-        if (ok) {
-            where(L, lua_gettop(L));
-            lua_remove(L, -2);
-            luaL_addvalue(&b);
-            luaL_addchar(&b, '\n');
-        } else {
-            lua_pop(L, 1);
-        }
-    }
-    luaL_pushresult(&b);
-}
-
-/*
- * Run the matched handlers on ev. Each gets an equal share of what is left
- * of the budget, so one stuck handler cannot starve the ones after it.
- * Results land in each entry (ok, err, ms). Returns how many ran.
- */
-int evl_rules_run(struct evl_host *h, int matched, int ev, int *failed, int *ran)
-{
-    lua_State *L = h->L;
-    lua_Integer n = (lua_Integer)lua_rawlen(L, matched);
-    *failed = *ran = 0;
-    for (lua_Integer i = 1; i <= n; i++) {
-        lua_rawgeti(L, matched, i);
-        int entry = lua_gettop(L);
-        const char *id = where(L, entry);
-        if (h->done && in_list(h->done, id)) {
-            lua_pushboolean(L, 1);
-            lua_setfield(L, entry, "ok");
-            lua_pushboolean(L, 1);
-            lua_setfield(L, entry, "skipped");
-            lua_pop(L, 2);
-            continue;
-        }
-        double now = evl_monotonic();
-        double share = (h->deadline - now) / (double)(n - i + 1);
-        lua_getfield(L, entry, "fn");
-        lua_pushvalue(L, ev);
-        evl_log_emergency_context(id); /* the watchdog's line names the handler */
-        int rc = evl_call(h, 1, 2, now + share);
-        evl_log_emergency_context(NULL);
-        double ms = (evl_monotonic() - now) * 1e3;
-        (*ran)++;
-        const char *err = NULL;
-        if (rc != LUA_OK) {
-            if (evl_is_handover_marker(L, -1)) {
-                /* a rule reached for json/http after all: hand over, skipping what ran */
-                push_done(L, matched, i - 1, h->done);
-                evl_handover(h, id, lua_tostring(L, -1));
-                err = "needs the full runtime, which could not start";
-            } else {
-                err = evl_error_text(h, -1);
-            }
-        } else if (lua_toboolean(L, -2) == 0 && (lua_type(L, -2) == LUA_TBOOLEAN || !lua_isnil(L, -1))) {
-            const char *first = lua_type(L, -2) == LUA_TBOOLEAN ? "false" : "nil";
-            const char *why = lua_isnil(L, -1) ? "no reason" : evl_error_text(h, -1);
-            err = lua_pushfstring(L, "returned %s, %s", first, why);
-        }
-        lua_pushnumber(L, ms);
-        lua_setfield(L, entry, "ms");
-        lua_pushboolean(L, err == NULL);
-        lua_setfield(L, entry, "ok");
-        if (!err)
-            evl_retry_ok(id, i == n && *failed == 0 && !h->files_failed && !h->config_failed);
-        if (err) {
-            (*failed)++;
-            lua_pushstring(L, err);
-            lua_setfield(L, entry, "err");
-            evl_log(EVL_ERROR, "rule %s failed: %s", id, err);
-        }
-        lua_settop(L, entry - 1);
-    }
-    return *ran;
 }

@@ -1,6 +1,6 @@
 /*
- * schema.h: the config's schema (src/schema.c), for the loader
- * (src/config.c) alone: the keys, their types and defaults, how one file's
+ * schema.h: the config's schema (schema.c), for the loader (config.c) and
+ * what shows a whole config (cli.c): the keys, their types and defaults, how one file's
  * globals are checked and merged, and what a section with an error becomes.
  */
 #ifndef EVENTILATOR_SCHEMA_H
@@ -24,5 +24,10 @@ void evl_schema_apply(lua_State *L, int cfg, int values, int lines, const char *
 void evl_schema_break(lua_State *L, int cfg, int problems);
 /* The value on top, if it is a broken section, is replaced by its checked settings (the host's reads). */
 void evl_schema_unbreak(lua_State *L);
+/*
+ * A loaded config builds a section's defaults on its first read; whatever
+ * walks the whole table (printing, checking, pairs) calls this first.
+ */
+void evl_config_materialize(lua_State *L, int idx);
 
 #endif

@@ -20,8 +20,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "host.h"
 #include "statedir.h"
+#include "trust.h"
 
 const char *evl_user_name(uid_t uid, char *buf, size_t cap)
 {
@@ -90,26 +90,26 @@ int evl_private_dir(const char *path, char *why, size_t cap)
     return evl_private_check(&st, path, why, cap);
 }
 
-void evl_state_dir_open(struct evl_host *h, const char *dir)
+void evl_state_dir_open(struct evl_state *s, const char *dir)
 {
     static char why[900];
-    h->state_dir = dir;
-    h->state_ok = 0;
-    h->state_why = why;
+    s->dir = dir;
+    s->ok = 0;
+    s->why = why;
     snprintf(why, sizeof why, "no state_dir");
     if (!dir || !*dir || !evl_private_dir(dir, why, sizeof why))
         return;
-    h->state_ok = 1;
-    h->state_why = NULL;
+    s->ok = 1;
+    s->why = NULL;
 }
 
-int evl_state_sub(const struct evl_host *h, const char *name, char *out, size_t cap, char *why,
+int evl_state_sub(const struct evl_state *s, const char *name, char *out, size_t cap, char *why,
                   size_t whycap)
 {
-    if (!h->state_ok) {
-        snprintf(why, whycap, "%s", h->state_why ? h->state_why : "no state_dir");
+    if (!s->ok) {
+        snprintf(why, whycap, "%s", s->why ? s->why : "no state_dir");
         return 0;
     }
-    snprintf(out, cap, "%s/%s", h->state_dir, name);
+    snprintf(out, cap, "%s/%s", s->dir, name);
     return evl_private_dir(out, why, whycap);
 }

@@ -9,7 +9,12 @@
 #include <stddef.h>
 #include <sys/stat.h>
 
-struct evl_host;
+/* state_dir as a call uses it: the host keeps one (host.h). */
+struct evl_state {
+    const char *dir; /* config state_dir (the config keeps the string alive) */
+    int ok;          /* it exists, is ours, and only we can write it */
+    const char *why; /* why not, for the log */
+};
 
 /*
  * A user's name from /etc/passwd, read directly: the start-up binary is
@@ -22,7 +27,7 @@ const char *evl_user_name(uid_t uid, char *buf, size_t cap);
 /*
  * The rule for a folder of state_dir: a folder, owned by `uid`, writable by
  * no group or other. The one rule, also for `sentinels doctor`, which asks
- * it for Sentinel's user (src/cli.c, host.private_dir).
+ * it for Sentinel's user (src/cli/cli.c, host.private_dir).
  */
 enum evl_private { EVL_PRIVATE_OK, EVL_PRIVATE_NOT_DIR, EVL_PRIVATE_OWNER, EVL_PRIVATE_WRITABLE };
 enum evl_private evl_private_rule(const struct stat *st, uid_t uid);
@@ -36,13 +41,10 @@ int evl_private_check(const struct stat *st, const char *path, char *why, size_t
  * call making it at the same moment is fine), then checked as above.
  */
 int evl_private_dir(const char *path, char *why, size_t cap);
-/*
- * state_dir (from the config, which keeps the string alive) into h: made
- * when missing, checked once; h->state_ok, or h->state_why says why not.
- */
-void evl_state_dir_open(struct evl_host *h, const char *dir);
+/* state_dir `dir` into s: made when missing, checked once; s->ok, or s->why says why not. */
+void evl_state_dir_open(struct evl_state *s, const char *dir);
 /* <state_dir>/<name> into out, made when missing and checked. 1, or 0 with why. */
-int evl_state_sub(const struct evl_host *h, const char *name, char *out, size_t cap, char *why,
+int evl_state_sub(const struct evl_state *s, const char *name, char *out, size_t cap, char *why,
                   size_t whycap);
 
 #endif

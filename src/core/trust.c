@@ -1,6 +1,7 @@
 /*
- * readfile.c: the files the program trusts. One reader for the config and
- * rule files, and the trust rule for them (state_dir: statedir.c).
+ * trust.c: the files the program trusts. One reader for the config and
+ * rule files, the trust rule for them and for the rules folder, and the
+ * listing of that folder (state_dir: statedir.c).
  *
  * The trust rule is sshd's StrictModes (and keepalived's
  * enable_script_security): eventilator runs what these files say as
@@ -9,6 +10,7 @@
  * owned by root or by the user running the call and is writable by neither
  * group nor others. stat(2) follows symlinks: a link is judged by its target.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -17,7 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "host.h"
+#include "trust.h"
 
 uid_t evl_euid(void)
 {
@@ -49,11 +51,7 @@ int evl_trusted(const struct stat *st, const char *path, char *why, size_t cap)
     return 1;
 }
 
-/*
- * Returns a NUL-terminated malloc'ed copy and its length, or NULL with
- * *err = errno (EISDIR for a folder or other non-file, EFBIG over max).
- * out (may be NULL): the file's stat, for the trust rule.
- */
+/* *err: EISDIR for a folder or other non-file, EFBIG over max. */
 char *evl_read_file(const char *path, size_t max, size_t *len, int *err)
 {
     return evl_read_file_stat(path, max, len, err, NULL);
@@ -91,4 +89,74 @@ char *evl_read_file_stat(const char *path, size_t max, size_t *len, int *err, st
     buf[got] = '\0';
     *len = got;
     return buf;
+}
+
+static int by_name(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int is_rule_file(const char *n)
+{
+    size_t l = strlen(n);
+    return l > 4 && strcmp(n + l - 4, ".lua") == 0 && n[0] != '.';
+}
+
+char **evl_rule_files(const char *dir, int strict, size_t *n, char *why, size_t cap)
+{
+    DIR *d = opendir(dir);
+    struct stat st;
+    char trust[600];
+    *n = 0;
+    if (!d || fstat(dirfd(d), &st) < 0) {
+        snprintf(why, cap, "%s", strerror(errno));
+        if (d)
+            closedir(d);
+        return NULL;
+    }
+    if (strict && !evl_trusted(&st, dir, trust, sizeof trust)) {
+        snprintf(why, cap, "refused: %s", trust);
+        closedir(d);
+        return NULL;
+    }
+    char **names = calloc(1, sizeof *names); /* an empty folder: an empty list, not a failure */
+    size_t cap_names = 1;
+    struct dirent *de;
+    while (names && (de = readdir(d))) {
+        if (!is_rule_file(de->d_name))
+            continue;
+        if (*n == cap_names) {
+            char **nn = realloc(names, (cap_names *= 2) * sizeof *names);
+            if (!nn)
+                break;
+            names = nn;
+        }
+        if ((names[*n] = strdup(de->d_name)))
+            (*n)++;
+    }
+    closedir(d);
+    if (!names)
+        snprintf(why, cap, "%s", strerror(ENOMEM));
+    else if (*n > 1)
+        qsort(names, *n, sizeof *names, by_name);
+    return names;
+}
+
+int evl_rule_file_ok(const char *path, int strict, size_t max, struct stat *st, char *why,
+                     size_t cap)
+{
+    char trust[600];
+    if (stat(path, st) < 0) {
+        snprintf(why, cap, "%s: %s", path, strerror(errno));
+        return 0;
+    }
+    if (!S_ISREG(st->st_mode) || (size_t)st->st_size > max) {
+        snprintf(why, cap, "%s: not a regular file under %zu MiB", path, max >> 20);
+        return 0;
+    }
+    if (strict && !evl_trusted(st, path, trust, sizeof trust)) {
+        snprintf(why, cap, "%s: refused: %s", path, trust);
+        return 0;
+    }
+    return 1;
 }

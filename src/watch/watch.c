@@ -31,15 +31,16 @@
 #include <lua.h>
 #include <lualib.h>
 
+#include "budget.h"
+#include "call.h"
+#include "config.h"
 #include "deadline.h"
 #include "fnv.h"
 #include "host.h"
 #include "log.h"
 #include "paths.h"
-#include "record.h"
-#include "delivery.h"
+#include "rules.h"
 #include "sentinel.h"
-#include "watch_env.h"
 #include "watch.h"
 
 volatile int watch_stopping;
@@ -189,7 +190,7 @@ static int pload(lua_State *L)
 {
     struct watch_set *set = lua_touserdata(L, 1);
     struct evl_host *h = set->host;
-    evl_host_open(h);
+    evl_host_open(h, NULL);
     if (evl_config_load(h) < 0)
         return luaL_error(L, "the config failed to load (the reason is logged above)");
     evl_open_host_module(L, h);
@@ -319,9 +320,8 @@ static struct watch_set *load_set(const char *name, char *why, size_t cap)
     set->host = h;
     h->name = name;
     h->mode = EVL_NOTIFY;
-    h->t0 = evl_monotonic();
     h->budget = EVL_DEFAULT_BUDGET;
-    h->deadline = h->t0 + h->budget;
+    evl_event_begin(h, 0, NULL);
     h->strict_modes = 1;
     lua_pushcfunction(L, evl_traceback);
     lua_pushcfunction(L, pload);
@@ -359,13 +359,6 @@ static void reload(const char *name)
 
 /* ---------------------------------------------------------------- a run */
 
-static int prun(lua_State *L)
-{
-    struct evl_host *h = lua_touserdata(L, 1);
-    lua_pushinteger(L, evl_event_run(h, 1));
-    return 1;
-}
-
 /*
  * In a runner, just forked (with the watcher's signals blocked): drop what
  * is the watcher's, not the runs': its sockets, its self-pipe, its signal
@@ -394,65 +387,27 @@ int watch_event(char **argv, const char *sentinel, const char *sentinels, const 
                 int synthetic, const sigset_t *mask)
 {
     struct evl_host *h = cur->host;
-    lua_State *L = h->L;
-    /* the fields the environment carried to a separate run, set in their one home */
-    h->t0 = evl_monotonic();
-    h->deadline = h->t0 + h->budget;
-    h->argc = 3;
-    h->argv = argv;
-    h->delivery = delivery;
-    h->retry = 0;
-    h->done = h->handover = NULL;
-    h->files_failed = 0;
-    h->mem.hit = 0;
-    evl_watch_fields_set(sentinel, sentinels, synthetic);
-    lua_gc(L, LUA_GCSTOP);
-    evl_event_arm(h); /* SIGTERM and the watchdog, the budget from now */
+    evl_event_begin(h, 3, argv); /* the budget from now */
+    h->call.origin = (struct evl_origin){"watch", sentinel, sentinels, synthetic};
+    h->call.delivery = delivery && *delivery ? delivery : NULL;
+    lua_gc(h->L, LUA_GCSTOP);
+    evl_event_arm(h); /* SIGTERM and the watchdog */
     if (mask)
         sigprocmask(SIG_SETMASK, mask, NULL); /* what waited is delivered now */
-    int code;
-    lua_settop(L, 0);
-    lua_pushcfunction(L, evl_traceback);
-    lua_pushcfunction(L, prun);
-    lua_pushlightuserdata(L, h);
-    if (lua_pcall(L, 1, 1, 1) != LUA_OK) {
-        evl_log(EVL_ERROR, "%s: internal error: %s", h->name,
-                lua_tostring(L, -1) ? lua_tostring(L, -1) : "(no message)");
-        code = 1;
-    } else {
-        code = (int)lua_tointeger(L, -1);
-    }
-    evl_record(h, code);
+    lua_settop(h->L, 0);
+    int code = evl_event_run(h);
     fflush(NULL); /* io.write from rules: exit() would, _exit does not */
     return code;
 }
 
 /*
  * After an event, in a runner that takes another: nothing of this call may
- * change the next one's outcome. The watchdog and SIGTERM handler were this
- * call's (an idle runner is ended by its pipe, not by them); the delivery
- * record is closed, unlocking a failed event's record for its retry; the
- * budget hook goes; the collector frees what the call left (the event
- * table, handler locals), so the memory limit counts from the same heap.
- * What handlers put in globals and upvalues stays (docs/watch.md).
+ * change the next one's outcome (call.c's evl_event_end). What handlers put
+ * in globals and upvalues stays (docs/watch.md).
  */
 void watch_event_reset(void)
 {
-    struct evl_host *h = cur->host;
-    lua_State *L = h->L;
-    evl_watchdog_disarm();
-    signal(SIGTERM, SIG_DFL);
-    evl_retry_reset();
-    evl_budget_clear(L);
-    lua_settop(L, 0);
-    free((char *)h->done); /* a retry's list of handlers done (retry.c's merge_done) */
-    h->done = h->handover = NULL;
-    h->delivery = NULL;
-    h->argv = NULL;
-    h->argc = 0;
-    h->mem.hit = 0;
-    lua_gc(L, LUA_GCRESTART);
-    lua_gc(L, LUA_GCCOLLECT);
+    evl_event_end(cur->host);
 }
 
 /* ---------------------------------------------------------------- the loop */
