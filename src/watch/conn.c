@@ -1,6 +1,7 @@
 /*
- * watch_conn.c: two links per Sentinel, and what the watcher knows about
- * the masters.
+ * conn.c: two links per Sentinel, and what the watcher knows about the
+ * masters. Every message heard goes down to intake (intake.c); what an
+ * event asks of the connections comes back from it as an action (act()).
  *
  * Every link is the shared client's non-blocking one (sentinel.c), driven
  * by the watcher's one poll() loop: a name lookup, a connect, AUTH and
@@ -37,10 +38,12 @@
 
 #include <hiredis/hiredis.h>
 
+#include "conn.h"
+#include "deadline.h"
+#include "intake.h"
 #include "log.h"
 #include "sentinel.h"
 #include "statedir.h"
-#include "watch.h"
 
 #define BACKOFF_FIRST 0.1
 #define BACKOFF_MAX 10.0
@@ -66,6 +69,10 @@ static struct sent S[WATCH_MAX_SENTINELS];
 static int ns;
 static struct watch_set *set;
 static int capped; /* the cap on Sentinels was said */
+static int closed; /* the watcher stops: nothing more is read */
+
+static void conn_add(const char *addr);
+static void conn_rediscover(void);
 
 struct known {
     char name[256], ip[256];
@@ -172,7 +179,8 @@ static void state_use(void)
     }
 }
 
-void conn_master_moved(const char *name, const char *ip, long port)
+/* A real +switch-master was heard: the new address is known. */
+static void master_moved(const char *name, const char *ip, long port)
 {
     struct known *k = find(name);
     if (!k && !(k = add(name)))
@@ -217,7 +225,7 @@ static void reconcile_master(int idx, const char *name, const char *ip, long por
     k->port = port;
     k->epoch = epoch;
     state_save();
-    run_intake(idx, "+switch-master", text, 1);
+    intake_event(idx, "+switch-master", text, 1); /* synthetic: it asks nothing of us */
 }
 
 /* ---------------------------------------------------------------- reconciliation */
@@ -282,7 +290,7 @@ static void reconcile_masters(int idx, const redisReply *r)
         const redisReply *m = r->element[i];
         const char *name = evl_sentinel_field(m, "name"), *ip = evl_sentinel_field(m, "ip");
         const char *port = evl_sentinel_field(m, "port"), *ep = evl_sentinel_field(m, "config-epoch");
-        if (!name || !ip || !port || !watch_wants_master(set, name))
+        if (!name || !ip || !port || !watch_set_wants(set, name))
             continue;
         reconcile_master(idx, name, ip, strtol(port, NULL, 10), ep ? strtoull(ep, NULL, 10) : 0);
         const char *argv[3] = {"SENTINEL", "SENTINELS", name};
@@ -333,7 +341,7 @@ static void reconcile_read(int idx, double now)
 
 /* ---------------------------------------------------------------- connections */
 
-void conn_add(const char *addr)
+static void conn_add(const char *addr)
 {
     for (int i = 0; i < ns; i++)
         if (strcmp(S[i].addr, addr) == 0)
@@ -347,19 +355,10 @@ void conn_add(const char *addr)
     memset(&S[ns], 0, sizeof S[ns]);
     snprintf(S[ns].addr, sizeof S[ns].addr, "%s", addr);
     S[ns].backoff = BACKOFF_FIRST;
+    intake_name(ns, S[ns].addr);
     if (ns > 0)
         evl_log(EVL_INFO, "watch: sentinel %s: discovered", addr);
     ns++;
-}
-
-const char *conn_addr(int idx)
-{
-    return idx >= 0 && idx < ns ? S[idx].addr : "-";
-}
-
-int conn_count(void)
-{
-    return ns;
 }
 
 /* The subscriber is gone (or never came): log once, close, and try again later. */
@@ -414,6 +413,20 @@ static void subscribed(int idx, const redisReply *r, double now)
     reconcile_start(idx);
 }
 
+/* What intake says an event asks of the connections. */
+static void act(struct intake_action a)
+{
+    char addr[320];
+    if (a.what == INTAKE_MOVED) {
+        master_moved(a.pod, a.ip, a.port);
+    } else if (a.what == INTAKE_ADD) {
+        evl_sentinel_format_addr(addr, sizeof addr, a.ip, (int)a.port);
+        conn_add(addr);
+    } else if (a.what == INTAKE_REDISCOVER) {
+        conn_rediscover();
+    }
+}
+
 /* One pub/sub reply: pmessage <pattern> <channel> <payload>. */
 static void message(int idx, const redisReply *r)
 {
@@ -432,7 +445,7 @@ static void message(int idx, const redisReply *r)
                 S[idx].addr, ch->str);
         return;
     }
-    run_intake(idx, ch->str, pl->str, 0);
+    act(intake_event(idx, ch->str, pl->str, 0));
 }
 
 /* Everything the subscriber's reader holds, then whether it died. */
@@ -440,7 +453,7 @@ static void sub_read(int idx, double now)
 {
     struct sent *s = &S[idx];
     redisReply *r;
-    while (!watch_stopping && (r = evl_sentinel_link_reply(&s->sub, now)) != NULL) {
+    while (!closed && (r = evl_sentinel_link_reply(&s->sub, now)) != NULL) {
         if (s->subscribed)
             message(idx, r);
         else
@@ -456,7 +469,7 @@ static void sub_read(int idx, double now)
 double conn_tick(double now)
 {
     double next = now + BACKOFF_MAX;
-    for (int i = 0; i < ns && !watch_stopping; i++) {
+    for (int i = 0; i < ns && !closed; i++) {
         struct sent *s = &S[i];
         if (s->sub.state == EVL_SL_CLOSED && s->next_try <= now)
             try_connect(i, now);
@@ -491,8 +504,8 @@ int conn_pollfds(struct pollfd *pfds, int *idx, int max)
 void conn_io(int idx, short revents)
 {
     int i = idx / 2;
-    double now = watch_now();
-    if (i < 0 || i >= ns || watch_stopping)
+    double now = evl_monotonic();
+    if (i < 0 || i >= ns || closed)
         return;
     if (idx % 2 == 0) {
         evl_sentinel_link_io(&S[i].sub, revents, now);
@@ -505,6 +518,7 @@ void conn_io(int idx, short revents)
 
 void conn_close_all(void)
 {
+    closed = 1;
     for (int i = 0; i < ns; i++) {
         evl_sentinel_link_close(&S[i].sub);
         evl_sentinel_link_close(&S[i].cmd);
@@ -529,7 +543,7 @@ void conn_close_fds(void)
 }
 
 /* -dup-sentinel, +sentinel-address-switch: every subscribed Sentinel is asked again. */
-void conn_rediscover(void)
+static void conn_rediscover(void)
 {
     for (int i = 0; i < ns; i++)
         if (S[i].subscribed)
@@ -544,7 +558,3 @@ void conn_settings(struct watch_set *s)
         conn_add(s->s.seeds[i]);
 }
 
-void conn_init(struct watch_set *s)
-{
-    conn_settings(s);
-}

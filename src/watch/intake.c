@@ -1,5 +1,5 @@
 /*
- * watch_run.c: from a heard event to a finished run of its handlers.
+ * intake.c: from a heard event to a finished run of its handlers.
  *
  * Intake (every message): parse with the script-mode parser, ask the name
  * cache whether any handler matches; only then is it remembered in the
@@ -7,40 +7,33 @@
  * allocates per event except the queued item, so intake stays fast and
  * memory stays flat (docs/watch.md, bench/watch.sh). The queue is shared
  * fairly: when it is full, the Sentinel holding the most loses its oldest,
- * and the drops are one log line a second.
+ * and the drops are one log line a second. What an event asks of the
+ * connections (a master that moved, a Sentinel to add or to ask again) is
+ * returned to conn.c, which acts on it: this file never calls up.
  *
- * Runs: each item is one event call in a runner, a fork() of the watcher
- * without exec that handles up to `reuse` events one at a time (the
- * runners section below): it holds the preloaded config and rules (watch.c)
- * and runs the event path's per-event part with the event's argv, exactly
- * as Sentinel would pass it, plus the watch-only fields (source,
- * sentinel(s), synthetic, and the delivery id that keys its delivery
- * record). So a run has the script-mode contract unchanged: budget,
- * protected handlers, watchdog, delivery records; a crash ends one runner.
- * Exit 1, a signal or a runner that dies mid-event is retried with a
- * doubling delay; at most `concurrency` runs; a master's first attempts
- * start in arrival order; a runner still running its event at budget +
- * margin is killed.
+ * Runs: each item is one event call in a runner (runner.c) with the event's
+ * argv, exactly as Sentinel would pass it, plus the watch-only fields
+ * (source, sentinel(s), synthetic, and the delivery id that keys its
+ * delivery record). Exit 1, a signal or a runner that dies mid-event is
+ * retried with a doubling delay; at most `concurrency` runs; a master's
+ * first attempts start in arrival order.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <sys/wait.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "deadline.h"
 #include "event.h"
 #include "fnv.h"
+#include "intake.h"
 #include "log.h"
-#include "sentinel.h"
-#include "watch.h"
+#include "runner.h"
 
-#define KILL_MARGIN 5.0   /* s past the budget: the child's own watchdog fires at +2 */
 #define RETRY_FIRST 1.0   /* s; doubles per failed run */
 #define RETRY_MAX 60.0
 #define DD_RING 65536     /* dedupe entries kept at most (older ones go early) */
@@ -54,10 +47,7 @@ struct item {
     uint64_t seq, reporters;
     char *name, *text, *pod;   /* one allocation, after the struct */
     int synthetic, runs;
-    double heard, not_before, started, kill_at;
-    double cpu;  /* ms of CPU of its last run (wait4) */
-    long faults; /* minor page faults of its last run: the copy-on-write cost of the fork */
-    pid_t pid;
+    double heard, not_before, started;
 };
 
 static struct watch_set *set;
@@ -78,11 +68,28 @@ static struct {
 static struct item *running[MAX_RUNNING];
 static int nrunning;
 static uint64_t seq, boot_id;
+static int stopping;
+static char names[WATCH_MAX_SENTINELS][320]; /* the Sentinels' addresses, by index (conn.c) */
+static int nnames;
 
 static struct {
     uint64_t heard, bad, dup, matched, dropped, runs, failed;
     double first, last;
 } st;
+
+static const char *name_of(int idx)
+{
+    return idx >= 0 && idx < nnames ? names[idx] : "-";
+}
+
+void intake_name(int idx, const char *addr)
+{
+    if (idx < 0 || idx >= WATCH_MAX_SENTINELS)
+        return;
+    snprintf(names[idx], sizeof names[idx], "%s", addr);
+    if (idx >= nnames)
+        nnames = idx + 1;
+}
 
 /* ---------------------------------------------------------------- dedupe */
 
@@ -104,7 +111,7 @@ static uint64_t dedupe_key(const struct evl_event *ev, const char *text, int idx
 {
     char id[EVL_IDENTITY_MAX];
     (void)text;
-    size_t n = evl_event_identity(ev, evl_event_own(ev) ? conn_addr(idx) : NULL, id, sizeof id);
+    size_t n = evl_event_identity(ev, evl_event_own(ev) ? name_of(idx) : NULL, id, sizeof id);
     uint64_t h = evl_fnv(id, n < sizeof id ? n : sizeof id - 1, EVL_FNV0);
     return h ? h : 1;
 }
@@ -229,7 +236,7 @@ static void drops_line(double now)
     for (int i = 0; i < WATCH_MAX_SENTINELS; i++) {
         if (!share[i].dropped)
             continue;
-        int n = snprintf(who + o, sizeof who - o, "%s%s %" PRIu64, o ? ", " : "", conn_addr(i),
+        int n = snprintf(who + o, sizeof who - o, "%s%s %" PRIu64, o ? ", " : "", name_of(i),
                          share[i].dropped);
         if (n > 0 && (size_t)n < sizeof who - o)
             o += (size_t)n;
@@ -270,9 +277,9 @@ static void reporters_text(uint64_t mask, char *out, size_t cap, int first_only)
 {
     size_t o = 0;
     out[0] = '\0';
-    for (int i = 0; i < WATCH_MAX_SENTINELS && i < conn_count(); i++)
+    for (int i = 0; i < WATCH_MAX_SENTINELS && i < nnames; i++)
         if (mask & (1ULL << i)) {
-            int n = snprintf(out + o, cap - o, "%s%s", o ? "," : "", conn_addr(i));
+            int n = snprintf(out + o, cap - o, "%s%s", o ? "," : "", name_of(i));
             if (n < 0 || (size_t)n >= cap - o || first_only)
                 break;
             o += (size_t)n;
@@ -316,11 +323,26 @@ static void merge_reporter(uint64_t s, int idx)
         }
 }
 
-void run_intake(int idx, const char *name, const char *text, int synthetic)
+/* What the connections must do about this event (discovery, a master that moved). */
+static struct intake_action asks(const struct evl_event *ev, int synthetic)
 {
-    static struct evl_event ev; /* ~4 KiB: off the stack */
+    struct intake_action a = {INTAKE_NOTHING, NULL, NULL, 0};
+    if (!synthetic && strcmp(ev->name, "+switch-master") == 0 && ev->pod && ev->new_master.ip)
+        a = (struct intake_action){INTAKE_MOVED, ev->pod, ev->new_master.ip, ev->new_master.port};
+    else if (set->s.discover && strcmp(ev->name, "+sentinel") == 0 && ev->instance.addr.ip)
+        a = (struct intake_action){INTAKE_ADD, NULL, ev->instance.addr.ip, ev->instance.addr.port};
+    else if (set->s.discover && (strcmp(ev->name, "-dup-sentinel") == 0 ||
+                                 strcmp(ev->name, "+sentinel-address-switch") == 0))
+        a.what = INTAKE_REDISCOVER;
+    return a;
+}
+
+struct intake_action intake_event(int idx, const char *name, const char *text, int synthetic)
+{
+    static struct evl_event ev; /* ~4 KiB: off the stack; the action points into it */
+    struct intake_action none = {INTAKE_NOTHING, NULL, NULL, 0};
     char err[512];
-    double now = watch_now();
+    double now = evl_monotonic();
     st.heard++;
     if (!st.first)
         st.first = now;
@@ -328,302 +350,56 @@ void run_intake(int idx, const char *name, const char *text, int synthetic)
     if (evl_parse_notification(&ev, name, text, err, sizeof err) < 0) {
         st.bad++;
         evl_log(EVL_WARN, "watch: sentinel %s: unusable message on channel %.64s: %s; ignored",
-                conn_addr(idx), name, err);
-        return;
+                name_of(idx), name, err);
+        return none;
     }
-    if (!synthetic && strcmp(ev.name, "+switch-master") == 0 && ev.pod && ev.new_master.ip)
-        conn_master_moved(ev.pod, ev.new_master.ip, ev.new_master.port);
-    if (set->s.discover) {
-        if (strcmp(ev.name, "+sentinel") == 0 && ev.instance.addr.ip) {
-            char a[320];
-            evl_sentinel_format_addr(a, sizeof a, ev.instance.addr.ip, (int)ev.instance.addr.port);
-            conn_add(a);
-        } else if (strcmp(ev.name, "-dup-sentinel") == 0 ||
-                   strcmp(ev.name, "+sentinel-address-switch") == 0) {
-            conn_rediscover();
-        }
-    }
-    if (!watch_wants_master(set, ev.pod))
-        return;
+    struct intake_action a = asks(&ev, synthetic);
     /* only what some handler matches takes a slot in the dedupe ring: a flood
        of events nobody handles cannot push out the ones that run */
-    if (!watch_matches(set, ev.name))
-        return;
+    if (!watch_set_wants(set, ev.pod) || !watch_set_matches(set, ev.name))
+        return a;
     uint64_t key = dedupe_key(&ev, text, idx), bit = 1ULL << (idx % WATCH_MAX_SENTINELS);
     struct dd *d = dd_find(key, now);
     if (d && !(d->reporters & bit)) {
         d->reporters |= bit;
         st.dup++;
         merge_reporter(d->seq, idx);
-        return;
+        return a;
     }
     /* new, or the same reporter saying it again: a new occurrence */
     uint64_t s = ++seq;
     dd_put(key, bit, s, now);
     st.matched++;
     enqueue(&ev, name, text, idx, synthetic, s, now);
+    return a;
 }
 
-/* ---------------------------------------------------------------- runners */
+/* ---------------------------------------------------------------- runs */
 
-/*
- * A runner is a fork of the watcher that handles up to `reuse` events, one
- * at a time. Its first event is the one it was forked for (in memory); the
- * next ones come on its own pipe as a frame (u32 length; the synthetic flag;
- * name, text, sentinel, sentinels, delivery, each NUL-ended), and each
- * answer goes back on one pipe shared by all runners as a struct reply (one
- * write, smaller than PIPE_BUF: never torn or mixed). A runner ends when its
- * pipe is closed (reuse reached, a reload, the stop) or when it dies; with
- * reuse = 1 it has no pipe and its exit status is the event's.
- */
-struct runner {
-    pid_t pid;
-    int to;            /* the write end of its event pipe; -1: none, or told to exit */
-    struct item *it;   /* the event it runs; NULL: idle */
-    int handled, reuse;
-    int stale;         /* forked from a set replaced since: exits after its event */
-};
-
-struct reply {
-    int32_t pid, code;
-    double cpu;        /* ms of CPU of the event (and the collection after it) */
-    int64_t faults;
-};
-
-#define MAX_RUNNERS 1024
-static struct runner runners[MAX_RUNNERS];
-static int nrunners;
-static int replies[2] = {-1, -1};
-
-static struct runner *runner_of(pid_t pid)
-{
-    for (int i = 0; i < nrunners; i++)
-        if (runners[i].pid == pid)
-            return &runners[i];
-    return NULL;
-}
-
-/* Close its pipe: an idle runner reads EOF and exits (reaped later). */
-static void retire(struct runner *r)
-{
-    if (r->to >= 0)
-        close(r->to);
-    r->to = -1;
-}
-
-static int writeall(int fd, const void *p, size_t n)
-{
-    const char *c = p;
-    while (n > 0) {
-        ssize_t w = write(fd, c, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -1;
-        c += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
-static int readall(int fd, void *p, size_t n)
-{
-    char *c = p;
-    while (n > 0) {
-        ssize_t r = read(fd, c, n);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            return -1;
-        c += r;
-        n -= (size_t)r;
-    }
-    return 0;
-}
-
-static double cpu_ms(const struct rusage *ru)
-{
-    return (double)(ru->ru_utime.tv_sec + ru->ru_stime.tv_sec) * 1e3 +
-           (double)(ru->ru_utime.tv_usec + ru->ru_stime.tv_usec) / 1e3;
-}
-
-/* The runner's side: its first event, then the ones its pipe brings, until EOF. */
-static _Noreturn void runner_main(struct item *it, const char *first, const char *all,
-                                  const char *delivery, int in, int reuse, const sigset_t *mask)
-{
-    /* the other runners' pipes are the watcher's: holding one would keep that runner alive */
-    for (int i = 0; i < nrunners; i++)
-        if (runners[i].to >= 0)
-            close(runners[i].to);
-    close(replies[0]);
-    watch_child_begin();
-    struct rusage r0, r1;
-    getrusage(RUSAGE_SELF, &r0);
-    char *argv[] = {"eventilator", it->name, it->text, NULL};
-    int code = watch_event(argv, first, all, delivery, it->synthetic, mask);
-    if (reuse == 1)
-        _exit(code); /* one fork per event: the exit status is the answer */
-    char *buf = NULL;
-    size_t cap = 0;
-    for (;;) {
-        watch_event_reset(); /* before the answer: a failed event's record is unlocked for its retry */
-        getrusage(RUSAGE_SELF, &r1);
-        struct reply rp = {(int32_t)getpid(), code, cpu_ms(&r1) - cpu_ms(&r0),
-                           (int64_t)(r1.ru_minflt - r0.ru_minflt)};
-        if (writeall(replies[1], &rp, sizeof rp) < 0)
-            _exit(0);
-        uint32_t len;
-        if (readall(in, &len, sizeof len) < 0)
-            _exit(0); /* the watcher closed the pipe: done */
-        if (len > cap) {
-            free(buf);
-            cap = len;
-            if (!(buf = malloc(cap)))
-                _exit(1);
-        }
-        if (len < 6 || readall(in, buf, len) < 0 || buf[len - 1] != '\0')
-            _exit(1);
-        getrusage(RUSAGE_SELF, &r0);
-        char *f[5], *p = buf + 1, *end = buf + len;
-        for (int i = 0; i < 5; i++) { /* a missing field reads as "" (buf ends with a NUL) */
-            f[i] = p < end ? p : end - 1;
-            p = (char *)memchr(f[i], '\0', (size_t)(end - f[i])) + 1;
-        }
-        char *ev_argv[] = {"eventilator", f[0], f[1], NULL};
-        code = watch_event(ev_argv, f[2], f[3], f[4], buf[0] == '1', NULL);
-    }
-}
-
-/* Give the event to an idle runner: 0, or -1 (that runner is gone, retired). */
-static int send_event(struct runner *r, struct item *it, const char *first, const char *all,
-                      const char *delivery)
-{
-    const char *f[5] = {it->name, it->text, first, all, delivery};
-    size_t n = 1;
-    for (int i = 0; i < 5; i++)
-        n += strlen(f[i]) + 1;
-    char *m = malloc(4 + n);
-    if (!m)
-        return -1;
-    uint32_t len = (uint32_t)n;
-    memcpy(m, &len, 4);
-    size_t o = 4;
-    m[o++] = it->synthetic ? '1' : '0';
-    for (int i = 0; i < 5; i++) {
-        size_t l = strlen(f[i]) + 1;
-        memcpy(m + o, f[i], l);
-        o += l;
-    }
-    int rc = writeall(r->to, m, o);
-    free(m);
-    if (rc < 0) {
-        evl_log(EVL_WARN, "watch: runner %ld: cannot pass it an event (%s): replaced",
-                (long)r->pid, strerror(errno));
-        retire(r);
-        kill(r->pid, SIGKILL);
-    }
-    return rc;
-}
-
-/* A new runner, forked from the current set with `it` as its first event. */
-static pid_t fork_runner(struct item *it, const char *first, const char *all,
-                         const char *delivery)
-{
-    int p[2] = {-1, -1};
-    int reuse = set->s.reuse;
-    if (nrunners >= MAX_RUNNERS) {
-        errno = EAGAIN;
-        return -1;
-    }
-    if (reuse > 1 && pipe(p) < 0)
-        return -1;
-    for (int i = 0; i < 2; i++)
-        if (p[i] >= 0)
-            fcntl(p[i], F_SETFD, FD_CLOEXEC);
-    fflush(NULL); /* nothing the watcher buffered is written twice by the child's fflush */
-    /* until the child has its own handlers, a signal waits (watch_event unblocks it) */
-    sigset_t sigs, old;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGTERM);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGHUP);
-    sigaddset(&sigs, SIGUSR1);
-    sigaddset(&sigs, SIGCHLD);
-    sigprocmask(SIG_BLOCK, &sigs, &old);
-    pid_t pid = fork();
-    if (pid == 0) {
-        if (p[1] >= 0)
-            close(p[1]);
-        runner_main(it, first, all, delivery, p[0], reuse, &old);
-    }
-    sigprocmask(SIG_SETMASK, &old, NULL);
-    if (p[0] >= 0)
-        close(p[0]);
-    if (pid < 0) {
-        if (p[1] >= 0)
-            close(p[1]);
-        return -1;
-    }
-    runners[nrunners++] = (struct runner){pid, p[1], it, 1, reuse, 0};
-    return pid;
-}
-
-/* Runners that take a share of `concurrency`: busy, or idle and not told to exit. */
-static int active_runners(struct runner **idle)
-{
-    int n = 0;
-    *idle = NULL;
-    for (int i = 0; i < nrunners; i++) {
-        struct runner *r = &runners[i];
-        if (r->it) {
-            n++;
-        } else if (r->to >= 0 && !r->stale) {
-            n++;
-            if (!*idle)
-                *idle = r;
-        }
-    }
-    return n;
-}
-
-/* Start `it` on an idle runner, or on a new one; 0, or -1 (it waits again). */
+/* Start `it` on a runner; 0, or -1 (it waits again). */
 static int start(struct item *it, double now, int cap)
 {
     char first[400], all[4096], delivery[64];
     reporters_text(it->reporters, first, sizeof first, 1);
     reporters_text(it->reporters, all, sizeof all, 0);
     snprintf(delivery, sizeof delivery, "%016" PRIx64 "-%" PRIu64, boot_id, it->seq);
+    struct runner_job j = {it->name, it->text, it->pod, first, all, delivery, it->synthetic,
+                           set->s.budget, it};
     it->runs++;
-    struct runner *idle;
-    int active = active_runners(&idle);
-    pid_t pid;
-    if (idle) {
-        if (send_event(idle, it, first, all, delivery) < 0) {
-            it->runs--;
+    pid_t pid = runner_start(set, &j, cap);
+    if (pid <= 0) {
+        it->runs--;
+        if (pid == 0) {
             prepend(it);
             return -1;
         }
-        idle->it = it;
-        idle->handled++;
-        pid = idle->pid;
-    } else if (active < cap) {
-        pid = fork_runner(it, first, all, delivery);
-        if (pid < 0) {
-            evl_log(EVL_ERROR, "watch: fork: %s; %s retried in 1 s", strerror(errno), it->name);
-            it->runs--;
-            it->not_before = now + 1;
-            append(it);
-            return -1;
-        }
-    } else {
-        it->runs--;
-        prepend(it);
+        evl_log(EVL_ERROR, "watch: fork: %s; %s retried in 1 s", strerror(errno), it->name);
+        it->not_before = now + 1;
+        append(it);
         return -1;
     }
     st.runs++;
-    it->pid = pid;
     it->started = now;
-    it->kill_at = now + set->s.budget + KILL_MARGIN;
     running[nrunning++] = it;
     evl_log(EVL_DEBUG, "watch: run %s pod=%s delivery=%s run=%d sentinels=%s%s runner=%ld",
             it->name, it->pod ? it->pod : "-", delivery, it->runs, all,
@@ -632,8 +408,11 @@ static int start(struct item *it, double now, int cap)
 }
 
 /* A run ended with exit `code` or signal `sig`: done, retried or given up. */
-static void finished(struct item *it, int code, int sig, double now)
+static void finished(const struct runner_end *e)
 {
+    struct item *it = e->tag;
+    int code = e->code, sig = e->sig;
+    double now = evl_monotonic();
     for (int i = 0; i < nrunning; i++)
         if (running[i] == it) {
             running[i] = running[--nrunning];
@@ -642,12 +421,12 @@ static void finished(struct item *it, int code, int sig, double now)
     double ms = (now - it->started) * 1e3;
     if (code == 0 && !sig) {
         evl_log(EVL_DEBUG, "watch: %s pod=%s done, run %d, %.1f ms (cpu %.1f ms, %ld page faults)",
-                it->name, it->pod ? it->pod : "-", it->runs, ms, it->cpu, it->faults);
+                it->name, it->pod ? it->pod : "-", it->runs, ms, e->cpu, e->faults);
         free(it);
         return;
     }
     st.failed++;
-    if ((code == 1 || sig) && it->runs <= set->s.retries && !watch_stopping) {
+    if ((code == 1 || sig) && it->runs <= set->s.retries && !stopping) {
         double delay = RETRY_FIRST;
         for (int i = 1; i < it->runs && delay < RETRY_MAX; i++)
             delay *= 2;
@@ -662,75 +441,6 @@ static void finished(struct item *it, int code, int sig, double now)
     evl_log(EVL_ERROR, "watch: %s pod=%s failed (%s %d) on run %d; given up", it->name,
             it->pod ? it->pod : "-", sig ? "signal" : "exit", sig ? sig : code, it->runs);
     free(it);
-}
-
-/* The answers in the shared pipe: each ends its runner's run. */
-static void read_replies(double now)
-{
-    struct reply rp[64];
-    ssize_t n;
-    while ((n = read(replies[0], rp, sizeof rp)) > 0) {
-        for (size_t i = 0; i < (size_t)n / sizeof rp[0]; i++) {
-            struct runner *r = runner_of(rp[i].pid);
-            if (!r || !r->it)
-                continue;
-            struct item *it = r->it;
-            r->it = NULL;
-            it->cpu = rp[i].cpu;
-            it->faults = (long)rp[i].faults;
-            if (r->handled >= r->reuse || r->stale || watch_stopping)
-                retire(r);
-            finished(it, rp[i].code, 0, now);
-        }
-    }
-}
-
-/* Reap ended runners, kill hung ones; returns seconds to the earliest kill time. */
-static double reap(double now)
-{
-    double next = 10;
-    read_replies(now);
-    int ws;
-    struct rusage ru;
-    pid_t pid;
-    while ((pid = wait4(-1, &ws, WNOHANG, &ru)) > 0) {
-        struct runner *r = runner_of(pid);
-        if (!r)
-            continue;
-        if (r->it)
-            read_replies(now); /* its answer, written before it exited */
-        struct item *it = r->it;
-        int reuse = r->reuse;
-        retire(r);
-        *r = runners[--nrunners];
-        if (!it)
-            continue;
-        it->cpu = cpu_ms(&ru);
-        it->faults = ru.ru_minflt;
-        if (reuse == 1) { /* the exit status is the event's, as a script call's */
-            finished(it, WIFEXITED(ws) ? WEXITSTATUS(ws) : -1, WIFSIGNALED(ws) ? WTERMSIG(ws) : 0, now);
-        } else {
-            evl_log(EVL_WARN, "watch: runner %ld ended during %s pod=%s (%s %d): the run failed",
-                    (long)pid, it->name, it->pod ? it->pod : "-",
-                    WIFSIGNALED(ws) ? "signal" : "exit", WIFSIGNALED(ws) ? WTERMSIG(ws) : WEXITSTATUS(ws));
-            finished(it, 1, WIFSIGNALED(ws) ? WTERMSIG(ws) : 0, now);
-        }
-    }
-    for (int i = 0; i < nrunning; i++) {
-        struct item *it = running[i];
-        if (now >= it->kill_at) {
-            evl_log(EVL_ERROR, "watch: %s pod=%s still running %.0f s after its budget: killed",
-                    it->name, it->pod ? it->pod : "-", now - it->started - set->s.budget);
-            struct runner *r = runner_of(it->pid);
-            if (r)
-                retire(r);
-            kill(it->pid, SIGKILL);
-            it->kill_at = now + 1;
-        }
-        if (it->kill_at - now < next)
-            next = it->kill_at - now;
-    }
-    return next;
 }
 
 /* Small open-addressed set of pod hashes, for one pass over the queue. */
@@ -762,21 +472,21 @@ static uint64_t pod_hash(const struct item *it)
     return it->pod ? evl_fnv(it->pod, strlen(it->pod), EVL_FNV0) | 1 : 0;
 }
 
-double run_tick(double now)
+double intake_tick(double now)
 {
-    double next = reap(now);
+    double next = runners_reap(now, finished);
     if (drops.n) { /* drops wait for their summary line, a second after the last */
         if (now - drops.last_line >= 1.0)
             drops_line(now);
         else if (drops.last_line + 1.0 - now < next)
             next = drops.last_line + 1.0 - now;
     }
-    if (watch_stopping)
+    if (stopping)
         return next;
     int cap = set->s.concurrency < MAX_RUNNING ? set->s.concurrency : MAX_RUNNING;
     if (nrunning >= cap || !head)
         return next;
-    if (!watch_fork_ok(now))
+    if (!runners_fork_ok(set, now))
         return next < 0.1 ? next : 0.1;
     memset(busy, 0, sizeof busy);
     nbusy = 0;
@@ -802,18 +512,17 @@ double run_tick(double now)
     return next;
 }
 
-int run_busy(void)
+int intake_busy(void)
 {
     return nrunning;
 }
 
-void run_drain(void)
+void intake_drain(void)
 {
     size_t n = 0;
-    drops_line(watch_now());
-    for (int i = 0; i < nrunners; i++)
-        if (!runners[i].it)
-            retire(&runners[i]);
+    stopping = 1;
+    drops_line(evl_monotonic());
+    runners_stop();
     while (head) {
         struct item *it = head;
         unlink_item(it);
@@ -824,76 +533,49 @@ void run_drain(void)
             n, nrunning);
 }
 
-void run_stats(void)
+void intake_stats(void)
 {
     double span = st.last - st.first;
     evl_log(EVL_INFO, "watch: stats heard=%" PRIu64 " unusable=%" PRIu64 " duplicates=%" PRIu64
             " matched=%" PRIu64 " dropped=%" PRIu64 " runs=%" PRIu64 " failed_runs=%" PRIu64
             " waiting=%zu running=%d intake_per_s=%.0f runners=%d", st.heard, st.bad, st.dup,
             st.matched, st.dropped, st.runs, st.failed, nwaiting, nrunning,
-            span > 0 ? (double)(st.heard - 1) / span : 0.0, nrunners);
+            span > 0 ? (double)(st.heard - 1) / span : 0.0, runners_count());
 }
 
-uint64_t run_intake_count(void)
-{
-    return st.heard;
-}
-
-/* A reload: runners of the old set exit, idle ones now, busy ones after their event. */
-void run_settings(struct watch_set *s)
+void intake_settings(struct watch_set *s)
 {
     set = s;
-    for (int i = 0; i < nrunners; i++) {
-        runners[i].stale = 1;
-        if (!runners[i].it)
-            retire(&runners[i]);
-    }
+    runners_reload();
 }
 
-int run_pollfd(void)
+/*
+ * Memory of the watcher alone (the dedupe ring, ~3 MB): mapped MADV_DONTFORK,
+ * so a run's fork neither copies its page tables nor tears them down again,
+ * and the watcher writing to it after a fork takes no copy-on-write fault.
+ * Zeroed and touched now, so RSS does not creep as it fills. Never freed.
+ */
+static void *nofork_alloc(size_t size)
 {
-    return replies[0];
-}
-
-/* The watcher exits: every runner is told to, and reaped (killed past 2 s). */
-void run_end(void)
-{
-    for (int i = 0; i < nrunners; i++)
-        retire(&runners[i]);
-    for (int tries = 0; nrunners > 0 && tries < 200; tries++) {
-        pid_t pid = waitpid(-1, NULL, WNOHANG);
-        struct runner *r = pid > 0 ? runner_of(pid) : NULL;
-        if (r)
-            *r = runners[--nrunners];
-        else if (pid < 0)
-            break;
-        else if (pid == 0) {
-            if (tries == 199)
-                break;
-            usleep(10000);
-        }
-    }
-    for (int i = 0; i < nrunners; i++) {
-        kill(runners[i].pid, SIGKILL);
-        waitpid(runners[i].pid, NULL, 0);
-    }
-    nrunners = 0;
-}
-
-void run_init(struct watch_set *s)
-{
-    set = s;
-    if (pipe(replies) < 0) {
-        evl_log(EVL_ERROR, "watch: pipe: %s", strerror(errno));
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) {
+        evl_log(EVL_ERROR, "watch: cannot map %zu bytes: %s", size, strerror(errno));
         exit(1);
     }
-    fcntl(replies[0], F_SETFL, O_NONBLOCK);
-    fcntl(replies[0], F_SETFD, FD_CLOEXEC);
-    fcntl(replies[1], F_SETFD, FD_CLOEXEC);
+    if (madvise(p, size, MADV_DONTFORK) != 0)
+        evl_log(EVL_WARN, "watch: madvise(MADV_DONTFORK): %s; runs copy the dedupe ring's page tables",
+                strerror(errno));
+    memset(p, 0, size);
+    return p;
+}
+
+void intake_init(struct watch_set *s)
+{
+    set = s;
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     boot_id = ((uint64_t)ts.tv_sec << 20) ^ (uint64_t)ts.tv_nsec ^ ((uint64_t)getpid() << 44);
     /* the dedupe ring is fixed: fault it in now, so memory does not creep as it fills */
-    ring = watch_nofork_alloc(DD_RING * sizeof *ring);
-    buckets = watch_nofork_alloc(DD_BUCKETS * sizeof *buckets);
+    ring = nofork_alloc(DD_RING * sizeof *ring);
+    buckets = nofork_alloc(DD_BUCKETS * sizeof *buckets);
 }
