@@ -29,7 +29,7 @@
 #include <lauxlib.h>
 #include <lua.h>
 
-#include "deadline.h"
+#include "binding.h"
 
 #ifndef EVENTILATOR_VERSION
 #define EVENTILATOR_VERSION "dev" /* a string literal when defined */
@@ -232,15 +232,13 @@ static void push_reason(lua_State *L, Req *r, CURLcode rc, int clamped, double t
         lua_pushfstring(L, "response headers over %d bytes", HTTP_MAX_HEAD);
     else if (r->over == OVER_NOMEM)
         lua_pushliteral(L, "out of memory reading the response");
-    else if (rc == CURLE_OPERATION_TIMEDOUT && clamped)
-        lua_pushfstring(L, "time budget exhausted (%s)", r->err[0] ? r->err : txt);
     else if (rc == CURLE_OPERATION_TIMEDOUT) {
         /* "timed out after N s", N the timeout that fired: curl's detail
          * says whether it was the lookup/connect or the whole transfer. */
         int conn = strstr(r->err, "onnection timed out") || strstr(r->err, "esolving timed out");
-        char n[32];
-        snprintf(n, sizeof n, "%g", conn ? connect_timeout : timeout);
-        lua_pushfstring(L, "timed out after %s s (%s)", n, r->err[0] ? r->err : txt);
+        char why[CURL_ERROR_SIZE + 64];
+        lua_pushstring(L, evl_timeout_reason(why, sizeof why, clamped, conn ? connect_timeout : timeout,
+                                             r->err[0] ? r->err : txt));
     }
     else if (r->err[0] == '\0' || strstr(r->err, txt) != NULL)
         lua_pushstring(L, r->err[0] ? r->err : txt); /* the detail, when it says it all */
@@ -373,12 +371,11 @@ static int opt_slot(lua_State *L, int o, const char *name)
 
 static double opt_seconds(lua_State *L, int o, const char *name, double dflt)
 {
+    char what[40];
     double v = dflt;
-    if (lua_getfield(L, o, name) != LUA_TNIL) {
-        v = lua_tonumber(L, -1);
-        if (!(v > 0)) /* also catches NaN */
-            luaL_argerror(L, o, lua_pushfstring(L, "option '%s' must be a positive number", name));
-    }
+    snprintf(what, sizeof what, "option '%s'", name);
+    if (lua_getfield(L, o, name) != LUA_TNIL)
+        v = evl_check_seconds(L, -1, o, what);
     lua_pop(L, 1);
     return v;
 }
@@ -594,7 +591,8 @@ static int http_perform(lua_State *L, int o, Opts *op)
     timeout = evl_clamp_timeout(L, op->timeout);
     connect = evl_clamp_timeout(L, op->connect_timeout);
     if (timeout <= 0 || connect <= 0) {
-        lua_pushliteral(L, "time budget exhausted");
+        char why[32];
+        lua_pushstring(L, evl_timeout_reason(why, sizeof why, 1, 0, NULL));
         return http_fail(L, method, url);
     }
     clamped = timeout < op->timeout || connect < op->connect_timeout;

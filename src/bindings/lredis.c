@@ -40,8 +40,7 @@
 #include <arpa/inet.h>
 #include <netdb.h>
 
-#include "deadline.h"
-#include "lookup.h"
+#include "binding.h"
 #include "replycap.h"
 
 #if defined(__GNUC__)
@@ -124,11 +123,7 @@ static int rc_pushfail(lua_State *L, const RClient *c, const char *prefix,
     luaL_addstring(&b, ": ");
     if (prefix)
         luaL_addstring(&b, prefix);
-    if (msg[0] >= 'A' && msg[0] <= 'Z' && msg[1] >= 'a' && msg[1] <= 'z') {
-        luaL_addchar(&b, (char)(msg[0] - 'A' + 'a'));
-        msg++;
-    }
-    luaL_addstring(&b, msg);
+    evl_add_reason(&b, msg);
     if (closed)
         luaL_addstring(&b, " (client closed)");
     luaL_pushresult(&b);
@@ -149,11 +144,8 @@ static int rc_die(lua_State *L, RClient *c, const char *msg, int clamped, double
     if (msg == rc_too_big) {
         snprintf(buf, sizeof buf, "reply larger than %g MiB (max_reply)", c->cap.mib);
         msg = buf;
-    } else if (msg == rc_timed_out && clamped) {
-        msg = "time budget exhausted";
     } else if (msg == rc_timed_out) {
-        snprintf(buf, sizeof buf, "timed out after %g s", secs);
-        msg = buf;
+        msg = evl_timeout_reason(buf, sizeof buf, clamped, secs, NULL);
     }
     rc_pushfail(L, c, NULL, msg, was_open);
     rc_free(c);
@@ -199,48 +191,27 @@ static const char *rc_flush(redisContext *ctx, double deadline)
 
 
 /*
- * Read one reply, before `deadline`, within the cap (replycap.h). poll(2)
- * first, so the read(2) that follows never waits: the whole reply is
- * bounded, not each read. On success *out is the reply and the caller owns it.
+ * Read one reply, before `deadline`, within the cap (replycap.h). The
+ * socket is polled first, so the read(2) that follows never waits: the
+ * whole reply is bounded, not each read. On success *out is the reply and
+ * the caller owns it.
  */
 static const char *rc_read(redisContext *ctx, evl_replycap *cap, double deadline, redisReply **out)
 {
-    void *r = NULL;
-    cap->over = 0;
-    evl_replycap_next(cap, ctx->reader); /* what is buffered already is this reply's */
     for (;;) {
-        struct pollfd pfd;
-        double left;
-        size_t before;
-        int n;
-        if (redisGetReplyFromReader(ctx, &r) != REDIS_OK)
-            return cap->over ? rc_too_big : ctx->errstr;
-        if (r != NULL) {
-            *out = (redisReply *)r;
+        int st = evl_hio_reply(ctx, cap, out);
+        if (st == EVL_HIO_OK)
             return NULL;
-        }
-        if (evl_replycap_peek(cap, ctx->reader))
-            return rc_too_big;
-        left = deadline - evl_monotonic();
-        if (left <= 0)
+        if (st != EVL_HIO_MORE)
+            return st == EVL_HIO_BIG ? rc_too_big : ctx->errstr;
+        int ready = evl_wait_fd(ctx->fd, POLLIN, deadline);
+        if (ready == 0)
             return rc_timed_out;
-        pfd.fd = ctx->fd;
-        pfd.events = POLLIN;
-        pfd.revents = 0;
-        n = poll(&pfd, 1, (int)(left * 1000.0) + 1);
-        if (n == 0)
-            continue; /* the loop re-checks the time left */
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
+        if (ready < 0)
             return strerror(errno);
-        }
         /* POLLHUP and POLLERR too: read(2) then reports EOF or the error. */
-        before = ctx->reader->len;
-        if (redisBufferRead(ctx) != REDIS_OK)
-            return ctx->errstr;
-        if (evl_replycap_count(cap, ctx->reader->len - before))
-            return rc_too_big;
+        if ((st = evl_hio_fill(ctx, cap)) != EVL_HIO_OK)
+            return st == EVL_HIO_BIG ? rc_too_big : ctx->errstr;
     }
 }
 
@@ -355,13 +326,9 @@ static double rc_begin(lua_State *L, RClient *c, double want, int *clamped)
         rc_free(c);
         return 0;
     }
-    t = evl_clamp_timeout(L, want);
-    if (t <= 0) {
+    if ((t = evl_op_deadline(L, want, clamped)) == 0)
         rc_pushfail(L, c, NULL, "time budget exhausted", 0);
-        return 0;
-    }
-    *clamped = t < want;
-    return evl_monotonic() + t;
+    return t;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -571,11 +538,10 @@ static lua_Integer rc_optint(lua_State *L, const char *key, lua_Integer lo, lua_
 
 static double rc_optsecs(lua_State *L, const char *key)
 {
-    double v = lua_type(L, -1) == LUA_TNUMBER ? (double)lua_tonumber(L, -1) : -1;
-    if (!(v > 0 && v <= RC_MAX_TIMEOUT)) /* also catches NaN */
-        luaL_argerror(L, 1, lua_pushfstring(L, "option '%s' must be a number of seconds in (0, %d]",
-                                            key, (int)RC_MAX_TIMEOUT));
-    return v;
+    char what[40];
+    snprintf(what, sizeof what, "option '%s'", key);
+    double v = evl_check_seconds(L, -1, 1, what);
+    return v < RC_MAX_TIMEOUT ? v : RC_MAX_TIMEOUT;
 }
 
 /* Read the options table at index 1 (or none) into *o; raises on misuse. */
@@ -676,23 +642,12 @@ static int rc_connect_tcp(lua_State *L, RClient *c, const char *host, int port, 
                           int clamped, double secs)
 {
     struct addrinfo hints, *res = NULL, *ai;
-    char ip[INET6_ADDRSTRLEN], buf[96];
-    int rc;
+    char ip[INET6_ADDRSTRLEN], why[300];
     memset(&hints, 0, sizeof hints);
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
-    rc = evl_lookup(host, NULL, &hints, deadline, &res);
-    if (rc == EVL_LOOKUP_TIMEOUT) {
-        if (clamped)
-            snprintf(buf, sizeof buf, "time budget exhausted (name lookup)");
-        else
-            snprintf(buf, sizeof buf, "timed out after %g s (name lookup)", secs);
-        return rc_pushfail(L, c, NULL, buf, 0);
-    }
-    if (rc != 0) {
-        snprintf(buf, sizeof buf, "name lookup: %s", rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
-        return rc_pushfail(L, c, NULL, buf, 0);
-    }
+    if (evl_resolve(host, NULL, &hints, deadline, clamped, secs, &res, why, sizeof why) < 0)
+        return rc_pushfail(L, c, NULL, why, 0);
     for (ai = res; ai != NULL; ai = ai->ai_next) {
         const void *a = ai->ai_family == AF_INET6
             ? (const void *)&((struct sockaddr_in6 *)(void *)ai->ai_addr)->sin6_addr
@@ -753,11 +708,9 @@ static int rc_connect(lua_State *L)
     luaL_setmetatable(L, RC_MT);
     lua_replace(L, 2); /* the client at 2, nothing above it */
 
-    t = evl_clamp_timeout(L, o.connect_timeout);
-    if (t <= 0)
+    if ((deadline = evl_op_deadline(L, o.connect_timeout, &clamped)) == 0)
         return rc_pushfail(L, c, NULL, "time budget exhausted", 0);
-    clamped = t < o.connect_timeout;
-    deadline = evl_monotonic() + t;
+    t = deadline - evl_monotonic();
     if (o.path)
         c->ctx = redisConnectUnixWithTimeout(o.path, rc_tv(t));
     else if (rc_connect_tcp(L, c, o.host, (int)o.port, deadline, clamped, o.connect_timeout))

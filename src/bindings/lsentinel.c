@@ -11,7 +11,7 @@
  *   c:close()
  *   local all = S.ask{ sentinels = { ... }, commands = { { "INFO", "sentinel" } }, timeout = 2 }
  *
- * Registered for the full runtime only (src/cli.c), which serves the
+ * Registered for the full runtime only (src/cli/cli.c), which serves the
  * subcommands; no event call ever loads it.
  */
 #include <errno.h>
@@ -27,6 +27,7 @@
 #include <lauxlib.h>
 #include <lua.h>
 
+#include "binding.h"
 #include "sentinel.h"
 
 #define SC_MT "eventilator.sentinel.client"
@@ -70,9 +71,8 @@ static void sc_opts(lua_State *L, int idx, struct evl_sentinel_opts *o)
     if (lua_getfield(L, idx, "password") != LUA_TNIL)
         o->password = luaL_checkstring(L, -1);
     if (lua_getfield(L, idx, "timeout") != LUA_TNIL) {
-        o->timeout = luaL_checknumber(L, -1);
-        if (!(o->timeout > 0 && o->timeout <= 1e6))
-            luaL_error(L, "timeout must be a number of seconds above 0");
+        double t = evl_check_seconds(L, -1, idx, "option 'timeout'");
+        o->timeout = t < 1e6 ? t : 1e6; /* poll's milliseconds fit an int */
     }
     lua_pop(L, 3);
 }

@@ -15,8 +15,6 @@
  */
 
 #include <errno.h>
-#include <limits.h>
-#include <math.h>
 #include <netdb.h>
 #include <poll.h>
 #include <stdio.h>
@@ -31,8 +29,7 @@
 #include <lua.h>
 #include <lauxlib.h>
 
-#include "deadline.h"
-#include "lookup.h"
+#include "binding.h"
 
 /* Built with -fvisibility=hidden as a C module: require() must still see it. */
 #if defined(__GNUC__)
@@ -86,92 +83,36 @@ static TcpConn *tcp_checkopen(lua_State *L, int idx)
     return c;
 }
 
-/* A timeout value: a positive number of seconds. math.huge is accepted; the
- * budget and poll's int range bound it anyway. Strict about the type (no
- * "5" strings) because a timeout in the wrong unit or type is a bug. */
-static double tcp_checktimeout(lua_State *L, int idx, int arg, const char *what)
-{
-    double t = lua_type(L, idx) == LUA_TNUMBER ? lua_tonumber(L, idx) : 0;
-    if (!(t > 0)) /* also rejects NaN */
-        luaL_argerror(L, arg, lua_pushfstring(L, "%s must be a positive number of seconds", what));
-    return t;
-}
-
-/* Milliseconds left until `deadline` for poll(), rounded up so a wait never
- * ends just before the deadline and spins; 0 once it has passed. */
-static int tcp_ms_left(double deadline)
-{
-    double ms = ceil((deadline - evl_monotonic()) * 1000.0);
-    if (ms <= 0)
-        return 0;
-    return ms >= INT_MAX ? INT_MAX : (int)ms;
-}
-
-/*
- * Wait until fd is ready for `events` or the deadline passes. Returns
- * TCP_OK, TCP_ETIMEOUT, or TCP_EERRNO with errno set. POLLERR/POLLHUP count
- * as ready: the following recv/send/getsockopt reports what happened.
- */
+/* Wait until fd is ready for `events` or the deadline passes (binding.h): TCP_OK,
+ * TCP_ETIMEOUT, or TCP_EERRNO with errno set. */
 static int tcp_wait(int fd, short events, double deadline)
 {
-    struct pollfd p;
-    int r;
-    p.fd = fd;
-    p.events = events;
-    for (;;) {
-        int ms = tcp_ms_left(deadline);
-        if (ms == 0)
-            return TCP_ETIMEOUT;
-        p.revents = 0;
-        r = poll(&p, 1, ms);
-        if (r > 0)
-            return TCP_OK;
-        if (r == 0)
-            continue; /* re-checks the clock: poll may wake a little early */
-        if (errno != EINTR)
-            return TCP_EERRNO;
-    }
-}
-
-/*
- * Clamp an operation's timeout to the time budget. Returns the absolute
- * deadline, or a value <= 0 when the budget is already spent. `*clamped`
- * tells later whether a timeout was the budget's doing.
- */
-static double tcp_deadline(lua_State *L, double want, int *clamped)
-{
-    double t = evl_clamp_timeout(L, want);
-    *clamped = t < want;
-    if (t <= 0)
-        return 0;
-    return evl_monotonic() + t;
+    int r = evl_wait_fd(fd, events, deadline);
+    return r > 0 ? TCP_OK : r == 0 ? TCP_ETIMEOUT : TCP_EERRNO;
 }
 
 /* Push nil, "tcp <label>: <what>" and return 2: the one failure shape.
  * A timeout reads "timed out after N s", N being the timeout that applied
- * (`secs`), as in every binding (docs/design.md, "Error vocabulary"). */
+ * (`secs`), as in every binding (binding.h). */
 static int tcp_fail(lua_State *L, const char *label, int why, int err, double secs)
 {
-    const char *what;
     char buf[64];
+    luaL_Buffer b;
+    const char *what;
     switch (why) {
-    case TCP_ETIMEOUT:
-        snprintf(buf, sizeof buf, "timed out after %g s", secs);
-        what = buf;
-        break;
-    case TCP_EBUDGET: what = "time budget exhausted"; break;
+    case TCP_ETIMEOUT: what = evl_timeout_reason(buf, sizeof buf, 0, secs, NULL); break;
+    case TCP_EBUDGET: what = evl_timeout_reason(buf, sizeof buf, 1, secs, NULL); break;
     case TCP_ECLOSED: what = "closed"; break;
     case TCP_ETOOBIG: what = "reply larger than 16 MiB"; break;
-    case TCP_ELOOKUP: what = gai_strerror(err); break;
     default: what = strerror(err); break;
     }
     lua_pushnil(L);
-    /* The OS's "Connection refused" reads "connection refused", as in every
-     * binding's messages (docs/design.md, "Error vocabulary"). */
-    if (what[0] >= 'A' && what[0] <= 'Z' && what[1] >= 'a' && what[1] <= 'z')
-        lua_pushfstring(L, "tcp %s: %c%s", label, what[0] - 'A' + 'a', what + 1);
-    else
-        lua_pushfstring(L, "tcp %s: %s", label, what);
+    luaL_buffinit(L, &b);
+    luaL_addstring(&b, "tcp ");
+    luaL_addstring(&b, label);
+    luaL_addstring(&b, ": ");
+    evl_add_reason(&b, what);
+    luaL_pushresult(&b);
     return 2;
 }
 
@@ -199,7 +140,7 @@ static int tcp_connect_one(TcpConn *c, int family, int proto, const struct socka
         /* A unix listener with a full backlog answers EAGAIN instead of
          * queueing us; give it until the deadline in short naps. */
         while (r < 0 && errno == EAGAIN) {
-            if (tcp_ms_left(deadline) == 0) {
+            if (evl_monotonic() >= deadline) {
                 why = TCP_ETIMEOUT;
                 break;
             }
@@ -234,47 +175,36 @@ static int tcp_connect_one(TcpConn *c, int family, int proto, const struct socka
 }
 
 /*
- * Resolve host:port within the deadline (lookup.h: a literal never reaches
+ * Resolve host:port within the deadline (binding.h: a literal never reaches
  * NSS, which a static glibc provides only in part, and a name is looked up
  * in a helper thread the deadline can walk away from), then try every
  * address in order until one connects or the deadline passes. Returns
- * TCP_OK or a failure code: TCP_ELOOKUP with *err an EAI_* code, or
- * TCP_ETIMEOUT when the lookup itself ran out of time (*gai set).
- * Nothing here can raise, so freeaddrinfo always runs.
+ * TCP_OK or a failure code: TCP_ELOOKUP with the reason in `why` when the
+ * lookup ran out of time or failed. Nothing here can raise, so
+ * freeaddrinfo always runs.
  */
-static int tcp_connect_inet(TcpConn *c, const char *host, int port, double deadline, int *err,
-                            int *gai)
+static int tcp_connect_inet(TcpConn *c, const char *host, int port, double deadline, int clamped,
+                            double secs, int *err, char *why, size_t cap)
 {
     struct addrinfo hints, *res = NULL, *ai;
     char serv[8];
-    int why = TCP_EERRNO, rc;
+    int rc = TCP_EERRNO;
     memset(&hints, 0, sizeof hints);
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_NUMERICSERV;
     snprintf(serv, sizeof serv, "%d", port);
-    rc = evl_lookup(host, serv, &hints, deadline, &res);
-    if (rc == EVL_LOOKUP_TIMEOUT) {
-        *gai = 1;
-        return TCP_ETIMEOUT;
-    }
-    if (rc == EAI_SYSTEM) {
-        *err = errno;
-        return TCP_EERRNO;
-    }
-    if (rc != 0) {
-        *err = rc;
+    if (evl_resolve(host, serv, &hints, deadline, clamped, secs, &res, why, cap) < 0)
         return TCP_ELOOKUP;
-    }
     *err = EHOSTUNREACH; /* only if the list is empty, which it never is */
     for (ai = res; ai != NULL; ai = ai->ai_next) {
-        why = tcp_connect_one(c, ai->ai_family, ai->ai_protocol, ai->ai_addr,
-                              ai->ai_addrlen, deadline, err);
-        if (why == TCP_OK || why == TCP_ETIMEOUT)
+        rc = tcp_connect_one(c, ai->ai_family, ai->ai_protocol, ai->ai_addr,
+                             ai->ai_addrlen, deadline, err);
+        if (rc == TCP_OK || rc == TCP_ETIMEOUT)
             break;
     }
     freeaddrinfo(res);
-    return why;
+    return rc;
 }
 
 static int tcp_connect_unix(TcpConn *c, const char *path, size_t len, double deadline, int *err)
@@ -305,9 +235,9 @@ static void tcp_options(lua_State *L, int idx, TcpConn *c, double *ctimeout)
             luaL_argerror(L, idx, "option names must be strings");
         k = lua_tostring(L, -2);
         if (strcmp(k, "connect_timeout") == 0)
-            *ctimeout = tcp_checktimeout(L, -1, idx, "option 'connect_timeout'");
+            *ctimeout = evl_check_seconds(L, -1, idx, "option 'connect_timeout'");
         else if (strcmp(k, "timeout") == 0)
-            c->timeout = tcp_checktimeout(L, -1, idx, "option 'timeout'");
+            c->timeout = evl_check_seconds(L, -1, idx, "option 'timeout'");
         else
             luaL_argerror(L, idx, lua_pushfstring(L, "unknown option '%s'", k));
         lua_pop(L, 1);
@@ -331,8 +261,9 @@ static int tcp_connect(lua_State *L)
     size_t len;
     const char *host = luaL_checklstring(L, 1, &len);
     int is_unix = strchr(host, '/') != NULL;
-    int port = 0, optidx = is_unix ? 2 : 3, why, err = 0, gai = 0, clamped;
+    int port = 0, optidx = is_unix ? 2 : 3, why, err = 0, clamped;
     double ctimeout = TCP_CONNECT_TIMEOUT, deadline;
+    char reason[300];
     TcpConn *c;
 
     luaL_argcheck(L, strlen(host) == len, 1, "contains a zero byte");
@@ -363,25 +294,21 @@ static int tcp_connect(lua_State *L)
     else
         snprintf(c->label, sizeof c->label, "%s:%d", host, port);
 
-    deadline = tcp_deadline(L, ctimeout, &clamped);
+    deadline = evl_op_deadline(L, ctimeout, &clamped);
     if (deadline <= 0)
         return tcp_fail(L, c->label, TCP_EBUDGET, 0, 0);
 
     if (is_unix)
         why = tcp_connect_unix(c, host, len, deadline, &err);
     else
-        why = tcp_connect_inet(c, host, port, deadline, &err, &gai);
+        why = tcp_connect_inet(c, host, port, deadline, clamped, ctimeout, &err, reason,
+                               sizeof reason);
 
     if (why == TCP_OK)
         return 1; /* the userdata on top */
-    if (why == TCP_ETIMEOUT && gai) { /* the name lookup ran out of time */
-        char buf[64];
-        if (clamped)
-            snprintf(buf, sizeof buf, "time budget exhausted (name lookup)");
-        else
-            snprintf(buf, sizeof buf, "timed out after %g s (name lookup)", ctimeout);
+    if (why == TCP_ELOOKUP) { /* ran out of time, or failed: the reason says which */
         lua_pushnil(L);
-        lua_pushfstring(L, "tcp %s: %s", c->label, buf);
+        lua_pushfstring(L, "tcp %s: %s", c->label, reason);
         return 2;
     }
     if (why == TCP_ETIMEOUT && clamped)
@@ -407,7 +334,7 @@ static int tcp_send(lua_State *L)
     size_t len, sent = 0;
     const char *data = luaL_checklstring(L, 2, &len);
     int clamped, why = TCP_OK, err = 0;
-    double deadline = tcp_deadline(L, c->timeout, &clamped);
+    double deadline = evl_op_deadline(L, c->timeout, &clamped);
 
     if (deadline <= 0)
         why = TCP_EBUDGET;
@@ -504,7 +431,7 @@ static int tcp_receive(lua_State *L)
     /* Everything that pushes goes before buffinit: the luaL_Buffer must stay
      * on top of the stack until luaL_pushresult. It also owns the partial
      * data, so a memory error while growing it leaks nothing. */
-    deadline = tcp_deadline(L, c->timeout, &clamped);
+    deadline = evl_op_deadline(L, c->timeout, &clamped);
     lua_settop(L, 1);
     luaL_buffinit(L, &b);
     if (deadline <= 0)
@@ -581,7 +508,7 @@ static int tcp_receive(lua_State *L)
 static int tcp_settimeout(lua_State *L)
 {
     TcpConn *c = tcp_checkopen(L, 1);
-    c->timeout = tcp_checktimeout(L, 2, 2, "timeout");
+    c->timeout = evl_check_seconds(L, 2, 2, "timeout");
     lua_pushboolean(L, 1);
     return 1;
 }

@@ -1,8 +1,10 @@
 /*
- * replycap.h: a cap on the size of one Redis reply, for every hiredis
- * reader we own: the redis binding (config redis.max_reply) and the
- * Sentinel client (sentinel.c), on which one hostile peer must not be able
- * to grow the process.
+ * replycap.h: bounded hiredis I/O, for every hiredis reader we own: the
+ * redis binding (lredis.c, config redis.max_reply) and the Sentinel client
+ * (sentinel.c), on which one hostile peer must not be able to grow the
+ * process. A cap on the size of one reply, and the two steps both take to
+ * read one within it (evl_hio_reply, evl_hio_fill); each waits for its
+ * socket its own way (a poll of its own, or the watcher's loop).
  *
  * hiredis 0.14 buffers a bulk until all of it has arrived and allocates an
  * array's slots as soon as its header is read, both sized by what the server
@@ -115,6 +117,36 @@ static inline int evl_replycap_count(evl_replycap *cap, size_t n)
 static inline void evl_replycap_next(evl_replycap *cap, const redisReader *r)
 {
     cap->got = r->len - r->pos;
+}
+
+enum { EVL_HIO_OK, EVL_HIO_MORE, EVL_HIO_BIG, EVL_HIO_ERR };
+
+/*
+ * The next whole reply in c's reader, within the cap: EVL_HIO_OK with *out
+ * (the caller frees it), EVL_HIO_MORE (none is whole yet: read more),
+ * EVL_HIO_BIG (over the cap) or EVL_HIO_ERR (c->errstr). After BIG or ERR
+ * the stream is out of step: the caller closes the connection.
+ */
+static inline int evl_hio_reply(redisContext *c, evl_replycap *cap, redisReply **out)
+{
+    void *r = NULL;
+    *out = NULL;
+    if (redisGetReplyFromReader(c, &r) != REDIS_OK)
+        return cap->over ? EVL_HIO_BIG : EVL_HIO_ERR;
+    if (r == NULL)
+        return evl_replycap_peek(cap, c->reader) ? EVL_HIO_BIG : EVL_HIO_MORE;
+    evl_replycap_next(cap, c->reader);
+    *out = (redisReply *)r;
+    return EVL_HIO_OK;
+}
+
+/* Read what the socket holds into c's reader (one read(2)): EVL_HIO_OK, EVL_HIO_BIG or EVL_HIO_ERR. */
+static inline int evl_hio_fill(redisContext *c, evl_replycap *cap)
+{
+    size_t before = c->reader->len;
+    if (redisBufferRead(c) != REDIS_OK)
+        return EVL_HIO_ERR;
+    return evl_replycap_count(cap, c->reader->len - before) ? EVL_HIO_BIG : EVL_HIO_OK;
 }
 
 #endif

@@ -26,8 +26,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "deadline.h"
-#include "lookup.h"
+#include "binding.h"
 
 #define SL_DEF_TIMEOUT 2.0
 #define SL_LOOKUP_POLL 0.02 /* s between two looks at a running name lookup */
@@ -205,7 +204,7 @@ int evl_sentinel_link_open(struct evl_sentinel_link *l, const char *addr,
     hints.ai_socktype = SOCK_STREAM;
     rc = evl_lookup_start(l->host, NULL, &hints, &res, &l->job, &sl_lookups);
     if (rc != 0) {
-        sl_die(l, "name lookup: %s", rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
+        sl_die(l, "%s", evl_lookup_failure(why, sizeof why, rc));
         return -1;
     }
     if (l->job) {
@@ -285,6 +284,7 @@ double evl_sentinel_link_wake(const struct evl_sentinel_link *l, double now)
 
 void evl_sentinel_link_step(struct evl_sentinel_link *l, double now)
 {
+    char why[300];
     if (l->state == EVL_SL_LOOKUP && l->job) {
         struct addrinfo *res = NULL;
         int rc = evl_lookup_result(l->job, &res);
@@ -292,7 +292,7 @@ void evl_sentinel_link_step(struct evl_sentinel_link *l, double now)
             evl_lookup_drop(l->job);
             l->job = NULL;
             if (rc != 0)
-                sl_die(l, "name lookup: %s", rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
+                sl_die(l, "%s", evl_lookup_failure(why, sizeof why, rc));
             else
                 sl_connect(l, res, now);
             if (res)
@@ -300,12 +300,12 @@ void evl_sentinel_link_step(struct evl_sentinel_link *l, double now)
             return;
         }
         if (now >= l->deadline)
-            sl_die(l, "timed out after %g s (name lookup)", l->timeout);
+            sl_die(l, "%s", evl_timeout_reason(why, sizeof why, 0, l->timeout, "name lookup"));
         return;
     }
     if ((l->state == EVL_SL_CONNECTING || l->state == EVL_SL_OPEN) && l->deadline > 0 &&
         now >= l->deadline)
-        sl_die(l, "timed out after %g s", l->timeout);
+        sl_die(l, "%s", evl_timeout_reason(why, sizeof why, 0, l->timeout, NULL));
 }
 
 void evl_sentinel_link_io(struct evl_sentinel_link *l, short revents, double now)
@@ -328,10 +328,10 @@ void evl_sentinel_link_io(struct evl_sentinel_link *l, short revents, double now
     if (revents & POLLOUT)
         sl_write(l);
     if (l->state == EVL_SL_OPEN && (revents & (POLLIN | POLLERR | POLLHUP))) {
-        size_t before = l->c->reader->len;
-        if (redisBufferRead(l->c) != REDIS_OK)
+        int st = evl_hio_fill(l->c, &l->cap);
+        if (st == EVL_HIO_ERR)
             sl_die(l, "%s", l->c->errstr[0] ? l->c->errstr : "connection lost");
-        else if (evl_replycap_count(&l->cap, l->c->reader->len - before))
+        else if (st == EVL_HIO_BIG)
             sl_too_big(l);
     }
 }
@@ -339,20 +339,14 @@ void evl_sentinel_link_io(struct evl_sentinel_link *l, short revents, double now
 redisReply *evl_sentinel_link_reply(struct evl_sentinel_link *l, double now)
 {
     while (l->state == EVL_SL_OPEN) {
-        void *r = NULL;
-        if (redisGetReplyFromReader(l->c, &r) != REDIS_OK) {
-            if (l->cap.over)
-                sl_too_big(l);
-            else
-                sl_die(l, "%s", l->c->errstr);
+        redisReply *r;
+        int st = evl_hio_reply(l->c, &l->cap, &r);
+        if (st == EVL_HIO_BIG)
+            sl_too_big(l);
+        else if (st == EVL_HIO_ERR)
+            sl_die(l, "%s", l->c->errstr);
+        if (st != EVL_HIO_OK)
             return NULL;
-        }
-        if (!r) {
-            if (evl_replycap_peek(&l->cap, l->c->reader))
-                sl_too_big(l);
-            return NULL;
-        }
-        evl_replycap_next(&l->cap, l->c->reader);
         if (l->auth_wait) {
             redisReply *a = r;
             l->auth_wait = 0;
