@@ -2,10 +2,7 @@
 -- A name without its + or - sign ("promoted-slave") matches both signs.
 if not config.slack.enabled then return end
 
-local events = {}
-for i, name in ipairs(config.slack.trigger_on or {}) do
-  events[i] = name:find("^[+-]") and name or "*" .. name -- no sign: either sign
-end
+local events = require("eventilator.settings").triggers(config.slack.trigger_on)
 if #events == 0 then return end
 
 on(events, function(ev)

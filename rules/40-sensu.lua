@@ -2,10 +2,7 @@
 -- check results (docs/sensu.md). A name without its sign matches both signs.
 if not config.sensu.enabled then return end
 
-local events = {}
-for i, name in ipairs(config.sensu.trigger_on or {}) do
-  events[i] = name:find("^[+-]") and name or "*" .. name -- no sign: either sign
-end
+local events = require("eventilator.settings").triggers(config.sensu.trigger_on)
 if #events == 0 then return end
 
 on(events, function(ev)

@@ -3,10 +3,7 @@
 -- + or - sign ("sdown") matches both signs.
 if not config.webhook.enabled then return end
 
-local events = {}
-for i, name in ipairs(config.webhook.trigger_on or {}) do
-  events[i] = name:find("^[+-]") and name or "*" .. name -- no sign: either sign
-end
+local events = require("eventilator.settings").triggers(config.webhook.trigger_on)
 if #events == 0 then return end
 
 on(events, function(ev)

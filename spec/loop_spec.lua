@@ -315,6 +315,42 @@ describe("test --spec", function()
     assert.matches("Passed in:", out)
     assert.matches("%[1%] = 'MULTI'", out) -- the expected commands, shown against what was sent
   end)
+
+  it("fails a rule that passes an option its binding refuses, as the real call does", function()
+    -- a typo in each stand-in's options: the spec's outcome and error are production's
+    local rules = {
+      redis = 'on("+sdown", function() return redis.connect{ timout = 5 } end)\n',
+      tcp = 'on("+sdown", function() return tcp.connect("127.0.0.1", 1, { timeout = 0 }) end)\n',
+      http = 'on("+sdown", function() return http.request{ url = "http://127.0.0.1:1/", timout = 5 } end)\n',
+    }
+    local want = {
+      redis = "bad argument #1 to 'connect' (unknown option 'timout')",
+      tcp = "bad argument #3 to 'connect' (option 'timeout' must be a positive number of seconds)",
+      http = "bad argument #1 to 'request' (unknown option 'timout')",
+    }
+    for name, text in pairs(rules) do
+      procs.write(ctx.dir .. "/" .. name .. ".lua", text)
+      procs.write(ctx.dir .. "/" .. name .. "_spec.lua", string.format([[
+local testing = require("eventilator.testing")
+it("fails", function()
+  local t = testing.load{ rules = %q }
+  local r = t:call("eventilator", "+sdown", "master pod1 10.0.0.1 6379")
+  assert.same({ "failed" }, r.outcomes)
+  assert.equal(1, r.exit)
+  assert.truthy(r.handlers[1].error:find(%q, 1, true))
+  t:close()
+end)
+]], ctx.dir .. "/" .. name .. ".lua", want[name]))
+      local out, rc = eventilator(ctx, "test", "--spec", ctx.dir .. "/" .. name .. "_spec.lua")
+      assert.equal(0, rc, out)
+      -- the same rule in a real call: the same failure, word for word
+      ctx:rule(name .. ".lua", text)
+      local code, log = ctx:run("eventilator", "+sdown", "master pod1 10.0.0.1 6379")
+      assert.equal(1, code, log)
+      assert.truthy(log:find(want[name], 1, true), log)
+      os.remove(ctx.rules .. "/" .. name .. ".lua")
+    end
+  end)
 end)
 
 describe("docs/testing-rules.md", function()

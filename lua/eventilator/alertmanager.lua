@@ -14,6 +14,23 @@
 -- alert); the call succeeds when at least one accepts it.
 local M = {}
 
+-- The settings this module reads (config.alertmanager): name, type, default. The
+-- host checks and merges them: tools/schema.lua generates the loader's
+-- schema from this function at build time (docs/config.md lists them).
+function M.schema()
+  return {
+    alertmanager = {
+      { "enabled", "boolean", false },
+      { "urls", "list", { "http://127.0.0.1:9093" } },
+      { "labels", "table" },
+      { "generator_url", "string" },
+      { "ttl", "number", 86400 },
+      { "failover_ttl", "number", 600 },
+      { "timeout", "number", 5 },
+    },
+  }
+end
+
 local words = require("eventilator.words")
 
 -- What an event is about: alertname and the instance the labels name.
@@ -71,19 +88,14 @@ end
 -- POSTs the list to every URL; true when one of them accepted it.
 function M.post(alerts, opts)
   local s = require("eventilator.settings").get("alertmanager", opts)
-  local json = require("cjson")
   local http = require("eventilator.http")
   local urls = s.urls
   if type(urls) == "string" then urls = { urls } end
   if type(urls) ~= "table" or #urls == 0 then return nil, "alertmanager: set alertmanager.urls" end
-  local body = json.encode(alerts)
   local ok, errs = false, {}
+  local post = { timeout = s.timeout, connect_timeout = math.min(s.timeout, 2) }
   for _, url in ipairs(urls) do
-    local res, err = http.request {
-      method = "POST", url = url:gsub("/+$", "") .. "/api/v2/alerts", body = body,
-      headers = { ["Content-Type"] = "application/json" },
-      timeout = s.timeout, connect_timeout = math.min(s.timeout, 2),
-    }
+    local res, err = http.post_json(url:gsub("/+$", "") .. "/api/v2/alerts", alerts, post)
     if res and res.status >= 200 and res.status < 300 then
       ok = true
     else

@@ -5,6 +5,20 @@
 -- Settings: config.consul (`url`, `prefix`, `token`, `timeout`), opts on top.
 local M = {}
 
+-- The settings this module reads (config.consul): name, type, default. The
+-- host checks and merges them: tools/schema.lua generates the loader's
+-- schema from this function at build time (docs/config.md lists them).
+function M.schema()
+  return {
+    consul = {
+      { "url", "string", "http://127.0.0.1:8500" },
+      { "prefix", "string", "redis" },
+      { "token", "string" },
+      { "timeout", "number", 5 },
+    },
+  }
+end
+
 local settings = require("eventilator.settings")
 
 local function hostport(a)

@@ -18,6 +18,18 @@
 --   end)
 local M = {}
 
+-- The settings this module reads (config.dedupe): name, type, default. The
+-- host checks and merges them: tools/schema.lua generates the loader's
+-- schema from this function at build time (docs/config.md lists them).
+function M.schema()
+  return {
+    dedupe = {
+      { "prefix", "string", "eventilator:dedupe:" },
+      { "ttl", "integer", 300 },
+    },
+  }
+end
+
 local function read(path)
   local f = io.open(path)
   if not f then return nil end

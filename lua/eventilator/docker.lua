@@ -6,6 +6,19 @@
 -- Failures return nil, "docker: <what>: <Docker's message>".
 local M = {}
 
+-- The settings this module reads (config.docker): name, type, default. The
+-- host checks and merges them: tools/schema.lua generates the loader's
+-- schema from this function at build time (docs/config.md lists them).
+function M.schema()
+  return {
+    docker = {
+      { "socket", "string", "/var/run/docker.sock" },
+      { "api", "string", "v1.41" },
+      { "timeout", "number", 10 },
+    },
+  }
+end
+
 local settings = require("eventilator.settings")
 
 -- Docker's reply bodies, decoded by an instance of our own (lua-cjson keeps

@@ -8,6 +8,20 @@
 -- MAX_ENTRIES are kept per instance, and every key expires on its own.
 local M = {}
 
+-- The settings this module reads (config.flap): name, type, default. The
+-- host checks and merges them: tools/schema.lua generates the loader's
+-- schema from this function at build time (docs/config.md lists them).
+function M.schema()
+  return {
+    flap = {
+      { "window", "integer", 600 },
+      { "threshold", "integer", 3 },
+      { "cooldown", "integer", 3600 },
+      { "prefix", "string", "eventilator:flap" },
+    },
+  }
+end
+
 local settings = require("eventilator.settings")
 
 M.MAX_ENTRIES = 1000

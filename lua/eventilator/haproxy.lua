@@ -7,6 +7,19 @@
 -- success is nil, "haproxy: <command>: <HAProxy's text>".
 local M = {}
 
+-- The settings this module reads (config.haproxy): name, type, default. The
+-- host checks and merges them: tools/schema.lua generates the loader's
+-- schema from this function at build time (docs/config.md lists them).
+function M.schema()
+  return {
+    haproxy = {
+      { "socket", "string", "/run/haproxy/admin.sock" },
+      { "backends", "table" },
+      { "timeout", "number", 2 },
+    },
+  }
+end
+
 local settings = require("eventilator.settings")
 
 -- Where the socket is: a path (has a "/"), "host:port" or "[v6]:port".

@@ -9,6 +9,16 @@
 -- Sentinel runs the script again.
 local M = {}
 
+-- The settings this module reads (config.metrics, config.warnings): name, type, default. The
+-- host checks and merges them: tools/schema.lua generates the loader's
+-- schema from this function at build time (docs/config.md lists them).
+function M.schema()
+  return {
+    metrics = { { "enabled", "boolean", true } },   -- failovers (reconfigurator mode)
+    warnings = { { "enabled", "boolean", false } }, -- warnings, failed failovers
+  }
+end
+
 -- Day sets (`pods-with-failovers:Y:M:D`, `pods-with-warnings:Y:M:D`) live
 -- 60 days.
 M.DAY_TTL = 5184000

@@ -12,6 +12,21 @@
 -- true, instead of spending Sentinel's ten retries on it.
 local M = {}
 
+-- The settings this module reads (config.pagerduty): name, type, default. The
+-- host checks and merges them: tools/schema.lua generates the loader's
+-- schema from this function at build time (docs/config.md lists them).
+function M.schema()
+  return {
+    pagerduty = {
+      { "enabled", "boolean", false },
+      { "routing_key", "string" },
+      { "url", "string", "https://events.pagerduty.com/v2/enqueue" },
+      { "severity", { "critical", "error", "warning", "info" }, "critical" }, -- what Events API v2 takes
+      { "timeout", "number", 5 },
+    },
+  }
+end
+
 local words = require("eventilator.words")
 
 -- family(ev) -> the part of dedup_key after the pod
@@ -60,12 +75,8 @@ local function send(body, opts)
   if not s.routing_key or s.routing_key == "" then
     return nil, "pagerduty: set pagerduty.routing_key"
   end
-  local json = require("cjson")
-  local res, err = require("eventilator.http").request {
-    method = "POST", url = s.url, body = json.encode(body),
-    headers = { ["Content-Type"] = "application/json" },
-    timeout = s.timeout, connect_timeout = math.min(s.timeout, 2),
-  }
+  local res, err = require("eventilator.http").post_json(s.url, body,
+    { timeout = s.timeout, connect_timeout = math.min(s.timeout, 2) })
   if not res then return nil, "pagerduty: " .. tostring(err) end
   if res.status >= 200 and res.status < 300 then return true end
   local reply = tostring(res.body):sub(1, 300)

@@ -6,7 +6,7 @@
 --   {"argv0":"eventilator","args":[...],"time":1795600000.123,"sentinel":"pid:1234","exit":0}
 -- or a corpus line {"scenario":"...","argv0":"...","args":[...]}. Every call goes
 -- through the host's own parser, matching and handler runs (the `host` table
--- of src/cli.c), each call with a budget of its own, as a real call has.
+-- of src/cli/cli.c), each call with a budget of its own, as a real call has.
 --
 -- dedupe.once: each recorded Sentinel claims as the owner it had when it was
 -- called (this host and the Sentinel's pid), so the first Sentinel of the file
@@ -128,10 +128,10 @@ end
 
 -- Sentinel re-runs a call that exited 1, from the same process with the same
 -- arguments, no sooner than script-retry-delay after it, and the retry skips
--- the handlers that already succeeded (src/retry.c). A replay does the same
+-- the handlers that already succeeded (src/core/delivery.c). A replay does the same
 -- for such calls in the file: an identical call within script_retry_delay of
 -- a failed one is a repeat (a new event), with its own record.
-local RETRY_WINDOW = 5 * 3600 -- seconds, as EVL_RETRY_WINDOW in src/retry.h
+local RETRY_WINDOW = 5 * 3600 -- seconds, as EVL_RETRY_WINDOW in src/core/delivery.h
 
 -- The first pending record of key that call c can be the retry of (removed), or nil.
 local function take_record(pending, c)

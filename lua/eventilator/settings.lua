@@ -1,11 +1,34 @@
 -- eventilator.settings: one way for every shipped module to read its
 -- settings. The host has already merged each known section of the config
--- with its defaults (the schema in src/config.c is the one place a default
--- is declared), so a module's settings are config.<name>, with the caller's
--- opts on top:
+-- with its defaults (each module declares its own in M.schema(), from which
+-- the build generates the loader's schema: tools/schema.lua), so a module's
+-- settings are config.<name>, with the caller's opts on top:
 --
 --   local s = require("eventilator.settings").get("slack", opts)
 local M = {}
+
+-- The settings of the shipped example rules that have no module of their own
+-- (examples/rules/swarm-replace-replica.lua, cloud-replica-vm.lua): name,
+-- type, default, as every module declares its own (tools/schema.lua).
+function M.schema()
+  return {
+    swarm = {
+      { "image", "string", "redis:7" },
+      { "service", "string" },
+      { "network", "string" },
+      { "max_per_hour", "integer", 3 },
+    },
+    hcloud = {
+      { "url", "string", "https://api.hetzner.cloud/v1" },
+      { "token", "string" },
+      { "server_type", "string", "cx22" },
+      { "image", "string", "debian-12" },
+      { "location", "string" },
+      { "ssh_keys", "list" },
+      { "max_per_hour", "integer", 3 },
+    },
+  }
+end
 
 -- get(name [, opts]) -> a new table: config[name], then opts over it.
 function M.get(name, opts)
@@ -19,6 +42,17 @@ function M.get(name, opts)
   end
   for k, v in pairs(opts or {}) do s[k] = v end
   return s
+end
+
+-- triggers(list) -> the patterns for a trigger_on list (slack, sensu,
+-- webhook), as the shipped rules register them: a name without its + or -
+-- sign ("promoted-slave") stands for both signs ("*promoted-slave").
+function M.triggers(list)
+  local events = {}
+  for i, e in ipairs(list or {}) do
+    events[i] = e:find("^[+-]") and e or "*" .. e
+  end
+  return events
 end
 
 return M

@@ -5,7 +5,8 @@
 -- unless --secrets is given, so the output can be pasted into a ticket.
 -- With no config file (EVENTILATOR_CONF=/nonexistent) it prints the
 -- built-in defaults: the specs' stand-in config is made from that output,
--- so src/config.c's schema stays the one place a default is declared.
+-- so the schema (each module's M.schema(), the host's in src/core/schema.c)
+-- stays the one place a default is declared.
 local M = {}
 
 local SECRET = { password = true, token = true, secret = true, routing_key = true, webhook_url = true }

@@ -8,6 +8,25 @@
 -- same way, with a message saying which key to set.
 local M = {}
 
+-- The settings this module reads (config.slack): name, type, default. The
+-- host checks and merges them: tools/schema.lua generates the loader's
+-- schema from this function at build time (docs/config.md lists them).
+function M.schema()
+  return {
+    slack = {
+      { "enabled", "boolean", false },
+      { "webhook_url", "string" },
+      { "token", "string" },
+      { "channel", "string", "sentinel-events" },
+      { "username", "string", "eventilator" },
+      { "author_name", "string", "eventilator" },
+      { "trigger_on", "list", { "+sdown", "-sdown", "+odown", "-odown", "+promoted-slave" } },
+      { "api_url", "string", "https://slack.com/api" },
+      { "timeout", "number", 5 },
+    },
+  }
+end
+
 -- Slack's message formatting treats these three as control characters.
 function M.escape(s)
   return (tostring(s):gsub("[&<>]", { ["&"] = "&amp;", ["<"] = "&lt;", [">"] = "&gt;" }))
@@ -112,15 +131,11 @@ function M.notify(ev, opts)
   if require("eventilator.silence").skip("slack", ev) then return true end
   local s = require("eventilator.settings").get("slack", opts)
   local http = require("eventilator.http")
-  local json = require("cjson")
   local msg = M.message(ev, s)
-  local timeout = s.timeout
+  local post = { timeout = s.timeout, connect_timeout = math.min(s.timeout, 5),
+    headers = { ["Content-Type"] = "application/json; charset=utf-8" } }
   if s.webhook_url and s.webhook_url ~= "" then
-    local res, err = http.request {
-      method = "POST", url = s.webhook_url, body = json.encode(msg), timeout = timeout,
-      connect_timeout = math.min(timeout, 5),
-      headers = { ["Content-Type"] = "application/json; charset=utf-8" },
-    }
+    local res, err = http.post_json(s.webhook_url, msg, post)
     if not res then return nil, "slack: webhook: " .. redact(err, s.webhook_url) end
     local bad = failure(res, "webhook")
     if bad then return nil, bad end
@@ -130,19 +145,12 @@ function M.notify(ev, opts)
     return nil, "slack: set slack.webhook_url or slack.token"
   end
   msg.channel = s.channel
-  local url = tostring(s.api_url):gsub("/+$", "") .. "/chat.postMessage"
-  local res, err = http.request {
-    method = "POST", url = url, body = json.encode(msg), timeout = timeout,
-    connect_timeout = math.min(timeout, 5),
-    headers = {
-      ["Content-Type"] = "application/json; charset=utf-8",
-      ["Authorization"] = "Bearer " .. s.token,
-    },
-  }
+  post.headers.Authorization = "Bearer " .. s.token
+  local res, err = http.post_json(tostring(s.api_url):gsub("/+$", "") .. "/chat.postMessage", msg, post)
   if not res then return nil, "slack: chat.postMessage: " .. tostring(err) end
   local bad = failure(res, "chat.postMessage")
   if bad then return nil, bad end
-  local ok, reply = pcall(json.decode, res.body or "")
+  local ok, reply = pcall(require("cjson").decode, res.body or "")
   if not ok or type(reply) ~= "table" then
     return nil, "slack: chat.postMessage: reply is not JSON: " .. tostring(res.body):sub(1, 200)
   end

@@ -6,6 +6,131 @@
 --   what require("eventilator.redis") (and so on) returns; S.sent, S.answer.
 local M = {}
 
+-- ------------------------------------------------------------ misuse
+-- A stand-in refuses what its binding refuses, with the binding's words
+-- (src/bindings/: luaL_argerror's `bad argument #n to 'f' (...)`), so that a
+-- rule whose spec passes does not raise in production: `timout = 5` fails
+-- both. What the network or a server does is the spec's to answer.
+
+local function argerror(n, fname, msg)
+  error(string.format("bad argument #%d to '%s' (%s)", n, fname, msg), 0)
+end
+
+local function want(n, fname, what, v)
+  argerror(n, fname, what .. " expected, got " .. (v == nil and "no value" or type(v)))
+end
+
+-- binding.h's evl_check_seconds
+local function seconds(n, fname, what, v)
+  if type(v) ~= "number" or v ~= v or v <= 0 then -- NaN too
+    argerror(n, fname, what .. " must be a positive number of seconds")
+  end
+end
+
+local function int_in(v, lo, hi)
+  local i = type(v) == "number" and math.tointeger(v)
+  return i and i >= lo and i <= hi
+end
+
+local function closed(self, method, what)
+  if self.closed then
+    error(string.format("calling '%s' on bad self (attempt to use a closed %s)", method, what), 0)
+  end
+end
+
+-- redis.connect's options (lredis.c rc_readopts)
+local REDIS_OPTS = { host = "string", port = "port", path = "string", username = "string",
+  password = "string", db = "db", timeout = "seconds", connect_timeout = "seconds", max_reply = "mib" }
+
+local function check_redis_option(k, v)
+  local kind = type(k) == "string" and REDIS_OPTS[k]
+  local function bad(msg) argerror(1, "connect", "option '" .. tostring(k) .. "' " .. msg) end
+  if not kind then argerror(1, "connect", "unknown option '" .. tostring(k) .. "'") end
+  if kind == "string" and type(v) ~= "string" then bad("must be a string") end
+  if (k == "host" or k == "path") and v:find("\0", 1, true) then bad("contains a zero byte") end
+  if kind == "port" and not int_in(v, 1, 65535) then bad("must be an integer from 1 to 65535") end
+  if kind == "db" and not int_in(v, 0, 2147483647) then bad("must be an integer from 0 to 2147483647") end
+  if kind == "seconds" then seconds(1, "connect", "option '" .. k .. "'", v) end
+  if kind == "mib" and not (type(v) == "number" and v > 0 and v <= 4096) then
+    bad("must be a number of MiB in (0, 4096]")
+  end
+end
+
+local function check_redis_opts(opts)
+  if opts == nil then return end
+  if type(opts) ~= "table" then want(1, "connect", "table", opts) end
+  for k, v in pairs(opts) do check_redis_option(k, v) end
+  if opts.path and (opts.host ~= nil or opts.port ~= nil) then
+    argerror(1, "connect", "option 'path' excludes 'host' and 'port'")
+  end
+  if opts.path and #opts.path >= 108 then
+    argerror(1, "connect", "option 'path' is too long for a unix socket")
+  end
+  if opts.username and opts.username ~= "" and not (opts.password and opts.password ~= "") then
+    argerror(1, "connect", "option 'username' needs 'password'")
+  end
+end
+
+local function arg_ok(v)
+  return type(v) == "string" or type(v) == "number"
+end
+
+-- http.request's options (lhttp.c check_keys, read_opts)
+local HTTP_OPTS = { url = "string", method = "string", headers = "table", body = "string", timeout = "number",
+  connect_timeout = "number", unix_socket = "string", insecure = "boolean", max_body = "number",
+  follow_redirects = "boolean" }
+local TOKEN = "^[%w!#%$%%&'%*%+%-%.%^_`|~]+$"
+
+local function check_headers(n, fname, headers)
+  for k, v in pairs(headers) do
+    if type(k) ~= "string" then argerror(n, fname, "header names must be strings") end
+    if not k:find(TOKEN) then argerror(n, fname, "invalid header name '" .. k .. "'") end
+    if type(v) ~= "string" and type(v) ~= "number" then
+      argerror(n, fname, string.format("header '%s' must be a string (got %s)", k, type(v)))
+    end
+    if tostring(v):find("[\r\n%z]") then
+      argerror(n, fname, "header '" .. k .. "' contains a line break or NUL")
+    end
+  end
+end
+
+local function check_http_opts(n, fname, opts, json)
+  for k, v in pairs(opts) do
+    if type(k) ~= "string" then argerror(n, fname, "option names must be strings") end
+    if not HTTP_OPTS[k] then argerror(n, fname, "unknown option '" .. k .. "'") end
+    if json and (k == "url" or k == "body") then
+      argerror(n, fname, "option '" .. k .. "' is set by post_json's arguments")
+    end
+    if type(v) ~= HTTP_OPTS[k] then
+      argerror(n, fname, string.format("option '%s' must be a %s (got %s)", k, HTTP_OPTS[k], type(v)))
+    end
+  end
+  if not json and opts.url == nil then argerror(n, fname, "option 'url' is required") end
+  if opts.method and not opts.method:find(TOKEN) then
+    argerror(n, fname, "invalid method '" .. opts.method .. "'")
+  end
+  if opts.method == "HEAD" and opts.body then argerror(n, fname, "a HEAD request cannot have a body") end
+  if opts.headers then check_headers(n, fname, opts.headers) end
+  for _, k in ipairs({ "timeout", "connect_timeout" }) do
+    if opts[k] ~= nil then seconds(n, fname, "option '" .. k .. "'", opts[k]) end
+  end
+  if opts.max_body ~= nil and not int_in(opts.max_body, 0, math.maxinteger) then
+    argerror(n, fname, "option 'max_body' must be a non-negative integer")
+  end
+end
+
+-- tcp.connect's options (ltcp.c tcp_options)
+local function check_tcp_opts(n, opts)
+  if opts == nil then return end
+  if type(opts) ~= "table" then want(n, "connect", "table", opts) end
+  for k, v in pairs(opts) do
+    if type(k) ~= "string" then argerror(n, "connect", "option names must be strings") end
+    if k ~= "timeout" and k ~= "connect_timeout" then
+      argerror(n, "connect", "unknown option '" .. k .. "'")
+    end
+    seconds(n, "connect", "option '" .. k .. "'", v)
+  end
+end
 
 local function copy(v)
   if type(v) ~= "table" then return v end
@@ -273,13 +398,27 @@ function M.redis()
   local Client = {}
   Client.__index = Client
   function Client:call(...)
-    if self.closed then error("client is closed", 2) end
-    local r = send(self, { ... })
+    closed(self, "call", "redis client")
+    local cmd = table.pack(...)
+    if cmd.n == 0 then argerror(1, "call", "value expected") end
+    for i = 1, cmd.n do
+      if not arg_ok(cmd[i]) then argerror(i, "call", "string or number expected, got " .. type(cmd[i])) end
+    end
+    local r = send(self, cmd)
     if type(r) == "table" and r.err then return nil, r.err end
     return r
   end
   function Client:pipeline(cmds)
-    if self.closed then error("client is closed", 2) end
+    closed(self, "pipeline", "redis client")
+    if type(cmds) ~= "table" then want(1, "pipeline", "table", cmds) end
+    for i, c in ipairs(cmds) do
+      local function bad(fmt, ...) argerror(1, "pipeline", string.format("command %d" .. fmt, i, ...)) end
+      if type(c) ~= "table" then bad(" is a %s, not a list", type(c)) end
+      if #c == 0 then bad(" is empty") end
+      for j = 1, #c do
+        if not arg_ok(c[j]) then bad(", argument %d: string or number expected, got %s", j, type(c[j])) end
+      end
+    end
     local out = { n = #cmds }
     for i, c in ipairs(cmds) do out[i] = send(self, c) end
     return out
@@ -287,6 +426,7 @@ function M.redis()
   function Client:close() self.closed = true end
   S.module = {
     connect = function(opts)
+      check_redis_opts(opts)
       S.connects[#S.connects + 1] = copy(opts or {})
       if S.down then return nil, S.down end
       return setmetatable({}, Client)
@@ -301,10 +441,7 @@ function M.http()
   -- body, headers }, { err = "..." } for a request that got no response, or
   -- function(request) -> either. Unanswered requests get { status = 200, body = "" }.
   function S.answer(key, res) S.answers[key] = res end
-  local function request(opts)
-    if type(opts) ~= "table" or type(opts.url) ~= "string" then
-      error("http.request: opts.url required", 2)
-    end
+  local function send(opts)
     local req = copy(opts)
     req.method = req.method or (req.body and "POST" or "GET")
     req.headers = req.headers or {}
@@ -319,10 +456,21 @@ function M.http()
     return res
   end
   S.module = {
-    request = request,
-    post_json = function(url, value, opts)
+    request = function(opts)
+      if type(opts) ~= "table" then want(1, "request", "table", opts) end
+      check_http_opts(1, "request", opts)
+      return send(opts)
+    end,
+    post_json = function(...)
+      local url, value, opts = ...
+      if type(url) ~= "string" then want(1, "post_json", "string", url) end
+      if select("#", ...) < 2 then argerror(2, "post_json", "value expected") end
+      if opts ~= nil and type(opts) ~= "table" then want(3, "post_json", "table", opts) end
+      check_http_opts(3, "post_json", opts or {}, true)
+      local ok, body = pcall(require("cjson").encode, value)
+      if not ok then argerror(2, "post_json", "cannot encode value: " .. tostring(body)) end
       local req = copy(opts or {})
-      req.url, req.body = url, require("cjson").encode(value)
+      req.url, req.body = url, body
       req.method = req.method or "POST"
       req.headers = req.headers or {}
       local has_type = false
@@ -330,7 +478,7 @@ function M.http()
         if k:lower() == "content-type" then has_type = true end
       end
       if not has_type then req.headers["Content-Type"] = "application/json" end
-      return request(req)
+      return send(req)
     end,
   }
   return S
@@ -345,11 +493,25 @@ function M.tcp()
   local Conn = {}
   Conn.__index = Conn
   function Conn:send(data)
+    closed(self, "send", "tcp connection")
+    if type(data) ~= "string" and type(data) ~= "number" then want(1, "send", "string", data) end
+    data = tostring(data)
     S.sent[#S.sent + 1] = { address = self.address, data = data }
     self.out[#self.out + 1] = data
     return true
   end
   function Conn:receive(pattern)
+    closed(self, "receive", "tcp connection")
+    if type(pattern) == "number" then
+      if not int_in(pattern, 0, 16 * 1024 * 1024) then
+        argerror(1, "receive", "byte count out of range (0..16 MiB)")
+      end
+    elseif pattern ~= nil then
+      if type(pattern) ~= "string" then want(1, "receive", "string", pattern) end
+      if not (pattern:gsub("^%*", "") == "l" or pattern:gsub("^%*", "") == "a") then
+        argerror(1, "receive", 'invalid pattern (expected n, "*l" or "*a")')
+      end
+    end
     if self.inbox == nil then
       local a = S.answers[self.address]
       self.inbox = a ~= nil and answer(a, table.concat(self.out)) or ""
@@ -369,12 +531,31 @@ function M.tcp()
     self.inbox = rest
     return (line:gsub("\r$", ""))
   end
-  function Conn.settimeout() return true end
-  function Conn.shutdown() return true end
+  function Conn:settimeout(t)
+    closed(self, "settimeout", "tcp connection")
+    seconds(1, "settimeout", "timeout", t)
+    return true
+  end
+  function Conn:shutdown()
+    closed(self, "shutdown", "tcp connection")
+    return true
+  end
   function Conn:close() self.closed = true end
   S.module = {
-    connect = function(host, port)
-      if type(port) == "table" then port = nil end -- tcp.connect(path, opts): a unix socket
+    connect = function(host, port, opts)
+      if type(host) ~= "string" and type(host) ~= "number" then want(1, "connect", "string", host) end
+      host = tostring(host)
+      if host:find("\0", 1, true) then argerror(1, "connect", "contains a zero byte") end
+      if host:find("/", 1, true) then -- tcp.connect(path [, opts]): a unix socket
+        if port ~= nil and type(port) ~= "table" then want(2, "connect", "table", port) end
+        check_tcp_opts(2, port)
+        port = nil
+      else
+        if type(port) ~= "number" then want(2, "connect", "number", port) end
+        if not math.tointeger(port) then argerror(2, "connect", "number has no integer representation") end
+        if port < 1 or port > 65535 then argerror(2, "connect", "port out of range") end
+        check_tcp_opts(3, opts)
+      end
       local addr = port and (tostring(host) .. ":" .. tostring(port)) or tostring(host)
       local a = S.answers[addr]
       if type(a) == "table" and a.err then return nil, a.err end

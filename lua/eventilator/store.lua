@@ -4,6 +4,24 @@
 -- rule files, whose connect() takes config.redis as its defaults.
 local M = {}
 
+-- The settings this module reads (config.redis): name, type, default. The
+-- host checks and merges them: tools/schema.lua generates the loader's
+-- schema from this function at build time (docs/config.md lists them).
+function M.schema()
+  return {
+    redis = {
+      { "host", "string", "127.0.0.1" },
+      { "port", "integer", 6379 },
+      { "path", "string" },
+      { "username", "string" },
+      { "password", "string" },
+      { "db", "integer", 0 },
+      { "timeout", "number", 2 },
+      { "max_reply", "number", 64 }, -- MiB: the largest reply a call accepts
+    },
+  }
+end
+
 -- The options the binding's connect() takes (it raises on any other key).
 local KEYS = { "host", "port", "path", "username", "password", "db", "timeout", "connect_timeout",
   "max_reply" }

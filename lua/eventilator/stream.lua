@@ -7,6 +7,20 @@
 -- in one round trip, to stream.redis when set, else to config.redis.
 local M = {}
 
+-- The settings this module reads (config.stream): name, type, default. The
+-- host checks and merges them: tools/schema.lua generates the loader's
+-- schema from this function at build time (docs/config.md lists them).
+function M.schema()
+  return {
+    stream = {
+      { "enabled", "boolean", false },
+      { "key", "string", "eventilator:events" },
+      { "maxlen", "integer", 100000 },
+      { "redis", "table" }, -- {} (the default) or nil: config.redis
+    },
+  }
+end
+
 -- stream.fields(ev) -> the XADD field/value list
 function M.fields(ev)
   local words = require("eventilator.words")

@@ -8,6 +8,23 @@
 --   X-Eventilator-Timestamp: <unix seconds when it was sent>
 local M = {}
 
+-- The settings this module reads (config.webhook): name, type, default. The
+-- host checks and merges them: tools/schema.lua generates the loader's
+-- schema from this function at build time (docs/config.md lists them).
+function M.schema()
+  return {
+    webhook = {
+      { "enabled", "boolean", false },
+      { "url", "string" },
+      { "headers", "table" },
+      { "secret", "string" },
+      { "trigger_on", "list", { "+sdown", "-sdown", "+odown", "-odown", "+switch-master",
+                                "-failover-abort-no-good-slave" } },
+      { "timeout", "number", 5 },
+    },
+  }
+end
+
 -- webhook.body(ev) -> the JSON text that is sent
 function M.body(ev)
   return require("cjson").encode(require("eventilator.words").record(ev))
@@ -27,22 +44,17 @@ function M.post(ev, opts)
   if not s.url or s.url == "" then return nil, "webhook: set webhook.url" end
   if require("eventilator.silence").skip("webhook", ev) then return true end
   local http = require("eventilator.http") -- before crypto: both live in the full runtime
-  local body = M.body(ev)
+  local record = require("eventilator.words").record(ev)
   local headers = {}
   for k, v in pairs(s.headers or {}) do headers[k] = tostring(v) end
-  local has_type = false
-  for k in pairs(headers) do
-    if k:lower() == "content-type" then has_type = true end
-  end
-  if not has_type then headers["Content-Type"] = "application/json" end
   if s.secret and s.secret ~= "" then
-    headers["X-Eventilator-Signature"] = M.sign(s.secret, body)
+    -- post_json encodes the same table with the same cjson, unchanged in
+    -- between: the bytes it sends are the bytes signed here
+    headers["X-Eventilator-Signature"] = M.sign(s.secret, require("cjson").encode(record))
     headers["X-Eventilator-Timestamp"] = tostring(os.time())
   end
-  local res, err = http.request {
-    method = "POST", url = s.url, body = body, headers = headers,
-    timeout = s.timeout, connect_timeout = math.min(s.timeout, 2),
-  }
+  local res, err = http.post_json(s.url, record,
+    { headers = headers, timeout = s.timeout, connect_timeout = math.min(s.timeout, 2) })
   if not res then return nil, "webhook: " .. tostring(err) end
   if res.status >= 200 and res.status < 300 then return true end
   return nil, string.format("webhook: HTTP %d: %s", res.status, tostring(res.body):sub(1, 200))

@@ -13,6 +13,11 @@
  * others run. A wrong top-level setting (budget, state_dir, ...) is left at
  * the value it had (the default, or the base file's) and the call exits 1.
  *
+ * The shipped modules declare their own sections beside their code (the
+ * function M.schema() in lua/eventilator/), and the build turns that into
+ * the rows below (tools/schema.lua); the host's own settings are declared
+ * here, where the C that reads them is.
+ *
  * In the start-up binary a section's defaults are built when it is first
  * read (lazy_index), since a call reads a handful of the ~100 rows.
  */
@@ -31,19 +36,10 @@
 /* K_ENUM: one of `list`; K_TARGET: "syslog", "stderr" or an absolute path (log.target) */
 enum ktype { K_STRING, K_INT, K_NUMBER, K_BOOL, K_LIST, K_TABLE, K_ENUM, K_TARGET, K_STRING_OFF };
 
-static const char *const slack_triggers[] = {"+sdown", "-sdown", "+odown", "-odown",
-                                             "+promoted-slave", NULL};
-static const char *const sensu_triggers[] = {"+odown", "-odown", "-failover-abort-no-good-slave",
-                                             NULL};
-
-static const char *const alertmanager_urls[] = {"http://127.0.0.1:9093", NULL};
-static const char *const webhook_triggers[] = {"+sdown", "-sdown", "+odown", "-odown", "+switch-master",
-                                               "-failover-abort-no-good-slave", NULL};
+#include "schema_fields.h" /* generated from lua/ by tools/schema.lua: EVL_MODULE_FIELDS */
 
 /* "warning" too: log.c has always taken it for "warn" */
 static const char *const log_levels[] = {"debug", "info", "warn", "error", "warning", NULL};
-/* what the Events API v2 accepts (docs/pagerduty.md) */
-static const char *const pagerduty_severities[] = {"critical", "error", "warning", "info", NULL};
 
 /*
  * section NULL = a top-level scalar. A NULL default string = nil. `list` is
@@ -56,103 +52,17 @@ static const struct field {
     double num;
     const char *const *list;
 } schema[] = {
-    {"redis", "host", K_STRING, "127.0.0.1", 0, NULL},
-    {"redis", "port", K_INT, NULL, 6379, NULL},
-    {"redis", "path", K_STRING, NULL, 0, NULL},
-    {"redis", "username", K_STRING, NULL, 0, NULL},
-    {"redis", "password", K_STRING, NULL, 0, NULL},
-    {"redis", "db", K_INT, NULL, 0, NULL},
-    {"redis", "timeout", K_NUMBER, NULL, 2, NULL},
-    {"redis", "max_reply", K_NUMBER, NULL, 64, NULL}, /* MiB: the largest reply a call accepts */
-    {"metrics", "enabled", K_BOOL, NULL, 1, NULL},
-    {"warnings", "enabled", K_BOOL, NULL, 0, NULL},
-    {"slack", "enabled", K_BOOL, NULL, 0, NULL},
-    {"slack", "webhook_url", K_STRING, NULL, 0, NULL},
-    {"slack", "token", K_STRING, NULL, 0, NULL},
-    {"slack", "channel", K_STRING, "sentinel-events", 0, NULL},
-    {"slack", "username", K_STRING, "eventilator", 0, NULL},
-    {"slack", "author_name", K_STRING, "eventilator", 0, NULL},
-    {"slack", "trigger_on", K_LIST, NULL, 0, slack_triggers},
-    {"slack", "api_url", K_STRING, "https://slack.com/api", 0, NULL},
-    {"slack", "timeout", K_NUMBER, NULL, 5, NULL},
-    {"sensu", "enabled", K_BOOL, NULL, 0, NULL},
-    {"sensu", "host", K_STRING, "127.0.0.1", 0, NULL},
-    {"sensu", "port", K_INT, NULL, 3030, NULL},
-    {"sensu", "trigger_on", K_LIST, NULL, 0, sensu_triggers},
-    {"sensu", "handler_no_good_slave", K_STRING, NULL, 0, NULL},
-    {"sensu", "handler_promoted_slave", K_STRING, NULL, 0, NULL},
-    {"sensu", "timeout", K_NUMBER, NULL, 5, NULL},
-    /* receivers (docs/alertmanager.md, pagerduty.md, webhook.md, stream.md) */
-    {"alertmanager", "enabled", K_BOOL, NULL, 0, NULL},
-    {"alertmanager", "urls", K_LIST, NULL, 0, alertmanager_urls},
-    {"alertmanager", "labels", K_TABLE, NULL, 0, NULL},
-    {"alertmanager", "generator_url", K_STRING, NULL, 0, NULL},
-    {"alertmanager", "ttl", K_NUMBER, NULL, 86400, NULL},
-    {"alertmanager", "failover_ttl", K_NUMBER, NULL, 600, NULL},
-    {"alertmanager", "timeout", K_NUMBER, NULL, 5, NULL},
-    {"pagerduty", "enabled", K_BOOL, NULL, 0, NULL},
-    {"pagerduty", "routing_key", K_STRING, NULL, 0, NULL},
-    {"pagerduty", "url", K_STRING, "https://events.pagerduty.com/v2/enqueue", 0, NULL},
-    {"pagerduty", "severity", K_ENUM, "critical", 0, pagerduty_severities},
-    {"pagerduty", "timeout", K_NUMBER, NULL, 5, NULL},
-    {"webhook", "enabled", K_BOOL, NULL, 0, NULL},
-    {"webhook", "url", K_STRING, NULL, 0, NULL},
-    {"webhook", "headers", K_TABLE, NULL, 0, NULL},
-    {"webhook", "secret", K_STRING, NULL, 0, NULL},
-    {"webhook", "trigger_on", K_LIST, NULL, 0, webhook_triggers},
-    {"webhook", "timeout", K_NUMBER, NULL, 5, NULL},
-    {"stream", "enabled", K_BOOL, NULL, 0, NULL},
-    {"stream", "key", K_STRING, "eventilator:events", 0, NULL},
-    {"stream", "maxlen", K_INT, NULL, 100000, NULL},
-    {"stream", "redis", K_TABLE, NULL, 0, NULL},
-    /* reactions: docs/haproxy.md, docker.md, flap.md, consul.md, examples/rules/ */
-    {"haproxy", "socket", K_STRING, "/run/haproxy/admin.sock", 0, NULL},
-    {"haproxy", "backends", K_TABLE, NULL, 0, NULL},
-    {"haproxy", "timeout", K_NUMBER, NULL, 2, NULL},
-    {"docker", "socket", K_STRING, "/var/run/docker.sock", 0, NULL},
-    {"docker", "api", K_STRING, "v1.41", 0, NULL},
-    {"docker", "timeout", K_NUMBER, NULL, 10, NULL},
-    {"flap", "window", K_INT, NULL, 600, NULL},
-    {"flap", "threshold", K_INT, NULL, 3, NULL},
-    {"flap", "cooldown", K_INT, NULL, 3600, NULL},
-    {"flap", "prefix", K_STRING, "eventilator:flap", 0, NULL},
-    {"consul", "url", K_STRING, "http://127.0.0.1:8500", 0, NULL},
-    {"consul", "prefix", K_STRING, "redis", 0, NULL},
-    {"consul", "token", K_STRING, NULL, 0, NULL},
-    {"consul", "timeout", K_NUMBER, NULL, 5, NULL},
-    {"swarm", "image", K_STRING, "redis:7", 0, NULL},
-    {"swarm", "service", K_STRING, NULL, 0, NULL},
-    {"swarm", "network", K_STRING, NULL, 0, NULL},
-    {"swarm", "max_per_hour", K_INT, NULL, 3, NULL},
-    {"hcloud", "url", K_STRING, "https://api.hetzner.cloud/v1", 0, NULL},
-    {"hcloud", "token", K_STRING, NULL, 0, NULL},
-    {"hcloud", "server_type", K_STRING, "cx22", 0, NULL},
-    {"hcloud", "image", K_STRING, "debian-12", 0, NULL},
-    {"hcloud", "location", K_STRING, NULL, 0, NULL},
-    {"hcloud", "ssh_keys", K_LIST, NULL, 0, NULL},
-    {"hcloud", "max_per_hour", K_INT, NULL, 3, NULL},
+    /* every shipped module's sections, declared beside its code (M.schema() in lua/) */
+    EVL_MODULE_FIELDS
+    /* the host's own: the log (log.c), then the top-level settings */
     {"log", "target", K_TARGET, "syslog", 0, NULL},
     {"log", "level", K_ENUM, "info", 0, log_levels},
-    {"dedupe", "prefix", K_STRING, "eventilator:dedupe:", 0, NULL},
-    {"dedupe", "ttl", K_INT, NULL, 300, NULL},
-    /* watch mode and `eventilator sentinels` (contract sections 10, 11) */
-    {"watch", "sentinels", K_LIST, NULL, 0, NULL},
-    {"watch", "discover", K_BOOL, NULL, 1, NULL},
-    {"watch", "username", K_STRING, NULL, 0, NULL},
-    {"watch", "password", K_STRING, NULL, 0, NULL},
-    {"watch", "masters", K_LIST, NULL, 0, NULL},
-    {"watch", "dedupe_window", K_NUMBER, NULL, 5, NULL},
-    {"watch", "concurrency", K_INT, NULL, 4, NULL},
-    {"watch", "queue", K_INT, NULL, 10000, NULL},
-    {"watch", "retries", K_INT, NULL, 10, NULL},
-    {"watch", "reuse", K_INT, NULL, 1000, NULL},
-    {"watch", "timeout", K_NUMBER, NULL, 2, NULL},
     {NULL, "rules_dir", K_STRING, EVL_RULES_DIR, 0, NULL},
     {NULL, "state_dir", K_STRING, EVL_STATE_DIR, 0, NULL},
     {NULL, "budget", K_NUMBER, NULL, EVL_DEFAULT_BUDGET, NULL},
     {NULL, "memory_limit", K_INT, NULL, EVL_DEFAULT_MEMORY_MIB, NULL},
     {NULL, "strict_modes", K_BOOL, NULL, 1, NULL},
-    /* Sentinel's script-retry-delay: sooner than this, an identical call is a repeat (retry.c) */
+    /* Sentinel's script-retry-delay: sooner than this, an identical call is a repeat (delivery.c) */
     {NULL, "script_retry_delay", K_NUMBER, NULL, EVL_SCRIPT_RETRY_DELAY, NULL},
     /* record/replay (docs/testing-rules.md): every call as a JSON line; record_max bytes, 0 = no cap */
     {NULL, "record", K_STRING_OFF, NULL, 0, NULL}, /* nil: <state_dir>/calls.jsonl; false: off */
