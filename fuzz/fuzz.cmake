@@ -24,26 +24,24 @@ add_custom_command(
   COMMENT "fuzz seed corpora from ../shared")
 add_custom_target(fuzz_seeds DEPENDS ${SEEDS}/.stamp)
 
-function(evl_fuzzer name)
+function(evl_fuzzer name dirs)
   add_executable(${name} ${ARGN})
   target_compile_options(${name} PRIVATE ${FUZZ_FLAGS})
   target_link_options(${name} PRIVATE ${FUZZ_FLAGS})
-  target_include_directories(${name} PRIVATE ${ALL_DIRS} ${OUT} ${LUA_INCLUDE_DIRS}
-                             ${HIREDIS_INCLUDE_DIRS})
+  target_include_directories(${name} PRIVATE ${dirs})
   set_target_properties(${name} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${OUT}/fuzz)
   add_dependencies(${name} fuzz_seeds)
 endfunction()
 
-evl_fuzzer(fuzz_event fuzz/fuzz_event.c src/core/event.c src/core/nearest.c)
+evl_fuzzer(fuzz_event "${CORE_DIRS}" fuzz/fuzz_event.c src/core/event.c src/core/nearest.c)
 
 # lredis.c exports its reply path to the harness only when built with EVL_FUZZ.
-evl_fuzzer(fuzz_redis_reply fuzz/fuzz_redis_reply.c src/bindings/lredis.c)
+evl_fuzzer(fuzz_redis_reply "${BINDING_DIRS}" fuzz/fuzz_redis_reply.c src/bindings/lredis.c)
 target_compile_definitions(fuzz_redis_reply PRIVATE EVL_FUZZ=1)
 target_link_libraries(fuzz_redis_reply PRIVATE PkgConfig::LUA PkgConfig::HIREDIS m)
 
-# The config loader as the binary runs it: the whole host but main.c.
-evl_fuzzer(fuzz_config fuzz/fuzz_config.c ${CORE_SRC})
-target_compile_definitions(fuzz_config PRIVATE EVL_HOST_MODULE=1) # the host without the subcommands
-target_link_libraries(fuzz_config PRIVATE PkgConfig::LUA PkgConfig::HIREDIS m dl)
+# The config loader as the binary runs it: the core alone.
+evl_fuzzer(fuzz_config "${CORE_DIRS}" fuzz/fuzz_config.c ${CORE_SRC})
+target_link_libraries(fuzz_config PRIVATE PkgConfig::LUA m dl)
 
 add_custom_target(fuzzers DEPENDS fuzz_event fuzz_redis_reply fuzz_config)

@@ -1,5 +1,5 @@
 /*
- * libFuzzer harness: the config loader (src/config.c, src/schema.c), Lua and the Go
+ * libFuzzer harness: the config loader (src/core/config.c, src/core/schema.c), Lua and the Go
  * eventilator's TOML alike, through the same entry the binary uses
  * (EVENTILATOR_CONF -> evl_config_load). A config that cannot load must be
  * refused with a log line; nothing may crash, hang or leak.

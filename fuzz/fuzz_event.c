@@ -1,5 +1,5 @@
 /*
- * libFuzzer harness: the event parser (src/event.c) and the pattern check.
+ * libFuzzer harness: the event parser (src/core/event.c) and the pattern check.
  * Input: "<event-type>\n<description>" for a notification, or, when the
  * first byte is 'R', seven '\n'-separated arguments for client-reconfig.
  * The parser must return 0 or -1 with a reason, never crash or overrun; a

@@ -458,7 +458,7 @@ describe("eventilator core", function()
       assert.matches("the config runs in an empty environment: no os, io or require", ctx:stderr())
     end)
 
-    -- Sections are built on first read (src/config.c); a rule must not be able to tell.
+    -- Sections are built on first read (src/core/schema.c); a rule must not be able to tell.
     it("gives a rule's pairs(config) every section, as `eventilator config --secrets` prints it", function()
       local dump = ctx.dir .. "/dump.txt"
       ctx:config(string.format([[

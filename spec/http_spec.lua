@@ -1,4 +1,4 @@
--- The http binding (src/lhttp.c) against spec/support/httpd.py on spare
+-- The http binding (src/bindings/lhttp.c) against spec/support/httpd.py on spare
 -- loopback ports and a unix socket.
 local procs = require("procs")
 local cjson = require("cjson")

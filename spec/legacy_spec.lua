@@ -45,7 +45,7 @@ describe("eventilator.legacy", function()
     end)
   end)
 
-  -- One detector decides, the binary's (src/config.c); these go through it.
+  -- One detector decides, the binary's (src/core/config.c); these go through it.
   describe("detection by the binary", function()
     local runner = require("runner")
     local ctx

@@ -1,5 +1,5 @@
 /*
- * test_sentinel.c: unit test of the Sentinel client (src/sentinel.c).
+ * test_sentinel.c: unit test of the Sentinel client (src/bindings/sentinel.c).
  * No Redis here: addresses and replies are fed as bytes, and the network
  * cases use listeners made in this process (a port nobody listens on, a
  * listener that never accepts, a forked child with canned replies, one that

@@ -1,5 +1,5 @@
 -- Derives, from the shipped lua/ tree, the words that send a handler to the
--- full runtime (src/handover.c): the full-only modules themselves (cjson,
+-- full runtime (src/core/handover.c): the full-only modules themselves (cjson,
 -- the libcurl binding, the crypto binding) and every shipped module that
 -- requires one of them, directly or through another shipped module.
 --   lua5.4 tools/fullonly.lua OUT.h LUA_DIR REL_PATH...

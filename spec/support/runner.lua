@@ -11,7 +11,7 @@ function M.new()
   local dir = procs.tmpdir()
   -- No syslog (a socket path nobody binds) and a fallback log of its own: a
   -- call that logs to syslog writes here, never to the machine's syslog or
-  -- /var/log/redis (src/log.c).
+  -- /var/log/redis (src/core/log.c).
   local self = setmetatable({ dir = dir, rules = dir .. "/rules", log = dir .. "/eventilator.log",
                               conf = dir .. "/eventilator.conf", fallback = dir .. "/fallback.log",
                               syslog = dir .. "/syslog.sock" }, Ctx)

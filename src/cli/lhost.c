@@ -6,7 +6,7 @@
  *
  *   local host = require("eventilator.host")
  *   local h = host.new{ config = path, rules = dir, log = path }
- *   -- h: the table src/cli.c gives eventilator.cli (load_config,
+ *   -- h: the table src/cli/cli.c gives eventilator.cli (load_config,
  *   -- load_rules, parse, match, run, begin_call, ...)
  *
  * host.pattern is require("eventilator.pattern") (on()'s matcher), for

@@ -31,6 +31,7 @@
 #include "call.h"
 #include "deadline.h"
 #include "delivery.h"
+#include "entry.h"
 #include "handover.h"
 #include "levent.h"
 #include "log.h"
@@ -105,6 +106,8 @@ void evl_event_end(struct evl_host *h)
     evl_delivery_reset(); /* a failed event's record is unlocked for its retry */
     evl_budget_clear(L);
     lua_settop(L, 0);
+    lua_pushnil(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, EVL_RAN_KEY); /* the next record tells only its own handlers */
     /* the collector frees what the call left, so memory_limit counts from the same heap */
     lua_gc(L, LUA_GCRESTART);
     lua_gc(L, LUA_GCCOLLECT);
@@ -216,8 +219,6 @@ static int event_path(struct evl_host *h)
     char err[512];
     int nargs = h->call.argc - 1, want = h->mode == EVL_RECONFIG ? 7 : 2;
     char **args = h->call.argv + 1;
-    lua_pushnil(L);
-    lua_setfield(L, LUA_REGISTRYINDEX, EVL_RAN_KEY); /* nothing ran yet */
     if (nargs != want) {
         evl_log(EVL_ERROR, "%s: wrong number of arguments: expected %d, got %d (%s)", h->name, want,
                 nargs, h->mode == EVL_RECONFIG

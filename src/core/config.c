@@ -209,7 +209,7 @@ static int read_lua(struct evl_host *h, const char *path)
 /*
  * One file: pushes its values and lines (nil for TOML) and returns 1, or 0
  * when it does not exist (nothing pushed), or a negative with the message
- * pushed: it cannot be read, it is refused by the trust rule (readfile.c),
+ * pushed: it cannot be read, it is refused by the trust rule (trust.c),
  * or it does not parse or run.
  */
 static int read_globals(struct evl_host *h, const char *path, const char **format)
@@ -392,7 +392,7 @@ int evl_config_load_as(struct evl_host *h, const char *name)
     lua_getfield(L, -1, "budget");
     h->budget = lua_tonumber(L, -1);
     lua_getfield(L, -2, "memory_limit");
-    if (h->mem.limit != SIZE_MAX) /* a long-running subcommand has no cap (main.c) */
+    if (h->mem.limit != SIZE_MAX) /* a long-running subcommand has no cap (cli/cli.c) */
         h->mem.limit = (size_t)lua_tointeger(L, -1) << 20;
     lua_getfield(L, -3, "strict_modes");
     h->strict_modes = lua_toboolean(L, -1);

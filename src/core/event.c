@@ -341,37 +341,16 @@ static const char *rest(const char *desc, const size_t *off, int i)
     return desc + off[i];
 }
 
-static int parse_known(struct evl_event *ev, int k, const char *desc, char *err, size_t errlen)
+/*
+ * What follows the instance of a `%@` format: t[0..n), the words after it;
+ * desc and off[] (offsets of those words in desc) give the text as
+ * Sentinel wrote it, for the fields that keep their spaces.
+ */
+static int after_instance(struct evl_event *ev, int fmt, char **t, int n, const char *desc,
+                          const size_t *off, char *err, size_t errlen)
 {
-    char *tok[EVL_MAX_TOKENS];
-    size_t off[EVL_MAX_TOKENS];
-    int nt = tokenize(ev, desc, tok, off);
-    int at = 0;
     long a, b;
-    if (catalogue[k].fmt == F_TEXT)
-        return 0;
-    if (nt == -1)
-        return fail(err, errlen, "description has more than %d words", EVL_MAX_TOKENS);
-    if (nt == -2)
-        return fail(err, errlen, "description has a stray space");
-
-    switch (catalogue[k].fmt) {
-    case F_AT: case F_AT_QUORUM: case F_AT_ODOWN: case F_AT_SET:
-    case F_AT_ADDR_SWITCH: case F_AT_ADDR_UPDATE: case F_AT_ROLE: case F_AT_LINK:
-        if ((at = instance(ev, tok, nt, catalogue[k].types, err, errlen)) < 0)
-            return -1;
-        break;
-    default:
-        break;
-    }
-    char **t = tok + at;
-    int n = nt - at;
-
-    switch (catalogue[k].fmt) {
-    case F_AT:
-        if (n != 0)
-            return fail(err, errlen, "unexpected text after the instance: '%.40s'", t[0]);
-        return 0;
+    switch (fmt) {
     case F_AT_QUORUM:
         if (n != 2 || strcmp(t[0], "quorum") != 0 || !number(t[1], 0, 1000000, &a))
             return fail(err, errlen, "expected 'quorum <n>' after the instance");
@@ -397,61 +376,7 @@ static int parse_known(struct evl_event *ev, int k, const char *desc, char *err,
         ev->option = t[0];
         for (int i = 1; i < n && i <= 3; i++)
             ev->values[ev->nvalues++] = t[i];
-        ev->value = n > 1 ? rest(desc, off, at + 1) : NULL;
-        return 0;
-    case F_EPOCH:
-        if (nt != 1 || !epoch(tok[0], &ev->epoch))
-            return fail(err, errlen, "expected an epoch number from 0 to 2^63-1");
-        ev->has_epoch = 1;
-        return 0;
-    case F_VOTE:
-        if (nt != 2 || !epoch(tok[1], &ev->epoch))
-            return fail(err, errlen, "expected '<leader run id> <epoch>', epoch from 0 to 2^63-1");
-        ev->leader = tok[0];
-        ev->has_epoch = 1;
-        return 0;
-    case F_SWITCH:
-        if (nt != 5)
-            return fail(err, errlen, "expected '<master> <old addr> <old port> <new addr> <new port>'");
-        if (!port(tok[2], &ev->old_master.port) || !port(tok[4], &ev->new_master.port))
-            return fail(err, errlen, "bad port in '%.80s'", desc);
-        ev->pod = ev->master.name = tok[0];
-        ev->old_master.ip = tok[1];
-        ev->new_master.ip = tok[3];
-        ev->master.addr = ev->new_master; /* the master as Sentinel now knows it */
-        return 0;
-    case F_SCRIPT_ERROR: case F_CHILD_END:
-        if (nt < 3)
-            return fail(err, errlen, "expected three fields");
-        if (!number(tok[nt - 2], 0, 1000000, &a) || !number(tok[nt - 1], 0, 1000000, &b))
-            return fail(err, errlen, "expected two numbers at the end");
-        if (catalogue[k].fmt == F_SCRIPT_ERROR) {
-            ev->signal = a;
-            ev->exit_code = b;
-            /* the path may hold spaces: everything before the two numbers */
-            tok[nt - 2][-1] = '\0';
-            ev->script = ev->buf;
-            for (char *p = ev->buf; p < tok[nt - 2] - 1; p++)
-                if (*p == '\0')
-                    *p = ' ';
-        } else {
-            if (nt != 3 || !number(tok[0], 0, 1L << 30, &ev->pid))
-                return fail(err, errlen, "expected '<pid> <exit code> <signal>'");
-            ev->exit_code = a;
-            ev->signal = b;
-        }
-        return 0;
-    case F_SCRIPT_TIMEOUT:
-        if (nt < 2 || !number(tok[nt - 1], 0, 1L << 30, &ev->pid))
-            return fail(err, errlen, "expected '<path> <pid>'");
-        ev->script = ev->buf;
-        for (char *p = ev->buf; p < tok[nt - 1] - 1; p++)
-            if (*p == '\0')
-                *p = ' ';
-        return 0;
-    case F_CHILD_START:
-        if (nt != 1 || !number(tok[0], 0, 1L << 30, &ev->pid))
-            return fail(err, errlen, "expected a pid");
+        ev->value = n > 1 ? rest(desc, off, 1) : NULL;
         return 0;
     case F_AT_ADDR_SWITCH:
         if (n != 6 || strcmp(t[0], "ip") != 0 || strcmp(t[2], "port") != 0 ||
@@ -474,12 +399,97 @@ static int parse_known(struct evl_event *ev, int k, const char *desc, char *err,
     case F_AT_LINK:
         if (n < 1 || t[0][0] != '#')
             return fail(err, errlen, "expected '#<error>' after the instance");
-        ev->error = rest(desc, off, at) + 1;
+        ev->error = rest(desc, off, 0) + 1;
         return 0;
-    case F_TEXT:
+    default: /* F_AT */
+        if (n != 0)
+            return fail(err, errlen, "unexpected text after the instance: '%.40s'", t[0]);
         return 0;
     }
+}
+
+/* The script-queue events: a path (spaces and all) or a pid, then numbers. */
+static int script_fields(struct evl_event *ev, int fmt, char **tok, int nt, char *err, size_t errlen)
+{
+    long a, b;
+    if (fmt == F_CHILD_START) {
+        if (nt != 1 || !number(tok[0], 0, 1L << 30, &ev->pid))
+            return fail(err, errlen, "expected a pid");
+        return 0;
+    }
+    if (fmt == F_SCRIPT_TIMEOUT) {
+        if (nt < 2 || !number(tok[nt - 1], 0, 1L << 30, &ev->pid))
+            return fail(err, errlen, "expected '<path> <pid>'");
+        ev->script = ev->buf;
+        for (char *p = ev->buf; p < tok[nt - 1] - 1; p++)
+            if (*p == '\0')
+                *p = ' ';
+        return 0;
+    }
+    if (nt < 3)
+        return fail(err, errlen, "expected three fields");
+    if (!number(tok[nt - 2], 0, 1000000, &a) || !number(tok[nt - 1], 0, 1000000, &b))
+        return fail(err, errlen, "expected two numbers at the end");
+    if (fmt == F_SCRIPT_ERROR) {
+        ev->signal = a;
+        ev->exit_code = b;
+        /* the path may hold spaces: everything before the two numbers */
+        tok[nt - 2][-1] = '\0';
+        ev->script = ev->buf;
+        for (char *p = ev->buf; p < tok[nt - 2] - 1; p++)
+            if (*p == '\0')
+                *p = ' ';
+        return 0;
+    }
+    if (nt != 3 || !number(tok[0], 0, 1L << 30, &ev->pid)) /* F_CHILD_END */
+        return fail(err, errlen, "expected '<pid> <exit code> <signal>'");
+    ev->exit_code = a;
+    ev->signal = b;
     return 0;
+}
+
+static int parse_known(struct evl_event *ev, int k, const char *desc, char *err, size_t errlen)
+{
+    char *tok[EVL_MAX_TOKENS];
+    size_t off[EVL_MAX_TOKENS];
+    int fmt = catalogue[k].fmt, at;
+    int nt = tokenize(ev, desc, tok, off); /* F_TEXT too: ev->buf holds its words, as always */
+    if (fmt == F_TEXT)
+        return 0;
+    if (nt == -1)
+        return fail(err, errlen, "description has more than %d words", EVL_MAX_TOKENS);
+    if (nt == -2)
+        return fail(err, errlen, "description has a stray space");
+    switch (fmt) {
+    case F_AT: case F_AT_QUORUM: case F_AT_ODOWN: case F_AT_SET:
+    case F_AT_ADDR_SWITCH: case F_AT_ADDR_UPDATE: case F_AT_ROLE: case F_AT_LINK:
+        if ((at = instance(ev, tok, nt, catalogue[k].types, err, errlen)) < 0)
+            return -1;
+        return after_instance(ev, fmt, tok + at, nt - at, desc, off + at, err, errlen);
+    case F_EPOCH:
+        if (nt != 1 || !epoch(tok[0], &ev->epoch))
+            return fail(err, errlen, "expected an epoch number from 0 to 2^63-1");
+        ev->has_epoch = 1;
+        return 0;
+    case F_VOTE:
+        if (nt != 2 || !epoch(tok[1], &ev->epoch))
+            return fail(err, errlen, "expected '<leader run id> <epoch>', epoch from 0 to 2^63-1");
+        ev->leader = tok[0];
+        ev->has_epoch = 1;
+        return 0;
+    case F_SWITCH:
+        if (nt != 5)
+            return fail(err, errlen, "expected '<master> <old addr> <old port> <new addr> <new port>'");
+        if (!port(tok[2], &ev->old_master.port) || !port(tok[4], &ev->new_master.port))
+            return fail(err, errlen, "bad port in '%.80s'", desc);
+        ev->pod = ev->master.name = tok[0];
+        ev->old_master.ip = tok[1];
+        ev->new_master.ip = tok[3];
+        ev->master.addr = ev->new_master; /* the master as Sentinel now knows it */
+        return 0;
+    default: /* F_SCRIPT_ERROR, F_SCRIPT_TIMEOUT, F_CHILD_START, F_CHILD_END */
+        return script_fields(ev, fmt, tok, nt, err, errlen);
+    }
 }
 
 int evl_check_event_name(const char *type, char *err, size_t errlen)

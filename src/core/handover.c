@@ -38,7 +38,7 @@
 #include "fullonly.h" /* generated: evl_full_words[] */
 #include "handover.h"
 #include "log.h"
-#include "rules.h"
+#include "entry.h"
 
 /* What a call takes from the environment, in h->call (the order of `env`). */
 enum { E_T0, E_DONE, E_WHY, E_DELIVERY, E_SOURCE, E_SENTINEL, E_SENTINELS, E_SYNTHETIC, E_N };

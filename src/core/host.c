@@ -43,7 +43,7 @@
 /*
  * The start-up binary's first heap: one prefaulted block, handed out by
  * bumping a pointer. A call with the default rules allocates ~45 KB and
- * exits without freeing (main.c). On a virtual machine the first touch of
+ * exits without freeing (cli/main.c). On a virtual machine the first touch of
  * each heap page can be a fault that goes through the hypervisor (~14 us a
  * page where the benchmarks ran, against ~2 ms for all of /bin/true); the
  * same pages populated by one mmap cost about half, and bumping skips

@@ -32,7 +32,7 @@
 #include "deadline.h"
 #include "log.h"
 #include "record.h"
-#include "rules.h"
+#include "entry.h"
 
 /* Length of the valid UTF-8 sequence at s (n bytes left), or 0. */
 static size_t utf8_len(const unsigned char *s, size_t n)
