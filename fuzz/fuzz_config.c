@@ -48,7 +48,7 @@ static int pload(lua_State *L)
     struct evl_host *h = (struct evl_host *)lua_touserdata(L, 1);
     evl_host_open(h, NULL);
     h->config_partial_ok = 1;
-    if (evl_config_load(h) == 0) {
+    if (evl_config_load_as(h, h->name) == 0) {
         evl_config_push_problems(h);
         (void)evl_config_string(h, "log", "level");
         (void)evl_config_number(h, "redis", "port", 0);

@@ -21,7 +21,7 @@ static int pmain(lua_State *L)
 {
     struct evl_host *h = lua_touserdata(L, 1);
     evl_host_open(h, NULL);
-    if (evl_config_load(h) < 0)
+    if (evl_config_load_as(h, h->name) < 0)
         return luaL_error(L, "the built-in config did not load");
     lua_pushboolean(L, evl_config_string(h, NULL, "rules_dir") != NULL);
     return 1;

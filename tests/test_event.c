@@ -211,7 +211,8 @@ static void catalogue(void)
     /* unknown events pass through */
     CHECK(parse("+future-event", "anything at all") == 0 && !ev.known && ev.pod == NULL &&
           streq(ev.text, "anything at all"), "unknown event");
-    CHECK(evl_known_event("+sdown") && !evl_known_event("+nope"), "known");
+    CHECK(parse("+sdown", "master m 10.0.0.1 6379") == 0 && ev.known && parse("+nope", "x") == 0 && !ev.known,
+          "known");
 }
 
 static void malformed(void)

@@ -1,7 +1,7 @@
 -- eventilator.settings: one way for every shipped module to read its
 -- settings. The host has already merged each known section of the config
 -- with its defaults (each module declares its own in M.schema(), from which
--- the build generates the loader's schema: tools/schema.lua), so a module's
+-- the build generates the loader's schema: tools/derive.lua), so a module's
 -- settings are config.<name>, with the caller's opts on top:
 --
 --   local s = require("eventilator.settings").get("slack", opts)
@@ -9,7 +9,7 @@ local M = {}
 
 -- The settings of the shipped example rules that have no module of their own
 -- (examples/rules/swarm-replace-replica.lua, cloud-replica-vm.lua): name,
--- type, default, as every module declares its own (tools/schema.lua).
+-- type, default, as every module declares its own (tools/derive.lua).
 function M.schema()
   return {
     swarm = {

@@ -43,14 +43,16 @@ local REDIS_OPTS = { host = "string", port = "port", path = "string", username =
   password = "string", db = "db", timeout = "seconds", connect_timeout = "seconds", max_reply = "mib" }
 
 local function check_redis_option(k, v)
-  local kind = type(k) == "string" and REDIS_OPTS[k]
-  local function bad(msg) argerror(1, "connect", "option '" .. tostring(k) .. "' " .. msg) end
-  if not kind then argerror(1, "connect", "unknown option '" .. tostring(k) .. "'") end
-  if kind == "string" and type(v) ~= "string" then bad("must be a string") end
+  if type(k) ~= "string" then argerror(1, "connect", "option names must be strings") end
+  local kind = REDIS_OPTS[k]
+  local function bad(msg) argerror(1, "connect", "option '" .. k .. "' " .. msg) end
+  if not kind then argerror(1, "connect", "unknown option '" .. k .. "'") end
+  if kind == "seconds" then seconds(1, "connect", "option '" .. k .. "'", v) end
+  local lua_type = (kind == "string" and "string") or "number"
+  if type(v) ~= lua_type then bad(string.format("must be a %s (got %s)", lua_type, type(v))) end
   if (k == "host" or k == "path") and v:find("\0", 1, true) then bad("contains a zero byte") end
   if kind == "port" and not int_in(v, 1, 65535) then bad("must be an integer from 1 to 65535") end
   if kind == "db" and not int_in(v, 0, 2147483647) then bad("must be an integer from 0 to 2147483647") end
-  if kind == "seconds" then seconds(1, "connect", "option '" .. k .. "'", v) end
   if kind == "mib" and not (type(v) == "number" and v > 0 and v <= 4096) then
     bad("must be a number of MiB in (0, 4096]")
   end
@@ -98,12 +100,13 @@ local function check_http_opts(n, fname, opts, json)
   for k, v in pairs(opts) do
     if type(k) ~= "string" then argerror(n, fname, "option names must be strings") end
     if not HTTP_OPTS[k] then argerror(n, fname, "unknown option '" .. k .. "'") end
-    if json and (k == "url" or k == "body") then
-      argerror(n, fname, "option '" .. k .. "' is set by post_json's arguments")
-    end
+    if k == "timeout" or k == "connect_timeout" then seconds(n, fname, "option '" .. k .. "'", v) end
     if type(v) ~= HTTP_OPTS[k] then
       argerror(n, fname, string.format("option '%s' must be a %s (got %s)", k, HTTP_OPTS[k], type(v)))
     end
+  end
+  for _, k in ipairs(json and { "url", "body" } or {}) do
+    if opts[k] ~= nil then argerror(n, fname, "option '" .. k .. "' is set by post_json's arguments") end
   end
   if not json and opts.url == nil then argerror(n, fname, "option 'url' is required") end
   if opts.method and not opts.method:find(TOKEN) then
@@ -111,9 +114,6 @@ local function check_http_opts(n, fname, opts, json)
   end
   if opts.method == "HEAD" and opts.body then argerror(n, fname, "a HEAD request cannot have a body") end
   if opts.headers then check_headers(n, fname, opts.headers) end
-  for _, k in ipairs({ "timeout", "connect_timeout" }) do
-    if opts[k] ~= nil then seconds(n, fname, "option '" .. k .. "'", opts[k]) end
-  end
   if opts.max_body ~= nil and not int_in(opts.max_body, 0, math.maxinteger) then
     argerror(n, fname, "option 'max_body' must be a non-negative integer")
   end

@@ -8,7 +8,7 @@
 local M = {}
 
 -- The settings this module reads (config.stream): name, type, default. The
--- host checks and merges them: tools/schema.lua generates the loader's
+-- host checks and merges them: tools/derive.lua generates the loader's
 -- schema from this function at build time (docs/config.md lists them).
 function M.schema()
   return {

@@ -1,12 +1,7 @@
 /*
- * binding.h: what the bindings share (redis, tcp, http, sentinel), so that
- * one failure reads like another (docs/design.md, "Error vocabulary of the
- * bindings"): the words for running out of time, a timeout option's check,
- * the time budget's clamp, the bounded wait for a socket, the name lookup's
- * failure, and the lower-cased first letter of an OS message.
- *
- * Header-only, like deadline.h and lookup.h: each binding is also its own
- * shared object for a stock lua5.4 and must not need a symbol from the host.
+ * binding.h: what the bindings share, so one failure reads like another
+ * (docs/design.md, "Error vocabulary of the bindings"). Header-only: each
+ * binding is also a shared object of its own and needs no host symbol.
  */
 #ifndef EVENTILATOR_BINDING_H
 #define EVENTILATOR_BINDING_H
@@ -25,11 +20,8 @@
 #include "lookup.h"
 
 /*
- * A timeout option (the value at idx): a positive number of seconds, else
- * misuse: `bad argument #arg to 'f' (<what> must be a positive number of
- * seconds)`. Strict about the type (no "5" strings): a timeout in the
- * wrong unit or type is a bug in the rule. A huge one is bounded anyway,
- * by the budget and by evl_wait_fd.
+ * A timeout (the value at idx, argument arg): a positive number of seconds,
+ * no "5" string; else the rule's bug raises. A huge one is bounded anyway.
  */
 static inline double evl_check_seconds(lua_State *L, int idx, int arg, const char *what)
 {
@@ -39,11 +31,43 @@ static inline double evl_check_seconds(lua_State *L, int idx, int arg, const cha
     return t;
 }
 
+/* An option a function takes: its name and Lua type; `seconds`: a timeout (evl_check_seconds). */
+struct evl_option {
+    const char *name;
+    int type, seconds;
+};
+
 /*
- * The deadline of an operation that may take `want` seconds, clamped to
- * what is left of the handler's budget: 0 when it is spent. *clamped says
- * that the budget, not `want`, sets the deadline, so a timeout is told
- * apart from a handler out of time (evl_timeout_reason).
+ * The options table at idx (argument arg) against `opts`, a list ending
+ * with a NULL name: a key that is not a string, an unknown option, a value
+ * of another type raise, the rule's bug, in every binding's words. The
+ * values are the caller's to read (and to range-check) afterwards.
+ */
+static inline void evl_check_options(lua_State *L, int idx, int arg, const struct evl_option *opts)
+{
+    char what[64];
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        const struct evl_option *o = opts;
+        if (lua_type(L, -2) != LUA_TSTRING)
+            luaL_argerror(L, arg, "option names must be strings");
+        while (o->name && strcmp(o->name, lua_tostring(L, -2)) != 0)
+            o++;
+        if (!o->name)
+            luaL_argerror(L, arg, lua_pushfstring(L, "unknown option '%s'", lua_tostring(L, -2)));
+        snprintf(what, sizeof what, "option '%s'", o->name);
+        if (o->seconds)
+            evl_check_seconds(L, -1, arg, what);
+        else if (lua_type(L, -1) != o->type)
+            luaL_argerror(L, arg, lua_pushfstring(L, "%s must be a %s (got %s)", what,
+                                                  lua_typename(L, o->type), luaL_typename(L, -1)));
+        lua_pop(L, 1);
+    }
+}
+
+/*
+ * The deadline of an operation that may take `want` s, clamped to the
+ * budget left: 0 when it is spent. *clamped: the budget, not `want`, sets it.
  */
 static inline double evl_op_deadline(lua_State *L, double want, int *clamped)
 {
@@ -52,11 +76,7 @@ static inline double evl_op_deadline(lua_State *L, double want, int *clamped)
     return t > 0 ? evl_monotonic() + t : 0;
 }
 
-/*
- * Why an operation stopped in time, into buf: "time budget exhausted" when
- * the budget ran out first, else "timed out after N s", N the timeout that
- * applied; "(step)" after either when step is given ("name lookup").
- */
+/* "time budget exhausted" (clamped) or "timed out after N s", then " (step)" when given; into buf. */
 static inline const char *evl_timeout_reason(char *buf, size_t cap, int clamped, double secs,
                                              const char *step)
 {
@@ -69,11 +89,7 @@ static inline const char *evl_timeout_reason(char *buf, size_t cap, int clamped,
     return buf;
 }
 
-/*
- * A reason as every binding writes it: the first letter of a sentence of
- * the OS or a library lowered ("Connection refused" -> "connection
- * refused"); a server's own text ("ERR ...", "WRONGPASS ...") stays as sent.
- */
+/* msg, a sentence of the OS lowered ("Connection refused" -> "connection refused"); "ERR x" stays. */
 static inline void evl_add_reason(luaL_Buffer *b, const char *msg)
 {
     if (msg[0] >= 'A' && msg[0] <= 'Z' && msg[1] >= 'a' && msg[1] <= 'z') {
@@ -92,11 +108,7 @@ static inline const char *evl_lookup_failure(char *buf, size_t cap, int rc)
     return buf;
 }
 
-/*
- * Resolve host (serv: a port, or NULL) before `deadline`, bounded
- * (lookup.h): 0 with *res to free with freeaddrinfo, or -1 with why ran out
- * of time or failed in `why` (clamped, secs: as evl_timeout_reason).
- */
+/* host (and serv) resolved before deadline (lookup.h): 0 with *res, or -1 with why (as above). */
 static inline int evl_resolve(const char *host, const char *serv, const struct addrinfo *hints,
                               double deadline, int clamped, double secs, struct addrinfo **res,
                               char *why, size_t cap)
@@ -110,10 +122,8 @@ static inline int evl_resolve(const char *host, const char *serv, const struct a
 }
 
 /*
- * Wait until fd is ready for `events` or `deadline` passes: 1 ready
- * (POLLERR and POLLHUP count: the call that follows says what happened), 0
- * the deadline passed, -1 an error (errno). The whole wait is bounded, not
- * each poll: poll may wake early, and the clock is read again.
+ * fd ready for `events` (POLLERR, POLLHUP too: what follows tells) by the
+ * deadline: 1; 0 when it passed; -1 with errno. The whole wait is bounded.
  */
 static inline int evl_wait_fd(int fd, short events, double deadline)
 {

@@ -295,17 +295,14 @@ static void push_headers(lua_State *L, const HBuf *h)
 /* Options                                                                   */
 /* ------------------------------------------------------------------------ */
 
-/* The option schema: a misspelt or mistyped option is a bug in the rule. */
-static const struct {
-    const char *name;
-    int type;
-} http_opts[] = {
-    {"url", LUA_TSTRING},          {"method", LUA_TSTRING},
-    {"headers", LUA_TTABLE},       {"body", LUA_TSTRING},
-    {"timeout", LUA_TNUMBER},      {"connect_timeout", LUA_TNUMBER},
-    {"unix_socket", LUA_TSTRING},  {"insecure", LUA_TBOOLEAN},
-    {"max_body", LUA_TNUMBER},     {"follow_redirects", LUA_TBOOLEAN},
-    {NULL, 0},
+/* The options: a misspelt or mistyped one is a bug in the rule (binding.h checks them). */
+static const struct evl_option http_opts[] = {
+    {"url", LUA_TSTRING, 0},         {"method", LUA_TSTRING, 0},
+    {"headers", LUA_TTABLE, 0},      {"body", LUA_TSTRING, 0},
+    {"timeout", LUA_TNUMBER, 1},     {"connect_timeout", LUA_TNUMBER, 1},
+    {"unix_socket", LUA_TSTRING, 0}, {"insecure", LUA_TBOOLEAN, 0},
+    {"max_body", LUA_TNUMBER, 0},    {"follow_redirects", LUA_TBOOLEAN, 0},
+    {NULL, 0, 0},
 };
 
 typedef struct {
@@ -338,25 +335,13 @@ static int is_token(const char *s, size_t len)
 /* Raise on an unknown key, a mistyped value, or a key post_json supplies. */
 static void check_keys(lua_State *L, int o, int is_json)
 {
-    lua_pushnil(L);
-    while (lua_next(L, o) != 0) {
-        const char *k;
-        int i;
-        if (lua_type(L, -2) != LUA_TSTRING)
-            luaL_argerror(L, o, "option names must be strings");
-        k = lua_tostring(L, -2);
-        for (i = 0; http_opts[i].name != NULL; i++)
-            if (strcmp(k, http_opts[i].name) == 0)
-                break;
-        if (http_opts[i].name == NULL)
-            luaL_argerror(L, o, lua_pushfstring(L, "unknown option '%s'", k));
-        if (is_json && (strcmp(k, "url") == 0 || strcmp(k, "body") == 0))
-            luaL_argerror(L, o, lua_pushfstring(L, "option '%s' is set by post_json's arguments", k));
-        if (lua_type(L, -1) != http_opts[i].type)
-            luaL_argerror(L, o, lua_pushfstring(L, "option '%s' must be a %s (got %s)", k,
-                          lua_typename(L, http_opts[i].type), luaL_typename(L, -1)));
-        lua_pop(L, 1);
-    }
+    evl_check_options(L, o, o, http_opts);
+    for (int i = 0; is_json && i < 2; i++)
+        if (lua_getfield(L, o, i ? "body" : "url") != LUA_TNIL)
+            luaL_argerror(L, o, lua_pushfstring(L, "option '%s' is set by post_json's arguments",
+                                                i ? "body" : "url"));
+        else
+            lua_pop(L, 1);
 }
 
 /* Leave a string option on the stack and return its slot, or 0 if absent. */
@@ -371,11 +356,7 @@ static int opt_slot(lua_State *L, int o, const char *name)
 
 static double opt_seconds(lua_State *L, int o, const char *name, double dflt)
 {
-    char what[40];
-    double v = dflt;
-    snprintf(what, sizeof what, "option '%s'", name);
-    if (lua_getfield(L, o, name) != LUA_TNIL)
-        v = evl_check_seconds(L, -1, o, what);
+    double v = lua_getfield(L, o, name) == LUA_TNUMBER ? lua_tonumber(L, -1) : dflt; /* checked */
     lua_pop(L, 1);
     return v;
 }

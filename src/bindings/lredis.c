@@ -512,39 +512,43 @@ typedef struct RcOpts {
     int has_port, has_host, has_timeout, has_connect_timeout;
 } RcOpts;
 
-static const char *rc_optstring(lua_State *L, const char *key, size_t *len, int nul_ok)
+static const struct evl_option rc_options[] = {
+    {"host", LUA_TSTRING, 0},     {"port", LUA_TNUMBER, 0},     {"path", LUA_TSTRING, 0},
+    {"username", LUA_TSTRING, 0}, {"password", LUA_TSTRING, 0}, {"db", LUA_TNUMBER, 0},
+    {"timeout", LUA_TNUMBER, 1},  {"connect_timeout", LUA_TNUMBER, 1},
+    {"max_reply", LUA_TNUMBER, 0}, {NULL, 0, 0},
+};
+
+/* opts[key] pushed (checked by evl_check_options), 1; or 0, nothing pushed, when it is not set. */
+static int rc_opt(lua_State *L, const char *key)
+{
+    if (lua_getfield(L, 1, key) != LUA_TNIL)
+        return 1;
+    lua_pop(L, 1);
+    return 0;
+}
+
+/* The option on top: a string without a zero byte (a host name, a path). */
+static const char *rc_optname(lua_State *L, const char *key)
 {
     size_t l;
-    const char *s;
-    if (lua_type(L, -1) != LUA_TSTRING)
-        luaL_argerror(L, 1, lua_pushfstring(L, "option '%s' must be a string", key));
-    s = lua_tolstring(L, -1, &l);
-    if (!nul_ok && strlen(s) != l)
+    const char *s = lua_tolstring(L, -1, &l);
+    if (strlen(s) != l)
         luaL_argerror(L, 1, lua_pushfstring(L, "option '%s' contains a zero byte", key));
-    if (len)
-        *len = l;
     return s; /* anchored: the options table holds it */
 }
 
 static lua_Integer rc_optint(lua_State *L, const char *key, lua_Integer lo, lua_Integer hi)
 {
     int isint = 0;
-    lua_Integer v = lua_type(L, -1) == LUA_TNUMBER ? lua_tointegerx(L, -1, &isint) : 0;
+    lua_Integer v = lua_tointegerx(L, -1, &isint);
     if (!isint || v < lo || v > hi)
         luaL_argerror(L, 1, lua_pushfstring(L, "option '%s' must be an integer from %I to %I",
                                             key, (LUAI_UACINT)lo, (LUAI_UACINT)hi));
     return v;
 }
 
-static double rc_optsecs(lua_State *L, const char *key)
-{
-    char what[40];
-    snprintf(what, sizeof what, "option '%s'", key);
-    double v = evl_check_seconds(L, -1, 1, what);
-    return v < RC_MAX_TIMEOUT ? v : RC_MAX_TIMEOUT;
-}
-
-/* Read the options table at index 1 (or none) into *o; raises on misuse. */
+/* Read the options table at index 1 (or none) into *o; raises on misuse. Leaves values pushed. */
 static void rc_readopts(lua_State *L, RcOpts *o)
 {
     memset(o, 0, sizeof *o);
@@ -556,41 +560,28 @@ static void rc_readopts(lua_State *L, RcOpts *o)
     if (lua_isnoneornil(L, 1))
         return;
     luaL_checktype(L, 1, LUA_TTABLE);
-    lua_pushnil(L);
-    while (lua_next(L, 1)) {
-        const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "";
-        if (strcmp(k, "host") == 0) {
-            o->host = rc_optstring(L, k, NULL, 0);
-            o->has_host = 1;
-        } else if (strcmp(k, "port") == 0) {
-            o->port = rc_optint(L, k, 1, 65535);
-            o->has_port = 1;
-        } else if (strcmp(k, "path") == 0) {
-            o->path = rc_optstring(L, k, NULL, 0);
-        } else if (strcmp(k, "username") == 0) {
-            o->username = rc_optstring(L, k, &o->userlen, 1);
-        } else if (strcmp(k, "password") == 0) {
-            o->password = rc_optstring(L, k, &o->passlen, 1);
-        } else if (strcmp(k, "db") == 0) {
-            o->db = rc_optint(L, k, 0, INT_MAX);
-        } else if (strcmp(k, "timeout") == 0) {
-            o->timeout = rc_optsecs(L, k);
-            o->has_timeout = 1;
-        } else if (strcmp(k, "connect_timeout") == 0) {
-            o->connect_timeout = rc_optsecs(L, k);
-            o->has_connect_timeout = 1;
-        } else if (strcmp(k, "max_reply") == 0) {
-            double v = lua_type(L, -1) == LUA_TNUMBER ? (double)lua_tonumber(L, -1) : -1;
-            if (!(v > 0 && v <= RC_MAX_MAX_REPLY))
-                luaL_argerror(L, 1, lua_pushfstring(L, "option 'max_reply' must be a number of MiB in (0, %d]",
-                                                    (int)RC_MAX_MAX_REPLY));
-            o->max_reply = v;
-        } else {
-            lua_pushvalue(L, -2); /* tostring a copy: never convert a key lua_next walks */
-            luaL_argerror(L, 1, lua_pushfstring(L, "unknown option '%s'", luaL_tolstring(L, -1, NULL)));
-        }
-        lua_pop(L, 1);
-    }
+    evl_check_options(L, 1, 1, rc_options);
+    if ((o->has_host = rc_opt(L, "host")))
+        o->host = rc_optname(L, "host");
+    if ((o->has_port = rc_opt(L, "port")))
+        o->port = rc_optint(L, "port", 1, 65535);
+    if (rc_opt(L, "path"))
+        o->path = rc_optname(L, "path");
+    if (rc_opt(L, "username"))
+        o->username = lua_tolstring(L, -1, &o->userlen);
+    if (rc_opt(L, "password"))
+        o->password = lua_tolstring(L, -1, &o->passlen);
+    if (rc_opt(L, "db"))
+        o->db = rc_optint(L, "db", 0, INT_MAX);
+    if ((o->has_timeout = rc_opt(L, "timeout"))) /* hiredis takes int milliseconds */
+        o->timeout = lua_tonumber(L, -1) < RC_MAX_TIMEOUT ? lua_tonumber(L, -1) : RC_MAX_TIMEOUT;
+    if ((o->has_connect_timeout = rc_opt(L, "connect_timeout")))
+        o->connect_timeout = lua_tonumber(L, -1) < RC_MAX_TIMEOUT ? lua_tonumber(L, -1) : RC_MAX_TIMEOUT;
+    if (rc_opt(L, "max_reply"))
+        o->max_reply = lua_tonumber(L, -1);
+    if (!(o->max_reply > 0 && o->max_reply <= RC_MAX_MAX_REPLY)) /* also NaN */
+        luaL_argerror(L, 1, lua_pushfstring(L, "option 'max_reply' must be a number of MiB in (0, %d]",
+                                            (int)RC_MAX_MAX_REPLY));
     /* `timeout` alone bounds the connect as well: the config section has
      * no connect_timeout, and a user who writes timeout = 0.5 means it. */
     if (o->has_timeout && !o->has_connect_timeout)
@@ -749,51 +740,6 @@ static int rc_connect(lua_State *L)
 }
 
 /* ---------------------------------------------------------------------- */
-
-#ifdef EVL_FUZZ
-/*
- * For fuzz/fuzz_redis_reply.c only (built with -DEVL_FUZZ, never in the
- * shipped binaries): feed bytes to a hiredis reader with the reply cap's
- * hooks, and map every complete reply to Lua exactly as call() and
- * pipeline() do. Each mapping runs under lua_pcall, so a raise (memory)
- * never skips freeing the reply or the reader.
- */
-static int rc_fuzz_map(lua_State *L)
-{
-    const redisReply *r = (const redisReply *)lua_touserdata(L, 1);
-    rc_push_reply(L, r, lua_toboolean(L, 2));
-    return 1;
-}
-
-int evl_redis_fuzz_reply(lua_State *L, const char *data, size_t len, double max_mib);
-
-int evl_redis_fuzz_reply(lua_State *L, const char *data, size_t len, double max_mib)
-{
-    evl_replycap cap;
-    void *reply = NULL;
-    int n = 0;
-    redisReader *rd = redisReaderCreate();
-    if (rd == NULL)
-        return -1;
-    evl_replycap_install(&cap, rd, max_mib);
-    if (redisReaderFeed(rd, data, len) != REDIS_OK) {
-        redisReaderFree(rd);
-        return -1;
-    }
-    while (!evl_replycap_peek(&cap, rd) && redisReaderGetReply(rd, &reply) == REDIS_OK && reply) {
-        lua_pushcfunction(L, rc_fuzz_map);
-        lua_pushlightuserdata(L, reply);
-        lua_pushboolean(L, n & 1);
-        lua_pcall(L, 2, 1, 0); /* a raise (memory) is fine: the reply is freed below */
-        lua_pop(L, 1);
-        freeReplyObject(reply);
-        reply = NULL;
-        n++;
-    }
-    redisReaderFree(rd);
-    return n;
-}
-#endif
 
 static const luaL_Reg rc_methods[] = {
     {"call", rc_call},

@@ -221,27 +221,20 @@ static int tcp_connect_unix(TcpConn *c, const char *path, size_t len, double dea
                            err);
 }
 
-/* Read the options table at idx into *ctimeout and c->timeout; any key we
- * do not know is a typo in a rule and raises. */
+/* The options table at idx into *ctimeout and c->timeout; misuse raises (binding.h). */
 static void tcp_options(lua_State *L, int idx, TcpConn *c, double *ctimeout)
 {
+    static const struct evl_option opts[] = {
+        {"connect_timeout", LUA_TNUMBER, 1}, {"timeout", LUA_TNUMBER, 1}, {NULL, 0, 0}};
     if (lua_isnoneornil(L, idx))
         return;
     luaL_checktype(L, idx, LUA_TTABLE);
-    lua_pushnil(L);
-    while (lua_next(L, idx) != 0) {
-        const char *k;
-        if (lua_type(L, -2) != LUA_TSTRING)
-            luaL_argerror(L, idx, "option names must be strings");
-        k = lua_tostring(L, -2);
-        if (strcmp(k, "connect_timeout") == 0)
-            *ctimeout = evl_check_seconds(L, -1, idx, "option 'connect_timeout'");
-        else if (strcmp(k, "timeout") == 0)
-            c->timeout = evl_check_seconds(L, -1, idx, "option 'timeout'");
-        else
-            luaL_argerror(L, idx, lua_pushfstring(L, "unknown option '%s'", k));
-        lua_pop(L, 1);
-    }
+    evl_check_options(L, idx, idx, opts);
+    if (lua_getfield(L, idx, "connect_timeout") == LUA_TNUMBER)
+        *ctimeout = lua_tonumber(L, -1);
+    if (lua_getfield(L, idx, "timeout") == LUA_TNUMBER)
+        c->timeout = lua_tonumber(L, -1);
+    lua_pop(L, 2);
 }
 
 /*

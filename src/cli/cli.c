@@ -16,7 +16,6 @@
 #include "call.h"
 #include "cli.h"
 #include "config.h"
-#include "deadline.h"
 #include "delivery.h"
 #include "log.h"
 #include "paths.h"
@@ -214,20 +213,10 @@ static int h_run(lua_State *L)
     return 2;
 }
 
-/* host.retries(args, reconfig) -> { [record path] = record text } */
+/* host.retries() -> { [record path] = record text }: every delivery record in state_dir */
 static int h_retries(lua_State *L)
 {
-    static char *argv[8];
-    luaL_checktype(L, 1, LUA_TTABLE);
-    int n = (int)lua_rawlen(L, 1);
-    if (n > 7)
-        n = 7;
-    for (int i = 0; i < n; i++) {
-        lua_rawgeti(L, 1, i + 1);
-        argv[i] = (char *)luaL_checkstring(L, -1);
-        lua_pop(L, 1);
-    }
-    evl_delivery_find(host(L), lua_toboolean(L, 2) ? "reconfigurator" : "eventilator", n, argv);
+    evl_delivery_records(host(L));
     return 1;
 }
 

@@ -11,15 +11,12 @@
  * yet; 2 the call can never succeed (its arguments).
  */
 #include <signal.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <lauxlib.h>
 #include <lua.h>
-#include <lualib.h>
 
 #include "call.h"
 #include "cli.h"
@@ -80,7 +77,7 @@ static const luaL_Reg *const linked = NULL; /* the full runtime finds them as C 
 static int run_event(struct evl_host *h)
 {
     h->config_partial_ok = 1; /* a wrong setting fails only the handlers that read it */
-    if (evl_config_load(h) < 0)
+    if (evl_config_load_as(h, h->name) < 0)
         return 1; /* unusable until the operator fixes it: Sentinel retries meanwhile */
     evl_config_open_log(h);
     evl_event_arm(h); /* the config's budget */

@@ -1,18 +1,10 @@
 /*
  * call.c: one event, from its arguments to its exit code. This file holds
- * the order of the event path; nothing below it knows that order, and each
- * step is one file, entered once:
- *
- *   event.c     parse the arguments (exit 2 for what Sentinel never sends)
- *   rules.c     load the rule files (unless loaded), match the event's name
- *   handover.c  does a matched handler need the full runtime? exec it
- *   delivery.c  which handlers succeeded already (Sentinel's retry, a handover)
- *   levent.c    the event as the Lua table ev
- *   host.c      each handler under evl_call, with its share of the budget;
- *               delivery.c keeps each success as it happens
- *   delivery.c  the record kept (a failure) or removed
- *   log.c       the summary line
- *   record.c    the call as one JSON line
+ * the order of the event path, and nothing below it knows that order:
+ * parse (event.c), match (rules.c), hand over? (handover.c), the done set
+ * (delivery.c), ev (levent.c), the handlers (host.c's evl_call, each
+ * success kept by delivery.c), the summary (log.c), the record (record.c).
+ * docs/design.md, "One call, start to end", says what each step does.
  *
  * Exit codes (contract section 2): 0 every matching handler succeeded, or
  * none matched; 1 a handler failed in a way a retry can fix, or a rule file
@@ -24,7 +16,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <lauxlib.h>
 #include <lua.h>
 
 #include "budget.h"
@@ -78,11 +69,7 @@ void evl_event_guard(struct evl_host *h, int term)
     armed = h->call.deadline;
 }
 
-/*
- * The lines the watchdog and SIGTERM write (log.c), prepared whenever the
- * log target or the budget changes. The context (the rule file loading, the
- * handler running) is added as the call goes.
- */
+/* The watchdog's and SIGTERM's lines are formatted now (a signal handler may not); log.c adds the context. */
 void evl_event_arm(struct evl_host *h)
 {
     char msg[300];
@@ -118,10 +105,7 @@ static void outcome(lua_State *L, int entry, const char *err, double ms, int ski
 {
     lua_pushboolean(L, err == NULL);
     lua_setfield(L, entry, EVL_ENTRY_OK);
-    if (err)
-        lua_pushstring(L, err);
-    else
-        lua_pushnil(L);
+    lua_pushstring(L, err); /* NULL: nil */
     lua_setfield(L, entry, EVL_ENTRY_ERR);
     if (skipped)
         lua_pushnil(L);

@@ -219,7 +219,7 @@ static int read_globals(struct evl_host *h, const char *path, const char **forma
     int err;
     struct stat st;
     char why[600];
-    char *text = evl_read_file_stat(path, 16u << 20, &len, &err, &st);
+    char *text = evl_read_file(path, 16u << 20, &len, &err, &st);
     if (!text && err == ENOENT)
         return 0;
     if (!text) {
@@ -411,11 +411,6 @@ int evl_config_load_as(struct evl_host *h, const char *name)
     lua_settop(L, base);
     evl_state_dir_open(&h->state, evl_config_string(h, NULL, "state_dir"));
     return 0;
-}
-
-int evl_config_load(struct evl_host *h)
-{
-    return evl_config_load_as(h, h->name);
 }
 
 void evl_config_push_problems(struct evl_host *h)

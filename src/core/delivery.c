@@ -23,9 +23,8 @@
  * retries and are cleaned up.
  *
  * In memory the set is one string, an id a line: what a record listed, what
- * the lean binary ran before it handed over (EVENTILATOR_DONE, taken by
- * handover.c into h->call.inherited), and each success of this call, which
- * a handover in the middle of the handlers passes on in turn.
+ * the lean binary ran before it handed over (h->call.inherited), and each
+ * success of this call, which a later handover passes on in turn.
  *
  * Writes are single write(2)s of whole lines, appended, to the page cache; a killed
  * process loses none of them, so there is no fsync per handler (what a power
@@ -401,56 +400,24 @@ void evl_delivery_reset(void)
     write_error[0] = '\0';
 }
 
-void evl_delivery_find(struct evl_host *h, const char *mode, int nargs, char **args)
+void evl_delivery_records(struct evl_host *h)
 {
-    lua_State *L = h->L;
-    char sub[4200], f[4500], line[8192];
-    lua_newtable(L);
-    if (!h->state.dir)
-        return;
-    /* the header a record of these args would carry, after its ppid line */
-    luaL_Buffer b;
-    luaL_buffinit(L, &b);
-    lua_pushfstring(L, "mode %s\n", mode);
-    luaL_addvalue(&b);
-    for (int i = 0; i < nargs; i++) {
-        rec_len = 0;
-        add("arg ", 0);
-        add(args[i], 1);
-        add("\n", 0);
-        luaL_addlstring(&b, rec, rec_len);
-    }
-    rec_len = 0;
-    luaL_pushresult(&b);
-    const char *want = lua_tostring(L, -1);
-    snprintf(sub, sizeof sub, "%s/retries", h->state.dir);
-    DIR *d = opendir(sub);
-    struct dirent *de;
-    while (d && (de = readdir(d))) {
-        if (de->d_name[0] == '.' || strstr(de->d_name, ".tmp"))
-            continue;
+    char sub[4200], f[4500];
+    size_t len;
+    int err;
+    lua_newtable(h->L);
+    snprintf(sub, sizeof sub, "%s/retries", h->state.dir ? h->state.dir : "");
+    DIR *d = h->state.dir ? opendir(sub) : NULL;
+    for (struct dirent *de; d && (de = readdir(d));) {
         snprintf(f, sizeof f, "%s/%s", sub, de->d_name);
-        FILE *fp = fopen(f, "re");
-        if (!fp)
-            continue;
-        luaL_Buffer all;
-        luaL_buffinit(L, &all);
-        while (fgets(line, sizeof line, fp))
-            luaL_addstring(&all, line);
-        fclose(fp);
-        luaL_pushresult(&all);
-        const char *text = lua_tostring(L, -1);
-        const char *m = strstr(text, "\nmode ");
-        /* the same mode and args, and no further arg after them */
-        if (m && strncmp(m + 1, want, strlen(want)) == 0 &&
-            strncmp(m + 1 + strlen(want), "arg ", 4) != 0) {
-            lua_pushstring(L, f);
-            lua_pushvalue(L, -2);
-            lua_settable(L, -5);
+        char *text = de->d_name[0] == '.' || strstr(de->d_name, ".tmp") ? NULL
+                     : evl_read_file(f, 16u << 20, &len, &err, NULL);
+        if (text) {
+            lua_pushlstring(h->L, text, len);
+            lua_setfield(h->L, -2, f);
+            free(text);
         }
-        lua_pop(L, 1);
     }
     if (d)
         closedir(d);
-    lua_pop(L, 1);
 }

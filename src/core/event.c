@@ -115,11 +115,6 @@ static int find(const char *name)
     return -1;
 }
 
-int evl_known_event(const char *name)
-{
-    return find(name) >= 0;
-}
-
 /* `*` matches any run of characters, everything else itself. */
 int evl_glob(const char *p, const char *s)
 {

@@ -86,9 +86,6 @@ int evl_check_event_name(const char *type, char *err, size_t errlen);
 /* Checks an argument: length, UTF-8. Returns 0 or -1 with reason in err. */
 int evl_check_arg(const char *s, int index, char *err, size_t errlen);
 
-/* Is this a name from Sentinel's catalogue (events.md 1.3)? */
-int evl_known_event(const char *name);
-
 /* Does `pattern` (an exact name or a `*` glob) match s? */
 int evl_glob(const char *pattern, const char *s);
 

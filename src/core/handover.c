@@ -12,17 +12,15 @@
  * files are scanned once when compiled (the result is kept with the cached
  * bytecode) for the lines that name a full-only word: `http`, `json`,
  * `cjson`, `crypto` and every shipped module that needs them, a list the
- * build derives from lua/ (tools/fullonly.lua). A matched handler whose own
+ * build derives from lua/ (tools/derive.lua). A matched handler whose own
  * lines (linedefined..lastlinedefined) hold such a line goes to the full
  * runtime at once. What the scan misses (a helper function of the file, a
  * user's module) reaches a stub that raises evl_raise_full (host.c), and
  * the call is handed over from there, skipping what already succeeded.
  *
- * The environment is the only way into a fresh exec, so every variable a
- * call takes from it lives here: the handover's own, the watcher's delivery
- * id, and watch mode's ev fields for a call started apart from the watcher
- * (docs/watch.md). Each is read once, kept in h->call and unset (what
- * handlers start does not inherit it), and put back for the full runtime.
+ * Every variable a call takes from the environment lives here (the
+ * handover's, the watcher's delivery id and ev fields): read once into
+ * h->call, unset so handlers do not inherit it, put back for an exec.
  */
 #include <errno.h>
 #include <limits.h>
@@ -74,20 +72,14 @@ void evl_handover_take_env(struct evl_host *h)
     c->origin.synthetic = taken[E_SYNTHETIC] && strcmp(taken[E_SYNTHETIC], "1") == 0;
 }
 
-/* A stub for what only the full runtime has: ask for the handover. */
-static int needs_full(lua_State *L)
-{
-    return evl_raise_full(L);
-}
-
-/* The lean binary's stand-ins for the full-only C modules. */
+/* The lean binary's stand-ins for the full-only C modules: each asks for the handover. */
 void evl_handover_open(lua_State *L, struct evl_host *h)
 {
 #ifdef EVL_LEAN
     static const char *const stubs[] = {"eventilator.http", "cjson", "eventilator.crypto"};
     lua_getfield(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
     for (size_t i = 0; i < sizeof stubs / sizeof stubs[0]; i++) {
-        lua_pushcfunction(L, needs_full);
+        lua_pushcfunction(L, evl_raise_full);
         lua_setfield(L, -2, stubs[i]);
     }
     lua_pop(L, 1);
@@ -95,7 +87,6 @@ void evl_handover_open(lua_State *L, struct evl_host *h)
 #else
     (void)L;
     (void)h;
-    (void)needs_full;
 #endif
 }
 
@@ -175,15 +166,10 @@ int evl_handover_needed(struct evl_host *h, int matched)
 void evl_handover(struct evl_host *h, const char *reason, const char *done)
 {
     char exe[PATH_MAX], full[PATH_MAX + 64], t0[64];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n <= 0) {
+    if (!evl_exe_dir(exe, sizeof exe)) {
         evl_log(EVL_ERROR, "cannot find the full runtime: /proc/self/exe: %s", strerror(errno));
         return;
     }
-    exe[n] = '\0';
-    char *slash = strrchr(exe, '/');
-    if (slash)
-        *slash = '\0';
     snprintf(full, sizeof full, "%s/../libexec/eventilator/eventilator-full", exe);
     snprintf(t0, sizeof t0, "%.9f", h->call.t0);
     for (int i = E_DELIVERY; i < E_N; i++) /* the full runtime reads them again */

@@ -388,19 +388,23 @@ static int base_index(lua_State *L)
     return 1;
 }
 
+const char *evl_exe_dir(char *buf, size_t cap)
+{
+    ssize_t n = readlink("/proc/self/exe", buf, cap - 1); /* always an absolute path */
+    if (n <= 0)
+        return NULL;
+    buf[n] = '\0';
+    *strrchr(buf, '/') = '\0';
+    return buf;
+}
+
 #ifndef EVL_LEAN
 /* Where the full runtime's C modules live, relative to the executable: into package.cpath (on top). */
 static void add_module_path(lua_State *L)
 {
     char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n <= 0)
+    if (!evl_exe_dir(exe, sizeof exe))
         return;
-    exe[n] = '\0';
-    char *slash = strrchr(exe, '/');
-    if (!slash)
-        return;
-    *slash = '\0';
     lua_getfield(L, -1, "cpath"); /* the package table is on top */
     lua_pushfstring(L, "%s/../../lib/eventilator/?.so;%s", exe, lua_tostring(L, -1));
     lua_setfield(L, -3, "cpath");

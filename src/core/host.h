@@ -1,14 +1,9 @@
 /*
- * host.h: the host every call runs in (host.c), and what the rest of the
- * core shares through it. One struct per process or loaded set; the Lua
- * state owns everything else (config, handlers, rule files) through
- * registry references.
- *
- * The struct is split by lifetime. Most of it lives as long as the loaded
- * config and rule files: a script call's whole life, or a watcher's set
- * until the next SIGHUP. `call` lives for one event: a watch runner that
- * takes its next event clears it at once (evl_event_begin, call.c), so
- * nothing of one event can leak into the next.
+ * host.h: the host every call runs in (host.c). One struct per process or
+ * loaded set; the Lua state owns everything else through registry
+ * references. `call` is what lives for one event: a watch runner clears it
+ * at once for each (evl_event_begin, call.c); the rest lives as long as the
+ * loaded config and rule files.
  */
 #ifndef EVENTILATOR_HOST_H
 #define EVENTILATOR_HOST_H
@@ -42,13 +37,12 @@ struct evl_config_files {
     char buf[2][4096];
 };
 
-/* What lives for one call (one event). */
 struct evl_call {
     int argc;
     char **argv;
     double t0;              /* CLOCK_MONOTONIC at the call's start (the first start, across a handover) */
     double deadline;        /* t0 + budget */
-    struct evl_origin origin; /* watch mode's fields (levent.h) */
+    struct evl_origin origin; /* watch mode's fields */
     const char *delivery;   /* the watcher's id of this event: keys its delivery record */
     const char *handover;   /* why the lean binary handed this call over, or NULL */
     const char *inherited;  /* ids of the handlers the lean binary ran before it handed over */
@@ -69,7 +63,7 @@ struct evl_host {
     int config_failed;       /* top-level settings with an error: the call exits 1 */
     int problems_ref;        /* the config's problems, until logged (0: none) */
     int files_ref;           /* list of { path, ok, err, patterns = {...} } */
-    int handlers_ref;        /* list of handler entries (rules.h) in run order; 0: not loaded */
+    int handlers_ref;        /* list of handler entries (entry.h) in run order; 0: not loaded */
     int files_failed;
     int strict_modes;        /* refuse rule files others could have written (config) */
     int lean;                /* the static start-up binary: no cjson, no http */
@@ -79,29 +73,28 @@ struct evl_host {
 
 lua_State *evl_state_new(struct evl_host *h);
 /*
- * Set up the state for calls: standard libraries (opened on first use), the
- * searcher of the compiled-in lua/ tree, the base of every rule file's
- * environment. `preload`: C modules the caller links in, offered through
- * package.preload (the start-up binary's bindings), or NULL.
+ * Libraries (opened on first use), the searcher of the compiled-in lua/
+ * tree, the base of every rule file's environment, and `linked`: C modules
+ * the caller offers through package.preload (the start-up binary's
+ * bindings), or NULL.
  */
-int evl_host_open(struct evl_host *h, const luaL_Reg *preload);
+int evl_host_open(struct evl_host *h, const luaL_Reg *linked);
 int evl_traceback(lua_State *L);
 /* After the config is loaded: config reaches rules and require("eventilator.config"). */
 void evl_open_host_module(lua_State *L, struct evl_host *h);
 
-/* evl_call's status when what ran reached for what only the full runtime has. */
-#define EVL_CALL_FULL 100
+#define EVL_CALL_FULL 100 /* evl_call's status: it reached for what only the full runtime has */
 /*
  * The one way the host calls Lua: function and nargs arguments on the
- * stack, run under lua_pcall with a traceback and the count hook of the
- * budget until `deadline`. Like lua_pcall: returns its status, with nres
- * results or one error value on the stack, or EVL_CALL_FULL (the value on
- * the stack is then no message). A refused allocation reads "memory limit
- * of N MiB reached".
+ * stack, under lua_pcall with a traceback and the budget's count hook until
+ * `deadline`. Returns lua_pcall's status with nres results or one error
+ * value on the stack, or EVL_CALL_FULL. A refused allocation reads "memory
+ * limit of N MiB reached".
  */
 int evl_call(struct evl_host *h, int nargs, int nres, double deadline);
-/* Raise what makes evl_call return EVL_CALL_FULL: the stand-ins of full-only modules do. */
-int evl_raise_full(lua_State *L);
+int evl_raise_full(lua_State *L); /* what the stand-ins of full-only modules raise */
+/* The folder of the running executable (installed files lie relative to it), into buf, or NULL. */
+const char *evl_exe_dir(char *buf, size_t cap);
 /* The value at idx as text for a log line: protected, bounded in time and length. Pushed. */
 const char *evl_error_text(struct evl_host *h, int idx);
 

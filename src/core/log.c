@@ -55,7 +55,7 @@ static char why[1200];     /* why lines do not go to the file target (only on th
 static const char *const names[] = {"debug", "info", "warn", "error"};
 static const int prio[] = {LOG_DEBUG, LOG_INFO, LOG_WARNING, LOG_ERR};
 
-int evl_log_level_from(const char *name, enum evl_level *out)
+static int evl_log_level_from(const char *name, enum evl_level *out)
 {
     for (int i = 0; i < 4; i++)
         if (strcmp(name, names[i]) == 0) {

@@ -25,7 +25,6 @@ void evl_log_forked(void);
  * 0 no, 1 info and above whatever log.level says, 2 every level (`test --run`).
  */
 void evl_log_also_stderr(int on);
-int evl_log_level_from(const char *name, enum evl_level *out);
 /*
  * For the watchdog and SIGTERM: lines formatted ahead of time (one per
  * slot), written from a signal handler with what the call was doing.

@@ -12,10 +12,11 @@ static int lower(int c)
 
 /*
  * Optimal string alignment: Levenshtein plus the swap of two neighbours as
- * one edit, the commonest typo (`enabeld`, `sdwon`). Three rows of the
- * table: the one before the previous is what a swap looks back to.
+ * one edit, the commonest typo (`enabeld`, `sdwon`), blind to ASCII case; a
+ * `*` in a (a glob) is skipped. Three rows of the table: the one before the
+ * previous is what a swap looks back to.
  */
-size_t evl_distance(const char *a, const char *b)
+static size_t evl_distance(const char *a, const char *b)
 {
     enum { CAP = 72 };
     size_t rows[3][CAP], lb = strlen(b);

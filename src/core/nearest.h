@@ -26,7 +26,5 @@ void evl_near_add(struct evl_near *n, const char *candidate);
  * is more likely a name of its own than a typo.
  */
 const char *evl_near_typo(const struct evl_near *n);
-/* Edit distance (a swap of neighbours is one edit), blind to ASCII case; a `*` in a (a glob) is skipped. */
-size_t evl_distance(const char *a, const char *b);
 
 #endif

@@ -29,6 +29,7 @@
 
 #include <lua.h>
 
+#include "config.h"
 #include "deadline.h"
 #include "log.h"
 #include "record.h"
@@ -275,17 +276,6 @@ static int rotate(const char *path, int fd, const char **why, struct stat *st)
     return open_append(path, why, st);
 }
 
-/* record_max from the config: bytes, 0 or less for no cap. */
-static long long record_max(struct evl_host *h)
-{
-    lua_State *L = h->L;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, h->config_ref);
-    lua_getfield(L, -1, "record_max");
-    long long max = (long long)lua_tointeger(L, -1);
-    lua_pop(L, 2);
-    return max;
-}
-
 /*
  * Where this call is recorded: config `record` (a path), nothing for
  * `record = false`, and <state_dir>/calls.jsonl when it is not set and
@@ -318,7 +308,7 @@ void evl_record(struct evl_host *h, int code)
     const char *why = NULL;
     struct stat st;
     int fd = open_append(path, &why, &st);
-    long long max = record_max(h);
+    long long max = (long long)evl_config_number(h, NULL, "record_max", 0); /* bytes; <= 0: no cap */
     if (fd >= 0 && max > 0 && st.st_size > 0 && (long long)st.st_size + (long long)len > max)
         fd = rotate(path, fd, &why, &st);
     if (fd < 0) {

@@ -1,14 +1,11 @@
 /*
  * rules.c: the rule files. Every *.lua file of the rules folder, in byte
  * order of name, runs as text in its own environment and registers
- * handlers with on(pattern, handler); an event's name is matched against
- * what they registered. A file that fails to load is logged with its
- * file:line and skipped as a whole; the others run. The folder and every
+ * handlers with on(pattern, handler). A file that fails to load is logged
+ * with its file:line and skipped whole; the others run. The folder and each
  * file must pass the trust rule (trust.c) unless strict_modes is off; a
- * missing or refused folder is a failure of the call, not an empty set of
- * rules. A file is compiled once per change: cache.c keeps its bytecode,
- * and beside it the lines that name a full-only word (handover.c's scan).
- * Running the handlers is call.c's.
+ * missing or refused folder fails the call. A file is compiled once per
+ * change (cache.c keeps the bytecode and handover.c's scan beside it).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -76,10 +73,13 @@ static void warn_patterns(lua_State *L, int list, int entry, int line)
     }
 }
 
-/* on()'s first argument, checked, replaced by a list of patterns. */
-static void check_patterns(lua_State *L)
+/* on(pattern, handler): upvalue 1 = the file entry, 2 = host. A new handler entry (rules.h). */
+static int l_on(lua_State *L)
 {
-    if (lua_type(L, 1) == LUA_TTABLE) {
+    struct evl_host *h = lua_touserdata(L, lua_upvalueindex(2));
+    lua_Debug ar;
+    int line = 0;
+    if (lua_type(L, 1) == LUA_TTABLE) { /* the patterns, as a list */
         lua_Integer n = (lua_Integer)lua_rawlen(L, 1);
         luaL_argcheck(L, n > 0, 1, "empty pattern list");
         for (lua_Integer i = 1; i <= n; i++) {
@@ -94,15 +94,6 @@ static void check_patterns(lua_State *L)
         lua_rawseti(L, -2, 1);
         lua_replace(L, 1);
     }
-}
-
-/* on(pattern, handler): upvalue 1 = the file entry, 2 = host. A new handler entry (rules.h). */
-static int l_on(lua_State *L)
-{
-    struct evl_host *h = lua_touserdata(L, lua_upvalueindex(2));
-    lua_Debug ar;
-    int line = 0;
-    check_patterns(L);
     luaL_checktype(L, 2, LUA_TFUNCTION);
     luaL_argcheck(L, lua_gettop(L) == 2, 3, "on() takes a pattern and a handler");
     if (lua_getstack(L, 1, &ar) && lua_getinfo(L, "l", &ar))
@@ -153,7 +144,7 @@ static int compile(struct evl_host *h, const char *path, const char *chunk)
     uint64_t key = evl_cache_key(&st, chunk);
     if (evl_cache_get(L, key, chunk))
         return LUA_OK;
-    char *src = evl_read_file(path, MAX_SOURCE, &len, &err);
+    char *src = evl_read_file(path, MAX_SOURCE, &len, &err, NULL);
     if (!src) {
         lua_pushfstring(L, "%s: %s", path, strerror(err));
         return LUA_ERRFILE;
@@ -288,8 +279,8 @@ int evl_rules_load(struct evl_host *h)
         return 0;
     }
     /* no usable <state_dir>/rules-cache: every file is compiled from its text */
-    int cached = evl_state_sub(&h->state, "rules-cache", cache, sizeof cache, why, sizeof why);
-    evl_cache_open(cached ? cache : NULL, dir);
+    snprintf(cache, sizeof cache, "%s/rules-cache", h->state.dir ? h->state.dir : "");
+    evl_cache_open(h->state.ok && evl_private_dir(cache, why, sizeof why) ? cache : NULL, dir);
     for (size_t i = 0; i < n; i++) {
         load_file(h, files, (lua_Integer)i + 1, dir, names[i]);
         free(names[i]);

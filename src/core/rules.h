@@ -1,11 +1,8 @@
-/*
- * rules.h: the rule files (rules.c): load them, register their handlers
- * with on(), match an event's name against them.
- */
+/* rules.h: the rule files (rules.c): load them, register their handlers with on(), match a name. */
 #ifndef EVENTILATOR_RULES_H
 #define EVENTILATOR_RULES_H
 
-#include "entry.h" /* what on() registers */
+#include "entry.h"
 #include "host.h"
 
 /* Load every rule file of the rules folder (again, if loaded): h->files_ref, h->handlers_ref. */

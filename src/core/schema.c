@@ -15,7 +15,7 @@
  *
  * The shipped modules declare their own sections beside their code (the
  * function M.schema() in lua/eventilator/), and the build turns that into
- * the rows below (tools/schema.lua); the host's own settings are declared
+ * the rows below (tools/derive.lua); the host's own settings are declared
  * here, where the C that reads them is.
  *
  * In the start-up binary a section's defaults are built when it is first
@@ -36,7 +36,7 @@
 /* K_ENUM: one of `list`; K_TARGET: "syslog", "stderr" or an absolute path (log.target) */
 enum ktype { K_STRING, K_INT, K_NUMBER, K_BOOL, K_LIST, K_TABLE, K_ENUM, K_TARGET, K_STRING_OFF };
 
-#include "schema_fields.h" /* generated from lua/ by tools/schema.lua: EVL_MODULE_FIELDS */
+#include "schema_fields.h" /* generated from lua/ by tools/derive.lua: EVL_MODULE_FIELDS */
 
 /* "warning" too: log.c has always taken it for "warn" */
 static const char *const log_levels[] = {"debug", "info", "warn", "error", "warning", NULL};

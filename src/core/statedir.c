@@ -102,14 +102,3 @@ void evl_state_dir_open(struct evl_state *s, const char *dir)
     s->ok = 1;
     s->why = NULL;
 }
-
-int evl_state_sub(const struct evl_state *s, const char *name, char *out, size_t cap, char *why,
-                  size_t whycap)
-{
-    if (!s->ok) {
-        snprintf(why, whycap, "%s", s->why ? s->why : "no state_dir");
-        return 0;
-    }
-    snprintf(out, cap, "%s/%s", s->dir, name);
-    return evl_private_dir(out, why, whycap);
-}

@@ -1,8 +1,4 @@
-/*
- * statedir.h: the one owner of state_dir and the folders in it (statedir.c).
- * No Lua, no host struct needed for the folder checks, so watch mode and the
- * event path share them.
- */
+/* statedir.h: the one owner of state_dir and the folders in it (statedir.c). */
 #ifndef EVENTILATOR_STATEDIR_H
 #define EVENTILATOR_STATEDIR_H
 
@@ -43,8 +39,5 @@ int evl_private_check(const struct stat *st, const char *path, char *why, size_t
 int evl_private_dir(const char *path, char *why, size_t cap);
 /* state_dir `dir` into s: made when missing, checked once; s->ok, or s->why says why not. */
 void evl_state_dir_open(struct evl_state *s, const char *dir);
-/* <state_dir>/<name> into out, made when missing and checked. 1, or 0 with why. */
-int evl_state_sub(const struct evl_state *s, const char *name, char *out, size_t cap, char *why,
-                  size_t whycap);
 
 #endif

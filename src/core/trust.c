@@ -52,12 +52,7 @@ int evl_trusted(const struct stat *st, const char *path, char *why, size_t cap)
 }
 
 /* *err: EISDIR for a folder or other non-file, EFBIG over max. */
-char *evl_read_file(const char *path, size_t max, size_t *len, int *err)
-{
-    return evl_read_file_stat(path, max, len, err, NULL);
-}
-
-char *evl_read_file_stat(const char *path, size_t max, size_t *len, int *err, struct stat *out)
+char *evl_read_file(const char *path, size_t max, size_t *len, int *err, struct stat *out)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     struct stat own, *st = out ? out : &own;

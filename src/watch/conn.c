@@ -71,8 +71,6 @@ static struct watch_set *set;
 static int capped; /* the cap on Sentinels was said */
 static int closed; /* the watcher stops: nothing more is read */
 
-static void conn_add(const char *addr);
-static void conn_rediscover(void);
 
 struct known {
     char name[256], ip[256];
@@ -228,6 +226,27 @@ static void reconcile_master(int idx, const char *name, const char *ip, long por
     intake_event(idx, "+switch-master", text, 1); /* synthetic: it asks nothing of us */
 }
 
+/* A Sentinel to watch: a seed, or one that discovery named. */
+static void conn_add(const char *addr)
+{
+    for (int i = 0; i < ns; i++)
+        if (strcmp(S[i].addr, addr) == 0)
+            return;
+    if (ns == WATCH_MAX_SENTINELS) {
+        if (!capped++) /* one line for the cause, not one per address named */
+            evl_log(EVL_WARN, "watch: more than %d Sentinels: %s is not watched, nor any other named "
+                    "past the cap (docs/watch.md)", WATCH_MAX_SENTINELS, addr);
+        return;
+    }
+    memset(&S[ns], 0, sizeof S[ns]);
+    snprintf(S[ns].addr, sizeof S[ns].addr, "%s", addr);
+    S[ns].backoff = BACKOFF_FIRST;
+    intake_name(ns, S[ns].addr);
+    if (ns > 0)
+        evl_log(EVL_INFO, "watch: sentinel %s: discovered", addr);
+    ns++;
+}
+
 /* ---------------------------------------------------------------- reconciliation */
 
 static struct evl_sentinel_opts opts(double max_reply)
@@ -341,26 +360,6 @@ static void reconcile_read(int idx, double now)
 
 /* ---------------------------------------------------------------- connections */
 
-static void conn_add(const char *addr)
-{
-    for (int i = 0; i < ns; i++)
-        if (strcmp(S[i].addr, addr) == 0)
-            return;
-    if (ns == WATCH_MAX_SENTINELS) {
-        if (!capped++) /* one line for the cause, not one per address named */
-            evl_log(EVL_WARN, "watch: more than %d Sentinels: %s is not watched, nor any other named "
-                    "past the cap (docs/watch.md)", WATCH_MAX_SENTINELS, addr);
-        return;
-    }
-    memset(&S[ns], 0, sizeof S[ns]);
-    snprintf(S[ns].addr, sizeof S[ns].addr, "%s", addr);
-    S[ns].backoff = BACKOFF_FIRST;
-    intake_name(ns, S[ns].addr);
-    if (ns > 0)
-        evl_log(EVL_INFO, "watch: sentinel %s: discovered", addr);
-    ns++;
-}
-
 /* The subscriber is gone (or never came): log once, close, and try again later. */
 static void down(int idx, double now)
 {
@@ -411,6 +410,14 @@ static void subscribed(int idx, const redisReply *r, double now)
     s->quiet = 0;
     evl_log(EVL_INFO, "watch: sentinel %s: connected and subscribed", s->addr);
     reconcile_start(idx);
+}
+
+/* -dup-sentinel, +sentinel-address-switch: every subscribed Sentinel is asked again. */
+static void conn_rediscover(void)
+{
+    for (int i = 0; i < ns; i++)
+        if (S[i].subscribed)
+            reconcile_start(i);
 }
 
 /* What intake says an event asks of the connections. */
@@ -540,14 +547,6 @@ void conn_close_fds(void)
         if (S[i].cmd.c && S[i].cmd.c->fd >= 0)
             close(S[i].cmd.c->fd);
     }
-}
-
-/* -dup-sentinel, +sentinel-address-switch: every subscribed Sentinel is asked again. */
-static void conn_rediscover(void)
-{
-    for (int i = 0; i < ns; i++)
-        if (S[i].subscribed)
-            reconcile_start(i);
 }
 
 void conn_settings(struct watch_set *s)

@@ -1,22 +1,15 @@
 /*
- * intake.c: from a heard event to a finished run of its handlers.
- *
- * Intake (every message): parse with the script-mode parser, ask the name
- * cache whether any handler matches; only then is it remembered in the
- * dedupe ring and, unless a duplicate, queued. Nothing on this path
- * allocates per event except the queued item, so intake stays fast and
- * memory stays flat (docs/watch.md, bench/watch.sh). The queue is shared
- * fairly: when it is full, the Sentinel holding the most loses its oldest,
- * and the drops are one log line a second. What an event asks of the
- * connections (a master that moved, a Sentinel to add or to ask again) is
- * returned to conn.c, which acts on it: this file never calls up.
- *
- * Runs: each item is one event call in a runner (runner.c) with the event's
- * argv, exactly as Sentinel would pass it, plus the watch-only fields
- * (source, sentinel(s), synthetic, and the delivery id that keys its
- * delivery record). Exit 1, a signal or a runner that dies mid-event is
- * retried with a doubling delay; at most `concurrency` runs; a master's
- * first attempts start in arrival order.
+ * intake.c: from a heard event to a finished run of its handlers. Every
+ * message is parsed (event.c) and matched through the set's name cache;
+ * only what a handler matches takes a slot in the dedupe ring and, unless a
+ * duplicate, the queue. Nothing on this path allocates but the queued item,
+ * so intake stays fast and memory flat (bench/watch.sh). When the queue is
+ * full, the Sentinel holding the most loses its oldest, one log line a
+ * second. A run is one event call in a runner (runner.c): exit 1, a signal
+ * or a runner's death is retried, doubling the delay; at most
+ * `concurrency` run; a master's events start in arrival order. What an
+ * event asks of the connections is returned to conn.c: this file never
+ * calls up.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -40,9 +33,10 @@
 #define DD_BUCKETS 131072
 #define MAX_RUNNING 256
 
+enum { Q, S }; /* an item's two lists: the queue, and its Sentinel's share of it */
+
 struct item {
-    struct item *prev, *next;   /* the queue, in arrival order */
-    struct item *sprev, *snext; /* its Sentinel's share of the queue, in the same order */
+    struct item *prev[2], *next[2]; /* on each list, in arrival order */
     int src;                    /* the Sentinel that reported it first */
     uint64_t seq, reporters;
     char *name, *text, *pod;   /* one allocation, after the struct */
@@ -50,12 +44,16 @@ struct item {
     double heard, not_before, started;
 };
 
+struct list {
+    struct item *head, *tail;
+};
+
 static struct watch_set *set;
-static struct item *head, *tail;  /* waiting, in arrival order (retries at the tail) */
+static struct list queue; /* waiting, in arrival order (retries at the tail) */
 static size_t nwaiting;
 /* What each Sentinel has waiting, and what of it was dropped since the last summary line. */
 static struct share {
-    struct item *head, *tail;
+    struct list l;
     size_t n;
     uint64_t dropped;
 } share[WATCH_MAX_SENTINELS];
@@ -159,69 +157,41 @@ static void dd_put(uint64_t key, uint64_t reporters, uint64_t s, double now)
  * the Sentinel holding the most loses its oldest: a Sentinel that floods
  * drops its own events, never another's, unless all hold the same share.
  */
+static void cut(struct list *l, struct item *it, int k)
+{
+    *(it->prev[k] ? &it->prev[k]->next[k] : &l->head) = it->next[k];
+    *(it->next[k] ? &it->next[k]->prev[k] : &l->tail) = it->prev[k];
+    it->prev[k] = it->next[k] = NULL;
+}
+
+/* it onto l, at its head (first) or its tail. */
+static void put(struct list *l, struct item *it, int k, int first)
+{
+    struct item *nb = first ? l->head : l->tail; /* its neighbour-to-be */
+    it->prev[k] = first ? NULL : nb;
+    it->next[k] = first ? nb : NULL;
+    if (!nb)
+        l->head = l->tail = it;
+    else if (first)
+        nb->prev[k] = l->head = it;
+    else
+        nb->next[k] = l->tail = it;
+}
+
 static void unlink_item(struct item *it)
 {
-    struct share *sh = &share[it->src];
-    if (it->prev)
-        it->prev->next = it->next;
-    else
-        head = it->next;
-    if (it->next)
-        it->next->prev = it->prev;
-    else
-        tail = it->prev;
-    if (it->sprev)
-        it->sprev->snext = it->snext;
-    else
-        sh->head = it->snext;
-    if (it->snext)
-        it->snext->sprev = it->sprev;
-    else
-        sh->tail = it->sprev;
-    it->prev = it->next = it->sprev = it->snext = NULL;
-    sh->n--;
+    cut(&queue, it, Q);
+    cut(&share[it->src].l, it, S);
+    share[it->src].n--;
     nwaiting--;
 }
 
-static void append(struct item *it)
+/* Waiting again: at the tail (a new event, a retry), or at the head (it could not start yet). */
+static void wait_item(struct item *it, int first)
 {
-    struct share *sh = &share[it->src];
-    it->prev = tail;
-    it->next = NULL;
-    if (tail)
-        tail->next = it;
-    else
-        head = it;
-    tail = it;
-    it->sprev = sh->tail;
-    it->snext = NULL;
-    if (sh->tail)
-        sh->tail->snext = it;
-    else
-        sh->head = it;
-    sh->tail = it;
-    sh->n++;
-    nwaiting++;
-}
-
-static void prepend(struct item *it)
-{
-    struct share *sh = &share[it->src];
-    it->prev = NULL;
-    it->next = head;
-    if (head)
-        head->prev = it;
-    else
-        tail = it;
-    head = it;
-    it->sprev = NULL;
-    it->snext = sh->head;
-    if (sh->head)
-        sh->head->sprev = it;
-    else
-        sh->tail = it;
-    sh->head = it;
-    sh->n++;
+    put(&queue, it, Q, first);
+    put(&share[it->src].l, it, S, first);
+    share[it->src].n++;
     nwaiting++;
 }
 
@@ -252,12 +222,12 @@ static void drops_line(double now)
 /* Make room for one: the Sentinel with the most waiting (`src` on a tie) loses its oldest. */
 static void make_room(int src, double now)
 {
-    while (nwaiting >= (size_t)set->s.queue && head) {
+    while (nwaiting >= (size_t)set->s.queue && queue.head) {
         int victim = src;
         for (int i = 0; i < WATCH_MAX_SENTINELS; i++)
             if (share[i].n > share[victim].n)
                 victim = i;
-        struct item *old = share[victim].head;
+        struct item *old = share[victim].l.head;
         if (!old)
             break;
         unlink_item(old);
@@ -309,13 +279,13 @@ static void enqueue(const struct evl_event *ev, const char *name, const char *te
     it->synthetic = synthetic;
     it->heard = it->not_before = now;
     make_room(it->src, now);
-    append(it);
+    wait_item(it, 0);
 }
 
 /* A duplicate report: add the reporter to the item if it has not started. */
 static void merge_reporter(uint64_t s, int idx)
 {
-    for (struct item *it = tail; it; it = it->prev)
+    for (struct item *it = queue.tail; it; it = it->prev[Q])
         if (it->seq == s) {
             if (it->runs == 0)
                 it->reporters |= 1ULL << (idx % WATCH_MAX_SENTINELS);
@@ -323,24 +293,10 @@ static void merge_reporter(uint64_t s, int idx)
         }
 }
 
-/* What the connections must do about this event (discovery, a master that moved). */
-static struct intake_action asks(const struct evl_event *ev, int synthetic)
-{
-    struct intake_action a = {INTAKE_NOTHING, NULL, NULL, 0};
-    if (!synthetic && strcmp(ev->name, "+switch-master") == 0 && ev->pod && ev->new_master.ip)
-        a = (struct intake_action){INTAKE_MOVED, ev->pod, ev->new_master.ip, ev->new_master.port};
-    else if (set->s.discover && strcmp(ev->name, "+sentinel") == 0 && ev->instance.addr.ip)
-        a = (struct intake_action){INTAKE_ADD, NULL, ev->instance.addr.ip, ev->instance.addr.port};
-    else if (set->s.discover && (strcmp(ev->name, "-dup-sentinel") == 0 ||
-                                 strcmp(ev->name, "+sentinel-address-switch") == 0))
-        a.what = INTAKE_REDISCOVER;
-    return a;
-}
-
 struct intake_action intake_event(int idx, const char *name, const char *text, int synthetic)
 {
     static struct evl_event ev; /* ~4 KiB: off the stack; the action points into it */
-    struct intake_action none = {INTAKE_NOTHING, NULL, NULL, 0};
+    struct intake_action a = {INTAKE_NOTHING, NULL, NULL, 0};
     char err[512];
     double now = evl_monotonic();
     st.heard++;
@@ -351,9 +307,16 @@ struct intake_action intake_event(int idx, const char *name, const char *text, i
         st.bad++;
         evl_log(EVL_WARN, "watch: sentinel %s: unusable message on channel %.64s: %s; ignored",
                 name_of(idx), name, err);
-        return none;
+        return a;
     }
-    struct intake_action a = asks(&ev, synthetic);
+    /* what the connections must do about it: a master that moved, discovery */
+    if (!synthetic && strcmp(ev.name, "+switch-master") == 0 && ev.pod && ev.new_master.ip)
+        a = (struct intake_action){INTAKE_MOVED, ev.pod, ev.new_master.ip, ev.new_master.port};
+    else if (set->s.discover && strcmp(ev.name, "+sentinel") == 0 && ev.instance.addr.ip)
+        a = (struct intake_action){INTAKE_ADD, NULL, ev.instance.addr.ip, ev.instance.addr.port};
+    else if (set->s.discover && (strcmp(ev.name, "-dup-sentinel") == 0 ||
+                                 strcmp(ev.name, "+sentinel-address-switch") == 0))
+        a.what = INTAKE_REDISCOVER;
     /* only what some handler matches takes a slot in the dedupe ring: a flood
        of events nobody handles cannot push out the ones that run */
     if (!watch_set_wants(set, ev.pod) || !watch_set_matches(set, ev.name))
@@ -390,12 +353,12 @@ static int start(struct item *it, double now, int cap)
     if (pid <= 0) {
         it->runs--;
         if (pid == 0) {
-            prepend(it);
+            wait_item(it, 1);
             return -1;
         }
         evl_log(EVL_ERROR, "watch: fork: %s; %s retried in 1 s", strerror(errno), it->name);
         it->not_before = now + 1;
-        append(it);
+        wait_item(it, 0);
         return -1;
     }
     st.runs++;
@@ -435,7 +398,7 @@ static void finished(const struct runner_end *e)
         evl_log(EVL_WARN, "watch: %s pod=%s failed (%s %d) on run %d; retried in %.0f s", it->name,
                 it->pod ? it->pod : "-", sig ? "signal" : "exit", sig ? sig : code, it->runs, delay);
         it->not_before = now + delay;
-        append(it);
+        wait_item(it, 0);
         return;
     }
     evl_log(EVL_ERROR, "watch: %s pod=%s failed (%s %d) on run %d; given up", it->name,
@@ -484,7 +447,7 @@ double intake_tick(double now)
     if (stopping)
         return next;
     int cap = set->s.concurrency < MAX_RUNNING ? set->s.concurrency : MAX_RUNNING;
-    if (nrunning >= cap || !head)
+    if (nrunning >= cap || !queue.head)
         return next;
     if (!runners_fork_ok(set, now))
         return next < 0.1 ? next : 0.1;
@@ -493,8 +456,8 @@ double intake_tick(double now)
     for (int i = 0; i < nrunning; i++)
         if (running[i]->pod)
             busy_add(pod_hash(running[i]));
-    for (struct item *it = head, *nx; it && nrunning < cap && nbusy < BUSY_SLOTS / 2; it = nx) {
-        nx = it->next;
+    for (struct item *it = queue.head, *nx; it && nrunning < cap && nbusy < BUSY_SLOTS / 2; it = nx) {
+        nx = it->next[Q];
         uint64_t ph = pod_hash(it);
         if (it->not_before > now) {
             if (it->not_before - now < next)
@@ -523,8 +486,8 @@ void intake_drain(void)
     stopping = 1;
     drops_line(evl_monotonic());
     runners_stop();
-    while (head) {
-        struct item *it = head;
+    while (queue.head) {
+        struct item *it = queue.head;
         unlink_item(it);
         free(it);
         n++;

@@ -1,20 +1,12 @@
-/*
- * intake.h: from a heard event to a finished run of its handlers (intake.c):
- * parse, match, dedupe, the queue, what starts when, retries. Below the
- * connections (conn.c), which hand it every message; what the connections
- * must do about an event (a master moved, a Sentinel to add) comes back as
- * the returned action. It starts runs on the runners (runner.h).
- */
+/* intake.h: a heard event to a finished run (intake.c); what it asks of conn.c is returned. */
 #ifndef EVENTILATOR_WATCH_INTAKE_H
 #define EVENTILATOR_WATCH_INTAKE_H
-
-#include <stdint.h>
 
 #include "set.h"
 
 #define WATCH_MAX_SENTINELS 64 /* reporters are a bit mask */
 
-/* What an event asks of the connections; pod and ip point into the event, valid until the next. */
+/* pod and ip point into the event, valid until the next one. */
 struct intake_action {
     enum { INTAKE_NOTHING, INTAKE_MOVED, INTAKE_ADD, INTAKE_REDISCOVER } what;
     const char *pod; /* MOVED: the master that moved */
@@ -23,16 +15,13 @@ struct intake_action {
 };
 
 void intake_init(struct watch_set *set);
-/* A reload: the new set's settings; the runners of the old one exit after their event. */
-void intake_settings(struct watch_set *set);
-/* Sentinel idx is `addr`: the name reporters are given in log lines and ev.sentinels. */
-void intake_name(int idx, const char *addr);
-/* An event heard from Sentinel idx (or a synthetic one, reconstructed by conn.c). */
+void intake_settings(struct watch_set *set); /* a reload; the old set's runners exit after their event */
+void intake_name(int idx, const char *addr); /* Sentinel idx, for log lines and ev.sentinels */
+/* An event heard from Sentinel idx, or a synthetic one (conn.c reconstructs it). */
 struct intake_action intake_event(int idx, const char *name, const char *text, int synthetic);
-/* Ended runs (retried or done), due runs started; returns seconds to the next timer. */
-double intake_tick(double now);
-int intake_busy(void);  /* events running */
-void intake_drain(void); /* stop: drop what waits, keep what runs */
+double intake_tick(double now); /* runs ended and started; seconds to the next timer */
+int intake_busy(void);          /* events running */
+void intake_drain(void);        /* stop: drop what waits, keep what runs */
 void intake_stats(void);
 
 #endif

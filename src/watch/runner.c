@@ -1,19 +1,14 @@
 /*
- * runner.c: the runners (runner.h).
- *
- * A runner is a fork() of the watcher without exec: it already holds the
- * loaded set, so an event costs it the per-event part of the event path
- * (watch_set_run), with the script-mode contract unchanged: budget,
- * protected handlers, watchdog, delivery records; a crash ends one runner.
- * It handles up to `reuse` events, one at a time. Its first event is the
- * one it was forked for (in memory); the next ones come on its own pipe as
- * a frame (u32 length; the synthetic flag; name, text, sentinel, sentinels,
- * delivery, each NUL-ended), and each answer goes back on one pipe shared
- * by all runners as a struct reply (one write, smaller than PIPE_BUF: never
- * torn or mixed). A runner ends when its pipe is closed (reuse reached, a
- * reload, the stop) or when it dies; with reuse = 1 it has no pipe and its
- * exit status is the event's. A runner still running its event at budget +
- * KILL_MARGIN is killed (its own watchdog fires at + 2 s).
+ * runner.c: the runners (runner.h), forks of the watcher without exec: each
+ * holds the loaded set, so an event costs it the per-event part of the
+ * event path (watch_set_run), with script mode's contract unchanged; a
+ * crash ends one runner. Its first event is the one it was forked for (in
+ * memory); the next come on its own pipe as a frame (u32 length; the
+ * synthetic flag; name, text, sentinel, sentinels, delivery, each
+ * NUL-ended); each answer goes back on one pipe all runners share as one
+ * struct reply (smaller than PIPE_BUF: never torn or mixed). It ends when
+ * its pipe closes; with reuse = 1 it has none and its exit status is the
+ * answer (docs/design.md, "Runners").
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -72,26 +67,11 @@ static void retire(struct runner *r)
     r->to = -1;
 }
 
-static int writeall(int fd, const void *p, size_t n)
+/* All n bytes at p written (w) or read, through EINTR: 0, or -1 (EOF, an error). */
+static int whole(int fd, void *p, size_t n, int w)
 {
-    const char *c = p;
-    while (n > 0) {
-        ssize_t w = write(fd, c, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -1;
-        c += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
-static int readall(int fd, void *p, size_t n)
-{
-    char *c = p;
-    while (n > 0) {
-        ssize_t r = read(fd, c, n);
+    for (char *c = p; n > 0;) {
+        ssize_t r = w ? write(fd, c, n) : read(fd, c, n);
         if (r < 0 && errno == EINTR)
             continue;
         if (r <= 0)
@@ -109,22 +89,6 @@ static double cpu_ms(const struct rusage *ru)
 }
 
 /* ---------------------------------------------------------------- in the runner */
-
-/* The next frame on the runner's pipe into *buf (grown as needed): 0, or -1 at EOF or on a bad frame. */
-static int next_frame(int in, char **buf, size_t *cap, uint32_t *len)
-{
-    if (readall(in, len, sizeof *len) < 0)
-        return -1; /* the watcher closed the pipe: done */
-    if (*len > *cap) {
-        free(*buf);
-        *cap = *len;
-        if (!(*buf = malloc(*cap)))
-            _exit(1);
-    }
-    if (*len < 6 || readall(in, *buf, *len) < 0 || (*buf)[*len - 1] != '\0')
-        _exit(1);
-    return 0;
-}
 
 /* The runner's side: its first event, then the ones its pipe brings, until EOF. */
 static _Noreturn void runner_main(struct watch_set *set, const struct runner_job *j, int in,
@@ -152,8 +116,15 @@ static _Noreturn void runner_main(struct watch_set *set, const struct runner_job
         getrusage(RUSAGE_SELF, &r1);
         struct reply rp = {(int32_t)getpid(), code, cpu_ms(&r1) - cpu_ms(&r0),
                            (int64_t)(r1.ru_minflt - r0.ru_minflt)};
-        if (writeall(replies[1], &rp, sizeof rp) < 0 || next_frame(in, &buf, &cap, &len) < 0)
-            _exit(0);
+        if (whole(replies[1], &rp, sizeof rp, 1) < 0 || whole(in, &len, sizeof len, 0) < 0)
+            _exit(0); /* the watcher closed the pipe: done */
+        if (len > cap) { /* a bigger event than any before */
+            free(buf);
+            if (!(buf = malloc(cap = len)))
+                _exit(1);
+        }
+        if (len < 6 || whole(in, buf, len, 0) < 0 || buf[len - 1] != '\0')
+            _exit(1);
         getrusage(RUSAGE_SELF, &r0);
         char *f[5], *p = buf + 1, *end = buf + len;
         for (int i = 0; i < 5; i++) { /* a missing field reads as "" (buf ends with a NUL) */
@@ -187,7 +158,7 @@ static int send_event(struct runner *r, const struct runner_job *j)
         memcpy(m + o, f[i], l);
         o += l;
     }
-    int rc = writeall(r->to, m, o);
+    int rc = whole(r->to, m, o, 1);
     free(m);
     if (rc < 0) {
         evl_log(EVL_WARN, "watch: runner %ld: cannot pass it an event (%s): replaced",

@@ -1,9 +1,4 @@
-/*
- * runner.h: the runners (runner.c), forks of the watcher that run events
- * from the loaded set (set.h), one at a time, up to watch.reuse each.
- * Below intake.c, which decides what runs when; a run's end goes back up
- * through the callback runners_reap is given.
- */
+/* runner.h: the runners (runner.c), forks that run events; an end goes up through a callback. */
 #ifndef EVENTILATOR_WATCH_RUNNER_H
 #define EVENTILATOR_WATCH_RUNNER_H
 
@@ -11,50 +6,34 @@
 
 #include "set.h"
 
-/* One event to run. The strings stay the caller's, alive until the run has ended. */
+/* One event to run. The strings stay the caller's until the run has started (name, pod: ended). */
 struct runner_job {
-    const char *name, *text, *pod; /* pod: for log lines, may be NULL */
-    const char *first, *all;       /* ev.sentinel, ev.sentinels */
-    const char *delivery;          /* the id that keys its delivery record */
+    const char *name, *text, *pod;            /* pod: for log lines, may be NULL */
+    const char *first, *all, *delivery;       /* ev.sentinel, ev.sentinels, the delivery id */
     int synthetic;
-    double budget;                 /* a run still going past budget + 5 s is killed */
-    void *tag;                     /* the caller's, handed back when it ends */
+    double budget;                            /* past budget + 5 s, the run is killed */
+    void *tag;                                /* the caller's, handed back when it ends */
 };
 
-/* A run that ended: with exit `code`, or by signal `sig` (0: none); its CPU and page faults. */
+/* A run that ended: exit `code`, or signal `sig` (0: none); its CPU (ms) and page faults. */
 struct runner_end {
     void *tag;
     int code, sig;
-    double cpu;  /* ms */
-    long faults; /* minor page faults: the copy-on-write cost of the fork */
+    double cpu;
+    long faults;
 };
 
-/*
- * Before the first run. in_child: what a new runner drops of the watcher's
- * that is above this layer (its sockets, its self-pipe, its handlers).
- */
+/* in_child: what a new runner drops of the watcher's (its sockets, self-pipe, handlers). */
 void runners_init(void (*in_child)(void));
-/* May runs fork now? Not while a helper thread left by loading the set lives (at most 30 s). */
-int runners_fork_ok(struct watch_set *set, double now);
-/*
- * Start `j` on an idle runner, or on a new one forked from `set` when fewer
- * than `cap` are busy or idle. Returns the runner's pid; 0 when none can
- * take it now (it waits); -1 when a fork failed (errno).
- */
+int runners_fork_ok(struct watch_set *set, double now); /* not while a thread left by loading lives */
+/* On an idle runner, or a new fork when fewer than cap run: its pid; 0: it waits; -1: fork failed. */
 pid_t runner_start(struct watch_set *set, const struct runner_job *j, int cap);
-/*
- * Read the runners' answers, reap the ones that ended, kill the ones past
- * their budget; each run that ended goes to `ended`. Returns the seconds to
- * the next kill time (at most 10).
- */
+/* Answers read, ended runners reaped, hung ones killed; each end to `ended`. Seconds to the next kill. */
 double runners_reap(double now, void (*ended)(const struct runner_end *e));
-/* A reload: every runner of the old set exits, idle ones now, busy ones after their event. */
-void runners_reload(void);
-/* The watcher stops: idle runners exit now, busy ones after their event. */
-void runners_stop(void);
-/* The watcher exits: every runner is told to, and reaped (killed past 2 s). */
-void runners_end(void);
-int runners_pollfd(void); /* the runners' answers: readable wakes the loop */
+void runners_reload(void); /* runners of the old set exit: idle ones now, busy ones after their event */
+void runners_stop(void);   /* the watcher stops: idle runners exit now, busy ones after their event */
+void runners_end(void);    /* the watcher exits: every runner is told to, reaped, killed past 2 s */
+int runners_pollfd(void);  /* the runners' answers: readable wakes the loop */
 int runners_count(void);
 
 #endif

@@ -1,12 +1,8 @@
 /*
- * set.c: the loaded set, at the bottom of watch mode's stack (set.h): the
- * config and rules loaded once into a host and Lua state of their own,
- * exactly as an event call has them once config, log, host module and rule
- * files are loaded; the settings the layers above read; and one event run
- * from it in a runner (watch_set_run), the same event path script mode
- * runs (call.c), and the undoing of what one call leaves
- * (watch_set_reset). SIGHUP builds a new set, validated, and swaps it in
- * (watch.c); a broken file leaves the running one in place, and runners
+ * set.c: the loaded set (set.h): config and rules loaded once into a host
+ * and Lua state of their own, as an event call has them before its event;
+ * and one event run from it in a runner, script mode's own event path
+ * (call.c). A reload builds a new set and swaps it in (watch.c); runners
  * already forked keep their copy until they exit.
  */
 #include <signal.h>
@@ -25,11 +21,6 @@
 #include "rules.h"
 #include "set.h"
 
-static uint64_t hash(const char *s)
-{
-    return evl_fnv(s, strlen(s), EVL_FNV0);
-}
-
 /*
  * Does any handler match this name? Asked of rules.c once per distinct name
  * per loaded set (the names Sentinel uses are few), then answered from an
@@ -42,7 +33,7 @@ int watch_set_matches(struct watch_set *set, const char *name)
         set->names = calloc(NAME_SLOTS, sizeof *set->names);
         set->capnames = set->names ? NAME_SLOTS : 0;
     }
-    size_t i = set->capnames ? hash(name) % set->capnames : 0;
+    size_t i = set->capnames ? evl_fnv(name, strlen(name), EVL_FNV0) % set->capnames : 0;
     for (; set->capnames && set->names[i].name; i = (i + 1) % set->capnames)
         if (strcmp(set->names[i].name, name) == 0)
             return set->names[i].hit;
@@ -67,35 +58,23 @@ int watch_set_wants(const struct watch_set *set, const char *pod)
     return 0;
 }
 
-static char **strlist(lua_State *L, int idx, size_t *n)
+static const char local_seed[] = "127.0.0.1:26379"; /* no watch.sentinels: Sentinel's own port, here */
+
+/*
+ * The strings of the list at idx, as a malloc'd array of pointers into it:
+ * the strings stay the Lua state's, anchored by the list (the config, or a
+ * copy kept in the set's registry), as long as the set lives.
+ */
+static const char **strlist(lua_State *L, int idx, size_t *n)
 {
-    *n = 0;
-    if (lua_type(L, idx) != LUA_TTABLE)
-        return NULL;
-    size_t len = lua_rawlen(L, idx);
-    char **out = calloc(len + 1, sizeof *out);
-    for (size_t i = 0; out && i < len; i++) {
+    *n = lua_type(L, idx) == LUA_TTABLE ? lua_rawlen(L, idx) : 0;
+    const char **out = *n ? calloc(*n + 1, sizeof *out) : NULL;
+    for (size_t i = 0; out && i < *n; i++) {
         lua_rawgeti(L, idx, (lua_Integer)i + 1);
-        out[(*n)++] = strdup(lua_tostring(L, -1) ? lua_tostring(L, -1) : "");
+        out[i] = lua_tostring(L, -1) ? lua_tostring(L, -1) : "";
         lua_pop(L, 1);
     }
     return out;
-}
-
-static char *optstr(lua_State *L, int t, const char *k)
-{
-    lua_getfield(L, t, k);
-    char *s = lua_type(L, -1) == LUA_TSTRING ? strdup(lua_tostring(L, -1)) : NULL;
-    lua_pop(L, 1);
-    return s;
-}
-
-static double num(lua_State *L, int t, const char *k)
-{
-    lua_getfield(L, t, k);
-    double v = lua_tonumber(L, -1);
-    lua_pop(L, 1);
-    return v;
 }
 
 /* The ranges the schema does not know; raises with the reason. */
@@ -123,7 +102,7 @@ static void check_settings(lua_State *L, const struct evl_host *h, const struct 
 static void read_settings(lua_State *L, struct evl_host *h, struct watch_settings *s)
 {
     const char *sd = evl_config_string(h, NULL, "state_dir");
-    s->state_dir = strdup(sd ? sd : EVL_STATE_DIR);
+    s->state_dir = sd ? sd : EVL_STATE_DIR;
     s->budget = h->budget;
     lua_rawgeti(L, LUA_REGISTRYINDEX, h->config_ref);
     lua_getfield(L, -1, "watch");
@@ -131,27 +110,24 @@ static void read_settings(lua_State *L, struct evl_host *h, struct watch_setting
     lua_getfield(L, t, "sentinels");
     s->seeds = strlist(L, -1, &s->nseeds);
     lua_pop(L, 1);
-    if (!s->seeds || !s->nseeds) { /* Sentinel's own port, here */
-        free(s->seeds);
-        s->seeds = calloc(2, sizeof *s->seeds);
-        s->seeds[0] = strdup("127.0.0.1:26379");
+    if (!s->seeds) {
+        static const char *local[] = {local_seed, NULL};
+        s->seeds = local; /* not freed: watch_set_free knows it */
         s->nseeds = 1;
     }
     lua_getfield(L, t, "discover");
     s->discover = lua_toboolean(L, -1);
-    lua_pop(L, 1);
-    s->username = optstr(L, t, "username");
-    s->password = optstr(L, t, "password");
     lua_getfield(L, t, "masters");
     s->masters = strlist(L, -1, &s->nmasters);
-    lua_pop(L, 1);
-    s->dedupe_window = num(L, t, "dedupe_window");
-    s->concurrency = (int)num(L, t, "concurrency");
-    s->queue = (int)num(L, t, "queue");
-    s->retries = (int)num(L, t, "retries");
-    s->timeout = num(L, t, "timeout");
-    double reuse = num(L, t, "reuse");
     lua_settop(L, t - 2);
+    s->username = evl_config_string(h, "watch", "username");
+    s->password = evl_config_string(h, "watch", "password");
+    s->dedupe_window = evl_config_number(h, "watch", "dedupe_window", 0);
+    s->concurrency = (int)evl_config_number(h, "watch", "concurrency", 0);
+    s->queue = (int)evl_config_number(h, "watch", "queue", 0);
+    s->retries = (int)evl_config_number(h, "watch", "retries", 0);
+    s->timeout = evl_config_number(h, "watch", "timeout", 0);
+    double reuse = evl_config_number(h, "watch", "reuse", 0);
     check_settings(L, h, s, reuse);
     s->reuse = (int)reuse;
 }
@@ -168,7 +144,7 @@ static int pload(lua_State *L)
     struct watch_set *set = lua_touserdata(L, 1);
     struct evl_host *h = set->host;
     evl_host_open(h, NULL);
-    if (evl_config_load(h) < 0)
+    if (evl_config_load_as(h, h->name) < 0)
         return luaL_error(L, "the config failed to load (the reason is logged above)");
     evl_open_host_module(L, h);
     read_settings(L, h, &set->s);
@@ -179,13 +155,6 @@ static int pload(lua_State *L)
     return 0;
 }
 
-static void free_strs(char **v)
-{
-    for (size_t i = 0; v && v[i]; i++)
-        free(v[i]);
-    free(v);
-}
-
 void watch_set_free(struct watch_set *set)
 {
     if (!set)
@@ -193,11 +162,9 @@ void watch_set_free(struct watch_set *set)
     if (set->host && set->host->L)
         lua_close(set->host->L);
     free(set->host);
-    free_strs(set->s.seeds);
-    free_strs(set->s.masters);
-    free(set->s.username);
-    free(set->s.password);
-    free(set->s.state_dir);
+    if (set->s.nseeds && set->s.seeds[0] != local_seed)
+        free(set->s.seeds);
+    free(set->s.masters);
     for (size_t i = 0; i < set->capnames; i++)
         free(set->names[i].name);
     free(set->names);
@@ -243,12 +210,21 @@ struct watch_set *watch_set_load(const char *name, char *why, size_t cap)
 
 void watch_set_seeds(struct watch_set *set, lua_State *L, int idx)
 {
-    size_t n;
-    if (!lua_istable(L, idx) || lua_rawlen(L, idx) == 0)
+    lua_State *S = set->host->L;
+    size_t n = lua_istable(L, idx) ? lua_rawlen(L, idx) : 0;
+    if (n == 0)
         return;
-    free_strs(set->s.seeds);
-    set->s.seeds = strlist(L, idx, &n);
-    set->s.nseeds = n;
+    lua_createtable(S, (int)n, 0); /* a copy in the set's own state, which anchors it */
+    for (size_t i = 1; i <= n; i++) {
+        lua_rawgeti(L, idx, (lua_Integer)i);
+        lua_pushstring(S, lua_tostring(L, -1) ? lua_tostring(L, -1) : "");
+        lua_rawseti(S, -2, (lua_Integer)i);
+        lua_pop(L, 1);
+    }
+    if (set->s.seeds[0] != local_seed)
+        free(set->s.seeds);
+    set->s.seeds = strlist(S, -1, &set->s.nseeds);
+    lua_setfield(S, LUA_REGISTRYINDEX, "eventilator.watch.seeds");
 }
 
 int watch_set_run(struct watch_set *set, char **argv, const struct evl_origin *o,
