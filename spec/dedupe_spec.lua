@@ -37,7 +37,7 @@ describe("eventilator.dedupe", function()
   end)
 
   it("fails rather than acting twice when the store is down", function()
-    local ok, err = dedupe.once("k-down", 60, { port = procs.free_port() })
+    local ok, err = dedupe.once("k-down", 60, { port = procs.closed_port() })
     assert.is_nil(ok)
     assert.matches("^dedupe: redis 127%.0%.0%.1:%d+: connection refused", err)
   end)

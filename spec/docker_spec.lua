@@ -29,7 +29,7 @@ local function dockerd(extra)
     end
     return out
   end
-  d.stop = procs.stopper(d, 0.2)
+  d.stop = procs.stopper(d)
   return d
 end
 

@@ -16,14 +16,11 @@ end
 local runner = require("runner")
 local function count(text, plain) return runner.count(text, plain, true) end
 
-local function port_open(port)
-  return os.execute(string.format("bash -c 'exec 3<>/dev/tcp/127.0.0.1/%d' 2>/dev/null", port)) == true
-end
-
--- Poll `ok()` every 50 ms; returns the time it became true (constellation.now()).
+-- Poll `ok()` every 50 ms; returns the time it became true (procs.wall(), to
+-- compare with log lines).
 local function wait_until(ok, timeout, what)
   procs.wait(ok, timeout, what)
-  return constellation.now()
+  return procs.wall()
 end
 
 -- ------------------------------------------------------------------ a scenario
@@ -42,11 +39,10 @@ local function scenario(opts)
   os.execute("mkdir -p " .. procs.quote(S.dir .. "/state"))
   for name, text in pairs(opts.rules or {}) do procs.write(S.rules .. "/" .. name, text) end
   if opts.hook then
-    S.hook_port = procs.free_port()
+    S.hook_pid = procs.spawn(string.format("python3 %s 0 --ready %s --log %s", procs.quote(HTTPD),
+      procs.quote(S.dir .. "/httpd.ready"), procs.quote(S.hook_log)), S.dir .. "/httpd.out")
+    S.hook_port = procs.ready_port(S.hook_pid, S.dir .. "/httpd.ready", "HTTP stand-in", S.dir .. "/httpd.out")
     S.hook_url = string.format("http://127.0.0.1:%d/hook", S.hook_port)
-    S.hook_pid = procs.spawn(string.format("python3 %s %d --log %s", procs.quote(HTTPD), S.hook_port,
-      procs.quote(S.hook_log)), S.dir .. "/httpd.out")
-    procs.wait(function() return port_open(S.hook_port) end, 10, "HTTP stand-in")
   end
   local start = opts.start or {}
   start.conf = S.conf
@@ -64,7 +60,7 @@ local function scenario(opts)
   end
   local ok, c = pcall(constellation.start, start)
   if not ok then
-    procs.kill(S.hook_pid)
+    procs.halt(S.hook_pid)
     procs.rmtree(S.dir)
     error(c, 0)
   end
@@ -85,7 +81,7 @@ local function scenario(opts)
   end
   function S.stop()
     c:stop()
-    procs.kill(S.hook_pid)
+    procs.halt(S.hook_pid)
     procs.rmtree(S.dir)
   end
   -- Run fn(); on failure print what a reader needs, then fail.
@@ -161,11 +157,11 @@ describe("eventilator against a live Sentinel constellation", function()
   end)
 
   it("records a real failover once, warnings, and the configured Slack events", function()
-    local t_start = constellation.now()
+    local t_start = procs.now()
     S = scenario{ hook = true, config = [[
       slack = { enabled = true, webhook_url = "HOOK_URL", timeout = 2, trigger_on = { "+odown", "+switch-master" } }
     ]] }
-    note("scenario 1: constellation up in %.1f s", constellation.now() - t_start)
+    note("scenario 1: constellation up in %.1f s", procs.now() - t_start)
     S.run(function()
       local c = S.c
       local mark = #S.logtext()
@@ -174,7 +170,7 @@ describe("eventilator against a live Sentinel constellation", function()
         return tonumber(S.store("zcard", "failovers:" .. POD .. ":log")) == 1
       end, 40, "the failover in failovers:" .. POD .. ":log")
       local new, _ = c:wait_failover(40, old)
-      local t_done = constellation.now()
+      local t_done = procs.wall()
       wait_old_master_sdown(S, old)
       local drain = c:wait_scripts_idle(60)
 
@@ -242,9 +238,9 @@ describe("eventilator against a live Sentinel constellation", function()
       c:stop_store()
       local old, t_kill = c:kill_master()
       local new = c:wait_failover(40, old)
-      local t_done = constellation.now()
+      local t_done = procs.wall()
       c:start_store()
-      local t_back = constellation.now()
+      local t_back = procs.wall()
       local t_metrics = wait_until(function()
         return tonumber(S.store("zcard", "failovers:" .. POD .. ":log")) == 1
       end, 40, "the failover recorded after the store came back")
@@ -291,7 +287,7 @@ describe("eventilator against a live Sentinel constellation", function()
       local mark = #S.logtext()
       local t_kill = c:kill_node(c:replica_port())
       procs.wait(function() return #only(S.summaries(mark), "+sdown") >= 3 end, 30, "three +sdown calls to end")
-      local t_end = constellation.now()
+      local t_end = procs.wall()
       local sd = only(S.summaries(mark), "+sdown")
       local text = S.logtext()
       assert.matches("rule [^ ]*/05%-hang%.lua:1 failed: [^\n]*stopped: time budget exceeded", text)
@@ -340,13 +336,13 @@ describe("eventilator against a live Sentinel constellation", function()
       local c = S.c
       local mark = #S.logtext()
       local old = c.master_port
-      local t0 = constellation.now()
+      local t0 = procs.wall()
       assert.are.equal("OK", c:sentinel_cli(2, "sentinel", "failover", POD))
       local t_metrics = wait_until(function()
         return tonumber(S.store("zcard", "failovers:" .. POD .. ":log")) == 1
       end, 40, "the forced failover in the metrics")
       local new = c:wait_failover(40, old)
-      local t_done = constellation.now()
+      local t_done = procs.wall()
       -- The old master is alive: it is turned into a replica; let that settle.
       procs.wait(function()
         return c:sentinel_cli(1, "sentinel", "replicas", POD):find("127.0.0.1:" .. old, 1, true) ~= nil

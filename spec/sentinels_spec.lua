@@ -20,27 +20,26 @@ end
 local BIN = (procs.sh("realpath " .. procs.quote(procs.build .. "/bin")):gsub("%s+$", ""))
 local NOTIFY, RECONF = BIN .. "/eventilator", BIN .. "/reconfigurator"
 
--- A listener that accepts connections and never answers (a hung Sentinel).
+-- A listener that accepts connections and never answers (a hung Sentinel),
+-- on a port the kernel picks.
 local function silent_listener()
-  local port = procs.free_port()
   local dir = procs.tmpdir()
   procs.write(dir .. "/silent.py", table.concat({
-    "import socket, sys",
+    "import os, socket, sys",
     "s = socket.socket()",
-    "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)",
-    "s.bind(('127.0.0.1', int(sys.argv[1])))",
+    "s.bind(('127.0.0.1', 0))",
     "s.listen(16)",
+    "open(sys.argv[1] + '.tmp', 'w').write(str(s.getsockname()[1]))",
+    "os.rename(sys.argv[1] + '.tmp', sys.argv[1])",
     "held = []",
     "while True:",
     "    held.append(s.accept()[0])",
   }, "\n") .. "\n")
-  local pid = procs.spawn("python3 " .. procs.quote(dir .. "/silent.py") .. " " .. port, dir .. "/log")
-  procs.wait(function()
-    local _, rc = procs.sh(string.format(
-      "python3 -c 'import socket; socket.create_connection((\"127.0.0.1\", %d), 1)' 2>/dev/null", port))
-    return rc == 0
-  end, 10, "silent listener")
-  return { port = port, stop = function() procs.kill(pid); procs.rmtree(dir) end }
+  local h = { dir = dir }
+  h.pid = procs.spawn("python3 " .. procs.quote(dir .. "/silent.py") .. " " .. procs.quote(dir .. "/ready"), dir .. "/log")
+  h.port = procs.ready_port(h.pid, dir .. "/ready", "silent listener", dir .. "/log")
+  h.stop = procs.stopper(h)
+  return h
 end
 
 describe("eventilator sentinels on a real fleet", function()

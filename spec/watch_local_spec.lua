@@ -140,18 +140,15 @@ describe("watch mode and a Sentinel that requires a password", function()
 
   setup(function()
     dir = procs.tmpdir()
-    port = procs.free_port()
-    procs.write(dir .. "/sentinel.conf", table.concat({
-      "port " .. port, "bind 127.0.0.1", "daemonize no", "dir " .. dir, "requirepass s3cret",
-    }, "\n") .. "\n")
-    pid = procs.spawn("redis-sentinel " .. procs.quote(dir .. "/sentinel.conf"), dir .. "/sentinel.log")
-    procs.wait(function()
-      return procs.cli(port, "-a", "s3cret", "--no-auth-warning", "ping") == "PONG"
-    end, 10, "sentinel with requirepass")
+    local path = dir .. "/sentinel.conf"
+    port, pid = procs.redis_serve(path, { cmd = "redis-sentinel " .. procs.quote(path), out = dir .. "/sentinel.log",
+      conf = function(p)
+        return { "port " .. p, "bind 127.0.0.1", "daemonize no", "dir " .. dir, "requirepass s3cret" }
+      end })
   end)
 
   teardown(function()
-    procs.kill(pid)
+    procs.halt(pid)
     procs.rmtree(dir)
   end)
 

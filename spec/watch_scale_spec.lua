@@ -15,18 +15,20 @@ describe("watch mode at scale: one Sentinel, 100 masters, all down at once", fun
   setup(function()
     dir = procs.tmpdir()
     for i = 1, 10 do servers[i] = procs.start_redis() end
-    sport = procs.free_port()
-    local conf = { "port " .. sport, "bind 127.0.0.1", "daemonize no", "dir " .. dir, "logfile " .. dir .. "/sentinel.log" }
     -- ten masters per redis-server: 100 masters, no replicas, quorum 1
-    for m = 1, 100 do
-      local name, p = string.format("m%03d", m), servers[(m - 1) % 10 + 1].port
-      conf[#conf + 1] = string.format("sentinel monitor %s 127.0.0.1 %d 1", name, p)
-      conf[#conf + 1] = string.format("sentinel down-after-milliseconds %s 1000", name)
-      conf[#conf + 1] = string.format("sentinel failover-timeout %s 5000", name)
+    local function conf(port)
+      local lines = { "port " .. port, "bind 127.0.0.1", "daemonize no", "dir " .. dir, "logfile " .. dir .. "/sentinel.log" }
+      for m = 1, 100 do
+        local name, p = string.format("m%03d", m), servers[(m - 1) % 10 + 1].port
+        lines[#lines + 1] = string.format("sentinel monitor %s 127.0.0.1 %d 1", name, p)
+        lines[#lines + 1] = string.format("sentinel down-after-milliseconds %s 1000", name)
+        lines[#lines + 1] = string.format("sentinel failover-timeout %s 5000", name)
+      end
+      return lines
     end
-    procs.write(dir .. "/sentinel.conf", table.concat(conf, "\n") .. "\n")
-    spid = procs.spawn("redis-sentinel " .. procs.quote(dir .. "/sentinel.conf"), dir .. "/stdout.log")
-    procs.wait(function() return procs.cli(sport, "ping") == "PONG" end, 10, "sentinel")
+    local path = dir .. "/sentinel.conf"
+    sport, spid = procs.redis_serve(path, { cmd = "redis-sentinel " .. procs.quote(path), conf = conf,
+      out = dir .. "/stdout.log", log = dir .. "/sentinel.log" })
     procs.wait(function()
       local out = procs.cli(sport, "sentinel", "masters")
       local _, n = out:gsub("\nflags\nmaster\n", "")
@@ -43,7 +45,7 @@ describe("watch mode at scale: one Sentinel, 100 masters, all down at once", fun
       pcall(w.stop, w, 60)
       w:cleanup()
     end
-    procs.kill(spid)
+    procs.halt(spid)
     for _, s in ipairs(servers) do s.stop() end
     procs.rmtree(dir)
   end)
