@@ -15,6 +15,8 @@
 --   c:kill_master()          -- SIGKILL the current master, returns its port
 --   c:wait_failover(30)      -- until every sentinel names a new master
 --   c:wait_scripts_idle(60)  -- until SENTINEL PENDING-SCRIPTS is empty everywhere
+--   c:settle(60)             -- ... and no Sentinel raised an event meanwhile
+--   c:raised(name)           -- what the Sentinels logged: see "sentinel logs"
 --   c:stop_sentinel(i) / c:start_sentinel(i [, extra conf lines])
 --   c:stop()
 --
@@ -395,6 +397,134 @@ function C:sentinel_logs(i)
     parts[#parts + 1] = "==> " .. s.log .. "\n" .. (procs.read(s.log) or "")
   end
   return table.concat(parts, "\n")
+end
+
+local MONTHS = { Jan = 1, Feb = 2, Mar = 3, Apr = 4, May = 5, Jun = 6, Jul = 7, Aug = 8, Sep = 9, Oct = 10,
+                 Nov = 11, Dec = 12 }
+
+-- The events Sentinel logged in `text` (a sentinel.log), in order: each
+-- { t (epoch seconds), level ("#" warning, "*" notice, "-" verbose), name
+-- ("+odown"), text ("master pod1 127.0.0.1 6379 #quorum 2/2") }. Sentinel
+-- logs an event and publishes it in one go, and at `loglevel verbose` it logs
+-- every event it publishes; at the default (notice), all but +/-role-change.
+function M.events(text)
+  local out = {}
+  for line in (text or ""):gmatch("[^\n]+") do
+    local d, mon, y, h, mi, sec, ms, level, name, rest =
+      line:match("^%d+:X (%d+) (%a+) (%d+) (%d+):(%d+):(%d+)%.(%d+) (%S) ([+-][%w%-]+) ?(.*)$")
+    if d and MONTHS[mon] then
+      local t = os.time{ year = tonumber(y), month = MONTHS[mon], day = tonumber(d), hour = tonumber(h),
+        min = tonumber(mi), sec = tonumber(sec) } + tonumber(ms) / 1000
+      out[#out + 1] = { t = t, level = level, name = name, text = rest }
+    end
+  end
+  return out
+end
+
+-- What sentinel i raised (every sentinel's, merged in time order, when i is
+-- nil), each as M.events gives plus `sentinel` (its index); only `name`'s
+-- events when given.
+function C:raised(name, i)
+  local out = {}
+  for k, s in ipairs(self.sentinels) do
+    if not i or i == k then
+      for n, e in ipairs(M.events(procs.read(s.log))) do
+        if not name or e.name == name then
+          e.sentinel, e.n = k, n
+          out[#out + 1] = e
+        end
+      end
+    end
+  end
+  table.sort(out, function(a, b)
+    if a.t ~= b.t then return a.t < b.t end
+    if a.sentinel ~= b.sentinel then return a.sentinel < b.sentinel end
+    return a.n < b.n
+  end)
+  return out
+end
+
+-- How many warnings (the events that run scripts) the running sentinels
+-- have logged.
+function C:warnings()
+  local n = 0
+  for _, s in ipairs(self.sentinels) do
+    if s.up then
+      for _, e in ipairs(M.events(procs.read(s.log))) do
+        if e.level == "#" then n = n + 1 end
+      end
+    end
+  end
+  return n
+end
+
+-- Until nothing more is due from the Sentinels' scripts: none queued or
+-- running anywhere (c:wait_scripts_idle), and no Sentinel raised a warning
+-- while that was checked (it would have queued another). Returns the seconds
+-- it took and c:warnings() then.
+function C:settle(timeout)
+  local t0 = procs.now()
+  local deadline = t0 + (timeout or 60)
+  while true do
+    local before = self:warnings()
+    self:wait_scripts_idle(math.max(1, deadline - procs.now()))
+    if self:warnings() == before then return procs.now() - t0, before end
+  end
+end
+
+-- observe() once nothing is due from the Sentinels' scripts (c:settle), and
+-- again if a Sentinel raised a warning before it returned: what it saw is
+-- then the outcome of exactly what c:raised() lists after it. Returns what
+-- observe returned, after the seconds c:settle took.
+function C:settled(observe, timeout)
+  local t0 = procs.now()
+  for _ = 1, 20 do
+    local _, n = self:settle(timeout)
+    local out = table.pack(observe())
+    if self:warnings() == n then return procs.now() - t0, table.unpack(out, 1, out.n) end
+  end
+  error("the Sentinels kept raising warnings", 2)
+end
+
+-- What the Sentinels did, from their own logs: `promoted`, the port of each
+-- replica promoted (one failover each, and the leader's client-reconfig call
+-- made right after, +failover-state-reconf-slaves); `leaders` (how many such
+-- calls); `observers`, the other Sentinels' calls (one after each
+-- +config-update-from); `switches`, each +switch-master raised, by any
+-- Sentinel; `odown`, each +odown.
+function C:did()
+  local d = { promoted = {}, leaders = 0, observers = 0, switches = 0, odown = 0 }
+  for _, e in ipairs(self:raised()) do
+    if e.name == "+promoted-slave" then
+      d.promoted[#d.promoted + 1] = tonumber(e.text:match("^slave %S+ %S+ (%d+) "))
+    elseif e.name == "+failover-state-reconf-slaves" then
+      d.leaders = d.leaders + 1
+    elseif e.name == "+config-update-from" then
+      d.observers = d.observers + 1
+    elseif e.name == "+switch-master" then
+      d.switches = d.switches + 1
+    elseif e.name == "+odown" then
+      d.odown = d.odown + 1
+    end
+  end
+  return d
+end
+
+-- Has sentinel i raise a +set now, with `tag` in it (SENTINEL SET <pod>
+-- rename-command <tag> <tag>: a name Sentinel never sends, so nothing
+-- changes): a mark in its log, and on its Pub/Sub after everything it
+-- published before. Returns the event's description.
+function C:mark(i, tag)
+  local out = self:sentinel_cli(i, "sentinel", "set", self.name, "rename-command", tag, tag)
+  assert(out == "OK", string.format("SENTINEL SET on sentinel %d: %s", i, out))
+  local found
+  procs.wait(function()
+    for _, e in ipairs(self:raised("+set", i)) do
+      if e.text:find(" rename-command " .. tag .. " " .. tag, 1, true) then found = e.text end
+    end
+    return found ~= nil
+  end, 10, "+set " .. tag .. " in sentinel " .. i .. "'s log")
+  return found
 end
 
 -- ---------------------------------------------------------------- faults
