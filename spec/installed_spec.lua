@@ -116,7 +116,9 @@ describe("installed eventilator", function()
 
   it("keeps two log entries for two failovers to the same replica", function()
     call(redis_conf(store.port), "reconfigurator", "pod1", "leader", "start", "10.0.0.1", "6379", "10.0.0.2", "6380")
-    procs.sleep(1.1)
+    -- the second in the next second: a log entry is "<new master>@<time>"
+    local ts = assert(tonumber(cli("ZRANGE", "failovers:pod1:log", "0", "-1"):match("@(%d+)$")))
+    procs.wait(function() return os.time() > ts end, 5, "the next second")
     call(redis_conf(store.port), "reconfigurator", "pod1", "leader", "start", "10.0.0.3", "6379", "10.0.0.2", "6380")
     assert.are.equal("2", cli("ZCARD", "failovers:pod1:log"))
   end)
