@@ -1,7 +1,8 @@
--- Real peers for the specs: spare loopback ports, a private redis-server,
--- temporary folders, and a shell runner that reports the exit code. Every
--- process started here runs under `timeout`, so it stops by itself even when
--- a spec dies before its teardown.
+-- Real peers for the specs: servers on loopback ports of their own, a
+-- private redis-server, temporary folders, one clock and one wait, and a
+-- shell runner that reports the exit code. Every process started here runs
+-- under `timeout`, so it stops by itself even when a spec dies before its
+-- teardown.
 local system = require("system")
 
 local M = {}
