@@ -51,13 +51,19 @@ local function start_standin(script, args, ready)
   return procs.ready_port(pid, ready, script, ready .. ".out")
 end
 
+-- Stop the stand-ins, and return once they are gone (before their folder goes).
+local function stop_standins()
+  for _, p in ipairs(pids) do procs.halt(p) end
+  pids = {}
+end
+
 describe("installed eventilator", function()
   setup(function()
     install()
     store = procs.start_redis()
   end)
   teardown(function()
-    for _, p in ipairs(pids) do procs.kill(p) end
+    stop_standins()
     store.stop()
     procs.rmtree(root)
   end)
@@ -158,6 +164,7 @@ describe("installed eventilator", function()
       assert.is_true(procs.now() - t0 < 5)
     end
     pw.stop()
+    stop_standins()
     procs.rmtree(dir)
   end)
 
@@ -213,6 +220,7 @@ describe("installed eventilator", function()
     assert.are.equal("redis-master-down", check.name)
     assert.are.equal(1, check.status)
     assert.are.equal("pod-pod1", check.source)
+    stop_standins()
     procs.rmtree(tdir)
     procs.rmtree(dir)
   end)

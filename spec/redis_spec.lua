@@ -1,5 +1,5 @@
 -- The Redis binding against a private redis-server and local listeners on
--- spare loopback ports. No mocks: every reply here came over a socket.
+-- loopback ports of their own. No mocks: every reply here came over a socket.
 local procs = require("procs")
 local redis = require("eventilator.redis")
 
