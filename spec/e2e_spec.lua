@@ -195,10 +195,10 @@ describe("eventilator against a live Sentinel constellation", function()
       c:wait_failover(40, old)
       local t_done = procs.wall()
       wait_old_master_sdown(S, old)
-      local drain, text, posts, got = c:settled(function()
+      local drain, raised, text, posts, got = c:settled(function()
         return S.logtext(), S.posts(), recorded(S)
       end, 60)
-      local d = c:did()
+      local d = c:did(raised)
 
       -- Recorded once per failover (once, unless the Sentinels failed over twice), by the
       -- leader's call, naming the replica promoted.
@@ -270,10 +270,10 @@ describe("eventilator against a live Sentinel constellation", function()
       end, 40, "the failover recorded after the store came back")
       wait_old_master_sdown(S, old)
       -- every call and retry done: a late duplicate would be in what this sees
-      local drain, text, posts, got = c:settled(function()
+      local drain, raised, text, posts, got = c:settled(function()
         return S.logtext(), S.posts(), recorded(S)
       end, 90)
-      local d = c:did()
+      local d = c:did(raised)
 
       local runs = constellation.summaries(text:sub(mark + 1))
       local reconf = only(runs, "client-reconfig")
@@ -373,8 +373,8 @@ describe("eventilator against a live Sentinel constellation", function()
       procs.wait(function()
         return c:sentinel_cli(1, "sentinel", "replicas", POD):find("127.0.0.1:" .. old, 1, true) ~= nil
       end, 20, "the old master listed as a replica")
-      local drain, all, got = c:settled(function() return S.logtext(), recorded(S) end, 60)
-      local d = c:did()
+      local drain, raised, all, got = c:settled(function() return S.logtext(), recorded(S) end, 60)
+      local d = c:did(raised)
 
       -- once per failover (once, unless a loaded Sentinel saw the new master down and failed over again)
       assert.are.same(promoted(d), got)

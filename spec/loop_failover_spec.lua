@@ -49,8 +49,8 @@ end)
       -- what was recorded once every call was over: a later call (a replica's +sdown) may still
       -- append to the file, so the replay reads this very snapshot
       local snap = rec .. ".snapshot"
-      c:settled(function() procs.write(snap, procs.read(rec)) end, 180)
-      local d = c:did()
+      local _, raised = c:settled(function() procs.write(snap, procs.read(rec)) end, 180)
+      local d = c:did(raised)
       local live = lines_of(procs.read(snap))
       local recorded = {}
       for i, l in ipairs(live) do recorded[i] = json.decode(l) end

@@ -57,11 +57,10 @@ describe("receivers against a live Sentinel constellation", function()
       procs.wait(function()
         return count(procs.read(log) or "", "info: +sdown slave 127.0.0.1:" .. old) >= 3
       end, 30, "the three sentinels' +sdown of the old master")
-      local _, down, failovers, text, stream = c:settled(function()
+      local _, raised, down, failovers, text, stream = c:settled(function()
         return am.find("RedisMasterDown"), am.find("RedisFailover"), procs.read(log) or "",
           entries(c, "eventilator:events")
       end, 90)
-      local raised = c:raised()
 
       -- Alertmanager: the old master's RedisMasterDown is resolved, the failover is firing.
       assert.same({}, down)

@@ -472,29 +472,32 @@ function C:settle(timeout)
   end
 end
 
--- observe() once nothing is due from the Sentinels' scripts (c:settle), and
--- again if a Sentinel raised a warning before it returned: what it saw is
--- then the outcome of exactly what c:raised() lists after it. Returns what
--- observe returned, after the seconds c:settle took.
+-- observe() once nothing is due from the Sentinels' scripts (c:settle), then
+-- what the Sentinels raised (c:raised()); again if a Sentinel raised a
+-- warning before that was read: what observe saw is then the outcome of
+-- exactly that list. Returns the seconds it took, the list, and what observe
+-- returned.
 function C:settled(observe, timeout)
   local t0 = procs.now()
   for _ = 1, 20 do
     local _, n = self:settle(timeout)
     local out = table.pack(observe())
-    if self:warnings() == n then return procs.now() - t0, table.unpack(out, 1, out.n) end
+    local raised = self:raised()
+    if self:warnings() == n then return procs.now() - t0, raised, table.unpack(out, 1, out.n) end
   end
   error("the Sentinels kept raising warnings", 2)
 end
 
--- What the Sentinels did, from their own logs: `promoted`, the port of each
+-- What the Sentinels did, from their own logs (or from `raised`, a list
+-- c:raised() or c:settled() gave): `promoted`, the port of each
 -- replica promoted (one failover each, and the leader's client-reconfig call
 -- made right after, +failover-state-reconf-slaves); `leaders` (how many such
 -- calls); `observers`, the other Sentinels' calls (one after each
 -- +config-update-from); `switches`, each +switch-master raised, by any
 -- Sentinel; `odown`, each +odown.
-function C:did()
+function C:did(raised)
   local d = { promoted = {}, leaders = 0, observers = 0, switches = 0, odown = 0 }
-  for _, e in ipairs(self:raised()) do
+  for _, e in ipairs(raised or self:raised()) do
     if e.name == "+promoted-slave" then
       d.promoted[#d.promoted + 1] = tonumber(e.text:match("^slave %S+ %S+ (%d+) "))
     elseif e.name == "+failover-state-reconf-slaves" then
