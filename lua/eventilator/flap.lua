@@ -8,19 +8,18 @@
 -- MAX_ENTRIES are kept per instance, and every key expires on its own.
 local M = {}
 
--- The settings this module reads (config.flap): name, type, default. The
--- host checks and merges them: tools/derive.lua generates the loader's
--- schema from this function at build time (docs/config.md lists them).
-function M.schema()
-  return {
-    flap = {
-      { "window", "integer", 600 },
-      { "threshold", "integer", 3 },
-      { "cooldown", "integer", 3600 },
-      { "prefix", "string", "eventilator:flap" },
-    },
-  }
-end
+-- The settings this module reads (config.flap): name, type, default. The host
+-- checks and merges them, from the schema tools/derive.lua generates out of
+-- this block at build time; a comment, so that loading the module costs
+-- nothing for it (docs/config.md lists them).
+--[==[settings
+flap = {
+  { "window", "integer", 600 },
+  { "threshold", "integer", 3 },
+  { "cooldown", "integer", 3600 },
+  { "prefix", "string", "eventilator:flap" },
+}
+]==]
 
 local settings = require("eventilator.settings")
 

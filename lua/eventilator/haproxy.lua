@@ -7,18 +7,17 @@
 -- success is nil, "haproxy: <command>: <HAProxy's text>".
 local M = {}
 
--- The settings this module reads (config.haproxy): name, type, default. The
--- host checks and merges them: tools/derive.lua generates the loader's
--- schema from this function at build time (docs/config.md lists them).
-function M.schema()
-  return {
-    haproxy = {
-      { "socket", "string", "/run/haproxy/admin.sock" },
-      { "backends", "table" },
-      { "timeout", "number", 2 },
-    },
-  }
-end
+-- The settings this module reads (config.haproxy): name, type, default. The host
+-- checks and merges them, from the schema tools/derive.lua generates out of
+-- this block at build time; a comment, so that loading the module costs
+-- nothing for it (docs/config.md lists them).
+--[==[settings
+haproxy = {
+  { "socket", "string", "/run/haproxy/admin.sock" },
+  { "backends", "table" },
+  { "timeout", "number", 2 },
+}
+]==]
 
 local settings = require("eventilator.settings")
 

@@ -9,15 +9,14 @@
 -- Sentinel runs the script again.
 local M = {}
 
--- The settings this module reads (config.metrics, config.warnings): name, type, default. The
--- host checks and merges them: tools/derive.lua generates the loader's
--- schema from this function at build time (docs/config.md lists them).
-function M.schema()
-  return {
-    metrics = { { "enabled", "boolean", true } },   -- failovers (reconfigurator mode)
-    warnings = { { "enabled", "boolean", false } }, -- warnings, failed failovers
-  }
-end
+-- The settings this module reads (config.metrics, config.warnings): name, type,
+-- default. The host checks and merges them, from the schema tools/derive.lua
+-- generates out of this block at build time; a comment, so that loading the
+-- module costs nothing for it (docs/config.md lists them).
+--[==[settings
+metrics = { { "enabled", "boolean", true } }   -- failovers (reconfigurator mode)
+warnings = { { "enabled", "boolean", false } } -- warnings, failed failovers
+]==]
 
 -- Day sets (`pods-with-failovers:Y:M:D`, `pods-with-warnings:Y:M:D`) live
 -- 60 days.

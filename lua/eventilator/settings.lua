@@ -1,34 +1,33 @@
 -- eventilator.settings: one way for every shipped module to read its
 -- settings. The host has already merged each known section of the config
--- with its defaults (each module declares its own in M.schema(), from which
--- the build generates the loader's schema: tools/derive.lua), so a module's
+-- with its defaults (each module declares its own in a `--[==[settings`
+-- block, from which the build generates the loader's schema: tools/derive.lua), so a module's
 -- settings are config.<name>, with the caller's opts on top:
 --
 --   local s = require("eventilator.settings").get("slack", opts)
 local M = {}
 
--- The settings of the shipped example rules that have no module of their own
--- (examples/rules/swarm-replace-replica.lua, cloud-replica-vm.lua): name,
--- type, default, as every module declares its own (tools/derive.lua).
-function M.schema()
-  return {
-    swarm = {
-      { "image", "string", "redis:7" },
-      { "service", "string" },
-      { "network", "string" },
-      { "max_per_hour", "integer", 3 },
-    },
-    hcloud = {
-      { "url", "string", "https://api.hetzner.cloud/v1" },
-      { "token", "string" },
-      { "server_type", "string", "cx22" },
-      { "image", "string", "debian-12" },
-      { "location", "string" },
-      { "ssh_keys", "list" },
-      { "max_per_hour", "integer", 3 },
-    },
-  }
-end
+-- The settings this module reads (config.swarm, config.hcloud): name, type, default. The host
+-- checks and merges them, from the schema tools/derive.lua generates out of
+-- this block at build time; a comment, so that loading the module costs
+-- nothing for it (docs/config.md lists them).
+--[==[settings
+swarm = {
+  { "image", "string", "redis:7" },
+  { "service", "string" },
+  { "network", "string" },
+  { "max_per_hour", "integer", 3 },
+}
+hcloud = {
+  { "url", "string", "https://api.hetzner.cloud/v1" },
+  { "token", "string" },
+  { "server_type", "string", "cx22" },
+  { "image", "string", "debian-12" },
+  { "location", "string" },
+  { "ssh_keys", "list" },
+  { "max_per_hour", "integer", 3 },
+}
+]==]
 
 -- get(name [, opts]) -> a new table: config[name], then opts over it.
 function M.get(name, opts)

@@ -5,7 +5,7 @@
 -- unless --secrets is given, so the output can be pasted into a ticket.
 -- With no config file (EVENTILATOR_CONF=/nonexistent) it prints the
 -- built-in defaults: the specs' stand-in config is made from that output,
--- so the schema (each module's M.schema(), the host's in src/core/schema.c)
+-- so the schema (each module's settings block, the host's in src/core/schema.c)
 -- stays the one place a default is declared.
 local M = {}
 

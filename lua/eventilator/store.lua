@@ -4,23 +4,22 @@
 -- rule files, whose connect() takes config.redis as its defaults.
 local M = {}
 
--- The settings this module reads (config.redis): name, type, default. The
--- host checks and merges them: tools/derive.lua generates the loader's
--- schema from this function at build time (docs/config.md lists them).
-function M.schema()
-  return {
-    redis = {
-      { "host", "string", "127.0.0.1" },
-      { "port", "integer", 6379 },
-      { "path", "string" },
-      { "username", "string" },
-      { "password", "string" },
-      { "db", "integer", 0 },
-      { "timeout", "number", 2 },
-      { "max_reply", "number", 64 }, -- MiB: the largest reply a call accepts
-    },
-  }
-end
+-- The settings this module reads (config.redis): name, type, default. The host
+-- checks and merges them, from the schema tools/derive.lua generates out of
+-- this block at build time; a comment, so that loading the module costs
+-- nothing for it (docs/config.md lists them).
+--[==[settings
+redis = {
+  { "host", "string", "127.0.0.1" },
+  { "port", "integer", 6379 },
+  { "path", "string" },
+  { "username", "string" },
+  { "password", "string" },
+  { "db", "integer", 0 },
+  { "timeout", "number", 2 },
+  { "max_reply", "number", 64 }, -- MiB: the largest reply a call accepts
+}
+]==]
 
 -- The options the binding's connect() takes (it raises on any other key).
 local KEYS = { "host", "port", "path", "username", "password", "db", "timeout", "connect_timeout",

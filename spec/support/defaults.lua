@@ -1,5 +1,5 @@
 -- The built-in default config, as the built binary declares it
--- (`eventilator config` with no config file): the schema (the modules' M.schema(), src/core/schema.c) is
+-- (`eventilator config` with no config file): the schema (the modules' settings blocks, src/core/schema.c) is
 -- the one place a default lives, and the specs read it from there.
 --   local defaults = require("defaults")
 --   CFG.slack = defaults().slack      -- a fresh copy each call

@@ -45,7 +45,6 @@ struct evl_option {
  */
 static inline void evl_check_options(lua_State *L, int idx, int arg, const struct evl_option *opts)
 {
-    char what[64];
     lua_pushnil(L);
     while (lua_next(L, idx)) {
         const struct evl_option *o = opts;
@@ -55,11 +54,12 @@ static inline void evl_check_options(lua_State *L, int idx, int arg, const struc
             o++;
         if (!o->name)
             luaL_argerror(L, arg, lua_pushfstring(L, "unknown option '%s'", lua_tostring(L, -2)));
-        snprintf(what, sizeof what, "option '%s'", o->name);
-        if (o->seconds)
-            evl_check_seconds(L, -1, arg, what);
-        else if (lua_type(L, -1) != o->type)
-            luaL_argerror(L, arg, lua_pushfstring(L, "%s must be a %s (got %s)", what,
+        /* the message is made only for a raise: connect() is on a call's hot path */
+        if (o->seconds && (lua_type(L, -1) != LUA_TNUMBER || !(lua_tonumber(L, -1) > 0)))
+            luaL_argerror(L, arg, lua_pushfstring(L, "option '%s' must be a positive number of seconds",
+                                                  o->name));
+        if (lua_type(L, -1) != o->type)
+            luaL_argerror(L, arg, lua_pushfstring(L, "option '%s' must be a %s (got %s)", o->name,
                                                   lua_typename(L, o->type), luaL_typename(L, -1)));
         lua_pop(L, 1);
     }

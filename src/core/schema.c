@@ -14,7 +14,7 @@
  * the value it had (the default, or the base file's) and the call exits 1.
  *
  * The shipped modules declare their own sections beside their code (the
- * function M.schema() in lua/eventilator/), and the build turns that into
+ * `--[==[settings` block in lua/eventilator/), and the build turns that into
  * the rows below (tools/derive.lua); the host's own settings are declared
  * here, where the C that reads them is.
  *
@@ -52,7 +52,7 @@ static const struct field {
     double num;
     const char *const *list;
 } schema[] = {
-    /* every shipped module's sections, declared beside its code (M.schema() in lua/) */
+    /* every shipped module's sections, declared beside its code (lua/, tools/derive.lua) */
     EVL_MODULE_FIELDS
     /* the host's own: the log (log.c), then the top-level settings */
     {"log", "target", K_TARGET, "syslog", 0, NULL},
@@ -170,9 +170,11 @@ static void build_section(lua_State *L, int i)
     }
 }
 
+/* From the section's first row (a section's rows are adjacent; the host's own come last). */
 static const struct field *lookup(const char *section, const char *key)
 {
-    for (size_t i = 0; i < NSCHEMA; i++)
+    int k = section ? section_index(section) : -1;
+    for (size_t i = k >= 0 ? sections[k].first : 0; i < NSCHEMA; i++)
         if (((!section && !schema[i].section) ||
              (section && schema[i].section && strcmp(schema[i].section, section) == 0)) &&
             strcmp(schema[i].key, key) == 0)
