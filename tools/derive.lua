@@ -1,15 +1,11 @@
--- What the build derives from the shipped lua/ tree, so that C never repeats it
--- (lua5.4 tools/derive.lua OUT_DIR LUA_DIR REL_PATH...):
---
--- fullonly.h: the words that send a handler to the full runtime (src/core/handover.c):
--- the full-only modules and the last name of every shipped module that requires one.
---
--- schema_fields.h: the settings each module declares beside its code, as lsyncd does
--- (src/core/schema.c checks the config against them), in a comment (so that loading the
--- module costs nothing for it) from a line `--[==[settings` to a line `]==]`: Lua that
--- sets each section to a list of { key, type, default }, type "string", "integer",
--- "number", "boolean", "list" (of strings), "table", or a list of the strings allowed.
--- It runs here in an empty environment; no module's code runs at build time.
+-- What the build derives from lua/, so that C never repeats it (lua5.4 tools/derive.lua
+-- OUT_DIR LUA_DIR REL_PATH...). fullonly.h: the words that send a handler to the full
+-- runtime (src/core/handover.c): the full-only modules, and the last name of every shipped
+-- module that requires one. schema_fields.h: the settings each module declares beside its
+-- code, as lsyncd does, in a comment block `--[==[settings` ... `]==]` (so that loading
+-- the module costs nothing for it): Lua setting each section to a list of { key, type,
+-- default }, type "string", "integer", "number", "boolean", "list" (of strings), "table",
+-- or a list of the strings allowed. It runs in an empty environment, nothing else does.
 local out, dir = arg[1], arg[2]
 
 local function fail(where, msg) error("tools/derive.lua: " .. where .. ": " .. msg, 0) end

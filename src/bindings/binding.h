@@ -38,10 +38,8 @@ struct evl_option {
 };
 
 /*
- * The options table at idx (argument arg) against `opts`, a list ending
- * with a NULL name: a key that is not a string, an unknown option, a value
- * of another type raise, the rule's bug, in every binding's words. The
- * values are the caller's to read (and to range-check) afterwards.
+ * The options table at idx (argument arg) against `opts` (NULL-ended): an
+ * unknown option, a value of another type raise, in every binding's words.
  */
 static inline void evl_check_options(lua_State *L, int idx, int arg, const struct evl_option *opts)
 {

@@ -41,12 +41,7 @@ void watch_set_free(struct watch_set *set);
 void watch_set_seeds(struct watch_set *set, lua_State *L, int idx);
 int watch_set_matches(struct watch_set *set, const char *name); /* does any handler match it? */
 int watch_set_wants(const struct watch_set *set, const char *pod); /* one of watch.masters (or all)? */
-/*
- * In a runner: one event call from the set as Sentinel would start it
- * (argv), with watch mode's fields and the delivery id, the budget from
- * now. mask, if not NULL, is set once the event's handlers are armed.
- * Returns its exit code.
- */
+/* In a runner: one event call from the set, the budget from now; mask, if any, set once armed. */
 int watch_set_run(struct watch_set *set, char **argv, const struct evl_origin *o,
                   const char *delivery, const sigset_t *mask);
 void watch_set_reset(struct watch_set *set); /* between two events of a runner */
