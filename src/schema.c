@@ -147,6 +147,7 @@ static const struct field {
     {"watch", "retries", K_INT, NULL, 10, NULL},
     {"watch", "reuse", K_INT, NULL, 1000, NULL},
     {"watch", "timeout", K_NUMBER, NULL, 2, NULL},
+    {"watch", "listen", K_STRING, NULL, 0, NULL}, /* "ip:port" of /metrics and /healthz; nil: off */
     {NULL, "rules_dir", K_STRING, EVL_RULES_DIR, 0, NULL},
     {NULL, "state_dir", K_STRING, EVL_STATE_DIR, 0, NULL},
     {NULL, "budget", K_NUMBER, NULL, EVL_DEFAULT_BUDGET, NULL},

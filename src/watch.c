@@ -41,6 +41,7 @@
 #include "sentinel.h"
 #include "watch_env.h"
 #include "watch.h"
+#include "watch_http.h"
 
 volatile int watch_stopping;
 static volatile sig_atomic_t got_hup, got_term, got_usr1;
@@ -161,6 +162,7 @@ static void read_settings(lua_State *L, struct evl_host *h, struct watch_setting
     s->queue = (int)optnum(L, t, "queue", 10000);
     s->retries = (int)optnum(L, t, "retries", 10);
     s->timeout = optnum(L, t, "timeout", 2);
+    s->listen = optstr(L, t, "listen");
     double reuse = optnum(L, t, "reuse", 1000);
     lua_settop(L, t - 2);
     if (s->dedupe_window < 0 || s->dedupe_window > 3600)
@@ -176,6 +178,9 @@ static void read_settings(lua_State *L, struct evl_host *h, struct watch_setting
     s->reuse = (int)reuse;
     if (s->timeout <= 0 || s->timeout > 60)
         luaL_error(L, "%s: watch.timeout: expected seconds between 0 and 60", h->config_path);
+    char why[400];
+    if (s->listen && http_listen_check(s->listen, why, sizeof why) < 0)
+        luaL_error(L, "%s: watch.listen: %s", h->config_path, why);
 }
 
 /*
@@ -220,6 +225,7 @@ static void free_set(struct watch_set *set)
     free(set->s.username);
     free(set->s.password);
     free(set->s.state_dir);
+    free(set->s.listen);
     for (size_t i = 0; i < set->capnames; i++)
         free(set->names[i].name);
     free(set->names);
@@ -353,6 +359,7 @@ static void reload(const char *name)
     evl_config_open_log(n->host);
     conn_settings(n);
     run_settings(n);
+    http_configure(n->s.listen, watch_now());
     free_set(old); /* runs forked from it keep their own copy */
     evl_log(EVL_INFO, "watch: SIGHUP: config and rules reloaded");
 }
@@ -375,6 +382,7 @@ static int prun(lua_State *L)
 void watch_child_begin(void)
 {
     conn_close_fds();
+    http_forked();
     close(wake[0]);
     close(wake[1]);
     int sigs[] = {SIGHUP, SIGINT, SIGUSR1, SIGCHLD};
@@ -484,9 +492,12 @@ static void signals(void)
         sigaction(sigs[i], &sa, NULL);
 }
 
+/* pfds: the self-pipe, the runners' answers, the HTTP server, then the Sentinel links. */
+#define FIXED_FDS 3
+
 static int loop(const char *name)
 {
-    struct pollfd pfds[2 * WATCH_MAX_SENTINELS + 2];
+    struct pollfd pfds[2 * WATCH_MAX_SENTINELS + FIXED_FDS];
     int idx[2 * WATCH_MAX_SENTINELS];
     double stop_at = 0;
     for (;;) {
@@ -509,17 +520,22 @@ static int loop(const char *name)
         double t2 = run_tick(watch_now());
         if (watch_stopping && (!run_busy() || watch_now() > stop_at))
             break;
-        if (t2 < t)
-            t = t2;
+        now = watch_now();
+        double t3 = http_tick(now);
+        t = t2 < t ? t2 : t;
+        t = t3 < t ? t3 : t;
         if (t > 1)
             t = 1;
-        int n = conn_pollfds(pfds + 2, idx, 2 * WATCH_MAX_SENTINELS);
+        int n = conn_pollfds(pfds + FIXED_FDS, idx, 2 * WATCH_MAX_SENTINELS);
         pfds[0].fd = wake[0];
         pfds[1].fd = run_pollfd(); /* a runner's answer: run_tick reads it */
-        pfds[0].events = pfds[1].events = POLLIN;
-        pfds[0].revents = pfds[1].revents = 0;
+        pfds[2].fd = http_pollfd(); /* -1 (ignored by poll) when watch.listen is off */
+        for (int i = 0; i < FIXED_FDS; i++) {
+            pfds[i].events = POLLIN;
+            pfds[i].revents = 0;
+        }
         int ms = t <= 0 ? 0 : (int)(t * 1000) + 1;
-        if (poll(pfds, (nfds_t)n + 2, ms) < 0 && errno != EINTR) {
+        if (poll(pfds, (nfds_t)n + FIXED_FDS, ms) < 0 && errno != EINTR) {
             evl_log(EVL_ERROR, "watch: poll: %s", strerror(errno));
             return 1;
         }
@@ -529,8 +545,9 @@ static int loop(const char *name)
             }
         }
         for (int i = 0; i < n; i++)
-            if (pfds[i + 2].revents)
-                conn_io(idx[i], pfds[i + 2].revents);
+            if (pfds[i + FIXED_FDS].revents)
+                conn_io(idx[i], pfds[i + FIXED_FDS].revents);
+        http_io(pfds[2].revents != 0);
     }
     return 0;
 }
@@ -569,11 +586,13 @@ int evl_watch_lua(lua_State *L)
     }
     run_init(cur);
     conn_init(cur);
+    http_configure(cur->s.listen, watch_now());
     evl_log(EVL_INFO, "watch: started: %zu seed Sentinel(s), discover=%s, concurrency %d, queue %d, "
             "dedupe window %.1f s, budget %.0f s, reuse %d", cur->s.nseeds,
             cur->s.discover ? "yes" : "no", cur->s.concurrency, cur->s.queue, cur->s.dedupe_window,
             cur->s.budget, cur->s.reuse);
     int code = loop(h->name);
+    http_end();
     run_end();
     run_stats();
     conn_close_all();

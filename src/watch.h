@@ -31,6 +31,7 @@ struct watch_settings {
     int concurrency, queue, retries;
     int reuse; /* events per runner before a fresh fork; 1: a fork per event */
     char *state_dir;
+    char *listen; /* "ip:port" of /metrics and /healthz; NULL: off */
 };
 
 /* One loaded config + rule set: a Lua state that only matches names. */
@@ -66,6 +67,7 @@ void conn_settings(struct watch_set *set); /* after a reload: new seeds, auth */
 void conn_add(const char *addr);
 const char *conn_addr(int idx);
 int conn_count(void);
+int conn_subscribed(int idx); /* its subscription is confirmed */
 /* Fills pfds with the Sentinel links' sockets (up to 2 per Sentinel); returns how many, and the
    index map for conn_io. */
 int conn_pollfds(struct pollfd *pfds, int *idx, int max);
@@ -92,5 +94,11 @@ void run_end(void);     /* the watcher exits: the runners too */
 void run_drain(void);   /* stop: drop what waits, keep what runs */
 void run_stats(void);
 uint64_t run_intake_count(void);
+/* What the stats line counts, for /metrics. */
+struct run_counts {
+    uint64_t heard, unusable, duplicates, dropped, waiting;
+    int running, runners;
+};
+void run_counts(struct run_counts *c);
 
 #endif

@@ -362,6 +362,11 @@ int conn_count(void)
     return ns;
 }
 
+int conn_subscribed(int idx)
+{
+    return idx >= 0 && idx < ns && S[idx].subscribed;
+}
+
 /* The subscriber is gone (or never came): log once, close, and try again later. */
 static void down(int idx, double now)
 {

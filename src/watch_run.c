@@ -39,6 +39,7 @@
 #include "log.h"
 #include "sentinel.h"
 #include "watch.h"
+#include "watch_metrics.h"
 
 #define KILL_MARGIN 5.0   /* s past the budget: the child's own watchdog fires at +2 */
 #define RETRY_FIRST 1.0   /* s; doubles per failed run */
@@ -316,6 +317,13 @@ static void merge_reporter(uint64_t s, int idx)
         }
 }
 
+static double wall_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 void run_intake(int idx, const char *name, const char *text, int synthetic)
 {
     static struct evl_event ev; /* ~4 KiB: off the stack */
@@ -331,8 +339,13 @@ void run_intake(int idx, const char *name, const char *text, int synthetic)
                 conn_addr(idx), name, err);
         return;
     }
-    if (!synthetic && strcmp(ev.name, "+switch-master") == 0 && ev.pod && ev.new_master.ip)
+    metrics_heard(ev.name);
+    if (!synthetic && strcmp(ev.name, "+switch-master") == 0 && ev.pod && ev.new_master.ip) {
+        char to[320];
         conn_master_moved(ev.pod, ev.new_master.ip, ev.new_master.port);
+        evl_sentinel_format_addr(to, sizeof to, ev.new_master.ip, (int)ev.new_master.port);
+        metrics_failover(ev.pod, to, wall_now());
+    }
     if (set->s.discover) {
         if (strcmp(ev.name, "+sentinel") == 0 && ev.instance.addr.ip) {
             char a[320];
@@ -388,6 +401,7 @@ struct reply {
     int32_t pid, code;
     double cpu;        /* ms of CPU of the event (and the collection after it) */
     int64_t faults;
+    double secs;       /* the event call's own time, without the fork or the collection after it */
 };
 
 #define MAX_RUNNERS 1024
@@ -460,7 +474,9 @@ static _Noreturn void runner_main(struct item *it, const char *first, const char
     struct rusage r0, r1;
     getrusage(RUSAGE_SELF, &r0);
     char *argv[] = {"eventilator", it->name, it->text, NULL};
+    double t0 = watch_now();
     int code = watch_event(argv, first, all, delivery, it->synthetic, mask);
+    double secs = watch_now() - t0;
     if (reuse == 1)
         _exit(code); /* one fork per event: the exit status is the answer */
     char *buf = NULL;
@@ -469,7 +485,7 @@ static _Noreturn void runner_main(struct item *it, const char *first, const char
         watch_event_reset(); /* before the answer: a failed event's record is unlocked for its retry */
         getrusage(RUSAGE_SELF, &r1);
         struct reply rp = {(int32_t)getpid(), code, cpu_ms(&r1) - cpu_ms(&r0),
-                           (int64_t)(r1.ru_minflt - r0.ru_minflt)};
+                           (int64_t)(r1.ru_minflt - r0.ru_minflt), secs};
         if (writeall(replies[1], &rp, sizeof rp) < 0)
             _exit(0);
         uint32_t len;
@@ -484,6 +500,7 @@ static _Noreturn void runner_main(struct item *it, const char *first, const char
         if (len < 6 || readall(in, buf, len) < 0 || buf[len - 1] != '\0')
             _exit(1);
         getrusage(RUSAGE_SELF, &r0);
+        t0 = watch_now();
         char *f[5], *p = buf + 1, *end = buf + len;
         for (int i = 0; i < 5; i++) { /* a missing field reads as "" (buf ends with a NUL) */
             f[i] = p < end ? p : end - 1;
@@ -491,6 +508,7 @@ static _Noreturn void runner_main(struct item *it, const char *first, const char
         }
         char *ev_argv[] = {"eventilator", f[0], f[1], NULL};
         code = watch_event(ev_argv, f[2], f[3], f[4], buf[0] == '1', NULL);
+        secs = watch_now() - t0;
     }
 }
 
@@ -631,8 +649,12 @@ static int start(struct item *it, double now, int cap)
     return 0;
 }
 
-/* A run ended with exit `code` or signal `sig`: done, retried or given up. */
-static void finished(struct item *it, int code, int sig, double now)
+/*
+ * A run ended with exit `code` or signal `sig`: done, retried or given up.
+ * secs: the event call's time as its runner measured it, or < 0 when only
+ * the watcher's clock knows (a fork per event, a runner that died).
+ */
+static void finished(struct item *it, int code, int sig, double now, double secs)
 {
     for (int i = 0; i < nrunning; i++)
         if (running[i] == it) {
@@ -640,6 +662,7 @@ static void finished(struct item *it, int code, int sig, double now)
             break;
         }
     double ms = (now - it->started) * 1e3;
+    metrics_run(it->name, code, sig, secs >= 0 ? secs : ms / 1e3);
     if (code == 0 && !sig) {
         evl_log(EVL_DEBUG, "watch: %s pod=%s done, run %d, %.1f ms (cpu %.1f ms, %ld page faults)",
                 it->name, it->pod ? it->pod : "-", it->runs, ms, it->cpu, it->faults);
@@ -680,7 +703,7 @@ static void read_replies(double now)
             it->faults = (long)rp[i].faults;
             if (r->handled >= r->reuse || r->stale || watch_stopping)
                 retire(r);
-            finished(it, rp[i].code, 0, now);
+            finished(it, rp[i].code, 0, now, rp[i].secs);
         }
     }
 }
@@ -708,12 +731,12 @@ static double reap(double now)
         it->cpu = cpu_ms(&ru);
         it->faults = ru.ru_minflt;
         if (reuse == 1) { /* the exit status is the event's, as a script call's */
-            finished(it, WIFEXITED(ws) ? WEXITSTATUS(ws) : -1, WIFSIGNALED(ws) ? WTERMSIG(ws) : 0, now);
+            finished(it, WIFEXITED(ws) ? WEXITSTATUS(ws) : -1, WIFSIGNALED(ws) ? WTERMSIG(ws) : 0, now, -1);
         } else {
             evl_log(EVL_WARN, "watch: runner %ld ended during %s pod=%s (%s %d): the run failed",
                     (long)pid, it->name, it->pod ? it->pod : "-",
                     WIFSIGNALED(ws) ? "signal" : "exit", WIFSIGNALED(ws) ? WTERMSIG(ws) : WEXITSTATUS(ws));
-            finished(it, 1, WIFSIGNALED(ws) ? WTERMSIG(ws) : 0, now);
+            finished(it, 1, WIFSIGNALED(ws) ? WTERMSIG(ws) : 0, now, -1);
         }
     }
     for (int i = 0; i < nrunning; i++) {
@@ -837,6 +860,11 @@ void run_stats(void)
 uint64_t run_intake_count(void)
 {
     return st.heard;
+}
+
+void run_counts(struct run_counts *c)
+{
+    *c = (struct run_counts){st.heard, st.bad, st.dup, st.dropped, nwaiting, nrunning, nrunners};
 }
 
 /* A reload: runners of the old set exit, idle ones now, busy ones after their event. */

@@ -1,0 +1,25 @@
+/*
+ * watch_http.h: watch.listen, the watcher's side of its HTTP server
+ * (docs/watch.md "Metrics and health"): the address checked, bound and
+ * rebound on SIGHUP, the server module loaded when first needed
+ * (watch_httpd.h), driven from the watcher's poll() loop, and what it
+ * serves: /metrics (watch_metrics.c) and /healthz.
+ */
+#ifndef EVENTILATOR_WATCH_HTTP_H
+#define EVENTILATOR_WATCH_HTTP_H
+
+#include <stddef.h>
+
+/* Is spec a listen address ("127.0.0.1:9121", "[::1]:9121")? 0, or -1 with why. */
+int http_listen_check(const char *spec, char *why, size_t cap);
+/* The configured address (NULL: off), at start and after each reload. */
+void http_configure(const char *listen, double now);
+/* A bind that failed is tried again: returns the seconds until this must run again. */
+double http_tick(double now);
+int http_pollfd(void); /* -1: none */
+/* After the loop's poll(): readable is whether http_pollfd() was. */
+void http_io(int readable);
+void http_forked(void); /* in a runner */
+void http_end(void);
+
+#endif
