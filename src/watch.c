@@ -35,6 +35,7 @@
 #include "fnv.h"
 #include "host.h"
 #include "log.h"
+#include "notify.h"
 #include "paths.h"
 #include "record.h"
 #include "retry.h"
@@ -349,7 +350,10 @@ static struct watch_set *load_set(const char *name, char *why, size_t cap)
 static void reload(const char *name)
 {
     char why[1024];
+    /* the rule files' top-level code runs now, in the loop, within the budget: the watchdog waits */
+    evl_notify_hold(EVL_MAX_BUDGET + 5);
     struct watch_set *n = load_set(name, why, sizeof why);
+    evl_notify_release(watch_now());
     if (!n) {
         evl_log(EVL_ERROR, "watch: SIGHUP: reload refused, the running config and rules stay: %s", why);
         return;
@@ -492,6 +496,27 @@ static void signals(void)
         sigaction(sigs[i], &sa, NULL);
 }
 
+/*
+ * systemd (Type=notify, docs/watch.md): READY=1 once a Sentinel is
+ * subscribed, STATUS= when how many are changes, and the watchdog's pings
+ * from the loop itself, so a loop that stops turning stops them. Returns
+ * the seconds until the next ping.
+ */
+static double service(double now)
+{
+    static int ready, last_up = -1, last_n = -1;
+    int up = 0, n = conn_count();
+    for (int i = 0; i < n; i++)
+        up += conn_subscribed(i);
+    if ((up != last_up || n != last_n) && !watch_stopping) {
+        evl_notify("%sSTATUS=subscribed to %d of %d Sentinel(s)", up && !ready ? "READY=1\n" : "", up, n);
+        ready |= up > 0;
+        last_up = up;
+        last_n = n;
+    }
+    return evl_notify_tick(now);
+}
+
 /* pfds: the self-pipe, the runners' answers, the HTTP server, then the Sentinel links. */
 #define FIXED_FDS 3
 
@@ -512,6 +537,7 @@ static int loop(const char *name)
         }
         if (got_term && !watch_stopping) {
             watch_stopping = 1;
+            evl_notify("STOPPING=1\nSTATUS=stopping: letting %d run(s) finish", run_busy());
             conn_close_all();
             run_drain();
             stop_at = now + cur->s.budget + 10;
@@ -521,9 +547,10 @@ static int loop(const char *name)
         if (watch_stopping && (!run_busy() || watch_now() > stop_at))
             break;
         now = watch_now();
-        double t3 = http_tick(now);
+        double t3 = http_tick(now), t4 = service(now);
         t = t2 < t ? t2 : t;
         t = t3 < t ? t3 : t;
+        t = t4 < t ? t4 : t;
         if (t > 1)
             t = 1;
         int n = conn_pollfds(pfds + FIXED_FDS, idx, 2 * WATCH_MAX_SENTINELS);
@@ -570,6 +597,7 @@ int evl_watch_lua(lua_State *L)
         fcntl(wake[i], F_SETFD, FD_CLOEXEC);
     }
     signals(); /* before loading: a SIGHUP now is a reload once running */
+    evl_notify_init();
     cur = load_set(h->name, why, sizeof why);
     if (!cur) {
         evl_log(EVL_ERROR, "watch: cannot start: %s", why);
