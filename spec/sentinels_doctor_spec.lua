@@ -54,7 +54,7 @@ describe("eventilator sentinels: usage", function()
   end)
 
   it("takes its seeds from watch.sentinels and reports every one that is down", function()
-    local a, b = procs.free_port(), procs.free_port()
+    local a, b = procs.closed_port(), procs.closed_port()
     ctx:config(string.format("watch = { sentinels = { '127.0.0.1:%d', '[::1]:%d' }, timeout = 0.5 }", a, b))
     local rc, _, out = ctx:run("eventilator", "sentinels", "status", "--json")
     assert.equals(1, rc, out)
@@ -223,7 +223,7 @@ describe("eventilator sentinels doctor", function()
     end)
 
   it("reports a metrics store that is down, with its fix", function()
-    ctx:config(string.format("redis = { port = %d }\n", procs.free_port())) -- nothing listens there
+    ctx:config(string.format("redis = { port = %d }\n", procs.closed_port())) -- nothing listens there
     os.execute("chmod 644 " .. procs.quote(ctx.conf))
     local rc, out = doctor()
     assert.equals(1, rc, out)
