@@ -95,13 +95,6 @@ describe("haproxy-follow-master.lua through a real failover", function()
       setup = function(c)
         h = haproxy_proc.start({ backends = { redis = { master = c.nodes[1].port } }, check = "check inter 1s",
                                  role_check = true })
-        local sentinels = {}
-        for i = 1, #c.sentinels do sentinels[i] = string.format("%q", c:sentinel_addr(i)) end
-        w:config(table.concat({
-          string.format("redis = { port = %d, timeout = 1 }", c.store.port),
-          string.format("haproxy = { socket = %q, backends = { %s = \"redis/master\" } }", h.socket, c.name),
-          string.format("watch = { sentinels = { %s } }", table.concat(sentinels, ", ")),
-        }, "\n"))
       end })
     finally(function()
       pcall(w.stop, w, 30)
@@ -110,6 +103,14 @@ describe("haproxy-follow-master.lua through a real failover", function()
       if h then h.stop() end
     end)
     assert(ok, c)
+    -- the Sentinels' ports are known once they run
+    local sentinels = {}
+    for i = 1, #c.sentinels do sentinels[i] = string.format("%q", c:sentinel_addr(i)) end
+    w:config(table.concat({
+      string.format("redis = { port = %d, timeout = 1 }", c.store.port),
+      string.format("haproxy = { socket = %q, backends = { %s = \"redis/master\" } }", h.socket, c.name),
+      string.format("watch = { sentinels = { %s } }", table.concat(sentinels, ", ")),
+    }, "\n"))
     w:start()
     w:wait_log("connected and subscribed", #c.sentinels)
     local function fe(...) return procs.cli(h.frontend, ...) end
