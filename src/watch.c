@@ -208,7 +208,7 @@ static void free_strs(char **v)
     free(v);
 }
 
-static void free_set(struct watch_set *set)
+void watch_free_set(struct watch_set *set)
 {
     if (!set)
         return;
@@ -302,7 +302,7 @@ void *watch_nofork_alloc(size_t size)
 }
 
 /* Load config and rules as the environment names them; NULL with why. */
-static struct watch_set *load_set(const char *name, char *why, size_t cap)
+struct watch_set *watch_load_set(const char *name, char *why, size_t cap)
 {
     struct watch_set *set = calloc(1, sizeof *set);
     struct evl_host *h = calloc(1, sizeof *h);
@@ -331,7 +331,7 @@ static struct watch_set *load_set(const char *name, char *why, size_t cap)
         char *nl = strchr(why, '\n'); /* the message, not the traceback */
         if (nl)
             *nl = '\0';
-        free_set(set);
+        watch_free_set(set);
         return NULL;
     }
     lua_settop(L, 0);
@@ -343,7 +343,7 @@ static struct watch_set *load_set(const char *name, char *why, size_t cap)
 static void reload(const char *name)
 {
     char why[1024];
-    struct watch_set *n = load_set(name, why, sizeof why);
+    struct watch_set *n = watch_load_set(name, why, sizeof why);
     if (!n) {
         evl_log(EVL_ERROR, "watch: SIGHUP: reload refused, the running config and rules stay: %s", why);
         return;
@@ -353,7 +353,8 @@ static void reload(const char *name)
     evl_config_open_log(n->host);
     conn_settings(n);
     run_settings(n);
-    free_set(old); /* runs forked from it keep their own copy */
+    sink_settings(n);
+    watch_free_set(old); /* runs forked from it keep their own copy */
     evl_log(EVL_INFO, "watch: SIGHUP: config and rules reloaded");
 }
 
@@ -486,7 +487,7 @@ static void signals(void)
 
 static int loop(const char *name)
 {
-    struct pollfd pfds[2 * WATCH_MAX_SENTINELS + 2];
+    struct pollfd pfds[2 * WATCH_MAX_SENTINELS + 3];
     int idx[2 * WATCH_MAX_SENTINELS];
     double stop_at = 0;
     for (;;) {
@@ -503,23 +504,28 @@ static int loop(const char *name)
             watch_stopping = 1;
             conn_close_all();
             run_drain();
+            sink_stop();
             stop_at = now + cur->s.budget + 10;
         }
         double t = watch_stopping ? 1 : conn_tick(now);
-        double t2 = run_tick(watch_now());
-        if (watch_stopping && (!run_busy() || watch_now() > stop_at))
+        double t2 = run_tick(watch_now()), t3 = sink_tick(watch_now());
+        if (watch_stopping && ((!run_busy() && !sink_busy()) || watch_now() > stop_at))
             break;
         if (t2 < t)
             t = t2;
+        if (t3 < t)
+            t = t3;
         if (t > 1)
             t = 1;
-        int n = conn_pollfds(pfds + 2, idx, 2 * WATCH_MAX_SENTINELS);
+        int n = conn_pollfds(pfds + 3, idx, 2 * WATCH_MAX_SENTINELS);
         pfds[0].fd = wake[0];
         pfds[1].fd = run_pollfd(); /* a runner's answer: run_tick reads it */
+        pfds[2].fd = sink_pollfd(); /* room in the appender's pipe, while events wait for it */
         pfds[0].events = pfds[1].events = POLLIN;
-        pfds[0].revents = pfds[1].revents = 0;
+        pfds[2].events = POLLOUT;
+        pfds[0].revents = pfds[1].revents = pfds[2].revents = 0;
         int ms = t <= 0 ? 0 : (int)(t * 1000) + 1;
-        if (poll(pfds, (nfds_t)n + 2, ms) < 0 && errno != EINTR) {
+        if (poll(pfds, (nfds_t)n + 3, ms) < 0 && errno != EINTR) {
             evl_log(EVL_ERROR, "watch: poll: %s", strerror(errno));
             return 1;
         }
@@ -529,15 +535,16 @@ static int loop(const char *name)
             }
         }
         for (int i = 0; i < n; i++)
-            if (pfds[i + 2].revents)
-                conn_io(idx[i], pfds[i + 2].revents);
+            if (pfds[i + 3].revents)
+                conn_io(idx[i], pfds[i + 3].revents);
     }
     return 0;
 }
 
 /*
- * host.watch(seeds) -> exit code. seeds: a list of "host:port" that
- * replaces watch.sentinels (the --sentinel options), or nil.
+ * host.watch(seeds, opts) -> exit code. seeds: a list of "host:port" that
+ * replaces watch.sentinels (the --sentinel options), or nil. opts.no_work:
+ * in cluster mode, append events and run none (--no-work).
  */
 int evl_watch_lua(lua_State *L)
 {
@@ -553,7 +560,7 @@ int evl_watch_lua(lua_State *L)
         fcntl(wake[i], F_SETFD, FD_CLOEXEC);
     }
     signals(); /* before loading: a SIGHUP now is a reload once running */
-    cur = load_set(h->name, why, sizeof why);
+    cur = watch_load_set(h->name, why, sizeof why);
     if (!cur) {
         evl_log(EVL_ERROR, "watch: cannot start: %s", why);
         lua_pushinteger(L, 2);
@@ -568,6 +575,7 @@ int evl_watch_lua(lua_State *L)
         cur->s.nseeds = n;
     }
     run_init(cur);
+    sink_init(cur, lua_istable(L, 2) && lua_getfield(L, 2, "no_work") != LUA_TNIL && lua_toboolean(L, -1));
     conn_init(cur);
     evl_log(EVL_INFO, "watch: started: %zu seed Sentinel(s), discover=%s, concurrency %d, queue %d, "
             "dedupe window %.1f s, budget %.0f s, reuse %d", cur->s.nseeds,
@@ -575,10 +583,11 @@ int evl_watch_lua(lua_State *L)
             cur->s.budget, cur->s.reuse);
     int code = loop(h->name);
     run_end();
+    sink_end();
     run_stats();
     conn_close_all();
     evl_log(EVL_INFO, "watch: stopped");
-    free_set(cur);
+    watch_free_set(cur);
     cur = NULL;
     lua_pushinteger(L, code);
     return 1;
