@@ -239,6 +239,8 @@ function M.main(args, host)
   elseif cmd == "silence" then return require("eventilator.silence_cli").main(args, host)
   elseif cmd == "watch" then
     return require("eventilator.watch").main(args, host)
+  elseif cmd == "work" then return require("eventilator.cluster_cli").work(args, host)
+  elseif cmd == "cluster" then return require("eventilator.cluster_cli").main(args, host)
   end
   io.stderr:write(string.format("eventilator: unknown subcommand '%s' (try --help)\n", tostring(cmd)))
   return 2
