@@ -75,8 +75,10 @@ end
 
 -- One attempt at the held events: true when they are in; false after a failure (logged once).
 local function flush(a)
+  if a.conn.broke and #a.held == 0 and not a.conn:get() then return false end -- only to re-offer
   local now = a.api.now()
   if a.conn.reconnected then reoffer(a, now) end
+  if #a.held == 0 then return true end
   local n = math.min(#a.held, M.BATCH)
   local ok, err = append(a, n)
   now = a.api.now()
@@ -124,7 +126,9 @@ function M.loop(api)
       local got = api.read(math.max(0, math.min(1, next_beat - now)))
       if got == nil then eof_at = api.now() else a.held = got end
     end
-    if #a.held > 0 then
+    -- a reconnect (a heartbeat's, maybe) re-offers what was appended lately, new events or not: a
+    -- failed-over store may have lost the last of them, and nothing else would bring them back
+    if #a.held > 0 or a.conn.reconnected or (a.conn.broke and #a.recent > 0) then
       if not eof_at and a.down and api.hangup() then eof_at = api.now() end -- the watcher went meanwhile
       if flush(a) then
         backoff = 0.1

@@ -7,8 +7,9 @@
 --   1. post { id = dedupe.key(ev), name } to the stand-in receiver (counted there);
 --   2. the slow handler: a line "<uptime> <worker pid> <identity>" in
 --      <dir>/inside, then, if <dir>/hold can be taken (renamed: one run
---      only), it stays there until it is killed; else 50 ms (BLPOP on the
---      store), then "<identity>" in <dir>/finished.
+--      only), "<worker pid> <identity>" in <dir>/held and it stays there
+--      until it is killed; else 50 ms (BLPOP on the store), then
+--      "<identity>" in <dir>/finished.
 --
 -- The spec kills the worker that holds (its pid is in the line) while it is
 -- inside handler 2: handler 1 must be skipped by the worker that takes the
@@ -56,6 +57,7 @@ on({ %s }, function(ev)
   local id = dedupe.key(ev)
   line(%q, uptime() .. " " .. worker_pid() .. " " .. id)
   if os.rename(%q, %q) then
+    line(%q, worker_pid() .. " " .. id)
     while true do os.execute("sleep 0.05") end -- until the spec kills this worker
   end
   local c, err = redis.connect()
@@ -67,7 +69,7 @@ on({ %s }, function(ev)
   return true
 end)
 ]], table.concat(list, ", "), url .. "/posted", table.concat(list, ", "), dir .. "/inside", dir .. "/hold",
-    dir .. "/hold.taken", dir .. "/finished")
+    dir .. "/hold.taken", dir .. "/held", dir .. "/finished")
 end
 
 -- ---------------------------------------------------------------- processes
@@ -144,24 +146,82 @@ function M.inside(dir)
   return out
 end
 
+-- The run that holds (M.held(dir) -> { pid, id }), once there is one.
+function M.held(dir)
+  local pid, id = (procs.read(dir .. "/held") or ""):match("^(%d+) ([^\n]*)\n")
+  if pid then return { pid = tonumber(pid), id = id } end
+end
+
 function M.finished(dir)
   local n = {}
   for l in (procs.read(dir .. "/finished") or ""):gmatch("[^\n]+") do n[l] = (n[l] or 0) + 1 end
   return n
 end
 
--- The group's lag and pending on the store at `port` (nil, nil before the group exists).
+-- The group's entries not yet read and pending on the store at `port` (nil, nil before the group
+-- exists). Not read: 0 when the group has read up to the stream's last entry, else XINFO's lag
+-- (a counter Redis 7.0 can leave wrong across a failover or a restart from the AOF).
 function M.backlog(port, stream, group)
-  local out = procs.cli(port, "xinfo", "groups", stream or "eventilator:events")
-  local lines = {}
-  for l in (out .. "\n"):gmatch("([^\n]*)\n") do lines[#lines + 1] = l end
-  for i = 1, #lines - 1, 2 do
-    if lines[i] == "name" and lines[i + 1] == (group or "eventilator") then
-      local f = {}
-      for k = i, #lines - 1, 2 do f[lines[k]] = lines[k + 1] end
-      return tonumber(f.lag), tonumber(f.pending)
+  stream = stream or "eventilator:events"
+  local function fields(out)
+    local lines, f = {}, {}
+    for l in (out .. "\n"):gmatch("([^\n]*)\n") do lines[#lines + 1] = l end
+    for i = 1, #lines - 1, 2 do f[lines[i]] = f[lines[i]] or lines[i + 1] end
+    return f
+  end
+  local g = fields(procs.cli(port, "xinfo", "groups", stream))
+  if g.name ~= (group or "eventilator") then return nil, nil end
+  local last = fields(procs.cli(port, "xinfo", "stream", stream))["last-generated-id"]
+  return g["last-delivered-id"] == last and 0 or tonumber(g.lag) or -1, tonumber(g.pending)
+end
+
+-- ---------------------------------------------------------------- what the Sentinels raised
+
+-- The size of each Sentinel's log now: where a burst's lines start.
+function M.log_marks(c)
+  local marks = {}
+  for i, sn in ipairs(c.sentinels) do marks[i] = #(procs.read(sn.log) or "") end
+  return marks
+end
+
+-- What the Sentinels logged since `marks` of +odown and +switch-master: { t (s of the day), sentinel, id }
+-- in time order, id being the event's identity (docs/watch.md: +odown without its votes).
+function M.raised(c, marks)
+  local out = {}
+  for i, sn in ipairs(c.sentinels) do
+    local text = (procs.read(sn.log) or ""):sub((marks and marks[i] or 0) + 1)
+    for l in text:gmatch("[^\n]+") do
+      local h, m, sec, ev = l:match("^%d+:X %d+ %a+ %d+ (%d+):(%d+):([%d.]+) . (.*)$")
+      local id = ev and (ev:match("^(%+odown master %S+ %S+ %d+) #quorum") or ev:match("^(%+switch%-master %S+ %S+ %d+ %S+ %d+)$"))
+      if id then out[#out + 1] = { t = tonumber(h) * 3600 + tonumber(m) * 60 + tonumber(sec), sentinel = i, id = id } end
     end
   end
+  table.sort(out, function(a, b) return a.t < b.t end)
+  return out
+end
+
+-- How many runs `raised` owes by the documented dedupe (docs/watch.md, docs/cluster.md): a report
+-- of an identity first reported less than `window` s before is the same event, unless its Sentinel
+-- reported that one already (a repeat: a new one). id -> { least, most }: with the window 2 s shorter
+-- and 2 s longer, since a watcher hears a report a moment after Sentinel logs it.
+function M.owed(raised, window)
+  local function count(w)
+    local latest, n = {}, {}
+    for _, e in ipairs(raised) do
+      local occ = latest[e.id]
+      if occ and e.t - occ.t <= w and not occ.by[e.sentinel] then
+        occ.by[e.sentinel] = true
+      else
+        latest[e.id] = { t = e.t, by = { [e.sentinel] = true } }
+        n[e.id] = (n[e.id] or 0) + 1
+      end
+    end
+    return n
+  end
+  local short, long = count(window - 2), count(window + 2)
+  local out = {}
+  for k, n in pairs(short) do out[k] = { math.min(n, long[k] or n), math.max(n, long[k] or n) } end
+  return out
 end
 
 -- Stop and remove; EVENTILATOR_SPEC_KEEP=1 keeps the folders (named on stderr) to read after a failure.
