@@ -194,6 +194,15 @@ static int pload(lua_State *L)
         return luaL_error(L, "the config failed to load (the reason is logged above)");
     evl_open_host_module(L, h);
     read_settings(L, h, &set->s);
+    /* cluster = { ... } checked now: a watcher or worker with a wrong one does not start (or reload) */
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "eventilator.cluster");
+    lua_call(L, 1, 1);
+    lua_getfield(L, -1, "settings");
+    lua_call(L, 0, 2);
+    if (lua_isnil(L, -2) && lua_isstring(L, -1))
+        return luaL_error(L, "%s: %s", h->config_path, lua_tostring(L, -1));
+    lua_pop(L, 3);
     evl_rules_load(h);
     if (h->files_failed)
         return luaL_error(L, "%d rule file(s) failed to load (the reasons are logged above)",
