@@ -72,25 +72,37 @@ describe("cluster mode on real Sentinels: 30 masters down at once", function()
     end, 60, "the burst's first +sdown")
   end
 
+  -- SIGKILL the masters from pod<from> to pod30; returns the +odown each must raise.
   local function kill_masters(from)
-    local pids = {}
+    local pids, owed = {}, {}
     for k = from, MASTERS do
       local n = k == 1 and c:node(c.master_port) or c.masters[k].node
       pids[#pids + 1] = n.rpid
       n.up = false
+      owed[#owed + 1] = string.format("+odown master pod%d 127.0.0.1 %d", k, n.port)
     end
     os.execute("kill -KILL " .. table.concat(pids, " ") .. " 2>/dev/null")
+    return owed
   end
 
-  -- Until every event raised since `marks` has run as often as owed (at least once with
-  -- `at_least`), finished too, and nothing waits in the stream. Returns raised, posted, owed.
-  local function all_run(marks, timeout, at_least)
+  -- Until the events `expected` (identities, or patterns with a leading "^") are raised, and
+  -- every event raised since `marks` has run as often as owed (at least once with `at_least`),
+  -- finished too, and nothing waits in the stream. Returns raised, posted, owed.
+  local function all_run(marks, expected, timeout, at_least)
     local raised, posted, owed, why
     local ok = pcall(procs.wait, function()
       posted = cl.posted(receiver) -- before the logs: a raise after this read cannot be counted on one side only
       local finished = cl.finished(dir)
       raised = cl.raised(c, marks)
       owed = cl.owed(raised, WINDOW)
+      for _, want in ipairs(expected) do
+        local found = owed[want] ~= nil
+        for id in pairs(want:sub(1, 1) == "^" and owed or {}) do found = found or id:find(want) ~= nil end
+        if not found then
+          why = "not raised yet: " .. want
+          return false
+        end
+      end
       for id, range in pairs(owed) do
         local n, f = posted[id] or 0, finished[id] or 0
         -- exactly: as often as owed, each run to its end; at least: a run at least, one to its end
@@ -151,7 +163,7 @@ budget = 20
   it("runs each raised event once, through a watcher and a worker killed mid-burst", function()
     local marks = cl.log_marks(c)
     procs.write(dir .. "/hold", "")
-    kill_masters(1)
+    local expected = kill_masters(1)
     procs.wait(function() return cl.held(dir) ~= nil end, 60, "a worker inside the slow handler")
     local held = cl.held(dir)
     procs.kill(watchers[1].pid, "KILL")
@@ -159,7 +171,8 @@ budget = 20
     procs.kill(held.pid, "KILL")
     note("killed watcher %d and worker %d (inside the slow handler of %s)", watchers[1].pid, held.pid, held.id)
     c:wait_failover(60)
-    local raised, posted, owed = all_run(marks, 120)
+    expected[#expected + 1] = "^%+switch%-master pod1 "
+    local raised, posted, owed = all_run(marks, expected, 120)
     local again
     for _, e in ipairs(cl.inside(dir)) do
       if e.id == held.id and e.pid ~= held.pid then again = again or e end
@@ -184,7 +197,7 @@ budget = 20
     os.remove(dir .. "/finished")
     local before = xlen()
     local marks = cl.log_marks(c)
-    kill_masters(2)
+    local expected = kill_masters(2)
     burst_begun(marks)
     local port = store_port()
     local n = c.store.port == port and c.store or nil
@@ -194,7 +207,7 @@ budget = 20
     n.up = false
     note("store killed with %d entries of the burst appended", appended)
     c:start_store()
-    local raised, posted = all_run(marks, 120, true)
+    local raised, posted = all_run(marks, expected, 120, true)
     local twice = 0
     for _, k in pairs(posted) do if k > 1 then twice = twice + 1 end end
     note("%d reports raised; every event run; %d run twice (their done marks or ack were in the second the AOF lost)",
@@ -210,11 +223,12 @@ budget = 20
       return procs.cli(replica.port, "info", "replication"):find("master_link_status:up", 1, true) ~= nil
     end, 30, "the store's replica in sync")
     local marks = cl.log_marks(c)
-    kill_masters(2)
+    local expected = kill_masters(2)
     burst_begun(marks)
     assert.are.equal("OK", c:sentinel_cli(1, "sentinel", "failover", "store"))
     procs.wait(function() return store_port() ~= old end, 60, "the store to fail over")
-    local raised, posted = all_run(marks, 120, true)
+    expected[#expected + 1] = "^%+switch%-master store "
+    local raised, posted = all_run(marks, expected, 120, true)
     assert.are.equal(replica.port, store_port())
     local switched = false
     for id in pairs(posted) do

@@ -89,9 +89,8 @@ budget = 20
     procs.write(dir .. "/hold", "")
     local id = "+odown master pod9 127.0.0.1 6009"
     publish("+odown", "master pod9 127.0.0.1 6009 #quorum 2/2")
-    procs.wait(function() return procs.read(dir .. "/hold.taken") ~= nil and #cl.inside(dir) >= 8 end, 30,
-      "a worker inside the slow handler")
-    local held = cl.inside(dir)[8]
+    procs.wait(function() return cl.held(dir) ~= nil end, 30, "a worker inside the slow handler")
+    local held = cl.held(dir)
     assert.are.equal(id, held.id)
     local killed = cl.uptime()
     procs.kill(held.pid, "KILL")
@@ -169,6 +168,21 @@ budget = 20
     local sst, src = cl.run(workers[1], "sentinels status")
     assert.are.equal(1, src)
     assert.truthy(sst:find("dead entry %S+ of eventilator:events: %+sdown"), sst)
+  end)
+
+  it("check names a wrong cluster setting and a wrong redis.sentinel; watch and work refuse to start", function()
+    local w = cl.new(config():gsub("claim_after = %d+", "claim_after = 0") .. 'redis.sentinel = { mastr = "store" }\n',
+      rule)
+    watchers[#watchers + 1] = w
+    local out, rc = cl.run(w, "check")
+    assert.are.equal(1, rc)
+    assert.truthy(out:find("FAILED  config cluster.claim_after: expected seconds from 0.1 to 86400, got 0", 1, true), out)
+    assert.truthy(out:find("FAILED  config redis.sentinel.mastr: unknown key", 1, true), out)
+    for _, sub in ipairs({ "watch", "work" }) do
+      local o, r = cl.run(w, sub)
+      assert.are.equal(2, r, o)
+      assert.truthy(o:find(sub .. ": cannot start: [^\n]*cluster.claim_after: expected seconds"), o) -- before its log opens
+    end
   end)
 
   it("stops cleanly: watchers and workers exit 0 on SIGTERM", function()

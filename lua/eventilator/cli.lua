@@ -110,6 +110,15 @@ local function check(host)
     return 1
   end
   local cbad = check_config(host, cfiles, problems)
+  -- what the schema cannot see inside: cluster's ranges, redis.sentinel's keys (docs/cluster.md)
+  local inner = { require("eventilator.cluster").settings, require("eventilator.store").sentinel }
+  for _, settings in ipairs(inner) do
+    local ok, err = settings()
+    if not ok and err then
+      cbad = cbad + 1
+      out("FAILED  config %s", err)
+    end
+  end
   -- where a call's lines would go: a log file that will not open is an error
   -- (its lines go to the fallback); no syslog is a fact worth showing
   local to, why = host.log_where()
