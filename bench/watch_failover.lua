@@ -16,10 +16,10 @@ local results = {}
 for round = 1, rounds do
   local w = watcher.new()
   local c = constellation.new{ conf = w.conf }
-  w:config(string.format("watch = { sentinels = { %q } }", c:sentinel_addr(1)))
   w:record("10-record.lua", { "+sdown", "+odown", "+switch-master" })
   local ok, err = pcall(function()
     c:start()
+    w:config(string.format("watch = { sentinels = { %q } }", c:sentinel_addr(1))) -- its port, once it listens
     w:start()
     w:wait_log("connected and subscribed", 3)
     os.remove(w.out)

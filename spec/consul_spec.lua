@@ -76,7 +76,7 @@ describe("eventilator.consul", function()
     local store = procs.start_redis()
     finally(function() store.stop() end)
     ctx:config(string.format("redis = { port = %d }\nconsul = { url = %q, token = \"t\" }\n",
-      store.port, "http://127.0.0.1:" .. procs.free_port()))
+      store.port, "http://127.0.0.1:" .. procs.closed_port()))
     procs.write(ctx.rules .. "/consul-master-kv.lua", procs.read(procs.src .. "/examples/rules/consul-master-kv.lua"))
     local rc, log = ctx:run("eventilator", "+switch-master", "cache1 10.0.0.5 6379 10.0.0.6 6380")
     assert.equal(1, rc)

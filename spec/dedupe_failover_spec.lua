@@ -20,10 +20,6 @@ local function readme_rule()
   error("README.md has no ```lua block whose first line says \"page once\"")
 end
 
-local function port_open(port)
-  return os.execute(string.format("bash -c 'exec 3<>/dev/tcp/127.0.0.1/%d' 2>/dev/null", port)) == true
-end
-
 describe("the README's page-once rule", function()
   it("pages once per +odown on a real failover of three Sentinels", function()
     local rule = readme_rule()
@@ -33,10 +29,9 @@ describe("the README's page-once rule", function()
     local pages_log = dir .. "/pages.jsonl"
     os.execute("mkdir -p " .. procs.quote(rules))
     procs.write(rules .. "/50-page.lua", rule)
-    local pager = procs.free_port()
-    local httpd = procs.spawn(string.format("python3 %s %d --log %s", procs.quote(HTTPD), pager,
-      procs.quote(pages_log)), dir .. "/httpd.out")
-    procs.wait(function() return port_open(pager) end, 10, "the pager stand-in")
+    local httpd = procs.spawn(string.format("python3 %s 0 --ready %s --log %s", procs.quote(HTTPD),
+      procs.quote(dir .. "/httpd.ready"), procs.quote(pages_log)), dir .. "/httpd.out")
+    local pager = procs.ready_port(httpd, dir .. "/httpd.ready", "the pager stand-in", dir .. "/httpd.out")
     local c
     local ok, err = pcall(function()
       c = constellation.start{ conf = conf, setup = function(cc)

@@ -29,7 +29,7 @@ local function dockerd(extra)
     end
     return out
   end
-  d.stop = procs.stopper(d, 0.2)
+  d.stop = procs.stopper(d)
   return d
 end
 
@@ -149,12 +149,12 @@ describe("swarm-replace-replica.lua with real Sentinels", function()
         end
         return true
       end, 60, "every Sentinel to list the new replica")
-      c:wait_scripts_idle(120)
+      c:settle(120)
       -- the second replica down in the same hour: no second replacement
       c:kill_node(c:replica_port())
       procs.wait(function() return (procs.read(logf) or ""):find("replacements this hour", 1, true) ~= nil end,
         60, "the cap to be reported")
-      c:wait_scripts_idle(120)
+      c:settle(120)
       assert.equal(1, #d.records("started"))
       assert.equal("", problems(d))
     end)

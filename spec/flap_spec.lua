@@ -129,7 +129,7 @@ end)
   end)
 
   it("fails with nil, err when the store is down", function()
-    CFG.redis.port = procs.free_port()
+    CFG.redis.port = procs.closed_port()
     local count, err = flap.track(sdown(7001, os.time()))
     assert.is_nil(count)
     assert.matches("^flap: ", err)

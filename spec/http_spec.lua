@@ -1,5 +1,5 @@
--- The http binding (src/lhttp.c) against spec/support/httpd.py on spare
--- loopback ports and a unix socket.
+-- The http binding (src/lhttp.c) against spec/support/httpd.py on loopback
+-- ports of its own and a unix socket.
 local procs = require("procs")
 local cjson = require("cjson")
 local http = require("eventilator.http")
@@ -7,27 +7,19 @@ local http = require("eventilator.http")
 local HTTPD = procs.src .. "/spec/support/httpd.py"
 local DEADLINE = "eventilator.deadline"
 
--- Monotonic seconds (luasystem comes with busted); os.time as a fallback.
-local now
-do
-  local ok, system = pcall(require, "system")
-  now = ok and system.monotime or os.time
-end
+-- CLOCK_MONOTONIC, the clock deadline.h compares against.
+local now = procs.now
 
 local function unhex(s)
   return (s:gsub("%x%x", function(h) return string.char(tonumber(h, 16)) end))
 end
 
-local function start_httpd(dir, args)
-  local pid = procs.spawn("python3 " .. procs.quote(HTTPD) .. " " .. args, dir .. "/httpd.out")
-  return pid
-end
-
-local function wait_up(opts)
-  procs.wait(function()
-    local o = { url = opts.url, unix_socket = opts.unix_socket, timeout = 1 }
-    return http.request(o) ~= nil
-  end, 10, "httpd at " .. opts.url)
+-- httpd.py with `args` (its port first: 0, a port the kernel picks; or
+-- --unix PATH); returns its pid and the port it listens on.
+local function start_httpd(dir, name, args)
+  local ready, out = dir .. "/" .. name .. ".ready", dir .. "/" .. name .. ".out"
+  local pid = procs.spawn("python3 " .. procs.quote(HTTPD) .. " " .. args .. " --ready " .. procs.quote(ready), out)
+  return pid, procs.ready_port(pid, ready, "httpd.py " .. name, out)
 end
 
 describe("eventilator.http", function()
@@ -52,18 +44,15 @@ describe("eventilator.http", function()
   lazy_setup(function()
     dir = procs.tmpdir()
     log = dir .. "/requests.log"
-    port = procs.free_port()
-    base = "http://127.0.0.1:" .. port
     sock = dir .. "/httpd.sock"
-    pid = start_httpd(dir, port .. " --log " .. procs.quote(log))
-    upid = start_httpd(dir, "--unix " .. procs.quote(sock) .. " --log " .. procs.quote(log))
-    wait_up({ url = base .. "/" })
-    wait_up({ url = "http://localhost/", unix_socket = sock })
+    pid, port = start_httpd(dir, "tcp", "0 --log " .. procs.quote(log))
+    base = "http://127.0.0.1:" .. port
+    upid = start_httpd(dir, "unix", "--unix " .. procs.quote(sock) .. " --log " .. procs.quote(log))
   end)
 
   lazy_teardown(function()
-    procs.kill(pid)
-    procs.kill(upid)
+    procs.halt(pid)
+    procs.halt(upid)
     procs.rmtree(dir)
   end)
 
@@ -167,7 +156,7 @@ describe("eventilator.http", function()
     end)
 
     it("returns nil, err like request", function()
-      local r, err = http.post_json("http://127.0.0.1:" .. procs.free_port() .. "/hook", { a = 1 })
+      local r, err = http.post_json("http://127.0.0.1:" .. procs.closed_port() .. "/hook", { a = 1 })
       assert.is_nil(r)
       assert.matches("^http POST http://127%.0%.0%.1:%d+/hook: ", err)
     end)
@@ -184,7 +173,7 @@ describe("eventilator.http", function()
     end)
 
     it("returns nil, err when the connection is refused", function()
-      local url = "http://127.0.0.1:" .. procs.free_port() .. "/x"
+      local url = "http://127.0.0.1:" .. procs.closed_port() .. "/x"
       local r, err = http.request({ url = url, method = "POST", body = "b" })
       assert.is_nil(r)
       assert.equal("http POST " .. url .. ": ", err:sub(1, #url + 12))
@@ -192,7 +181,7 @@ describe("eventilator.http", function()
     end)
 
     it("keeps tokens out of error messages", function()
-      local p = procs.free_port()
+      local p = procs.closed_port()
       local _, err = http.request({
         url = "http://user:pa55word@127.0.0.1:" .. p .. "/hook?token=t0ken",
         headers = { Authorization = "Bearer s3cret" },
@@ -240,16 +229,11 @@ describe("eventilator.http", function()
           .. "-keyout %s -out %s >/dev/null 2>&1",
         procs.quote(dir .. "/key.pem"), procs.quote(dir .. "/cert.pem")))
       assert.equal(0, rc, "openssl could not make a test certificate")
-      tport = procs.free_port()
-      tpid = start_httpd(dir, string.format("%d --cert %s --key %s", tport,
+      tpid, tport = start_httpd(dir, "tls", string.format("0 --cert %s --key %s",
         procs.quote(dir .. "/cert.pem"), procs.quote(dir .. "/key.pem")))
-      procs.wait(function()
-        local url = "https://localhost:" .. tport .. "/"
-        return http.request({ url = url, insecure = true, timeout = 1 }) ~= nil
-      end, 10, "TLS httpd on " .. tport)
     end)
 
-    lazy_teardown(function() procs.kill(tpid) end)
+    lazy_teardown(function() procs.halt(tpid) end)
 
     it("verifies certificates by default", function()
       local r, err = http.request({ url = "https://localhost:" .. tport .. "/", timeout = 3 })
@@ -269,14 +253,13 @@ describe("eventilator.http", function()
     local rpid, rbase, reply
 
     lazy_setup(function()
-      local rport = procs.free_port()
-      rbase = "http://127.0.0.1:" .. rport
       reply = dir .. "/reply.json"
-      rpid = start_httpd(dir, rport .. " --reply " .. procs.quote(reply))
-      wait_up({ url = rbase .. "/" })
+      local rport
+      rpid, rport = start_httpd(dir, "reply", "0 --reply " .. procs.quote(reply))
+      rbase = "http://127.0.0.1:" .. rport
     end)
 
-    lazy_teardown(function() procs.kill(rpid) end)
+    lazy_teardown(function() procs.halt(rpid) end)
 
     it("is re-read for every request", function()
       procs.write(reply, cjson.encode({ status = 200, body = { ok = false, error = "channel_not_found" },
@@ -376,10 +359,6 @@ describe("eventilator.http", function()
     end)
 
     it("clamps the timeout to what is left of the budget", function()
-      if now == os.time then
-        pending("needs luasystem's monotime")
-        return
-      end
       reg[DEADLINE] = now() + 1
       local t0 = now()
       local r, err = http.request({ url = base .. "/hang", timeout = 10 })

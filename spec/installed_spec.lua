@@ -42,12 +42,19 @@ end
 local function redis_conf(port) return string.format("redis = { port = %d, timeout = 1 }", port) end
 local function cli(...) return procs.cli(store.port, ...) end
 
-local function start_standin(script, args, logf)
-  local ready = logf .. ".ready"
+-- Start spec/support/<script> with `args`, which give it port 0 (the kernel
+-- picks one) and --ready `ready`; returns the port it listens on.
+local function start_standin(script, args, ready)
   local pid = procs.spawn(string.format("python3 %s %s", procs.quote(procs.src .. "/spec/support/" .. script),
-    args), logf .. ".out")
+    args), ready .. ".out")
   pids[#pids + 1] = pid
-  return ready, pid
+  return procs.ready_port(pid, ready, script, ready .. ".out")
+end
+
+-- Stop the stand-ins, and return once they are gone (before their folder goes).
+local function stop_standins()
+  for _, p in ipairs(pids) do procs.halt(p) end
+  pids = {}
 end
 
 describe("installed eventilator", function()
@@ -56,7 +63,7 @@ describe("installed eventilator", function()
     store = procs.start_redis()
   end)
   teardown(function()
-    for _, p in ipairs(pids) do procs.kill(p) end
+    stop_standins()
     store.stop()
     procs.rmtree(root)
   end)
@@ -115,7 +122,9 @@ describe("installed eventilator", function()
 
   it("keeps two log entries for two failovers to the same replica", function()
     call(redis_conf(store.port), "reconfigurator", "pod1", "leader", "start", "10.0.0.1", "6379", "10.0.0.2", "6380")
-    procs.sleep(1.1)
+    -- the second in the next second: a log entry is "<new master>@<time>"
+    local ts = assert(tonumber(cli("ZRANGE", "failovers:pod1:log", "0", "-1"):match("@(%d+)$")))
+    procs.wait(function() return os.time() > ts end, 5, "the next second")
     call(redis_conf(store.port), "reconfigurator", "pod1", "leader", "start", "10.0.0.3", "6379", "10.0.0.2", "6380")
     assert.are.equal("2", cli("ZCARD", "failovers:pod1:log"))
   end)
@@ -138,39 +147,32 @@ describe("installed eventilator", function()
   end)
 
   it("fails with exit 1 and one clear line when the store refuses, hangs or wants another password", function()
-    local silent = procs.free_port()
     local dir = procs.tmpdir()
-    local ready = start_standin("tcpd.py", string.format("--mode silent --port %d --log %s/s.log --ready %s/r",
-      silent, dir, dir), dir .. "/s.log")
-    procs.wait(function() return procs.read(dir .. "/r") ~= nil end, 10, "silent listener")
-    local _ = ready
+    local silent = start_standin("tcpd.py", string.format("--mode silent --port 0 --log %s/s.log --ready %s/r",
+      dir, dir), dir .. "/r")
     local pw = procs.start_redis({ "requirepass right" })
     local cases = {
-      { redis_conf(procs.free_port()), "connection refused" },
+      { redis_conf(procs.closed_port()), "connection refused" },
       { redis_conf(silent), "timed out" },
       { string.format("redis = { port = %d, password = 'wrong', timeout = 1 }", pw.port), "WRONGPASS" },
     }
     for _, c in ipairs(cases) do
-      local t0 = os.time()
+      local t0 = procs.now()
       local rc, log = call(c[1], "reconfigurator", "pod1", "leader", "start", "10.0.0.1", "6379", "10.0.0.2", "6380")
       assert.are.equal(1, rc, log)
       assert.matches("rule [^\n]*10%-failover%-metrics%.lua:%d+ failed: [^\n]*" .. c[2], log)
-      assert.is_true(os.time() - t0 <= 4)
+      assert.is_true(procs.now() - t0 < 5)
     end
     pw.stop()
+    stop_standins()
     procs.rmtree(dir)
   end)
 
   it("drives Slack and Sensu from the Go eventilator's TOML as from its Lua twin", function()
     local dir = procs.tmpdir()
-    local hport, sport = procs.free_port(), procs.free_port()
-    start_standin("httpd.py", string.format("%d --log %s/h.log", hport, dir), dir .. "/h.log")
-    start_standin("tcpd.py", string.format("--mode sensu --port %d --log %s/s.log --ready %s/sr", sport, dir, dir),
-      dir .. "/s.log")
-    procs.wait(function()
-      local _, rc = procs.sh(string.format("python3 -c 'import socket; socket.create_connection((\"127.0.0.1\", %d))' 2>/dev/null", hport))
-      return rc == 0 and procs.read(dir .. "/sr") ~= nil
-    end, 10, "stand-ins")
+    local hport = start_standin("httpd.py", string.format("0 --log %s/h.log --ready %s/hr", dir, dir), dir .. "/hr")
+    local sport = start_standin("tcpd.py", string.format("--mode sensu --port 0 --log %s/s.log --ready %s/sr", dir, dir),
+      dir .. "/sr")
     -- the shipped Go sample, with the stand-ins' addresses and Slack enabled
     local toml = procs.read(procs.shared .. "/legacy/eventilator.conf")
     toml = toml:gsub("Port = 3030", "Port = " .. sport):gsub("(%[Slack%][^%[]-Enabled = )false", "%1true")
@@ -218,6 +220,7 @@ describe("installed eventilator", function()
     assert.are.equal("redis-master-down", check.name)
     assert.are.equal(1, check.status)
     assert.are.equal("pod-pod1", check.source)
+    stop_standins()
     procs.rmtree(tdir)
     procs.rmtree(dir)
   end)

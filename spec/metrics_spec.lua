@@ -228,7 +228,7 @@ describe("eventilator.metrics", function()
 
   describe("Redis trouble fails the handler", function()
     it("returns nil, err when Redis is down", function()
-      CFG.redis = { host = "127.0.0.1", port = procs.free_port(), timeout = 1 }
+      CFG.redis = { host = "127.0.0.1", port = procs.closed_port(), timeout = 1 }
       local ok, err = metrics.record_failover(failover_ev())
       assert.is_nil(ok)
       assert.is_string(err)

@@ -1,43 +1,36 @@
 -- The Redis binding against a private redis-server and local listeners on
--- spare loopback ports. No mocks: every reply here came over a socket.
+-- loopback ports of their own. No mocks: every reply here came over a socket.
 local procs = require("procs")
 local redis = require("eventilator.redis")
 
 local DEADLINE = "eventilator.deadline"
 
--- Elapsed seconds to 0.01 s, read without a fork (os.clock is CPU time, and
--- a blocked call uses none; forking `date` would add its own start-up).
-local function now()
-  return assert(tonumber(procs.read("/proc/uptime"):match("^(%S+)")))
-end
+-- CLOCK_MONOTONIC, read without a fork: for elapsed times, and the clock
+-- deadline.h compares against.
+local now, monotonic = procs.now, procs.now
 
--- CLOCK_MONOTONIC, the clock deadline.h compares against.
-local function monotonic()
-  return assert(tonumber((procs.sh([[python3 -c 'import time; print(time.monotonic())']]))))
-end
-
--- A TCP listener on a spare port; `serve(c)` (Python) runs in a thread for
--- each connection accepted.
+-- A TCP listener on a port the kernel picks; `serve(c)` (Python) runs in a
+-- thread for each connection accepted.
 local function start_listener(serve)
-  local port = procs.free_port()
+  local h = { dir = procs.tmpdir() }
+  local ready = h.dir .. "/ready"
   local code = table.concat({
-    "import socket, threading, time",
+    "import os, socket, sys, threading, time",
     "def serve(c):",
     "    try:",
     "        " .. serve,
     "    except OSError:",
     "        pass",
-    "s = socket.create_server(('127.0.0.1', " .. port .. "))",
+    "s = socket.create_server(('127.0.0.1', 0))",
+    "open(sys.argv[1] + '.tmp', 'w').write(str(s.getsockname()[1]))",
+    "os.rename(sys.argv[1] + '.tmp', sys.argv[1])",
     "while True:",
     "    threading.Thread(target=serve, args=(s.accept()[0],), daemon=True).start()",
   }, "\n")
-  local pid = procs.spawn("python3 -c " .. procs.quote(code))
-  procs.wait(function()
-    local c = redis.connect({ port = port, connect_timeout = 0.5 })
-    if c then c:close() end
-    return c ~= nil
-  end, 10, "listener on " .. port)
-  return { port = port, stop = function() procs.kill(pid) end }
+  h.pid = procs.spawn("python3 -c " .. procs.quote(code) .. " " .. procs.quote(ready), h.dir .. "/out")
+  h.port = procs.ready_port(h.pid, ready, "listener", h.dir .. "/out")
+  h.stop = procs.stopper(h)
+  return h
 end
 
 -- Accepts connections and never says a word.
@@ -193,7 +186,7 @@ describe("eventilator.redis", function()
 
   describe("connect", function()
     it("is refused as an expected failure", function()
-      local port = procs.free_port()
+      local port = procs.closed_port()
       local cl, err = redis.connect({ port = port })
       assert.is_nil(cl)
       assert.equal("redis 127.0.0.1:" .. port .. ": connection refused", err)

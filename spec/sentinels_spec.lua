@@ -20,27 +20,26 @@ end
 local BIN = (procs.sh("realpath " .. procs.quote(procs.build .. "/bin")):gsub("%s+$", ""))
 local NOTIFY, RECONF = BIN .. "/eventilator", BIN .. "/reconfigurator"
 
--- A listener that accepts connections and never answers (a hung Sentinel).
+-- A listener that accepts connections and never answers (a hung Sentinel),
+-- on a port the kernel picks.
 local function silent_listener()
-  local port = procs.free_port()
   local dir = procs.tmpdir()
   procs.write(dir .. "/silent.py", table.concat({
-    "import socket, sys",
+    "import os, socket, sys",
     "s = socket.socket()",
-    "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)",
-    "s.bind(('127.0.0.1', int(sys.argv[1])))",
+    "s.bind(('127.0.0.1', 0))",
     "s.listen(16)",
+    "open(sys.argv[1] + '.tmp', 'w').write(str(s.getsockname()[1]))",
+    "os.rename(sys.argv[1] + '.tmp', sys.argv[1])",
     "held = []",
     "while True:",
     "    held.append(s.accept()[0])",
   }, "\n") .. "\n")
-  local pid = procs.spawn("python3 " .. procs.quote(dir .. "/silent.py") .. " " .. port, dir .. "/log")
-  procs.wait(function()
-    local _, rc = procs.sh(string.format(
-      "python3 -c 'import socket; socket.create_connection((\"127.0.0.1\", %d), 1)' 2>/dev/null", port))
-    return rc == 0
-  end, 10, "silent listener")
-  return { port = port, stop = function() procs.kill(pid); procs.rmtree(dir) end }
+  local h = { dir = dir }
+  h.pid = procs.spawn("python3 " .. procs.quote(dir .. "/silent.py") .. " " .. procs.quote(dir .. "/ready"), dir .. "/log")
+  h.port = procs.ready_port(h.pid, dir .. "/ready", "silent listener", dir .. "/log")
+  h.stop = procs.stopper(h)
+  return h
 end
 
 describe("eventilator sentinels on a real fleet", function()
@@ -118,7 +117,7 @@ describe("eventilator sentinels on a real fleet", function()
     c:start_sentinel(3, conf)
     c:wait_sentinel(3)
     c:wait_ready(30)
-    c:wait_scripts_idle(60)
+    c:settle(60)
     rc, out = run("status", "--sentinel", seed(3))
     assert.equals(0, rc, out)
     assert.truthy(has(out, "all 3 Sentinel(s) consistent"), out)
@@ -156,7 +155,7 @@ describe("eventilator sentinels on a real fleet", function()
   end)
 
   it("a first attempt still running is shown with retries=0 and is not a problem", function()
-    c:wait_scripts_idle(60)
+    c:settle(60)
     procs.write(ctx.dir .. "/hold", "")
     assert.equals("OK", c:sentinel_cli(1, "sentinel", "set", "pod2", "quorum", "2"))
     local rc, out
@@ -166,7 +165,7 @@ describe("eventilator sentinels on a real fleet", function()
     end, 30, "the +set script running")
     local jout = ok and select(2, run("status", "--sentinel", seed(1), "--json")) or ""
     os.remove(ctx.dir .. "/hold")
-    c:wait_scripts_idle(60)
+    c:settle(60)
     assert(ok, out)
     assert.equals(0, rc, out)
     assert.falsy(has(out, "retry"), out)
@@ -184,7 +183,7 @@ describe("eventilator sentinels on a real fleet", function()
   end)
 
   it("--master limits the work to those masters, and names one nobody monitors", function()
-    c:wait_scripts_idle(60) -- the +set events of the test before ran the script
+    c:settle(60) -- the +set events of the test before ran the script
     local rc, out = run("status", "--sentinel", seed(1), "--master", "pod2", "--json")
     assert.equals(0, rc, out .. "\n" .. ctx:logtext():sub(-3000))
     local doc = json.decode(out)
@@ -268,7 +267,7 @@ describe("eventilator sentinels on a real fleet", function()
       assert.equals("OK", acl(i, "acl", "setuser", "ops", "on", ">opspw", "+@all"))
       assert.equals("OK", acl(i, "acl", "setuser", "default", "resetpass", ">s3cret"))
     end
-    c:wait_scripts_idle(60)
+    c:settle(60)
     local ok, err = pcall(function()
       ctx:config(string.format("redis = { port = %d }\nwatch = { password = 's3cret' }\n", c.store.port))
       local rc, out = run("status", "--sentinel", seed(1))

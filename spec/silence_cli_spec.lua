@@ -103,7 +103,7 @@ describe("eventilator silence", function()
   end)
 
   it("bad usage exits 2 and says what is wrong, before it asks the store", function()
-    ctx:config(string.format("redis = { port = %d }", procs.free_port())) -- would be exit 1
+    ctx:config(string.format("redis = { port = %d }", procs.closed_port())) -- would be exit 1
     local cases = {
       { { "add", "--for", "30m", "--comment", "c" }, "--pod NAME is required" },
       { { "add", "--pod", "pod1", "--comment", "c" }, "--for DURATION is required" },
@@ -137,7 +137,7 @@ describe("eventilator silence", function()
   end)
 
   it("a store that is down: add, list and expire exit 1 and say so", function()
-    ctx:config(string.format("redis = { port = %d, timeout = 1 }", procs.free_port()))
+    ctx:config(string.format("redis = { port = %d, timeout = 1 }", procs.closed_port()))
     for _, args in ipairs({ { "add", "--pod", "pod1", "--for", "30m", "--comment", "c" }, { "list" },
                             { "list", "--json" }, { "expire", "0badc0de" } }) do
       local rc, _, out = silence(table.unpack(args))

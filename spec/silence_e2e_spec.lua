@@ -37,11 +37,11 @@ describe("a silence through a real failover", function()
     S = standin.start()
     dir = procs.tmpdir()
     local rules, log, conf = dir .. "/rules", dir .. "/eventilator.log", dir .. "/eventilator.conf"
-    local sensu_port, sensu_log = procs.free_port(), dir .. "/sensu.jsonl"
-    sensu_pid = procs.spawn(string.format("python3 %s --mode sensu --port %d --log %s --ready %s",
-      procs.quote(procs.src .. "/spec/support/tcpd.py"), sensu_port, procs.quote(sensu_log),
-      procs.quote(dir .. "/sensu.ready")))
-    procs.wait(function() return procs.read(dir .. "/sensu.ready") ~= nil end, 10, "tcpd.py sensu")
+    local sensu_log = dir .. "/sensu.jsonl"
+    sensu_pid = procs.spawn(string.format("python3 %s --mode sensu --port 0 --log %s --ready %s",
+      procs.quote(procs.src .. "/spec/support/tcpd.py"), procs.quote(sensu_log),
+      procs.quote(dir .. "/sensu.ready")), dir .. "/sensu.out")
+    local sensu_port = procs.ready_port(sensu_pid, dir .. "/sensu.ready", "tcpd.py sensu", dir .. "/sensu.out")
     procs.shipped_rules(rules)
     os.execute("mkdir -p " .. procs.quote(dir .. "/state"))
     c = constellation.start{ conf = conf, masters = 2, setup = function(k)

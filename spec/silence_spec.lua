@@ -36,11 +36,11 @@ describe("silences", function()
     store = procs.start_redis()
     S = standin.start()
     dir = procs.tmpdir()
-    sensu_port, sensu_log = procs.free_port(), dir .. "/sensu.jsonl"
-    sensu_pid = procs.spawn(string.format("python3 %s --mode sensu --port %d --log %s --ready %s",
-      procs.quote(procs.src .. "/spec/support/tcpd.py"), sensu_port, procs.quote(sensu_log),
-      procs.quote(dir .. "/sensu.ready")))
-    procs.wait(function() return procs.read(dir .. "/sensu.ready") ~= nil end, 10, "tcpd.py sensu")
+    sensu_log = dir .. "/sensu.jsonl"
+    sensu_pid = procs.spawn(string.format("python3 %s --mode sensu --port 0 --log %s --ready %s",
+      procs.quote(procs.src .. "/spec/support/tcpd.py"), procs.quote(sensu_log),
+      procs.quote(dir .. "/sensu.ready")), dir .. "/sensu.out")
+    sensu_port = procs.ready_port(sensu_pid, dir .. "/sensu.ready", "tcpd.py sensu", dir .. "/sensu.out")
   end)
   teardown(function()
     procs.kill(sensu_pid)
@@ -214,7 +214,7 @@ describe("silences", function()
   end)
 
   it("a store that is down means not silenced: every receiver sends, and the log says so once", function()
-    config({ "slack", "pagerduty", "webhook" }, nil, procs.free_port())
+    config({ "slack", "pagerduty", "webhook" }, nil, procs.closed_port())
     local rc, log = ctx:run("eventilator", table.unpack(ODOWN1))
     assert.equal(0, rc, log)
     assert.same({ "/hook", "/pagerduty/v2/enqueue", "/slack" }, sent())
@@ -244,7 +244,7 @@ describe("silences", function()
 
     it("with the store down, nothing is tried for silences: no line about them", function()
       config({}, { 'slack = { enabled = true, webhook_url = "http://127.0.0.1:1/", trigger_on = { "+promoted-slave" } }' },
-        procs.free_port())
+        procs.closed_port())
       local rc, log = ctx:run("eventilator", table.unpack(ODOWN1))
       assert.equal(0, rc, log)
       assert.is_nil(log:find("silence", 1, true))

@@ -9,7 +9,6 @@ local CFG = require("hostless") -- the config the modules see
 local silenced = require("silenced")
 
 local slack = require("eventilator.slack")
-local http = require("eventilator.http")
 
 local function odown()
   return {
@@ -22,7 +21,7 @@ local function odown()
 end
 
 local function elapsed_since(t0)
-  return os.time() - t0
+  return procs.now() - t0
 end
 
 describe("eventilator.slack", function()
@@ -40,18 +39,16 @@ describe("eventilator.slack", function()
 
   setup(function()
     dir = procs.tmpdir()
-    port = procs.free_port()
     logf, replyf = dir .. "/requests.jsonl", dir .. "/reply.json"
-    pid = procs.spawn(string.format("python3 %s %d --log %s --reply %s",
-      procs.quote(procs.src .. "/spec/support/httpd.py"), port, procs.quote(logf), procs.quote(replyf)))
+    pid = procs.spawn(string.format("python3 %s 0 --ready %s --log %s --reply %s",
+      procs.quote(procs.src .. "/spec/support/httpd.py"), procs.quote(dir .. "/ready"), procs.quote(logf),
+      procs.quote(replyf)), dir .. "/httpd.out")
+    port = procs.ready_port(pid, dir .. "/ready", "httpd.py", dir .. "/httpd.out")
     base = "http://127.0.0.1:" .. port
-    procs.wait(function()
-      return http.request({ url = base .. "/status/200", timeout = 1 }) ~= nil
-    end, 10, "httpd.py on " .. port)
   end)
 
   teardown(function()
-    procs.kill(pid)
+    procs.halt(pid)
     procs.rmtree(dir)
   end)
 
@@ -115,15 +112,16 @@ describe("eventilator.slack", function()
 
     it("fails when the server hangs past the timeout", function()
       CFG.slack.webhook_url = base .. "/hang"
-      local t0 = os.time()
+      local t0 = procs.now()
       local ok, err = slack.notify(odown())
+      local took = elapsed_since(t0)
       assert.is_nil(ok)
       assert.is_string(err)
-      assert.is_true(elapsed_since(t0) <= 3, "took " .. elapsed_since(t0) .. " s")
+      assert.is_true(took < 4, "took " .. took .. " s")
     end)
 
     it("keeps the webhook secret out of error messages", function()
-      CFG.slack.webhook_url = "http://127.0.0.1:" .. procs.free_port() .. "/services/T000/B000/XXXXSECRET"
+      CFG.slack.webhook_url = "http://127.0.0.1:" .. procs.closed_port() .. "/services/T000/B000/XXXXSECRET"
       local ok, err = slack.notify(odown())
       assert.is_nil(ok)
       assert.is_nil(err:find("XXXXSECRET", 1, true), err)
@@ -194,11 +192,12 @@ describe("eventilator.slack", function()
 
     it("fails when the API hangs past the timeout", function()
       CFG.slack.api_url = base .. "/hang"
-      local t0 = os.time()
+      local t0 = procs.now()
       local ok, err = slack.notify(odown())
+      local took = elapsed_since(t0)
       assert.is_nil(ok)
       assert.matches("chat.postMessage", err)
-      assert.is_true(elapsed_since(t0) <= 3)
+      assert.is_true(took < 4, "took " .. took .. " s")
     end)
 
     it("prefers webhook_url when both are set", function()

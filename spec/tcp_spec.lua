@@ -8,15 +8,9 @@ local cjson = require("cjson")
 local TCPD = procs.src .. "/spec/support/tcpd.py"
 local DEADLINE = "eventilator.deadline"
 
--- Wall-clock seconds with sub-second precision (os.time() has whole seconds).
-local function now()
-  return tonumber((procs.sh("date +%s.%N")))
-end
-
--- CLOCK_MONOTONIC as deadline.h reads it (Python's time.monotonic on Linux).
-local function monotonic()
-  return tonumber((procs.sh([[python3 -c 'import time; print(time.monotonic())']])))
-end
+-- CLOCK_MONOTONIC, read without a fork: for elapsed times, and the clock
+-- deadline.h compares against.
+local now, monotonic = procs.now, procs.now
 
 -- Start tcpd.py with `args` (a shell-quoted string); returns a handle with
 -- port, dir, log, stop() and entries() (the decoded --log lines).
@@ -31,12 +25,12 @@ local function tcpd(args, opts)
     where = "--unix " .. procs.quote(h.path)
   else
     h.host = opts.host or "127.0.0.1"
-    h.port = procs.free_port()
-    where = string.format("--host %s --port %d", procs.quote(h.host), h.port)
+    where = string.format("--host %s --port 0", procs.quote(h.host)) -- the kernel picks; --ready tells
   end
   h.pid = procs.spawn(string.format("python3 %s %s %s --log %s --ready %s", procs.quote(TCPD), where,
     args, procs.quote(h.log), procs.quote(ready)), h.dir .. "/tcpd.out")
-  procs.wait(function() return procs.read(ready) ~= nil end, 10, "tcpd.py " .. args)
+  local port = procs.ready_port(h.pid, ready, "tcpd.py " .. args, h.dir .. "/tcpd.out")
+  if not h.path then h.port = port end
   function h.connect(o)
     if h.path then return tcp.connect(h.path, o) end
     return tcp.connect(h.host, h.port, o)
@@ -255,7 +249,7 @@ describe("eventilator.tcp", function()
 
   describe("expected failures return nil, err", function()
     it("connection refused", function()
-      local port = procs.free_port()
+      local port = procs.closed_port()
       local c, err = tcp.connect("127.0.0.1", port)
       assert.is_nil(c)
       assert.equal("tcp 127.0.0.1:" .. port .. ": connection refused", err)
@@ -280,12 +274,12 @@ describe("eventilator.tcp", function()
       -- A listener with a backlog of 0 that never accepts: once its queue
       -- is full, the kernel drops further SYNs and connect hangs.
       local dir = procs.tmpdir()
-      local port = procs.free_port()
-      local pid = procs.spawn(string.format([[python3 -c 'import socket, time
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("127.0.0.1", %d)); s.listen(0); open("%s/ready", "w").close(); time.sleep(60)']], port, dir))
-      finally(function() procs.kill(pid); procs.rmtree(dir) end)
-      procs.wait(function() return procs.read(dir .. "/ready") ~= nil end, 10, "stalled listener")
+      local pid = procs.spawn(string.format([[python3 -c 'import os, socket, time
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(0)
+open("%s/ready.tmp", "w").write(str(s.getsockname()[1])); os.rename("%s/ready.tmp", "%s/ready"); time.sleep(60)']],
+        dir, dir, dir))
+      finally(function() procs.halt(pid); procs.rmtree(dir) end)
+      local port = procs.ready_port(pid, dir .. "/ready", "stalled listener")
       local held, c, err = {}, nil, nil
       for _ = 1, 8 do
         c, err = tcp.connect("127.0.0.1", port, { connect_timeout = 0.3 })
@@ -337,17 +331,16 @@ s.bind(("127.0.0.1", %d)); s.listen(0); open("%s/ready", "w").close(); time.slee
 
     it("*a beyond 16 MiB", function()
       local dir = procs.tmpdir()
-      local port = procs.free_port()
-      local pid = procs.spawn(string.format([[python3 -c 'import socket
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("127.0.0.1", %d)); s.listen(1); open("%s/ready", "w").close()
+      local pid = procs.spawn(string.format([[python3 -c 'import os, socket
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(1)
+open("%s/ready.tmp", "w").write(str(s.getsockname()[1])); os.rename("%s/ready.tmp", "%s/ready")
 c, _ = s.accept()
 try:
     c.sendall(b"x" * (17 << 20))
 except OSError:
-    pass']], port, dir))
-      finally(function() procs.kill(pid); procs.rmtree(dir) end)
-      procs.wait(function() return procs.read(dir .. "/ready") ~= nil end, 10, "big sender")
+    pass']], dir, dir, dir))
+      finally(function() procs.halt(pid); procs.rmtree(dir) end)
+      local port = procs.ready_port(pid, dir .. "/ready", "big sender")
       local c = assert(tcp.connect("127.0.0.1", port))
       local data, err, partial = c:receive("*a")
       assert.is_nil(data)

@@ -137,14 +137,24 @@ end)
   end)
 
   it("SIGTERM lets the running handler finish and exits 0", function()
-    start{ top = "budget = 10" }
-    local done = w.dir .. "/done"
+    start{ top = "budget = 20" }
+    local done, go_on = w.dir .. "/done", w.dir .. "/go-on"
+    -- the handler runs until the spec has seen the watcher stopping (at most 15 s, within its budget)
     w:record("10-record.lua", { "+sdown" }, string.format([[
-  os.execute("sleep 1")
-  local g = assert(io.open(%q, "w")); g:close()]], done))
+  local t = os.time()
+  repeat
+    local f = io.open(%q, "r")
+    if f then f:close() break end
+    os.execute("sleep 0.05")
+  until os.time() - t > 15
+  local g = assert(io.open(%q, "w")); g:close()]], go_on, done))
     go()
     publish("+sdown", "master pod1 127.0.0.1 6379")
     w:wait_handled(is("+sdown"), 1)
+    w:signal("TERM")
+    w:wait_log("watch: stopping", 1)
+    assert.is_nil(procs.read(done))
+    procs.write(go_on, "")
     assert.are.equal(0, w:stop(30))
     assert.is_not_nil(procs.read(done))
   end)
@@ -155,18 +165,15 @@ describe("watch mode and a Sentinel that requires a password", function()
 
   setup(function()
     dir = procs.tmpdir()
-    port = procs.free_port()
-    procs.write(dir .. "/sentinel.conf", table.concat({
-      "port " .. port, "bind 127.0.0.1", "daemonize no", "dir " .. dir, "requirepass s3cret",
-    }, "\n") .. "\n")
-    pid = procs.spawn("redis-sentinel " .. procs.quote(dir .. "/sentinel.conf"), dir .. "/sentinel.log")
-    procs.wait(function()
-      return procs.cli(port, "-a", "s3cret", "--no-auth-warning", "ping") == "PONG"
-    end, 10, "sentinel with requirepass")
+    local path = dir .. "/sentinel.conf"
+    port, pid = procs.redis_serve(path, { cmd = "redis-sentinel " .. procs.quote(path), out = dir .. "/sentinel.log",
+      conf = function(p)
+        return { "port " .. p, "bind 127.0.0.1", "daemonize no", "dir " .. dir, "requirepass s3cret" }
+      end })
   end)
 
   teardown(function()
-    procs.kill(pid)
+    procs.halt(pid)
     procs.rmtree(dir)
   end)
 
@@ -188,7 +195,8 @@ describe("watch mode and a Sentinel that requires a password", function()
     w = watcher.new{ config = string.format("watch = { sentinels = { \"127.0.0.1:%d\" } }", port) }
     w:start()
     w:wait_log("cannot connect", 1)
-    procs.sleep(1.5)
+    -- two more tries (its backoff starts at 0.1 s), each one debug line
+    w:wait_log("still no connection", 2)
     assert.are.equal(1, w:log_count("cannot connect"))
     assert.is_truthy(w:logtext():find("NOAUTH", 1, true))
     assert.is_nil(w:exit_code())

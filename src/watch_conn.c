@@ -333,8 +333,15 @@ static void reconcile_read(int idx, double now)
 
 /* ---------------------------------------------------------------- connections */
 
-void conn_add(const char *addr)
+void conn_add(const char *given)
 {
+    char host[256], addr[320], err[256];
+    int port;
+    /* as its peers name it ("10.0.0.1" is 10.0.0.1:26379), so a seed and its discovery meet */
+    if (evl_sentinel_addr(given, host, sizeof host, &port, err, sizeof err) == 0)
+        evl_sentinel_format_addr(addr, sizeof addr, host, port);
+    else
+        snprintf(addr, sizeof addr, "%s", given); /* connecting says why it is bad */
     for (int i = 0; i < ns; i++)
         if (strcmp(S[i].addr, addr) == 0)
             return;

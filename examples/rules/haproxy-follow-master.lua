@@ -12,9 +12,9 @@ local haproxy = require("eventilator.haproxy")
 on("+switch-master", function(ev)
   local target = config.haproxy.backends[ev.pod]
   if not target then return true end -- a pod HAProxy does not serve
-  local first, err = dedupe.once(ev) -- every Sentinel reports the switch
-  if first == nil then return nil, err end
-  if not first then return true end
+  -- Every Sentinel reports the switch, and each report is acted on: the first one moves
+  -- HAProxy, the others find it done (no dedupe claim, which would outlive the switch and
+  -- skip a failover back and forth between the same two nodes within its ttl).
   if target:find("/", 1, true) then return haproxy.repoint(ev) end
 
   local servers, serr = haproxy.servers(target)

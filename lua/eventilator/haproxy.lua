@@ -67,7 +67,9 @@ local function check_name(what, v, argn, fname)
   end
 end
 
--- set_server(backend, server, ip, port [, opts]) -> true | nil, err
+-- set_server(backend, server, ip, port [, opts]) -> true, changed | nil, err
+-- changed is false when the server was at ip:port already (HAProxy needed to
+-- change neither): another Sentinel's report of the same switch got there first.
 function M.set_server(backend, server, ip, port, opts)
   check_name("backend", backend, 1, "set_server")
   check_name("server", server, 2, "set_server")
@@ -81,12 +83,16 @@ function M.set_server(backend, server, ip, port, opts)
   local cmd = string.format("set server %s/%s addr %s port %d", backend, server, ip, port)
   local reply, err = M.command(cmd, opts)
   if not reply then return nil, err end
-  -- "IP changed from ... by 'stats socket command'", "no need to change the addr, ..."
-  if reply:find("^IP changed") or reply:find("^no need to change") then
+  -- HAProxy says what it did with the address and with the port, each "X changed from ..."
+  -- or "no need to change the X": "no need to change the addr, port changed from '7000' to
+  -- '7001' by 'stats socket command'". Anything else is a refusal.
+  if not (reply:find("^IP changed") or reply:find("^no need to change")) then return failed(cmd, reply) end
+  if reply:find("changed from", 1, true) then
     require("eventilator.log").info("haproxy: %s/%s now %s:%d", backend, server, ip, port)
-    return true
+    return true, true
   end
-  return failed(cmd, reply)
+  require("eventilator.log").debug("haproxy: %s/%s at %s:%d already", backend, server, ip, port)
+  return true, false
 end
 
 local STATES = { ready = true, maint = true, drain = true }
@@ -153,7 +159,8 @@ function M.servers(backend, opts)
   return out
 end
 
--- repoint(ev [, opts]) -> true | nil, err
+-- repoint(ev [, opts]) -> true | nil, err. Safe to repeat: every Sentinel
+-- reports a switch, and only the report that moves the server cuts its sessions.
 -- For +switch-master (or client-reconfig): the server named for ev.pod in
 -- `backends` ("backend/server") is set to the new master and its health
 -- forced up, then its sessions (still connected to the old master) are shut
@@ -175,9 +182,14 @@ function M.repoint(ev, opts)
   if type(new) ~= "table" or not new.ip then
     return nil, "haproxy: " .. tostring(ev.name) .. " names no new master"
   end
-  local ok, err = M.set_server(backend, server, new.ip, new.port, opts)
-  if ok then ok, err = M.set_health(backend, server, "up", opts) end
-  if ok then ok, err = M.shutdown_sessions(backend, server, opts) end
+  local ok, changed = M.set_server(backend, server, new.ip, new.port, opts)
+  if not ok then return nil, changed end
+  -- Health up every time (a retry after a failure between the two steps must
+  -- still route); the sessions only when this report moved the server: those
+  -- left after that are already on the new master.
+  local err
+  ok, err = M.set_health(backend, server, "up", opts)
+  if ok and changed then ok, err = M.shutdown_sessions(backend, server, opts) end
   return ok, err
 end
 

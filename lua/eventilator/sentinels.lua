@@ -285,6 +285,14 @@ local function groups(map)
   return table.concat(parts, "; "), #keys
 end
 
+-- Why a Sentinel gave no report: "unreachable: <why>", or what it is when it
+-- answered but is no Sentinel (a data node on the port given).
+local function why_not(err)
+  err = err or "?"
+  if err:find("^not a Sentinel") then return err end
+  return "unreachable: " .. err
+end
+
 local function problems_of(report)
   local p = array()
   local function add(fmt, ...) p[#p + 1] = string.format(fmt, ...) end
@@ -292,7 +300,7 @@ local function problems_of(report)
   local addresses = {}
   for _, s in ipairs(report.sentinels) do
     if not s.reachable then
-      add("%s: unreachable: %s", s.addr, s.error or "?")
+      add("%s: %s", s.addr, why_not(s.error))
     else
       for _, m in ipairs(s.masters) do
         if not m.monitored then
@@ -362,7 +370,7 @@ local function print_table(report)
   local rows = { head }
   for _, s in ipairs(report.sentinels) do
     if not s.reachable then
-      rows[#rows + 1] = { s.addr, "-", "unreachable: " .. (s.error or "?") }
+      rows[#rows + 1] = { s.addr, "-", why_not(s.error) }
     elseif #s.masters == 0 then
       rows[#rows + 1] = { s.addr, "-", "(no masters)" }
     end
@@ -557,7 +565,7 @@ local function set_scripts(S, config, o, clear)
     if s.reachable then c, err = S.connect(s.addr, copts) end
     if not c then
       failed = failed + 1
-      out("%s  FAILED: unreachable: %s", s.addr, plain(s.addr, err or s.err) or "?")
+      out("%s  FAILED: %s", s.addr, why_not(plain(s.addr, err or s.err)))
       goto next
     end
     do

@@ -1,5 +1,5 @@
 -- A private Prometheus Alertmanager (Debian's prometheus-alertmanager) on a
--- spare loopback port, with a minimal config (one receiver that sends
+-- loopback port of its own (procs.serve), with a minimal config (one receiver that sends
 -- nowhere), its own storage folder and no cluster listener (so it opens no
 -- gossip port). Runs under procs.spawn's timeout.
 --
@@ -13,12 +13,14 @@ local json = require("cjson")
 
 local M = {}
 
+-- One receiver, named after the folder: /api/v2/receivers tells this
+-- Alertmanager from another one on the port.
 local CONFIG = [[
 route:
-  receiver: "null"
+  receiver: "%s"
   group_wait: 1h
 receivers:
-  - name: "null"
+  - name: "%s"
 ]]
 
 local function get(url)
@@ -29,12 +31,23 @@ end
 
 function M.start()
   local dir = procs.tmpdir()
-  local port = procs.free_port()
-  procs.write(dir .. "/alertmanager.yml", CONFIG)
-  local pid = procs.spawn(string.format(
-    "prometheus-alertmanager --config.file=%s --storage.path=%s --web.listen-address=127.0.0.1:%d " ..
-    "--cluster.listen-address= --log.level=warn",
-    procs.quote(dir .. "/alertmanager.yml"), procs.quote(dir .. "/data"), port), dir .. "/alertmanager.log")
+  local me = "null-" .. dir:match("([^/.]+)$")
+  procs.write(dir .. "/alertmanager.yml", string.format(CONFIG, me, me))
+  local stdout = dir .. "/alertmanager.log"
+  local port, pid = procs.serve{
+    what = "alertmanager (log: " .. stdout .. ")", timeout = 30,
+    start = function(p)
+      return procs.spawn(string.format(
+        "prometheus-alertmanager --config.file=%s --storage.path=%s --web.listen-address=127.0.0.1:%d " ..
+        "--cluster.listen-address= --log.level=warn",
+        procs.quote(dir .. "/alertmanager.yml"), procs.quote(dir .. "/data"), p), stdout)
+    end,
+    up = function(p)
+      local body = get("http://127.0.0.1:" .. p .. "/api/v2/receivers")
+      return body ~= nil and body:find('"' .. me .. '"', 1, true) ~= nil
+    end,
+    log = function() return procs.read(stdout) end,
+  }
   local url = "http://127.0.0.1:" .. port
   local h = { port = port, dir = dir, pid = pid, url = url }
   procs.wait(function() return get(url .. "/-/ready") ~= nil end, 30, "alertmanager on " .. port)

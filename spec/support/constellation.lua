@@ -2,18 +2,21 @@
 -- two replicas (redis-server), three redis-sentinel processes monitoring
 -- them as `pod1` with quorum 2 and the built eventilator/reconfigurator as
 -- notification and client-reconfig scripts, plus a separate redis-server as
--- the metrics store. Everything listens on 127.0.0.1 only, on spare ports,
--- and runs under `timeout` (procs.spawn), so nothing outlives a dead spec
--- by more than procs.LIFETIME.
+-- the metrics store. Everything listens on 127.0.0.1 only, on ports of its
+-- own (procs.serve), and runs under `timeout` (procs.spawn), so nothing
+-- outlives a dead spec by more than procs.LIFETIME.
 --
 --   local c = constellation.start{
 --     conf = "/path/eventilator.conf",       -- EVENTILATOR_CONF for the sentinels
 --     setup = function(c) ... end,           -- runs once c.store.port is known,
---                                            -- before any sentinel starts
+--                                            -- with the pod up, before any
+--                                            -- sentinel starts
 --   }
 --   c:kill_master()          -- SIGKILL the current master, returns its port
 --   c:wait_failover(30)      -- until every sentinel names a new master
 --   c:wait_scripts_idle(60)  -- until SENTINEL PENDING-SCRIPTS is empty everywhere
+--   c:settle(60)             -- ... and no Sentinel raised an event meanwhile
+--   c:raised(name)           -- what the Sentinels logged: see "sentinel logs"
 --   c:stop_sentinel(i) / c:start_sentinel(i [, extra conf lines])
 --   c:stop()
 --
@@ -29,12 +32,6 @@ local C = {}
 C.__index = C
 
 M.NAME = "pod1"
-
--- Wall-clock seconds with sub-second precision.
-function M.now()
-  local out = procs.sh("date +%s.%N")
-  return tonumber((out:gsub("%s+$", "")))
-end
 
 -- Parse the one-line-per-element output redis-cli gives when not on a tty
 -- (an empty string is an empty line, so empty lines count).
@@ -53,49 +50,27 @@ local function fields(text)
 end
 M.fields = fields
 
--- A zombie counts as gone: in a container whose pid 1 does not reap, an
--- exited `timeout` stays a zombie and `kill -0` still succeeds.
-local function alive(pid)
-  if not pid then return false end
-  local stat = procs.read("/proc/" .. pid .. "/stat")
-  if not stat then return false end
-  local state = stat:match("^%d+ %b() (%a)")
-  return state ~= nil and state ~= "Z" and state ~= "X"
-end
-
--- Ports handed out by the kernel, distinct among themselves.
-local function ports(n)
-  local seen, out = {}, {}
-  while #out < n do
-    local p = procs.free_port()
-    if not seen[p] then
-      seen[p] = true
-      out[#out + 1] = p
-    end
-  end
-  return out
-end
-
 -- ---------------------------------------------------------------- nodes
 
--- A redis-server node: its own dir and config, restartable on its port.
-local function node_conf(node, extra)
+-- A redis-server node: its own dir and config (node.extra: more lines), on a
+-- port of its own the first time, restarted on that port (its config as the
+-- server left it: Sentinel has it rewrite the config when it reconfigures it).
+local function node_lines(node, port)
   local conf = {
-    "port " .. node.port, "bind 127.0.0.1", "protected-mode no", "save \"\"", "appendonly no",
+    "port " .. port, "bind 127.0.0.1", "protected-mode no", "save \"\"", "appendonly no",
     "dir " .. node.dir, "daemonize no", "logfile " .. node.dir .. "/redis.log",
     "repl-diskless-sync yes", "repl-diskless-sync-delay 0",
   }
-  for _, l in ipairs(extra or {}) do conf[#conf + 1] = l end
-  procs.write(node.dir .. "/redis.conf", table.concat(conf, "\n") .. "\n")
+  for _, l in ipairs(node.extra or {}) do conf[#conf + 1] = l end
+  return conf
 end
 
 local function node_start(node)
-  node.pid = procs.spawn("redis-server " .. procs.quote(node.dir .. "/redis.conf"), node.dir .. "/stdout.log")
-  procs.wait(function()
-    return procs.cli(node.port, "ping") == "PONG"
-  end, 10, "redis-server on " .. node.port)
-  -- The server's own pid (node.pid is `timeout`): SIGKILL has to reach it.
-  node.rpid = tonumber(procs.cli(node.port, "info", "server"):match("process_id:(%d+)"))
+  -- node.rpid: the server's own pid (node.pid is `timeout`'s): SIGKILL has to reach it
+  node.port, node.pid, node.rpid = procs.redis_serve(node.dir .. "/redis.conf", {
+    port = node.port, out = node.dir .. "/stdout.log", log = node.dir .. "/redis.log",
+    conf = not node.port and function(port) return node_lines(node, port) end or nil,
+  })
   node.up = true
 end
 
@@ -103,16 +78,15 @@ local function node_stop(node, sig)
   if not node.up then return end
   node.up = false
   procs.kill(node.rpid or node.pid, sig or "TERM")
-  local deadline = os.time() + 5
-  while (alive(node.rpid) or alive(node.pid)) and os.time() <= deadline do procs.sleep(0.05) end
-  if alive(node.rpid) then procs.kill(node.rpid, "KILL") end
-  if alive(node.pid) then procs.kill(node.pid, "KILL") end
+  if not procs.exited(node.rpid, 5) then procs.kill(node.rpid, "KILL") end
+  procs.halt(node.pid, "TERM", 5)
 end
 
 -- ---------------------------------------------------------------- start
 
--- constellation.new(opts) allocates ports and folders and starts the
--- metrics store; c:start() starts the pod and the sentinels.
+-- constellation.new(opts) makes the folders and starts the metrics store and
+-- the pod (so opts.setup sees every node's port); c:start() starts the
+-- sentinels.
 -- opts: conf (required: path of the eventilator config the scripts get),
 --   bin (folder with eventilator/reconfigurator; default <build>/bin),
 --   down_after (ms, 1000), failover_timeout (ms, 15000), quorum (2),
@@ -126,7 +100,6 @@ function M.new(opts)
   assert(opts.conf, "constellation: opts.conf (the eventilator config path) is required")
   local root = procs.tmpdir()
   local extra = (opts.masters or 1) - 1
-  local p = ports(7 + extra)
   local self = setmetatable({
     root = root, name = M.NAME, conf = opts.conf, opts = opts,
     bin = opts.bin or (procs.build .. "/bin"),
@@ -139,14 +112,14 @@ function M.new(opts)
     self.bin = procs.sh("pwd"):gsub("%s+$", "") .. "/" .. self.bin
   end
   for i = 1, 3 do
-    self.nodes[i] = { port = p[i], dir = root .. "/redis-" .. i, role = i == 1 and "master" or "replica" }
-    self.sentinels[i] = { port = p[3 + i], dir = (opts.sentinel_root or root) .. "/sentinel-" .. i }
+    self.nodes[i] = { dir = root .. "/redis-" .. i, role = i == 1 and "master" or "replica" }
+    self.sentinels[i] = { dir = (opts.sentinel_root or root) .. "/sentinel-" .. i }
   end
-  self.store = { port = p[7], dir = root .. "/store" }
+  self.store = { dir = root .. "/store" }
   -- masters past the first: name, single node
   self.masters = { { name = self.name } }
   for i = 1, extra do
-    local n = { port = p[7 + i], dir = root .. "/master-" .. (i + 1), role = "master" }
+    local n = { dir = root .. "/master-" .. (i + 1), role = "master" }
     self.masters[i + 1] = { name = M.NAME:gsub("%d+$", "") .. (i + 1), node = n }
   end
   local dirs = { self.store.dir }
@@ -157,49 +130,53 @@ function M.new(opts)
   end
   for i, d in ipairs(dirs) do dirs[i] = procs.quote(d) end
   os.execute("mkdir -p " .. table.concat(dirs, " "))
-  node_conf(self.store)
-  node_start(self.store)
+  local ok, err = pcall(function()
+    node_start(self.store)
+    -- the master first: the replicas' config names its port
+    local master = self.nodes[1]
+    node_start(master)
+    for i = 2, #self.nodes do
+      self.nodes[i].extra = { "replicaof 127.0.0.1 " .. master.port }
+      node_start(self.nodes[i])
+    end
+    for i = 2, #self.masters do node_start(self.masters[i].node) end
+    self.master_port = master.port
+    self:wait_replication(20)
+  end)
+  if not ok then
+    self:stop()
+    error(err, 0)
+  end
   return self
 end
 
 function C:start()
-  local master = self.nodes[1]
-  for i, n in ipairs(self.nodes) do
-    node_conf(n, i > 1 and { "replicaof 127.0.0.1 " .. master.port } or nil)
-  end
-  for _, n in ipairs(self.nodes) do node_start(n) end
-  for i = 2, #self.masters do
-    node_conf(self.masters[i].node)
-    node_start(self.masters[i].node)
-  end
-  self.master_port = master.port
-  self:wait_replication(20)
-
   for i, s in ipairs(self.sentinels) do
     s.conf = s.dir .. "/sentinel.conf"
     s.log = s.dir .. "/sentinel.log"
-    local conf = {
-      "port " .. s.port, "bind 127.0.0.1", "protected-mode no", "daemonize no",
-      "dir " .. s.dir, "logfile " .. s.log,
-    }
-    for k, m in ipairs(self.masters) do
-      local port = k == 1 and master.port or m.node.port
-      local function add(fmt, ...) conf[#conf + 1] = string.format(fmt, ...) end
-      add("sentinel monitor %s 127.0.0.1 %d %d", m.name, port, self.quorum)
-      add("sentinel down-after-milliseconds %s %d", m.name, self.down_after)
-      add("sentinel failover-timeout %s %d", m.name, self.failover_timeout)
-      add("sentinel parallel-syncs %s 1", m.name)
-      if self.opts.scripts ~= false then
-        add("sentinel notification-script %s %s/eventilator", m.name, self.bin)
-        add("sentinel client-reconfig-script %s %s/reconfigurator", m.name, self.bin)
+    s.lines = function(port)
+      local conf = {
+        "port " .. port, "bind 127.0.0.1", "protected-mode no", "daemonize no",
+        "dir " .. s.dir, "logfile " .. s.log,
+      }
+      for k, m in ipairs(self.masters) do
+        local mport = k == 1 and self.nodes[1].port or m.node.port
+        local function add(fmt, ...) conf[#conf + 1] = string.format(fmt, ...) end
+        add("sentinel monitor %s 127.0.0.1 %d %d", m.name, mport, self.quorum)
+        add("sentinel down-after-milliseconds %s %d", m.name, self.down_after)
+        add("sentinel failover-timeout %s %d", m.name, self.failover_timeout)
+        add("sentinel parallel-syncs %s 1", m.name)
+        if self.opts.scripts ~= false then
+          add("sentinel notification-script %s %s/eventilator", m.name, self.bin)
+          add("sentinel client-reconfig-script %s %s/reconfigurator", m.name, self.bin)
+        end
       end
+      conf[#conf + 1] = "sentinel deny-scripts-reconfig yes"
+      for _, l in ipairs(self.opts.sentinel_conf and self.opts.sentinel_conf(i) or {}) do conf[#conf + 1] = l end
+      return conf
     end
-    conf[#conf + 1] = "sentinel deny-scripts-reconfig yes"
-    for _, l in ipairs(self.opts.sentinel_conf and self.opts.sentinel_conf(i) or {}) do conf[#conf + 1] = l end
-    procs.write(s.conf, table.concat(conf, "\n") .. "\n")
     self:start_sentinel(i)
   end
-  for i = 1, #self.sentinels do self:wait_sentinel(i) end
   if self.opts.script_retry_delay then self:debug("script-retry-delay", self.opts.script_retry_delay) end
   if self.opts.script_max_runtime then self:debug("script-max-runtime", self.opts.script_max_runtime) end
   self:wait_ready(30)
@@ -276,7 +253,7 @@ end
 -- Returns the new port and the seconds it took.
 function C:wait_failover(timeout, from)
   from = from or self.master_port
-  local t0 = M.now()
+  local t0 = procs.now()
   local new
   procs.wait(function()
     local seen
@@ -292,7 +269,7 @@ function C:wait_failover(timeout, from)
     return new ~= nil
   end, timeout or 30, "failover of " .. self.name .. " away from port " .. tostring(from))
   self.master_port = new
-  return new, M.now() - t0
+  return new, procs.now() - t0
 end
 
 -- ---------------------------------------------------------------- sentinels
@@ -301,28 +278,39 @@ function C:sentinel_cli(i, ...)
   return procs.cli(self.sentinels[i].port, ...)
 end
 
--- Start sentinel i from its sentinel.conf, after appending `extra` lines
--- (sentinel.conf lines, such as the ones `eventilator sentinels register`
--- prints). Returns at once; c:wait_sentinel(i) waits for it to answer.
+-- Start sentinel i and wait until it answers: the first time on a port of
+-- its own, from s.lines(port); then again on that port, from its
+-- sentinel.conf as it left it. `extra`: lines to add to the config (such as
+-- the ones `eventilator sentinels register` prints).
 function C:start_sentinel(i, extra)
   local s = self.sentinels[i]
-  if extra and #extra > 0 then
+  local conf
+  if not s.port then
+    conf = function(port)
+      local conf_lines = s.lines(port)
+      for _, l in ipairs(extra or {}) do conf_lines[#conf_lines + 1] = l end
+      return conf_lines
+    end
+  elseif extra and #extra > 0 then
     procs.write(s.conf, (procs.read(s.conf) or "") .. table.concat(extra, "\n") .. "\n")
   end
   local env = { "EVENTILATOR_CONF=" .. procs.quote(self.conf) }
   for k, v in pairs(self.opts.env or {}) do env[#env + 1] = k .. "=" .. procs.quote(v) end
   local cmd = string.format("env %s redis-sentinel %s", table.concat(env, " "), procs.quote(s.conf))
   if self.opts.sentinel_cmd then cmd = self.opts.sentinel_cmd(s, table.concat(env, " ")) end
-  s.pid = procs.spawn(cmd, s.dir .. "/stdout.log")
+  s.port, s.pid, s.rpid = procs.redis_serve(s.conf, {
+    cmd = cmd, conf = conf, port = s.port, out = s.dir .. "/stdout.log", log = s.log,
+  })
+  s.up = true
 end
 
+-- Until sentinel i answers (c:start_sentinel has waited already).
 function C:wait_sentinel(i)
   local s = self.sentinels[i]
   procs.wait(function() return procs.cli(s.port, "ping") == "PONG" end, 10, "sentinel on " .. s.port)
   s.up = true
 end
 
--- Stop sentinel i (SIGTERM, then SIGKILL after 5 s).
 -- "127.0.0.1:port" of sentinel i.
 function C:sentinel_addr(i)
   return "127.0.0.1:" .. self.sentinels[i].port
@@ -332,18 +320,19 @@ end
 -- started and answering; returns its index.
 function C:add_sentinel()
   local i = #self.sentinels + 1
-  local s = { port = procs.free_port(), dir = self.root .. "/sentinel-" .. i }
+  local s = { dir = self.root .. "/sentinel-" .. i }
   s.conf, s.log = s.dir .. "/sentinel.conf", s.dir .. "/sentinel.log"
   os.execute("mkdir -p " .. procs.quote(s.dir))
-  procs.write(s.conf, table.concat({
-    "port " .. s.port, "bind 127.0.0.1", "protected-mode no", "daemonize no", "dir " .. s.dir, "logfile " .. s.log,
-    string.format("sentinel monitor %s 127.0.0.1 %d %d", self.name, self.master_port, self.quorum),
-    string.format("sentinel down-after-milliseconds %s %d", self.name, self.down_after),
-    string.format("sentinel failover-timeout %s %d", self.name, self.failover_timeout),
-  }, "\n") .. "\n")
+  s.lines = function(port)
+    return {
+      "port " .. port, "bind 127.0.0.1", "protected-mode no", "daemonize no", "dir " .. s.dir, "logfile " .. s.log,
+      string.format("sentinel monitor %s 127.0.0.1 %d %d", self.name, self.master_port, self.quorum),
+      string.format("sentinel down-after-milliseconds %s %d", self.name, self.down_after),
+      string.format("sentinel failover-timeout %s %d", self.name, self.failover_timeout),
+    }
+  end
   self.sentinels[i] = s
   self:start_sentinel(i)
-  self:wait_sentinel(i)
   return i
 end
 
@@ -352,13 +341,11 @@ function C:start_node(port)
   node_start(assert(self:node(port), "no node on port " .. tostring(port)))
 end
 
+-- Stop sentinel i (SIGTERM, then SIGKILL after 5 s) and wait until it is gone.
 function C:stop_sentinel(i)
   local s = self.sentinels[i]
   s.up = false
-  procs.kill(s.pid, "TERM")
-  local deadline = os.time() + 5
-  while alive(s.pid) and os.time() <= deadline do procs.sleep(0.05) end
-  if alive(s.pid) then procs.kill(s.pid, "KILL") end
+  procs.halt(s.pid, "TERM", 5)
 end
 
 -- SENTINEL DEBUG <name> <value> on every sentinel.
@@ -390,7 +377,7 @@ end
 -- Until no sentinel has a script queued or running; returns the seconds it
 -- took. Raises (with the queue) after `timeout`.
 function C:wait_scripts_idle(timeout)
-  local t0 = M.now()
+  local t0 = procs.now()
   local ok = pcall(procs.wait, function() return self:pending_scripts() == 0 end, timeout or 60)
   if not ok then
     local _, raw = self:pending_scripts()
@@ -398,7 +385,7 @@ function C:wait_scripts_idle(timeout)
     for _, r in ipairs(raw) do parts[#parts + 1] = "sentinel " .. r.sentinel .. ":\n" .. r.text end
     error("scripts still pending after " .. tostring(timeout or 60) .. " s:\n" .. table.concat(parts, "\n"), 2)
   end
-  return M.now() - t0
+  return procs.now() - t0
 end
 
 -- The sentinel log files, concatenated (each headed by its path), or the
@@ -412,6 +399,137 @@ function C:sentinel_logs(i)
   return table.concat(parts, "\n")
 end
 
+local MONTHS = { Jan = 1, Feb = 2, Mar = 3, Apr = 4, May = 5, Jun = 6, Jul = 7, Aug = 8, Sep = 9, Oct = 10,
+                 Nov = 11, Dec = 12 }
+
+-- The events Sentinel logged in `text` (a sentinel.log), in order: each
+-- { t (epoch seconds), level ("#" warning, "*" notice, "-" verbose), name
+-- ("+odown"), text ("master pod1 127.0.0.1 6379 #quorum 2/2") }. Sentinel
+-- logs an event and publishes it in one go, and at `loglevel verbose` it logs
+-- every event it publishes; at the default (notice), all but +/-role-change.
+function M.events(text)
+  local out = {}
+  for line in (text or ""):gmatch("[^\n]+") do
+    local d, mon, y, h, mi, sec, ms, level, name, rest =
+      line:match("^%d+:X (%d+) (%a+) (%d+) (%d+):(%d+):(%d+)%.(%d+) (%S) ([+-][%w%-]+) ?(.*)$")
+    if d and MONTHS[mon] then
+      local t = os.time{ year = tonumber(y), month = MONTHS[mon], day = tonumber(d), hour = tonumber(h),
+        min = tonumber(mi), sec = tonumber(sec) } + tonumber(ms) / 1000
+      out[#out + 1] = { t = t, level = level, name = name, text = rest }
+    end
+  end
+  return out
+end
+
+-- What sentinel i raised (every sentinel's, merged in time order, when i is
+-- nil), each as M.events gives plus `sentinel` (its index); only `name`'s
+-- events when given.
+function C:raised(name, i)
+  local out = {}
+  for k, s in ipairs(self.sentinels) do
+    if not i or i == k then
+      for n, e in ipairs(M.events(procs.read(s.log))) do
+        if not name or e.name == name then
+          e.sentinel, e.n = k, n
+          out[#out + 1] = e
+        end
+      end
+    end
+  end
+  table.sort(out, function(a, b)
+    if a.t ~= b.t then return a.t < b.t end
+    if a.sentinel ~= b.sentinel then return a.sentinel < b.sentinel end
+    return a.n < b.n
+  end)
+  return out
+end
+
+-- How many warnings (the events that run scripts) the running sentinels
+-- have logged.
+function C:warnings()
+  local n = 0
+  for _, s in ipairs(self.sentinels) do
+    if s.up then
+      for _, e in ipairs(M.events(procs.read(s.log))) do
+        if e.level == "#" then n = n + 1 end
+      end
+    end
+  end
+  return n
+end
+
+-- Until nothing more is due from the Sentinels' scripts: none queued or
+-- running anywhere (c:wait_scripts_idle), and no Sentinel raised a warning
+-- while that was checked (it would have queued another). Returns the seconds
+-- it took and c:warnings() then.
+function C:settle(timeout)
+  local t0 = procs.now()
+  local deadline = t0 + (timeout or 60)
+  while true do
+    local before = self:warnings()
+    self:wait_scripts_idle(math.max(1, deadline - procs.now()))
+    if self:warnings() == before then return procs.now() - t0, before end
+  end
+end
+
+-- observe() once nothing is due from the Sentinels' scripts (c:settle), then
+-- what the Sentinels raised (c:raised()); again if a Sentinel raised a
+-- warning before that was read: what observe saw is then the outcome of
+-- exactly that list. Returns the seconds it took, the list, and what observe
+-- returned.
+function C:settled(observe, timeout)
+  local t0 = procs.now()
+  for _ = 1, 20 do
+    local _, n = self:settle(timeout)
+    local out = table.pack(observe())
+    local raised = self:raised()
+    if self:warnings() == n then return procs.now() - t0, raised, table.unpack(out, 1, out.n) end
+  end
+  error("the Sentinels kept raising warnings", 2)
+end
+
+-- What the Sentinels did, from their own logs (or from `raised`, a list
+-- c:raised() or c:settled() gave): `promoted`, the port of each
+-- replica promoted (one failover each, and the leader's client-reconfig call
+-- made right after, +failover-state-reconf-slaves); `leaders` (how many such
+-- calls); `observers`, the other Sentinels' calls (one after each
+-- +config-update-from); `switches`, each +switch-master raised, by any
+-- Sentinel; `odown`, each +odown.
+function C:did(raised)
+  local d = { promoted = {}, leaders = 0, observers = 0, switches = 0, odown = 0 }
+  for _, e in ipairs(raised or self:raised()) do
+    if e.name == "+promoted-slave" then
+      d.promoted[#d.promoted + 1] = tonumber(e.text:match("^slave %S+ %S+ (%d+) "))
+    elseif e.name == "+failover-state-reconf-slaves" then
+      d.leaders = d.leaders + 1
+    elseif e.name == "+config-update-from" then
+      d.observers = d.observers + 1
+    elseif e.name == "+switch-master" then
+      d.switches = d.switches + 1
+    elseif e.name == "+odown" then
+      d.odown = d.odown + 1
+    end
+  end
+  return d
+end
+
+-- Has sentinel i raise a +set now, with `tag` in it (SENTINEL SET <pod>
+-- rename-command <tag> <tag>: a name Sentinel never sends, so nothing
+-- changes): a mark in its log, and on its Pub/Sub after everything it
+-- published before. Returns the event's description.
+function C:mark(i, tag)
+  local out = self:sentinel_cli(i, "sentinel", "set", self.name, "rename-command", tag, tag)
+  assert(out == "OK", string.format("SENTINEL SET on sentinel %d: %s", i, out))
+  local found
+  procs.wait(function()
+    for _, e in ipairs(self:raised("+set", i)) do
+      if e.text:find(" rename-command " .. tag .. " " .. tag, 1, true) then found = e.text end
+    end
+    return found ~= nil
+  end, 10, "+set " .. tag .. " in sentinel " .. i .. "'s log")
+  return found
+end
+
 -- ---------------------------------------------------------------- faults
 
 -- The node listening on `port`.
@@ -422,10 +540,10 @@ function C:node(port)
 end
 
 -- SIGKILL the redis-server on `port` (a crash, no shutdown); returns the
--- time it happened.
+-- time it happened (procs.wall: to compare with the time of log lines).
 function C:kill_node(port, sig)
   local n = assert(self:node(port), "no node on port " .. tostring(port))
-  local t = M.now()
+  local t = procs.wall()
   node_stop(n, sig or "KILL")
   return t
 end
@@ -464,15 +582,9 @@ end
 function C:stop()
   if self.stopped then return end
   self.stopped = true
+  for _, s in ipairs(self.sentinels) do procs.kill(s.pid, "TERM") end
   for _, s in ipairs(self.sentinels) do
-    if s.pid then
-      procs.kill(s.pid, "TERM")
-    end
-  end
-  local deadline = os.time() + 5
-  for _, s in ipairs(self.sentinels) do
-    while alive(s.pid) and os.time() <= deadline do procs.sleep(0.05) end
-    if alive(s.pid) then procs.kill(s.pid, "KILL") end
+    procs.halt(s.pid, "TERM", 5)
     s.up = false
   end
   for _, n in ipairs(self.nodes) do node_stop(n, "TERM") end

@@ -19,9 +19,10 @@ the published API; a request that breaks it is answered 400 and logged with a
 --image-missing  images must be pulled (POST /images/create) before create
 
 POST /containers/{id}/start of a container whose Cmd starts with
-"redis-server" really starts redis-server with those arguments, plus a spare
-loopback --port and a private --dir, standing in for the container. They are
-stopped when the stand-in gets SIGTERM (and run under `timeout` regardless).
+"redis-server" really starts redis-server with those arguments, plus a
+loopback --port of its own and a private --dir, standing in for the
+container, and answers once it answers. They are stopped when the stand-in
+gets SIGTERM (and run under `timeout` regardless).
 """
 
 import json
@@ -31,6 +32,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import urllib.parse
 
 import httpd
@@ -47,11 +49,52 @@ def log(rec):
 
 
 def free_port():
+    """A port the kernel just handed out: free then, though any process may bind it next."""
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
     s.close()
     return port
+
+
+def answers(port, folder):
+    """Whether the redis-server on `port` is the one in `folder` (CONFIG GET dir)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), 1) as c:
+            c.settimeout(1)
+            c.sendall(b"*3\r\n$6\r\nCONFIG\r\n$3\r\nGET\r\n$3\r\ndir\r\n")
+            return folder.encode() in c.recv(4096)
+    except OSError:
+        return False
+
+
+def start_redis(args, folder):
+    """redis-server with `args` on a port of its own, once it answers: (process, port).
+    Should another process bind the port first, redis-server says so and exits, and
+    the next port is tried."""
+    logf = os.path.join(folder, "redis.log")
+    for _ in range(8):
+        port = free_port()
+        argv = ["timeout", "900", "redis-server"] + args + [
+            "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            "--dir", folder, "--daemonize", "no", "--logfile", logf]
+        before = os.path.getsize(logf) if os.path.exists(logf) else 0
+        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 20
+        while p.poll() is None and time.monotonic() < deadline:
+            if answers(port, folder):
+                return p, port
+            time.sleep(0.05)
+        if p.poll() is None:
+            p.kill()
+            raise RuntimeError("redis-server on %d: no answer in 20 s" % port)
+        with open(logf, encoding="utf-8", errors="replace") as f:
+            f.seek(before)
+            said = f.read()
+        if "address already in use" not in said.lower():
+            raise RuntimeError("redis-server on %d exited: %s" % (port, said[-2000:]))
+    raise RuntimeError("redis-server: every port tried was taken")
 
 
 def is_str_list(v):
@@ -182,14 +225,9 @@ class Docker(httpd.UnixHandler):
             return self.send(304)
         cmd = c["config"].get("Cmd") or []
         if cmd and cmd[0] == "redis-server":
-            port = free_port()
             d = os.path.join(STATE["dir"], cid[:12])
             os.makedirs(d, exist_ok=True)
-            argv = ["timeout", "900", "redis-server"] + cmd[1:] + [
-                "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                "--dir", d, "--daemonize", "no", "--logfile", os.path.join(d, "redis.log")]
-            p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                 stderr=subprocess.DEVNULL)
+            p, port = start_redis(cmd[1:], d)
             STATE["children"].append(p)
             log({"started": cid, "port": port, "pid": p.pid, "cmd": cmd})
         c["running"] = True

@@ -48,18 +48,14 @@ function M.sentinel()
   local redis = procs.start_redis()
   local dir = procs.tmpdir()
   local h = { dir = dir, redis = redis }
-  for _ = 1, 5 do -- a port another process took meanwhile: try the next one
-    h.port = procs.free_port()
-    procs.write(dir .. "/sentinel.conf", table.concat({
-      "port " .. h.port, "bind 127.0.0.1", "daemonize no", "dir " .. dir, "logfile " .. dir .. "/sentinel.log",
-      "sentinel monitor pod1 127.0.0.1 " .. redis.port .. " 1",
-    }, "\n") .. "\n")
-    h.pid = procs.spawn("redis-sentinel " .. procs.quote(dir .. "/sentinel.conf"), dir .. "/stdout.log")
-    if pcall(procs.wait, function() return procs.cli(h.port, "ping") == "PONG" end, 10, "redis-sentinel") then break end
-    procs.kill(h.pid)
-    h.pid = nil
-  end
-  assert(h.pid, "no redis-sentinel started")
+  local conf = dir .. "/sentinel.conf"
+  h.port, h.pid = procs.redis_serve(conf, {
+    cmd = "redis-sentinel " .. procs.quote(conf), out = dir .. "/stdout.log", log = dir .. "/sentinel.log",
+    conf = function(port)
+      return { "port " .. port, "bind 127.0.0.1", "daemonize no", "dir " .. dir, "logfile " .. dir .. "/sentinel.log",
+        "sentinel monitor pod1 127.0.0.1 " .. redis.port .. " 1" }
+    end,
+  })
   h.addr = "127.0.0.1:" .. h.port
   local stop = procs.stopper(h)
   function h.stop()

@@ -2,10 +2,11 @@
 """A scriptable HTTP stand-in server for the specs (python3 stdlib only).
 
 Usage:
-    httpd.py PORT [--log FILE] [--reply FILE] [--cert FILE --key FILE]
+    httpd.py PORT [--ready FILE] [--log FILE] [--reply FILE] [--cert FILE --key FILE]
     httpd.py --unix PATH [--log FILE] [--reply FILE]
 
-Listens on 127.0.0.1:PORT or on a unix socket. Every request is appended to
+Listens on 127.0.0.1:PORT or on a unix socket. PORT 0: a port the kernel
+picks, free for sure; --ready FILE then tells it (below). Every request is appended to
 the --log file as one JSON line, before the reply is sent (so /hang is logged
 too):
 
@@ -39,6 +40,8 @@ can change it between requests) and replaces the behaviour above:
      "body": "text" or any JSON value (sent encoded)}
 --cert/--key serve HTTPS on the TCP port.
 --secret S: the key /verify checks signatures with.
+--ready FILE: once it listens, the port it listens on is written to FILE (in
+one rename, so a reader never sees it half written).
 
 Prints nothing; exits at once on SIGTERM or SIGINT.
 """
@@ -268,8 +271,15 @@ def serve(server, unix=None, cleanup=None):
     server.serve_forever()
 
 
+def write_ready(path, port):
+    """The port to `path`, whole or not at all (a spec polls for it)."""
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        f.write("%d\n" % port)
+    os.rename(path + ".tmp", path)
+
+
 def main(argv):
-    port, unix, cert, key = None, None, None, None
+    port, unix, cert, key, ready = None, None, None, None, None
     args = iter(argv)
     for a in args:
         if a == "--unix":
@@ -284,6 +294,8 @@ def main(argv):
             key = next(args)
         elif a == "--secret":
             OPTS["secret"] = next(args)
+        elif a == "--ready":
+            ready = next(args)
         else:
             port = int(a)
     if unix:
@@ -297,6 +309,8 @@ def main(argv):
             ctx.load_cert_chain(cert, key)
             server.socket = ctx.wrap_socket(server.socket, server_side=True,
                                             do_handshake_on_connect=False)
+    if ready:
+        write_ready(ready, 0 if unix else server.server_address[1])
     serve(server, unix)
 
 

@@ -1,4 +1,4 @@
--- An HTTP stand-in (spec/support/httpd.py) on a spare loopback port, for the
+-- An HTTP stand-in (spec/support/httpd.py) on a loopback port of its own, for the
 -- specs of modules that call an HTTP API (PagerDuty, a webhook, Consul, a
 -- cloud API): the requests it got, decoded, and the reply it gives.
 --
@@ -12,15 +12,14 @@ local M = {}
 -- opts.secret: the HMAC secret httpd.py's /verify/ paths check signatures with.
 function M.start(opts)
   opts = opts or {}
-  local s = { dir = procs.tmpdir(), port = procs.free_port() }
-  s.url = "http://127.0.0.1:" .. s.port
+  local s = { dir = procs.tmpdir() }
   s.log, s.replyf = s.dir .. "/requests.jsonl", s.dir .. "/reply.json"
-  s.pid = procs.spawn(string.format("python3 %s %d --log %s --reply %s%s",
-    procs.quote(procs.src .. "/spec/support/httpd.py"), s.port, procs.quote(s.log), procs.quote(s.replyf),
-    opts.secret and (" --secret " .. procs.quote(opts.secret)) or ""))
-  procs.wait(function()
-    return os.execute(string.format("bash -c 'exec 3<>/dev/tcp/127.0.0.1/%d' 2>/dev/null", s.port)) == true
-  end, 30, "httpd.py on " .. s.port)
+  local ready, stdout = s.dir .. "/ready", s.dir .. "/httpd.out"
+  s.pid = procs.spawn(string.format("python3 %s 0 --ready %s --log %s --reply %s%s",
+    procs.quote(procs.src .. "/spec/support/httpd.py"), procs.quote(ready), procs.quote(s.log), procs.quote(s.replyf),
+    opts.secret and (" --secret " .. procs.quote(opts.secret)) or ""), stdout)
+  s.port = procs.ready_port(s.pid, ready, "httpd.py", stdout)
+  s.url = "http://127.0.0.1:" .. s.port
 
   -- Every request so far; a JSON body is decoded into .json.
   function s.requests()
@@ -41,10 +40,7 @@ function M.start(opts)
     s.reply(nil)
     s.clear()
   end
-  function s.stop()
-    procs.kill(s.pid)
-    procs.rmtree(s.dir)
-  end
+  s.stop = procs.stopper(s)
   return s
 end
 

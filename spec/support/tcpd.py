@@ -23,8 +23,10 @@ whole reply, with backslash escapes such as \\n). Every received payload
 appended to --log FILE as one JSON line:
   {"conn": N, "mode": "...", "data": "..."}
 and sensu adds "json": the parsed object or null. Bytes that are not UTF-8
-are logged as U+FFFD. --ready FILE is created once the socket listens, so a
-spec can wait for it. Prints nothing; exits on SIGTERM (or SIGINT).
+are logged as U+FFFD. --port 0 listens on a port the kernel picks (free for
+sure); --ready FILE is written once the socket listens, holding that port (0
+for --unix), in one rename, so a spec can wait for it and read it whole.
+Prints nothing; exits on SIGTERM (or SIGINT).
 """
 
 import argparse
@@ -241,8 +243,9 @@ def main():
     signal.signal(signal.SIGINT, stop)
     try:
         if opts.ready:
-            with open(opts.ready, "w", encoding="utf-8") as f:
-                f.write(str(os.getpid()) + "\n")
+            with open(opts.ready + ".tmp", "w", encoding="utf-8") as f:
+                f.write("%d\n" % (0 if opts.unix else server.server_address[1]))
+            os.rename(opts.ready + ".tmp", opts.ready)
         server.serve_forever(poll_interval=0.2)
     finally:
         server.server_close()

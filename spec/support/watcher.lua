@@ -6,6 +6,7 @@
 --   w:record("10-record.lua", { "+sdown", "+odown" })  -- a rule that logs what it saw
 --   w:start()
 --   w:wait_handled(function(r) return r.name == "+odown" end, 1, 30)
+--   w:settle() -- until all it heard has run (its stats line)
 --   w:stop()   -- SIGTERM; returns the exit code
 local procs = require("procs")
 
@@ -107,6 +108,34 @@ function W:wait_log(plain, n, timeout)
     "log line '" .. plain .. "'")
 end
 
+-- Its counters: a `watch: stats` line asked for with SIGUSR1, as a table
+-- (heard, unusable, duplicates, matched, dropped, runs, failed_runs, waiting,
+-- running, ...).
+function W:stats(timeout)
+  local before = self:log_count("watch: stats ")
+  self:signal("USR1")
+  self:wait_log("watch: stats ", before + 1, timeout)
+  local last
+  for l in self:logtext():gmatch("watch: stats ([^\n]*)") do last = l end
+  local t = {}
+  for k, v in last:gmatch("([%w_]+)=([%d.]+)") do t[k] = tonumber(v) end
+  return t
+end
+
+-- Until all it has heard has run: nothing waits, nothing runs, and two stats
+-- lines in a row have the same heard count (nothing came in between).
+-- Returns the last stats.
+function W:settle(timeout)
+  local last
+  procs.wait(function()
+    local st = self:stats()
+    local idle = last and st.waiting == 0 and st.running == 0 and st.heard == last.heard
+    last = st
+    return idle
+  end, timeout or 30, "the watcher to settle (waiting=0, running=0, heard unchanged)")
+  return last
+end
+
 -- Start `eventilator watch` with args; waits for its start line.
 function W:start(args)
   local pidfile, rcfile = self.dir .. "/watch.pid", self.dir .. "/watch.rc"
@@ -189,6 +218,41 @@ function M.is(name, typ, pod)
   return function(r)
     return r.name == name and (typ == nil or r.type == typ) and (pod == nil or r.pod == pod)
   end
+end
+
+-- The watcher's dedupe key of an event (docs/watch.md): name and
+-- description, +odown's without the votes.
+function M.key(name, text)
+  if name == "+odown" then text = text:gsub(" #quorum .*$", "") end
+  return name .. " " .. text
+end
+
+-- How many runs the watcher owes for `raises`: what the Sentinels raised, as
+-- constellation's c:raised() lists it (time order, each with its sentinel).
+-- By the dedupe (docs/watch.md), a report of a key first reported less than
+-- `window` s before is a duplicate, unless its Sentinel reported that one
+-- already (a flap: a new occurrence). Returns key -> { least, most }: the count
+-- with the window 2 s shorter and 2 s longer (the watcher hears an event a
+-- moment after Sentinel logs it); they differ only for reports that far apart.
+function M.owed(raises, window)
+  local function count(w)
+    local latest, n = {}, {}
+    for _, e in ipairs(raises) do
+      local k = M.key(e.name, e.text)
+      local occ = latest[k]
+      if occ and e.t - occ.t <= w and not occ.by[e.sentinel] then
+        occ.by[e.sentinel] = true
+      else
+        latest[k] = { t = e.t, by = { [e.sentinel] = true } }
+        n[k] = (n[k] or 0) + 1
+      end
+    end
+    return n
+  end
+  local short, long = count(window - 2), count(window + 2)
+  local out = {}
+  for k, n in pairs(short) do out[k] = { math.min(n, long[k] or n), math.max(n, long[k] or n) } end
+  return out
 end
 
 -- A progress line on stderr, for the specs that take long.

@@ -20,13 +20,23 @@ local STATE = table.concat({
   "3 redis-cache 3 r3 127.0.0.1 2 0 1 1 900 15 3 4 6 0 0 0 - 17002 - 0 0 - - 0",
   "", "" }, "\n")
 
--- HAProxy's replies: `set server .. addr` says what changed, `show servers
--- state` the table, state changes an empty line.
-local function haproxy(sent)
-  if sent:find("^set server %S+ addr") then return "IP changed from '127.0.0.1' to '127.0.0.1', "
-    .. "port changed from '17000' to '17002' by 'stats socket command'\n" end
-  if sent:find("^show servers state") then return STATE end
-  return "\n"
+-- HAProxy's replies: `set server .. addr` says what changed (the first time;
+-- after that, that there was nothing to change), `show servers state` the
+-- table, state changes an empty line.
+local function haproxy()
+  local at = {}
+  return function(sent)
+    local server, addr = sent:match("^set server (%S+) addr (.-)\n")
+    if server then
+      if at[server] == addr then
+        return "no need to change the addr, no need to change the port by 'stats socket command'\n"
+      end
+      at[server] = addr
+      return "no need to change the addr, port changed from '17000' to '17002' by 'stats socket command'\n"
+    end
+    if sent:find("^show servers state") then return STATE end
+    return "\n"
+  end
 end
 
 local function commands(t)
@@ -44,17 +54,31 @@ describe("haproxy-follow-master.lua (example)", function()
     t = testing.load{ rules = testing.examples("haproxy-follow-master.lua"),
                       config = { haproxy = { socket = SOCK,
                                              backends = { pod1 = "redis/master", cache = "redis-cache" } } } }
-    t.tcp.answer(SOCK, haproxy)
+    t.tcp.answer(SOCK, haproxy())
   end)
   after_each(function() t:close() end)
 
-  it("repoints a pod's server, forces it up and shuts its sessions, once across the Sentinels", function()
+  it("repoints a pod's server, forces it up and shuts its sessions once across the Sentinels", function()
     local switch = { "+switch-master", "pod1 127.0.0.1 17000 127.0.0.1 17002" }
     assert.same({ "ok" }, from(t, "pid:11", switch).outcomes)
-    assert.same({ "ok" }, from(t, "pid:12", switch).outcomes)
+    assert.same({ "ok" }, from(t, "pid:12", switch).outcomes) -- finds it done: no second cut
     assert.same({ "set server redis/master addr 127.0.0.1 port 17002\n",
                   "set server redis/master health up\n",
-                  "shutdown sessions server redis/master\n" }, commands(t))
+                  "shutdown sessions server redis/master\n",
+                  "set server redis/master addr 127.0.0.1 port 17002\n",
+                  "set server redis/master health up\n" }, commands(t))
+  end)
+
+  it("follows a failover back and forth between two nodes, every time", function()
+    local there = { "+switch-master", "pod1 127.0.0.1 17000 127.0.0.1 17002" }
+    local back = { "+switch-master", "pod1 127.0.0.1 17002 127.0.0.1 17000" }
+    for _, ev in ipairs({ there, back, there }) do assert.same({ "ok" }, from(t, "pid:11", ev).outcomes) end
+    local cuts = 0
+    for _, c in ipairs(commands(t)) do
+      if c == "shutdown sessions server redis/master\n" then cuts = cuts + 1 end
+    end
+    assert.equal(3, cuts)
+    assert.equal("set server redis/master addr 127.0.0.1 port 17002\n", commands(t)[7])
   end)
 
   it("in a backend, readies the new master's server and forces it up, then puts the old one in maint", function()
