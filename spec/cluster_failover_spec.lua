@@ -21,6 +21,7 @@
 local procs = require("procs")
 local standin = require("standin")
 local constellation = require("constellation")
+local watcher = require("watcher")
 local cl = require("cluster")
 
 local CLAIM_AFTER = 3
@@ -41,16 +42,14 @@ describe("cluster mode on real Sentinels: 30 masters down at once", function()
 
   local function xlen() return tonumber(procs.cli(store_port(), "xlen", "eventilator:events")) or 0 end
 
-  -- The single masters (pod2..pod30) up again, and every Sentinel sees them so.
+  -- The single masters (pod2..pod30) up again on their ports, and every Sentinel sees them so.
   local function masters_back()
     for k = 2, MASTERS do
       local n = c.masters[k].node
-      n.pid = procs.spawn("redis-server " .. procs.quote(n.dir .. "/redis.conf"), n.dir .. "/stdout.log")
-    end
-    for k = 2, MASTERS do
-      local n = c.masters[k].node
-      procs.wait(function() return procs.cli(n.port, "ping") == "PONG" end, 20, "pod" .. k .. " up")
-      n.rpid = tonumber(procs.cli(n.port, "info", "server"):match("process_id:(%d+)"))
+      local _
+      _, n.pid, n.rpid = procs.redis_serve(n.dir .. "/redis.conf", { port = n.port, out = n.dir .. "/stdout.log",
+        log = n.dir .. "/redis.log" })
+      n.up = true
     end
     procs.wait(function()
       for i = 1, 3 do
@@ -62,11 +61,20 @@ describe("cluster mode on real Sentinels: 30 masters down at once", function()
     end, 60, "the Sentinels to see the masters back")
   end
 
-  -- Until a Sentinel has logged, since `marks`, the first +sdown of the burst.
-  local function burst_begun(marks)
+  -- What the Sentinels raised since `t0` (procs.wall) that the rule runs on: c:raised()'s events.
+  local function raised_since(t0)
+    local out = {}
+    for _, e in ipairs(c:raised()) do
+      if e.t >= t0 and (e.name == "+odown" or e.name == "+switch-master") then out[#out + 1] = e end
+    end
+    return out
+  end
+
+  -- Until a Sentinel has logged the first +sdown of a master since `t0`.
+  local function burst_begun(t0)
     procs.wait(function()
-      for i, sn in ipairs(c.sentinels) do
-        if (procs.read(sn.log) or ""):sub(marks[i] + 1):find("+sdown master pod", 1, true) then return true end
+      for _, e in ipairs(c:raised("+sdown")) do
+        if e.t >= t0 and e.text:find("^master pod") then return true end
       end
       return false
     end, 60, "the burst's first +sdown")
@@ -86,15 +94,15 @@ describe("cluster mode on real Sentinels: 30 masters down at once", function()
   end
 
   -- Until the events `expected` (identities, or patterns with a leading "^") are raised, and
-  -- every event raised since `marks` has run as often as owed (at least once with `at_least`),
+  -- every event raised since `t0` has run as often as owed (at least once with `at_least`),
   -- finished too, and nothing waits in the stream. Returns raised, posted, owed.
-  local function all_run(marks, expected, timeout, at_least)
+  local function all_run(t0, expected, timeout, at_least)
     local raised, posted, owed, why
     local ok = pcall(procs.wait, function()
       posted = cl.posted(receiver) -- before the logs: a raise after this read cannot be counted on one side only
       local finished = cl.finished(dir)
-      raised = cl.raised(c, marks)
-      owed = cl.owed(raised, WINDOW)
+      raised = raised_since(t0)
+      owed = watcher.owed(raised, WINDOW)
       for _, want in ipairs(expected) do
         local found = owed[want] ~= nil
         for id in pairs(want:sub(1, 1) == "^" and owed or {}) do found = found or id:find(want) ~= nil end
@@ -161,7 +169,7 @@ budget = 20
   end)
 
   it("runs each raised event once, through a watcher and a worker killed mid-burst", function()
-    local marks = cl.log_marks(c)
+    local t0 = procs.wall()
     procs.write(dir .. "/hold", "")
     local expected = kill_masters(1)
     procs.wait(function() return cl.held(dir) ~= nil end, 60, "a worker inside the slow handler")
@@ -172,7 +180,7 @@ budget = 20
     note("killed watcher %d and worker %d (inside the slow handler of %s)", watchers[1].pid, held.pid, held.id)
     c:wait_failover(60)
     expected[#expected + 1] = "^%+switch%-master pod1 "
-    local raised, posted, owed = all_run(marks, expected, 120)
+    local raised, posted, owed = all_run(t0, expected, 120)
     local again
     for _, e in ipairs(cl.inside(dir)) do
       if e.id == held.id and e.pid ~= held.pid then again = again or e end
@@ -196,9 +204,9 @@ budget = 20
     receiver.clear()
     os.remove(dir .. "/finished")
     local before = xlen()
-    local marks = cl.log_marks(c)
+    local t0 = procs.wall()
     local expected = kill_masters(2)
-    burst_begun(marks)
+    burst_begun(t0)
     local port = store_port()
     local n = c.store.port == port and c.store or nil
     assert.truthy(n, "the store's master is the node started first")
@@ -207,7 +215,7 @@ budget = 20
     n.up = false
     note("store killed with %d entries of the burst appended", appended)
     c:start_store()
-    local raised, posted = all_run(marks, expected, 120, true)
+    local raised, posted = all_run(t0, expected, 120, true)
     local twice = 0
     for _, k in pairs(posted) do if k > 1 then twice = twice + 1 end end
     note("%d reports raised; every event run; %d run twice (their done marks or ack were in the second the AOF lost)",
@@ -222,13 +230,13 @@ budget = 20
     procs.wait(function()
       return procs.cli(replica.port, "info", "replication"):find("master_link_status:up", 1, true) ~= nil
     end, 30, "the store's replica in sync")
-    local marks = cl.log_marks(c)
+    local t0 = procs.wall()
     local expected = kill_masters(2)
-    burst_begun(marks)
+    burst_begun(t0)
     assert.are.equal("OK", c:sentinel_cli(1, "sentinel", "failover", "store"))
     procs.wait(function() return store_port() ~= old end, 60, "the store to fail over")
     expected[#expected + 1] = "^%+switch%-master store "
-    local raised, posted = all_run(marks, expected, 120, true)
+    local raised, posted = all_run(t0, expected, 120, true)
     assert.are.equal(replica.port, store_port())
     local switched = false
     for id in pairs(posted) do

@@ -175,55 +175,6 @@ function M.backlog(port, stream, group)
   return g["last-delivered-id"] == last and 0 or tonumber(g.lag) or -1, tonumber(g.pending)
 end
 
--- ---------------------------------------------------------------- what the Sentinels raised
-
--- The size of each Sentinel's log now: where a burst's lines start.
-function M.log_marks(c)
-  local marks = {}
-  for i, sn in ipairs(c.sentinels) do marks[i] = #(procs.read(sn.log) or "") end
-  return marks
-end
-
--- What the Sentinels logged since `marks` of +odown and +switch-master: { t (s of the day), sentinel, id }
--- in time order, id being the event's identity (docs/watch.md: +odown without its votes).
-function M.raised(c, marks)
-  local out = {}
-  for i, sn in ipairs(c.sentinels) do
-    local text = (procs.read(sn.log) or ""):sub((marks and marks[i] or 0) + 1)
-    for l in text:gmatch("[^\n]+") do
-      local h, m, sec, ev = l:match("^%d+:X %d+ %a+ %d+ (%d+):(%d+):([%d.]+) . (.*)$")
-      local id = ev and (ev:match("^(%+odown master %S+ %S+ %d+) #quorum") or ev:match("^(%+switch%-master %S+ %S+ %d+ %S+ %d+)$"))
-      if id then out[#out + 1] = { t = tonumber(h) * 3600 + tonumber(m) * 60 + tonumber(sec), sentinel = i, id = id } end
-    end
-  end
-  table.sort(out, function(a, b) return a.t < b.t end)
-  return out
-end
-
--- How many runs `raised` owes by the documented dedupe (docs/watch.md, docs/cluster.md): a report
--- of an identity first reported less than `window` s before is the same event, unless its Sentinel
--- reported that one already (a repeat: a new one). id -> { least, most }: with the window 2 s shorter
--- and 2 s longer, since a watcher hears a report a moment after Sentinel logs it.
-function M.owed(raised, window)
-  local function count(w)
-    local latest, n = {}, {}
-    for _, e in ipairs(raised) do
-      local occ = latest[e.id]
-      if occ and e.t - occ.t <= w and not occ.by[e.sentinel] then
-        occ.by[e.sentinel] = true
-      else
-        latest[e.id] = { t = e.t, by = { [e.sentinel] = true } }
-        n[e.id] = (n[e.id] or 0) + 1
-      end
-    end
-    return n
-  end
-  local short, long = count(window - 2), count(window + 2)
-  local out = {}
-  for k, n in pairs(short) do out[k] = { math.min(n, long[k] or n), math.max(n, long[k] or n) } end
-  return out
-end
-
 -- Stop and remove; EVENTILATOR_SPEC_KEEP=1 keeps the folders (named on stderr) to read after a failure.
 function M.cleanup(list)
   for _, w in ipairs(list) do
