@@ -133,6 +133,24 @@ budget = 20
     end
   end)
 
+  it("SIGHUP: a watcher that works replaces its appender and worker; what it hears next runs", function()
+    receiver.clear()
+    local w = cl.watcher(config(), rule, "")
+    watchers[#watchers + 1] = w
+    w:wait_log("watch: cluster worker started", 1)
+    w:signal("HUP")
+    w:wait_log("watch: SIGHUP: config and rules reloaded", 1)
+    w:wait_log("watch: cluster appender started", 2)
+    w:wait_log("watch: cluster worker started", 2)
+    w:wait_log("cluster appender: stopped", 1) -- the old one, at the end of its pipe
+    w:wait_log("stopped: 0 entries run", 1)    -- the old worker, on SIGTERM
+    publish("+odown", "master pod30 127.0.0.1 6030 #quorum 2/2")
+    procs.wait(function() return cl.posted(receiver)["+odown master pod30 127.0.0.1 6030"] == 1 end, 30,
+      "the event heard after the reload to run")
+    procs.wait(settled, 20, "nothing pending")
+    assert.are.equal(0, w:stop(30)) -- its worker keeps the rules of before the next case's reload
+  end)
+
   it("a failing entry is retried with back-off, then set aside: status, history, sentinels status show it", function()
     receiver.clear()
     local failing = cl.rule(receiver.url, dir, { "+sdown" }):gsub("local id = dedupe.key%(ev%)",

@@ -100,9 +100,10 @@ function M.new(config, rule)
   return w
 end
 
-function M.watcher(config, rule)
+-- `eventilator watch --no-work` (args: other options, "" for a watcher that works too).
+function M.watcher(config, rule, args)
   local w = M.new(config, rule)
-  go(w, "watch", "--no-work", "watch: cluster appender started")
+  go(w, "watch", args or "--no-work", "watch: cluster appender started")
   w:wait_log("connected and subscribed", 1)
   return w
 end
