@@ -17,6 +17,7 @@
 #include "retry.h"
 #include "statedir.h"
 #include "watch.h"
+#include "cluster.h"
 
 int luaopen_eventilator_sentinel(lua_State *L); /* lsentinel.c, full runtime only */
 
@@ -240,6 +241,7 @@ void evl_push_cli_host(lua_State *L, struct evl_host *h)
 #if !defined(EVL_LEAN) && !defined(EVL_HOST_MODULE) /* the full runtime's own subcommands */
         {"sentinel", luaopen_eventilator_sentinel}, /* host.sentinel() -> the module */
         {"watch", evl_watch_lua}, /* watch.c: `eventilator watch` */
+        {"work", evl_work_lua},   /* cluster.c: `eventilator work` */
 #endif
         {"begin_call", evl_cli_begin_call}, /* replay.c */
         {NULL, NULL},

@@ -63,6 +63,9 @@ struct evl_host {
     const char *done;        /* handover: handler numbers already run */
     const char *handover;    /* why the lean binary handed over, or NULL */
     const char *delivery;    /* $EVENTILATOR_DELIVERY: the watcher's id of this event */
+    /* A handler (by "file:line") succeeded, after its delivery record line: a cluster worker
+       marks it done in the store before the next one starts (cluster.c). NULL: nothing. */
+    void (*on_ok)(struct evl_host *h, const char *id);
 };
 
 /* host.c */

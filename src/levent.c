@@ -177,6 +177,13 @@ void evl_watch_fields_set(const char *sentinel, const char *sentinels, int synth
     watch_val[W_SYNTHETIC] = synthetic ? "1" : NULL;
 }
 
+/* A run of a cluster worker (cluster.c): the entry's fields; ev.source = "cluster". */
+void evl_cluster_fields_set(const char *sentinel, int synthetic)
+{
+    evl_watch_fields_set(sentinel, sentinel, synthetic);
+    watch_val[W_SOURCE] = "cluster";
+}
+
 const char *evl_watch_sentinel(void)
 {
     watch_take();
@@ -193,8 +200,9 @@ void evl_watch_env_restore(void)
 static void push_watch_fields(lua_State *L)
 {
     watch_take();
-    int watch = watch_val[W_SOURCE] && strcmp(watch_val[W_SOURCE], "watch") == 0;
-    set_str(L, "source", watch ? "watch" : "script");
+    const char *src = watch_val[W_SOURCE];
+    int watch = src && (strcmp(src, "watch") == 0 || strcmp(src, "cluster") == 0);
+    set_str(L, "source", watch ? src : "script");
     if (!watch)
         return;
     set_str(L, "sentinel", watch_val[W_SENTINEL]);

@@ -363,6 +363,8 @@ int evl_rules_run(struct evl_host *h, int matched, int ev, int *failed, int *ran
         lua_setfield(L, entry, "ok");
         if (!err)
             evl_retry_ok(id, i == n && *failed == 0 && !h->files_failed && !h->config_failed);
+        if (!err && h->on_ok)
+            h->on_ok(h, id);
         if (err) {
             (*failed)++;
             lua_pushstring(L, err);

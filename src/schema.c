@@ -64,6 +64,8 @@ static const struct field {
     {"redis", "db", K_INT, NULL, 0, NULL},
     {"redis", "timeout", K_NUMBER, NULL, 2, NULL},
     {"redis", "max_reply", K_NUMBER, NULL, 64, NULL}, /* MiB: the largest reply a call accepts */
+    /* { master = "store", addrs = { "host:port", ... } }: the store behind Sentinel (store.lua checks it) */
+    {"redis", "sentinel", K_TABLE, NULL, 0, NULL},
     {"metrics", "enabled", K_BOOL, NULL, 1, NULL},
     {"warnings", "enabled", K_BOOL, NULL, 0, NULL},
     {"slack", "enabled", K_BOOL, NULL, 0, NULL},
@@ -148,6 +150,12 @@ static const struct field {
     {"watch", "reuse", K_INT, NULL, 1000, NULL},
     {"watch", "timeout", K_NUMBER, NULL, 2, NULL},
     {"watch", "listen", K_STRING, NULL, 0, NULL}, /* "ip:port" of /metrics and /healthz; nil: off */
+    /* watchers and workers over a Redis Stream (contract section 16, docs/cluster.md); off unless set */
+    {"cluster", "stream", K_STRING, "eventilator:events", 0, NULL},
+    {"cluster", "group", K_STRING, "eventilator", 0, NULL},
+    {"cluster", "claim_after", K_NUMBER, NULL, 30, NULL},
+    {"cluster", "max_deliveries", K_INT, NULL, 10, NULL},
+    {"cluster", "maxlen", K_INT, NULL, 100000, NULL},
     {NULL, "rules_dir", K_STRING, EVL_RULES_DIR, 0, NULL},
     {NULL, "state_dir", K_STRING, EVL_STATE_DIR, 0, NULL},
     {NULL, "budget", K_NUMBER, NULL, EVL_DEFAULT_BUDGET, NULL},
@@ -469,12 +477,22 @@ static unsigned char *built_flags(lua_State *L, int cfg)
     return flags; /* anchored in the metatable, which the caller's table holds */
 }
 
+/*
+ * A section that is off unless a file sets it: `cluster = nil` means plain
+ * watch mode (contract section 16), so reading it gives nil, not defaults.
+ * Once a file sets it, it is merged with its defaults like any other.
+ */
+static int optional_section(int i)
+{
+    return same(sections[i].name, "cluster");
+}
+
 static int lazy_index(lua_State *L)
 {
     int i = lua_type(L, 2) == LUA_TSTRING ? section_index(lua_tostring(L, 2)) : -1;
     unsigned char *flags = i >= 0 ? built_flags(L, 1) : NULL;
-    if (!flags || flags[i])
-        return 0; /* not one of ours, or built and since removed: nil */
+    if (!flags || flags[i] || optional_section(i))
+        return 0; /* not one of ours, or built and since removed, or off: nil */
     flags[i] = 1;
     build_section(L, i);
     lua_pushvalue(L, 2);
@@ -521,7 +539,7 @@ void evl_config_materialize(lua_State *L, int idx)
     if (!flags)
         return; /* not lazy, or already whole */
     for (int i = 0; i < nsections; i++)
-        if (!flags[i]) {
+        if (!flags[i] && !optional_section(i)) {
             flags[i] = 1;
             lua_pushstring(L, sections[i].name);
             build_section(L, i);

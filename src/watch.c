@@ -200,6 +200,15 @@ static int pload(lua_State *L)
         return luaL_error(L, "the config failed to load (the reason is logged above)");
     evl_open_host_module(L, h);
     read_settings(L, h, &set->s);
+    /* cluster = { ... } checked now: a watcher or worker with a wrong one does not start (or reload) */
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "eventilator.cluster");
+    lua_call(L, 1, 1);
+    lua_getfield(L, -1, "settings");
+    lua_call(L, 0, 2);
+    if (lua_isnil(L, -2) && lua_isstring(L, -1))
+        return luaL_error(L, "%s: %s", h->config_path, lua_tostring(L, -1));
+    lua_pop(L, 3);
     evl_rules_load(h);
     if (h->files_failed)
         return luaL_error(L, "%d rule file(s) failed to load (the reasons are logged above)",
@@ -214,7 +223,7 @@ static void free_strs(char **v)
     free(v);
 }
 
-static void free_set(struct watch_set *set)
+void watch_free_set(struct watch_set *set)
 {
     if (!set)
         return;
@@ -309,7 +318,7 @@ void *watch_nofork_alloc(size_t size)
 }
 
 /* Load config and rules as the environment names them; NULL with why. */
-static struct watch_set *load_set(const char *name, char *why, size_t cap)
+struct watch_set *watch_load_set(const char *name, char *why, size_t cap)
 {
     struct watch_set *set = calloc(1, sizeof *set);
     struct evl_host *h = calloc(1, sizeof *h);
@@ -338,7 +347,7 @@ static struct watch_set *load_set(const char *name, char *why, size_t cap)
         char *nl = strchr(why, '\n'); /* the message, not the traceback */
         if (nl)
             *nl = '\0';
-        free_set(set);
+        watch_free_set(set);
         return NULL;
     }
     lua_settop(L, 0);
@@ -352,7 +361,7 @@ static void reload(const char *name)
     char why[1024];
     /* the rule files' top-level code runs now, in the loop, within the budget: the watchdog waits */
     evl_notify_hold(EVL_MAX_BUDGET + 5);
-    struct watch_set *n = load_set(name, why, sizeof why);
+    struct watch_set *n = watch_load_set(name, why, sizeof why);
     evl_notify_release(watch_now());
     if (!n) {
         evl_log(EVL_ERROR, "watch: SIGHUP: reload refused, the running config and rules stay: %s", why);
@@ -363,8 +372,9 @@ static void reload(const char *name)
     evl_config_open_log(n->host);
     conn_settings(n);
     run_settings(n);
+    sink_settings(n);
     http_configure(n->s.listen, watch_now());
-    free_set(old); /* runs forked from it keep their own copy */
+    watch_free_set(old); /* runs forked from it keep their own copy */
     evl_log(EVL_INFO, "watch: SIGHUP: config and rules reloaded");
 }
 
@@ -517,8 +527,8 @@ static double service(double now)
     return evl_notify_tick(now);
 }
 
-/* pfds: the self-pipe, the runners' answers, the HTTP server, then the Sentinel links. */
-#define FIXED_FDS 3
+/* pfds: the self-pipe, the runners' answers, the appender's pipe, the HTTP server, then the Sentinel links. */
+#define FIXED_FDS 4
 
 static int loop(const char *name)
 {
@@ -540,25 +550,28 @@ static int loop(const char *name)
             evl_notify("STOPPING=1\nSTATUS=stopping: letting %d run(s) finish", run_busy());
             conn_close_all();
             run_drain();
+            sink_stop();
             stop_at = now + cur->s.budget + 10;
         }
         double t = watch_stopping ? 1 : conn_tick(now);
-        double t2 = run_tick(watch_now());
-        if (watch_stopping && (!run_busy() || watch_now() > stop_at))
+        double t2 = run_tick(watch_now()), t3 = sink_tick(watch_now());
+        if (watch_stopping && ((!run_busy() && !sink_busy()) || watch_now() > stop_at))
             break;
         now = watch_now();
-        double t3 = http_tick(now), t4 = service(now);
+        double t4 = http_tick(now), t5 = service(now);
         t = t2 < t ? t2 : t;
         t = t3 < t ? t3 : t;
         t = t4 < t ? t4 : t;
+        t = t5 < t ? t5 : t;
         if (t > 1)
             t = 1;
         int n = conn_pollfds(pfds + FIXED_FDS, idx, 2 * WATCH_MAX_SENTINELS);
         pfds[0].fd = wake[0];
         pfds[1].fd = run_pollfd(); /* a runner's answer: run_tick reads it */
-        pfds[2].fd = http_pollfd(); /* -1 (ignored by poll) when watch.listen is off */
+        pfds[2].fd = sink_pollfd(); /* room in the appender's pipe, while events wait for it */
+        pfds[3].fd = http_pollfd(); /* -1 (ignored by poll) when watch.listen is off */
         for (int i = 0; i < FIXED_FDS; i++) {
-            pfds[i].events = POLLIN;
+            pfds[i].events = i == 2 ? POLLOUT : POLLIN;
             pfds[i].revents = 0;
         }
         int ms = t <= 0 ? 0 : (int)(t * 1000) + 1;
@@ -574,14 +587,15 @@ static int loop(const char *name)
         for (int i = 0; i < n; i++)
             if (pfds[i + FIXED_FDS].revents)
                 conn_io(idx[i], pfds[i + FIXED_FDS].revents);
-        http_io(pfds[2].revents != 0);
+        http_io(pfds[3].revents != 0);
     }
     return 0;
 }
 
 /*
- * host.watch(seeds) -> exit code. seeds: a list of "host:port" that
- * replaces watch.sentinels (the --sentinel options), or nil.
+ * host.watch(seeds, opts) -> exit code. seeds: a list of "host:port" that
+ * replaces watch.sentinels (the --sentinel options), or nil. opts.no_work:
+ * in cluster mode, append events and run none (--no-work).
  */
 int evl_watch_lua(lua_State *L)
 {
@@ -598,7 +612,7 @@ int evl_watch_lua(lua_State *L)
     }
     signals(); /* before loading: a SIGHUP now is a reload once running */
     evl_notify_init();
-    cur = load_set(h->name, why, sizeof why);
+    cur = watch_load_set(h->name, why, sizeof why);
     if (!cur) {
         evl_log(EVL_ERROR, "watch: cannot start: %s", why);
         lua_pushinteger(L, 2);
@@ -613,6 +627,7 @@ int evl_watch_lua(lua_State *L)
         cur->s.nseeds = n;
     }
     run_init(cur);
+    sink_init(cur, lua_istable(L, 2) && lua_getfield(L, 2, "no_work") != LUA_TNIL && lua_toboolean(L, -1));
     conn_init(cur);
     http_configure(cur->s.listen, watch_now());
     evl_log(EVL_INFO, "watch: started: %zu seed Sentinel(s), discover=%s, concurrency %d, queue %d, "
@@ -622,10 +637,11 @@ int evl_watch_lua(lua_State *L)
     int code = loop(h->name);
     http_end();
     run_end();
+    sink_end();
     run_stats();
     conn_close_all();
     evl_log(EVL_INFO, "watch: stopped");
-    free_set(cur);
+    watch_free_set(cur);
     cur = NULL;
     lua_pushinteger(L, code);
     return 1;

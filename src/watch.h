@@ -46,7 +46,10 @@ struct watch_set {
 };
 
 /* watch.c */
-int evl_watch_lua(lua_State *L); /* host.watch(seeds), registered in cli.c */
+int evl_watch_lua(lua_State *L); /* host.watch(seeds, opts), registered in cli.c */
+/* Config and rules loaded as the environment names them (validated: NULL with why). */
+struct watch_set *watch_load_set(const char *name, char *why, size_t cap);
+void watch_free_set(struct watch_set *set);
 extern volatile int watch_stopping;
 double watch_now(void);
 int watch_wants_master(const struct watch_set *set, const char *pod);
@@ -100,5 +103,19 @@ struct run_counts {
     int running, runners;
 };
 void run_counts(struct run_counts *c);
+
+/* watch_sink.c: cluster mode (docs/cluster.md): events go to the appender, not to runners */
+void sink_init(struct watch_set *set, int no_work);
+void sink_settings(struct watch_set *set);
+int sink_on(void);
+/* An event for the stream: 1 taken, 0 not now (it stays queued). */
+int sink_item(const char *name, const char *text, const char *sentinel, double heard, uint64_t seq,
+              int synthetic);
+double sink_tick(double now);
+int sink_reaped(pid_t pid, int status);
+int sink_pollfd(void);
+void sink_stop(void);
+int sink_busy(void);
+void sink_end(void);
 
 #endif

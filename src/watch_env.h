@@ -12,6 +12,8 @@
 void evl_watch_env_restore(void);
 /* A run forked from the watcher: the fields as the watcher has them (the strings must outlive the run). */
 void evl_watch_fields_set(const char *sentinel, const char *sentinels, int synthetic);
+/* A run of a cluster worker: ev.source = "cluster", ev.sentinel(s) the entry's (the string must outlive the run). */
+void evl_cluster_fields_set(const char *sentinel, int synthetic);
 /* ev.sentinel of this call, or NULL (record.c). */
 const char *evl_watch_sentinel(void);
 

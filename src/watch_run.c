@@ -718,8 +718,10 @@ static double reap(double now)
     pid_t pid;
     while ((pid = wait4(-1, &ws, WNOHANG, &ru)) > 0) {
         struct runner *r = runner_of(pid);
-        if (!r)
+        if (!r) {
+            sink_reaped(pid, ws); /* the cluster's appender or worker (watch_sink.c) */
             continue;
+        }
         if (r->it)
             read_replies(now); /* its answer, written before it exited */
         struct item *it = r->it;
@@ -785,6 +787,18 @@ static uint64_t pod_hash(const struct item *it)
     return it->pod ? evl_fnv(it->pod, strlen(it->pod), EVL_FNV0) | 1 : 0;
 }
 
+/* Cluster mode: the queue goes to the appender, in arrival order, as far as its pipe takes it. */
+static void feed_sink(void)
+{
+    while (head && sink_item(head->name, head->text, conn_addr(head->src), head->heard, head->seq,
+                             head->synthetic)) {
+        struct item *it = head;
+        unlink_item(it);
+        st.runs++;
+        free(it);
+    }
+}
+
 double run_tick(double now)
 {
     double next = reap(now);
@@ -796,6 +810,10 @@ double run_tick(double now)
     }
     if (watch_stopping)
         return next;
+    if (sink_on()) {
+        feed_sink();
+        return next;
+    }
     int cap = set->s.concurrency < MAX_RUNNING ? set->s.concurrency : MAX_RUNNING;
     if (nrunning >= cap || !head)
         return next;
@@ -834,6 +852,8 @@ void run_drain(void)
 {
     size_t n = 0;
     drops_line(watch_now());
+    if (sink_on())
+        feed_sink(); /* what the appender's pipe still takes is appended */
     for (int i = 0; i < nrunners; i++)
         if (!runners[i].it)
             retire(&runners[i]);

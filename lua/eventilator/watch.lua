@@ -2,10 +2,10 @@
 -- contract section 10. The loop is C (src/watch.c); this parses the options.
 local M = {}
 
-local usage = "usage: eventilator watch [--sentinel HOST:PORT]...\n"
+local usage = "usage: eventilator watch [--sentinel HOST:PORT]... [--no-work]\n"
 
 function M.main(args, host)
-  local seeds = {}
+  local seeds, opts = {}, {}
   local i = 2
   while i <= #args do
     local a = args[i]
@@ -14,6 +14,9 @@ function M.main(args, host)
       i = i + 2
     elseif a:match("^%-%-sentinel=") then
       seeds[#seeds + 1] = a:sub(#"--sentinel=" + 1)
+      i = i + 1
+    elseif a == "--no-work" then -- cluster mode: append events, run none (docs/cluster.md)
+      opts.no_work = true
       i = i + 1
     elseif a == "-h" or a == "--help" then
       io.stdout:write(usage)
@@ -27,7 +30,7 @@ function M.main(args, host)
     io.stderr:write("eventilator watch: this binary was built without watch mode\n")
     return 2
   end
-  return host.watch(seeds)
+  return host.watch(seeds, opts)
 end
 
 return M
