@@ -7,6 +7,8 @@ pkgs=(
   liblua5.4-dev lua5.4 lua-cjson libhiredis-dev libcurl4-openssl-dev libssl-dev
   lua-busted lua-check
   redis-server redis-sentinel redis-tools prometheus-alertmanager haproxy
+  # watch.listen's HTTP server, and the Prometheus that scrapes it (spec/watch_prometheus_spec.lua)
+  libmicrohttpd-dev prometheus
   python3 ca-certificates procps curl
   clang libfuzzer-14-dev bubblewrap
   # history --html is checked in a real browser (spec/history_spec.lua)
@@ -32,6 +34,8 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -q
 $SUDO apt-get install -y -q --no-install-recommends "${pkgs[@]}"
 # The packaged services are not wanted running: tests start private ones.
-for svc in redis-server redis-sentinel haproxy; do
+for svc in redis-server redis-sentinel haproxy prometheus; do
   $SUDO service "$svc" stop >/dev/null 2>&1 || true
 done
+# nor Prometheus at the next boot (it would hold :9090 and scrape itself)
+$SUDO systemctl disable prometheus >/dev/null 2>&1 || $SUDO update-rc.d prometheus disable >/dev/null 2>&1 || true

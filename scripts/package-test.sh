@@ -104,6 +104,8 @@ for n in eventilator reconfigurator registrator; do
 done
 check "the full runtime" test -x /usr/lib/eventilator/libexec/eventilator/eventilator-full
 check "the C modules" test -f /usr/lib/eventilator/lib/eventilator/eventilator/redis.so
+check "the watcher's HTTP server module" test -f /usr/lib/eventilator/lib/eventilator/watch-httpd.so
+check "Depends: the module's libmicrohttpd" bash -c "dpkg-deb -f '$DEB' Depends | grep -q 'libmicrohttpd'"
 check "/usr/bin/eventilator is a link" test -L /usr/bin/eventilator
 check "share/ beside bin/ is /usr/share" test "$(readlink -f /usr/lib/eventilator/share/eventilator)" = /usr/share/eventilator
 check "state folder redis:redis 0700" test "$(stat -c '%U:%G %a' $STATE)" = "redis:redis 700"
@@ -138,6 +140,7 @@ stage "eventilator-watch.service"
 UNIT=/lib/systemd/system/eventilator-watch.service
 check "installed" test -f $UNIT
 check "disabled" bash -c "! ls /etc/systemd/system/*.wants/eventilator-watch.service 2>/dev/null | grep -q ."
+check "Type=notify with the watchdog" bash -c "grep -qx Type=notify $UNIT && grep -qx NotifyAccess=main $UNIT && grep -q '^WatchdogSec=' $UNIT"
 check "systemd-analyze verify" bash -c "systemd-analyze verify $UNIT >'$WORK/verify' 2>&1 && ! grep -q . '$WORK/verify' || { cat '$WORK/verify'; false; }"
 check "sandboxed at least as tightly as redis-sentinel.service" /usr/bin/python3 - "$UNIT" /lib/systemd/system/redis-sentinel.service <<'EOF'
 import sys

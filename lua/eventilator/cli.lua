@@ -110,6 +110,15 @@ local function check(host)
     return 1
   end
   local cbad = check_config(host, cfiles, problems)
+  -- what the schema cannot see inside: cluster's ranges, redis.sentinel's keys (docs/cluster.md)
+  local inner = { require("eventilator.cluster").settings, require("eventilator.store").sentinel }
+  for _, settings in ipairs(inner) do
+    local ok, err = settings()
+    if not ok and err then
+      cbad = cbad + 1
+      out("FAILED  config %s", err)
+    end
+  end
   -- where a call's lines would go: a log file that will not open is an error
   -- (its lines go to the fallback); no syslog is a fact worth showing
   local to, why = host.log_where()
@@ -247,6 +256,8 @@ function M.main(args, host)
   elseif cmd == "silence" then return require("eventilator.silence_cli").main(args, host)
   elseif cmd == "watch" then
     return require("eventilator.watch").main(args, host)
+  elseif cmd == "work" then return require("eventilator.cluster_cli").work(args, host)
+  elseif cmd == "cluster" then return require("eventilator.cluster_cli").main(args, host)
   end
   io.stderr:write(string.format("eventilator: unknown subcommand '%s' (try --help)\n", tostring(cmd)))
   return 2

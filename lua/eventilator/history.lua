@@ -140,6 +140,9 @@ function M.main(args, host)
   elseif not o.html then
     view.text(io.stdout, shown, { outside = outside, outside_failed = outside_failed, bad = bad,
                                   total = total, filtered = o.pod or o.since or o.failed })
+    if #o.files == 0 then -- this host's own record: its store's dead entries too (cluster mode)
+      for _, l in ipairs(require("eventilator.cluster").dead_lines()) do io.stdout:write(l, "\n") end
+    end
   end
   return (o.failed and #shown > 0) and 1 or 0
 end

@@ -438,6 +438,8 @@ local function status(S, config, o)
       report.problems[#report.problems + 1] = string.format("master %s: no Sentinel reached monitors it", m)
     end
   end
+  local dead, any = require("eventilator.cluster").dead_lines() -- cluster mode's set-aside entries
+  if any then table.move(dead, 1, #dead, #report.problems + 1, report.problems) end
   report.ok = #report.problems == 0
   -- Worth knowing, but not wrong wiring: TILT passes by itself after 30 s.
   report.notes = array()

@@ -19,13 +19,14 @@ watch = {
   { "retries", "integer", 10 },
   { "reuse", "integer", 1000 },
   { "timeout", "number", 2 },
+  { "listen", "string" }, -- "ip:port" of /metrics and /healthz; nil: off
 }
 ]==]
 
-local usage = "usage: eventilator watch [--sentinel HOST:PORT]...\n"
+local usage = "usage: eventilator watch [--sentinel HOST:PORT]... [--no-work]\n"
 
 function M.main(args, host)
-  local seeds = {}
+  local seeds, opts = {}, {}
   local i = 2
   while i <= #args do
     local a = args[i]
@@ -34,6 +35,9 @@ function M.main(args, host)
       i = i + 2
     elseif a:match("^%-%-sentinel=") then
       seeds[#seeds + 1] = a:sub(#"--sentinel=" + 1)
+      i = i + 1
+    elseif a == "--no-work" then -- cluster mode: append events, run none (docs/cluster.md)
+      opts.no_work = true
       i = i + 1
     elseif a == "-h" or a == "--help" then
       io.stdout:write(usage)
@@ -47,7 +51,7 @@ function M.main(args, host)
     io.stderr:write("eventilator watch: this binary was built without watch mode\n")
     return 2
   end
-  return host.watch(seeds)
+  return host.watch(seeds, opts)
 end
 
 return M

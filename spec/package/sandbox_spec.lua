@@ -179,12 +179,13 @@ rules_dir = %q
     }
     -- watch mode, under the package's own unit, hearing the same failover
     if has_watch() then
+      -- with its HTTP server: the module it loads and the server's system calls are checked too
       watcher = { trace = traces .. "/watch.trace", log = traces .. "/watch.log" }
       procs.write(root .. "/watch.conf", string.format([[
 redis = { host = "127.0.0.1", port = %d, timeout = 2 }
 log = { target = "stderr", level = "info" }
 rules_dir = %q
-watch = { sentinels = { "127.0.0.1:%d" } }
+watch = { sentinels = { "127.0.0.1:%d" }, listen = "127.0.0.1:0" }
 ]], c.store.port, root .. "/rules", c.sentinels[1].port))
       watcher.pid = procs.spawn(string.format("strace -f -qq -o %s env EVENTILATOR_CONF=%s /usr/bin/python3 %s %s -- %s watch",
         q(watcher.trace), q(root .. "/watch.conf"), q(UNITNS), q(WATCH_UNIT), q(BIN .. "/eventilator")), watcher.log)
@@ -283,6 +284,12 @@ watch = { sentinels = { "127.0.0.1:%d" } }
     assert.is_number(watcher.rpid, procs.read(watcher.log))
     procs.wait(function() return (procs.read(watcher.log) or ""):find("+switch-master", 1, true) ~= nil end, 30,
       "the watcher to hear +switch-master")
+    local url = (procs.read(watcher.log) or ""):match("serving /metrics and /healthz on (http://%S+)")
+    assert.is_string(url, procs.read(watcher.log))
+    local metrics = procs.sh("env -u LD_PRELOAD curl -s --max-time 5 " .. q(url .. "/metrics"))
+    assert.truthy(metrics:find('eventilator_events_heard_total{event="+switch-master"} ', 1, true), metrics)
+    assert.truthy(metrics:find(string.format('eventilator_sentinel_up{sentinel="127.0.0.1:%d"} 1', c.sentinels[1].port),
+      1, true), metrics)
     procs.kill(watcher.rpid, "TERM")
     procs.wait(function() return procs.read("/proc/" .. watcher.rpid .. "/stat") == nil end, 60, "the watcher to stop")
     watcher.rpid = nil

@@ -24,6 +24,7 @@
 #include "statedir.h"
 #if !defined(EVL_HOST_MODULE) /* the full runtime's own subcommands */
 #include "watch.h"
+#include "cluster.h"
 int luaopen_eventilator_sentinel(lua_State *L); /* bindings/lsentinel.c */
 #endif
 
@@ -245,6 +246,7 @@ void evl_push_cli_host(lua_State *L, struct evl_host *h)
 #if !defined(EVL_HOST_MODULE)
         {"sentinel", luaopen_eventilator_sentinel}, /* host.sentinel() -> the module */
         {"watch", evl_watch_lua}, /* watch.c: `eventilator watch` */
+        {"work", evl_work_lua},   /* cluster.c: `eventilator work` */
 #endif
         {"begin_call", h_begin_call},
         {NULL, NULL},

@@ -172,6 +172,8 @@ int evl_event_handlers(struct evl_host *h, int matched, int ev, int *failed)
         outcome(L, entry, err, ms, 0);
         if (!err) {
             evl_delivery_ok(id, i == n && *failed == 0 && !h->files_failed && !h->config_failed);
+            if (h->on_ok)
+                h->on_ok(h, id);
         } else {
             (*failed)++;
             evl_log(EVL_ERROR, "rule %s failed: %s", id, err);

@@ -69,6 +69,9 @@ struct evl_host {
     int lean;                /* the static start-up binary: no cjson, no http */
     struct evl_state state;  /* config state_dir, resolved once (statedir.c) */
     struct evl_call call;
+    /* A handler (its id) succeeded, after its delivery record line: a cluster worker marks it
+       done in the store before the next one starts (src/watch/cluster.c). NULL: nothing. */
+    void (*on_ok)(struct evl_host *h, const char *id);
 };
 
 lua_State *evl_state_new(struct evl_host *h);

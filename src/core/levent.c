@@ -137,8 +137,9 @@ static int ev_identity(lua_State *L)
 /* Watch mode's fields (contract section 10), or source = "script". */
 static void push_origin(lua_State *L, const struct evl_origin *o)
 {
-    int watch = o && o->source && strcmp(o->source, "watch") == 0;
-    set_str(L, "source", watch ? "watch" : "script");
+    const char *src = o ? o->source : NULL;
+    int watch = src && (strcmp(src, "watch") == 0 || strcmp(src, "cluster") == 0);
+    set_str(L, "source", watch ? src : "script");
     if (!watch)
         return;
     set_str(L, "sentinel", o->sentinel && *o->sentinel ? o->sentinel : NULL);

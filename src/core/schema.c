@@ -36,7 +36,7 @@
 /* K_ENUM: one of `list`; K_TARGET: "syslog", "stderr" or an absolute path (log.target) */
 enum ktype { K_STRING, K_INT, K_NUMBER, K_BOOL, K_LIST, K_TABLE, K_ENUM, K_TARGET, K_STRING_OFF };
 
-#include "schema_fields.h" /* generated from lua/ by tools/derive.lua: EVL_MODULE_FIELDS */
+#include "schema_fields.h" /* generated from lua/ by tools/derive.lua: EVL_MODULE_FIELDS, evl_optional_sections */
 
 /* "warning" too: log.c has always taken it for "warn" */
 static const char *const log_levels[] = {"debug", "info", "warn", "error", "warning", NULL};
@@ -380,12 +380,25 @@ static unsigned char *built_flags(lua_State *L, int cfg)
     return flags; /* anchored in the metatable, which the caller's table holds */
 }
 
+/*
+ * A section declared `optional` is off unless a file sets it: `cluster = nil`
+ * means plain watch mode (contract section 16), so reading it gives nil, not
+ * defaults. Once a file sets it, it is merged with its defaults like any other.
+ */
+static int optional_section(int i)
+{
+    for (const char *const *o = evl_optional_sections; *o; o++)
+        if (same(sections[i].name, *o))
+            return 1;
+    return 0;
+}
+
 static int lazy_index(lua_State *L)
 {
     int i = lua_type(L, 2) == LUA_TSTRING ? section_index(lua_tostring(L, 2)) : -1;
     unsigned char *flags = i >= 0 ? built_flags(L, 1) : NULL;
-    if (!flags || flags[i])
-        return 0; /* not one of ours, or built and since removed: nil */
+    if (!flags || flags[i] || optional_section(i))
+        return 0; /* not one of ours, or built and since removed, or off: nil */
     flags[i] = 1;
     build_section(L, i);
     lua_pushvalue(L, 2);
@@ -432,7 +445,7 @@ void evl_config_materialize(lua_State *L, int idx)
     if (!flags)
         return; /* not lazy, or already whole */
     for (int i = 0; i < nsections; i++)
-        if (!flags[i]) {
+        if (!flags[i] && !optional_section(i)) {
             flags[i] = 1;
             lua_pushstring(L, sections[i].name);
             build_section(L, i);

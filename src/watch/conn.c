@@ -367,6 +367,15 @@ static void reconcile_read(int idx, double now)
 
 /* ---------------------------------------------------------------- connections */
 
+int conn_status(const char **addrs, int *up, int max)
+{
+    for (int i = 0; i < ns && i < max; i++) {
+        addrs[i] = S[i].addr;
+        up[i] = S[i].subscribed;
+    }
+    return ns;
+}
+
 /* The subscriber is gone (or never came): log once, close, and try again later. */
 static void down(int idx, double now)
 {

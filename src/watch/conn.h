@@ -13,5 +13,7 @@ void conn_io(int idx, short revents);
 double conn_tick(double now); /* connects what is due, ends what is late; seconds to the next (<= 10) */
 void conn_close_all(void);    /* the watcher stops: no more intake */
 void conn_close_fds(void);    /* in a runner: the copies of the watcher's sockets */
+/* The Sentinels: how many, and (the first max) each one's address and whether it is subscribed. */
+int conn_status(const char **addrs, int *up, int max);
 
 #endif

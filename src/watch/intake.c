@@ -25,7 +25,10 @@
 #include "fnv.h"
 #include "intake.h"
 #include "log.h"
+#include "metrics.h"
 #include "runner.h"
+#include "sentinel.h"
+#include "sink.h"
 
 #define RETRY_FIRST 1.0   /* s; doubles per failed run */
 #define RETRY_MAX 60.0
@@ -309,10 +312,16 @@ struct intake_action intake_event(int idx, const char *name, const char *text, i
                 name_of(idx), name, err);
         return a;
     }
+    metrics_heard(ev.name);
     /* what the connections must do about it: a master that moved, discovery */
-    if (!synthetic && strcmp(ev.name, "+switch-master") == 0 && ev.pod && ev.new_master.ip)
+    if (!synthetic && strcmp(ev.name, "+switch-master") == 0 && ev.pod && ev.new_master.ip) {
+        char to[320];
+        struct timespec ts;
         a = (struct intake_action){INTAKE_MOVED, ev.pod, ev.new_master.ip, ev.new_master.port};
-    else if (set->s.discover && strcmp(ev.name, "+sentinel") == 0 && ev.instance.addr.ip)
+        evl_sentinel_format_addr(to, sizeof to, ev.new_master.ip, (int)ev.new_master.port);
+        clock_gettime(CLOCK_REALTIME, &ts);
+        metrics_failover(ev.pod, to, (double)ts.tv_sec + (double)ts.tv_nsec / 1e9);
+    } else if (set->s.discover && strcmp(ev.name, "+sentinel") == 0 && ev.instance.addr.ip)
         a = (struct intake_action){INTAKE_ADD, NULL, ev.instance.addr.ip, ev.instance.addr.port};
     else if (set->s.discover && (strcmp(ev.name, "-dup-sentinel") == 0 ||
                                  strcmp(ev.name, "+sentinel-address-switch") == 0))
@@ -382,6 +391,7 @@ static void finished(const struct runner_end *e)
             break;
         }
     double ms = (now - it->started) * 1e3;
+    metrics_run(it->name, code, sig, e->secs >= 0 ? e->secs : ms / 1e3);
     if (code == 0 && !sig) {
         evl_log(EVL_DEBUG, "watch: %s pod=%s done, run %d, %.1f ms (cpu %.1f ms, %ld page faults)",
                 it->name, it->pod ? it->pod : "-", it->runs, ms, e->cpu, e->faults);
@@ -435,6 +445,18 @@ static uint64_t pod_hash(const struct item *it)
     return it->pod ? evl_fnv(it->pod, strlen(it->pod), EVL_FNV0) | 1 : 0;
 }
 
+/* Cluster mode: the queue goes to the appender, in arrival order, as far as its pipe takes it. */
+static void feed_sink(void)
+{
+    struct item *it;
+    while ((it = queue.head) &&
+           sink_item(it->name, it->text, name_of(it->src), it->heard, it->seq, it->synthetic)) {
+        unlink_item(it);
+        st.runs++;
+        free(it);
+    }
+}
+
 double intake_tick(double now)
 {
     double next = runners_reap(now, finished);
@@ -446,6 +468,10 @@ double intake_tick(double now)
     }
     if (stopping)
         return next;
+    if (sink_on()) {
+        feed_sink();
+        return next;
+    }
     int cap = set->s.concurrency < MAX_RUNNING ? set->s.concurrency : MAX_RUNNING;
     if (nrunning >= cap || !queue.head)
         return next;
@@ -485,6 +511,8 @@ void intake_drain(void)
     size_t n = 0;
     stopping = 1;
     drops_line(evl_monotonic());
+    if (sink_on())
+        feed_sink(); /* what the appender's pipe still takes is appended */
     runners_stop();
     while (queue.head) {
         struct item *it = queue.head;
@@ -504,6 +532,16 @@ void intake_stats(void)
             " waiting=%zu running=%d intake_per_s=%.0f runners=%d", st.heard, st.bad, st.dup,
             st.matched, st.dropped, st.runs, st.failed, nwaiting, nrunning,
             span > 0 ? (double)(st.heard - 1) / span : 0.0, runners_count());
+}
+
+void intake_counts(struct metrics_now *m)
+{
+    m->duplicates = st.dup;
+    m->dropped = st.dropped;
+    m->unusable = st.bad;
+    m->queue = nwaiting;
+    m->running = nrunning;
+    m->runners = runners_count();
 }
 
 void intake_settings(struct watch_set *s)

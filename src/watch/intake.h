@@ -2,6 +2,7 @@
 #ifndef EVENTILATOR_WATCH_INTAKE_H
 #define EVENTILATOR_WATCH_INTAKE_H
 
+#include "metrics.h"
 #include "set.h"
 
 #define WATCH_MAX_SENTINELS 64 /* reporters are a bit mask */
@@ -23,5 +24,6 @@ double intake_tick(double now); /* runs ended and started; seconds to the next t
 int intake_busy(void);          /* events running */
 void intake_drain(void);        /* stop: drop what waits, keep what runs */
 void intake_stats(void);
+void intake_counts(struct metrics_now *m); /* what the stats line counts, for /metrics */
 
 #endif

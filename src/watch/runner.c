@@ -43,6 +43,7 @@ struct reply {
     int32_t pid, code;
     double cpu;        /* ms of CPU of the event (and the collection after it) */
     int64_t faults;
+    double secs;       /* the event call's own time, without the fork or the collection after it */
 };
 
 static struct runner runners[MAX_RUNNERS];
@@ -50,6 +51,7 @@ static int nrunners;
 static int replies[2] = {-1, -1};
 static int stopping;
 static void (*drop_watchers)(void);
+static void (*reaped_other)(pid_t pid, int status);
 
 static struct runner *runner_of(pid_t pid)
 {
@@ -105,7 +107,9 @@ static _Noreturn void runner_main(struct watch_set *set, const struct runner_job
     getrusage(RUSAGE_SELF, &r0);
     char *argv[] = {"eventilator", (char *)j->name, (char *)j->text, NULL};
     struct evl_origin o = {"watch", j->first, j->all, j->synthetic};
-    int code = watch_set_run(set, argv, &o, j->delivery, mask);
+    double t0 = evl_monotonic();
+    int code = watch_set_run(set, argv, &o, j->delivery, NULL, mask);
+    double secs = evl_monotonic() - t0;
     if (reuse == 1)
         _exit(code); /* one fork per event: the exit status is the answer */
     char *buf = NULL;
@@ -115,7 +119,7 @@ static _Noreturn void runner_main(struct watch_set *set, const struct runner_job
         watch_set_reset(set); /* before the answer: a failed event's record is unlocked for its retry */
         getrusage(RUSAGE_SELF, &r1);
         struct reply rp = {(int32_t)getpid(), code, cpu_ms(&r1) - cpu_ms(&r0),
-                           (int64_t)(r1.ru_minflt - r0.ru_minflt)};
+                           (int64_t)(r1.ru_minflt - r0.ru_minflt), secs};
         if (whole(replies[1], &rp, sizeof rp, 1) < 0 || whole(in, &len, sizeof len, 0) < 0)
             _exit(0); /* the watcher closed the pipe: done */
         if (len > cap) { /* a bigger event than any before */
@@ -126,6 +130,7 @@ static _Noreturn void runner_main(struct watch_set *set, const struct runner_job
         if (len < 6 || whole(in, buf, len, 0) < 0 || buf[len - 1] != '\0')
             _exit(1);
         getrusage(RUSAGE_SELF, &r0);
+        t0 = evl_monotonic();
         char *f[5], *p = buf + 1, *end = buf + len;
         for (int i = 0; i < 5; i++) { /* a missing field reads as "" (buf ends with a NUL) */
             f[i] = p < end ? p : end - 1;
@@ -133,7 +138,8 @@ static _Noreturn void runner_main(struct watch_set *set, const struct runner_job
         }
         char *ev_argv[] = {"eventilator", f[0], f[1], NULL};
         struct evl_origin eo = {"watch", f[2], f[3], buf[0] == '1'};
-        code = watch_set_run(set, ev_argv, &eo, f[4], NULL);
+        code = watch_set_run(set, ev_argv, &eo, f[4], NULL, NULL);
+        secs = evl_monotonic() - t0;
     }
 }
 
@@ -264,7 +270,7 @@ static void read_replies(void (*ended)(const struct runner_end *e))
             r->busy = 0;
             if (r->handled >= r->reuse || r->stale || stopping)
                 retire(r);
-            ended(&(struct runner_end){r->job.tag, rp[i].code, 0, rp[i].cpu, (long)rp[i].faults});
+            ended(&(struct runner_end){r->job.tag, rp[i].code, 0, rp[i].cpu, (long)rp[i].faults, rp[i].secs});
         }
     }
 }
@@ -273,7 +279,7 @@ static void read_replies(void (*ended)(const struct runner_end *e))
 static void reaped(struct runner *r, int ws, const struct rusage *ru,
                    void (*ended)(const struct runner_end *e))
 {
-    struct runner_end e = {r->job.tag, 1, WIFSIGNALED(ws) ? WTERMSIG(ws) : 0, cpu_ms(ru), ru->ru_minflt};
+    struct runner_end e = {r->job.tag, 1, WIFSIGNALED(ws) ? WTERMSIG(ws) : 0, cpu_ms(ru), ru->ru_minflt, -1};
     int busy = r->busy, reuse = r->reuse;
     pid_t pid = r->pid;
     const struct runner_job j = r->job;
@@ -300,8 +306,10 @@ double runners_reap(double now, void (*ended)(const struct runner_end *e))
     read_replies(ended);
     while ((pid = wait4(-1, &ws, WNOHANG, &ru)) > 0) {
         struct runner *r = runner_of(pid);
-        if (!r)
+        if (!r) {
+            reaped_other(pid, ws); /* not a runner: the cluster's appender or worker */
             continue;
+        }
         if (r->busy)
             read_replies(ended); /* its answer, written before it exited */
         reaped(r, ws, &ru, ended);
@@ -433,9 +441,10 @@ int runners_count(void)
     return nrunners;
 }
 
-void runners_init(void (*in_child)(void))
+void runners_init(void (*in_child)(void), void (*other)(pid_t pid, int status))
 {
     drop_watchers = in_child;
+    reaped_other = other;
     if (pipe(replies) < 0) {
         evl_log(EVL_ERROR, "watch: pipe: %s", strerror(errno));
         exit(1);

@@ -15,16 +15,24 @@ struct runner_job {
     void *tag;                                /* the caller's, handed back when it ends */
 };
 
-/* A run that ended: exit `code`, or signal `sig` (0: none); its CPU (ms) and page faults. */
+/*
+ * A run that ended: exit `code`, or signal `sig` (0: none); its CPU (ms) and page faults; its event
+ * call's seconds as the runner measured them, or < 0 when only the watcher's clock knows (a fork
+ * per event, a runner that died).
+ */
 struct runner_end {
     void *tag;
     int code, sig;
     double cpu;
     long faults;
+    double secs;
 };
 
-/* in_child: what a new runner drops of the watcher's (its sockets, self-pipe, handlers). */
-void runners_init(void (*in_child)(void));
+/*
+ * in_child: what a new runner drops of the watcher's (its sockets, self-pipe, handlers); other:
+ * a child reaped that is not a runner (wait4's status).
+ */
+void runners_init(void (*in_child)(void), void (*other)(pid_t pid, int status));
 int runners_fork_ok(struct watch_set *set, double now); /* not while a thread left by loading lives */
 /* On an idle runner, or a new fork when fewer than cap run: its pid; 0: it waits; -1: fork failed. */
 pid_t runner_start(struct watch_set *set, const struct runner_job *j, int cap);

@@ -5,6 +5,7 @@
  * (call.c). A reload builds a new set and swaps it in (watch.c); runners
  * already forked keep their copy until they exit.
  */
+#include <arpa/inet.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,6 +78,42 @@ static const char **strlist(lua_State *L, int idx, size_t *n)
     return out;
 }
 
+int watch_set_listen(const char *spec, struct sockaddr_storage *ss, socklen_t *len)
+{
+    char host[INET6_ADDRSTRLEN + 2];
+    const char *colon = strrchr(spec, ':');
+    memset(ss, 0, sizeof *ss);
+    if (!colon || colon == spec || strlen(colon + 1) < 1 || strlen(colon + 1) > 5 ||
+        strspn(colon + 1, "0123456789") != strlen(colon + 1) || atoi(colon + 1) > 65535)
+        return -1;
+    size_t n = (size_t)(colon - spec);
+    int port = atoi(colon + 1);
+    if (spec[0] == '[') {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)ss;
+        if (n < 3 || spec[n - 1] != ']' || n - 2 >= sizeof host)
+            return -1;
+        memcpy(host, spec + 1, n - 2);
+        host[n - 2] = '\0';
+        if (inet_pton(AF_INET6, host, &a->sin6_addr) != 1)
+            return -1;
+        a->sin6_family = AF_INET6;
+        a->sin6_port = htons((uint16_t)port);
+        *len = sizeof *a;
+        return 0;
+    }
+    struct sockaddr_in *a = (struct sockaddr_in *)ss;
+    if (n >= sizeof host)
+        return -1;
+    memcpy(host, spec, n);
+    host[n] = '\0';
+    if (inet_pton(AF_INET, host, &a->sin_addr) != 1)
+        return -1;
+    a->sin_family = AF_INET;
+    a->sin_port = htons((uint16_t)port);
+    *len = sizeof *a;
+    return 0;
+}
+
 /* The ranges the schema does not know; raises with the reason. */
 static void check_settings(lua_State *L, const struct evl_host *h, const struct watch_settings *s,
                            double reuse)
@@ -93,6 +130,11 @@ static void check_settings(lua_State *L, const struct evl_host *h, const struct 
         luaL_error(L, "%s: watch.reuse: expected an integer, at least 1", h->config_path);
     if (s->timeout <= 0 || s->timeout > 60)
         luaL_error(L, "%s: watch.timeout: expected seconds between 0 and 60", h->config_path);
+    struct sockaddr_storage ss;
+    socklen_t len;
+    if (s->listen && watch_set_listen(s->listen, &ss, &len) < 0)
+        luaL_error(L, "%s: watch.listen: expected an IP address and a port, such as \"127.0.0.1:9121\" or "
+                   "\"[::1]:9121\" (no host names), got \"%s\"", h->config_path, s->listen);
 }
 
 /*
@@ -127,6 +169,7 @@ static void read_settings(lua_State *L, struct evl_host *h, struct watch_setting
     s->queue = (int)evl_config_number(h, "watch", "queue", 0);
     s->retries = (int)evl_config_number(h, "watch", "retries", 0);
     s->timeout = evl_config_number(h, "watch", "timeout", 0);
+    s->listen = evl_config_string(h, "watch", "listen");
     double reuse = evl_config_number(h, "watch", "reuse", 0);
     check_settings(L, h, s, reuse);
     s->reuse = (int)reuse;
@@ -148,6 +191,15 @@ static int pload(lua_State *L)
         return luaL_error(L, "the config failed to load (the reason is logged above)");
     evl_open_host_module(L, h);
     read_settings(L, h, &set->s);
+    /* cluster = { ... } checked now: a watcher or worker with a wrong one does not start (or reload) */
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "eventilator.cluster");
+    lua_call(L, 1, 1);
+    lua_getfield(L, -1, "settings");
+    lua_call(L, 0, 2);
+    if (lua_isnil(L, -2) && lua_isstring(L, -1))
+        return luaL_error(L, "%s: %s", h->config_path, lua_tostring(L, -1));
+    lua_pop(L, 3);
     evl_rules_load(h);
     if (h->files_failed)
         return luaL_error(L, "%d rule file(s) failed to load (the reasons are logged above)",
@@ -228,12 +280,13 @@ void watch_set_seeds(struct watch_set *set, lua_State *L, int idx)
 }
 
 int watch_set_run(struct watch_set *set, char **argv, const struct evl_origin *o,
-                  const char *delivery, const sigset_t *mask)
+                  const char *delivery, const char *done, const sigset_t *mask)
 {
     struct evl_host *h = set->host;
     evl_event_begin(h, 3, argv); /* h->call afresh: the budget from now */
     h->call.origin = *o;
     h->call.delivery = delivery && *delivery ? delivery : NULL;
+    h->call.inherited = done;
     lua_gc(h->L, LUA_GCSTOP); /* as in a script call (budget.c restarts it if need be) */
     evl_event_arm(h); /* SIGTERM and the watchdog */
     if (mask)

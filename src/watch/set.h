@@ -7,6 +7,7 @@
 
 #include <signal.h>
 #include <stddef.h>
+#include <sys/socket.h>
 
 #include <lua.h>
 
@@ -24,6 +25,7 @@ struct watch_settings {
     int concurrency, queue, retries;
     int reuse; /* events per runner before a fresh fork; 1: a fork per event */
     const char *state_dir;
+    const char *listen; /* "ip:port" of /metrics and /healthz; NULL: off */
 };
 
 struct watch_set {
@@ -41,9 +43,14 @@ void watch_set_free(struct watch_set *set);
 void watch_set_seeds(struct watch_set *set, lua_State *L, int idx);
 int watch_set_matches(struct watch_set *set, const char *name); /* does any handler match it? */
 int watch_set_wants(const struct watch_set *set, const char *pod); /* one of watch.masters (or all)? */
-/* In a runner: one event call from the set, the budget from now; mask, if any, set once armed. */
+/* watch.listen's address ("127.0.0.1:9121", "[::1]:9121") into ss: 0, or -1 when it is not one. */
+int watch_set_listen(const char *spec, struct sockaddr_storage *ss, socklen_t *len);
+/*
+ * In a runner: one event call from the set, the budget from now, the handlers of `done` (ids, one
+ * a line, or NULL) skipped; mask, if any, set once armed.
+ */
 int watch_set_run(struct watch_set *set, char **argv, const struct evl_origin *o,
-                  const char *delivery, const sigset_t *mask);
+                  const char *delivery, const char *done, const sigset_t *mask);
 void watch_set_reset(struct watch_set *set); /* between two events of a runner */
 
 #endif
