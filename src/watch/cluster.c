@@ -43,11 +43,11 @@
 #include "config.h"
 #include "deadline.h"
 #include "entry.h"
+#include "frame.h"
 #include "log.h"
 #include "record.h"
 #include "set.h"
 
-#define FRAME_MAX (64u << 10)  /* an event is at most a few KiB; a bigger length is a broken pipe */
 #define READ_MAX 512           /* frames handed to Lua per read */
 #define REPLY_TEXT 2048        /* a run's failures, for the log and a dead entry's reason */
 #define LOOP_RELOAD (-1)
@@ -79,36 +79,6 @@ static void loop_signals(void)
     sigaction(SIGHUP, &sa, NULL);
     signal(SIGCHLD, SIG_DFL);
     signal(SIGPIPE, SIG_IGN);
-}
-
-static int writeall(int fd, const void *p, size_t n)
-{
-    const char *c = p;
-    while (n > 0) {
-        ssize_t w = write(fd, c, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -1;
-        c += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
-static int readall(int fd, void *p, size_t n)
-{
-    char *c = p;
-    while (n > 0) {
-        ssize_t r = read(fd, c, n);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            return -1;
-        c += r;
-        n -= (size_t)r;
-    }
-    return 0;
 }
 
 /* Wait until fd is readable or `secs` pass: 1, 0 (timed out), -1. A signal ends the wait early. */
@@ -150,69 +120,6 @@ static int l_reload(lua_State *L)
     lua_pushboolean(L, got_hup);
     got_hup = 0;
     return 1;
-}
-
-/* ---------------------------------------------------------------- frames */
-
-/*
- * A frame: u32 length, then NUL-ended fields. The watcher writes events as
- * frames (sink.c), a worker writes entries to its runner, and a
- * runner answers with one.
- */
-int evl_frame_write(int fd, const char *const *f, int n)
-{
-    size_t len = 0;
-    for (int i = 0; i < n; i++)
-        len += strlen(f[i] ? f[i] : "") + 1;
-    if (len > FRAME_MAX)
-        return -1;
-    char *m = malloc(4 + len);
-    if (!m)
-        return -1;
-    uint32_t l = (uint32_t)len;
-    memcpy(m, &l, 4);
-    size_t o = 4;
-    for (int i = 0; i < n; i++) {
-        size_t k = strlen(f[i] ? f[i] : "") + 1;
-        memcpy(m + o, f[i] ? f[i] : "", k);
-        o += k;
-    }
-    int rc = writeall(fd, m, o);
-    free(m);
-    return rc;
-}
-
-/* Split a frame's payload into up to n fields; missing ones read as "". */
-static void frame_fields(char *buf, size_t len, char **f, int n)
-{
-    char *p = buf, *end = buf + len;
-    for (int i = 0; i < n; i++) {
-        if (p >= end) {
-            f[i] = end - 1; /* the payload ends with a NUL */
-            continue;
-        }
-        f[i] = p;
-        char *z = memchr(p, '\0', (size_t)(end - p));
-        p = z ? z + 1 : end;
-    }
-}
-
-/* One whole frame from a blocking fd into *buf (grown): its length, or -1 (EOF, broken). */
-static long frame_read(int fd, char **buf, size_t *cap)
-{
-    uint32_t len;
-    if (readall(fd, &len, 4) < 0 || len == 0 || len > FRAME_MAX)
-        return -1;
-    if (len > *cap) {
-        char *nb = realloc(*buf, len);
-        if (!nb)
-            return -1;
-        *buf = nb;
-        *cap = len;
-    }
-    if (readall(fd, *buf, len) < 0 || (*buf)[len - 1] != '\0')
-        return -1;
-    return (long)len;
 }
 
 /* ---------------------------------------------------------------- the appender */
@@ -394,7 +301,7 @@ static _Noreturn void runner_main(int from, int to, pid_t worker, const sigset_t
         frame_fields(buf, (size_t)len, f, 6);
         snprintf(code, sizeof code, "%d", run_one(f, why, sizeof why));
         const char *reply[] = {code, why};
-        if (evl_frame_write(to, reply, 2) < 0)
+        if (frame_write(to, reply, 2) < 0)
             _exit(0);
     }
 }
@@ -503,7 +410,7 @@ static int l_run(lua_State *L)
             lua_pushfstring(L, "cannot start a runner: %s", strerror(errno));
             return 2;
         }
-        if (evl_frame_write(R.to, f, 6) == 0) {
+        if (frame_write(R.to, f, 6) == 0) {
             R.busy = 1;
             R.handled++;
             lua_pushboolean(L, 1);

@@ -15,7 +15,5 @@ int evl_cluster_append(struct watch_set *set, int fd, const char *watcher);
 int evl_cluster_work(struct watch_set *set);
 /* host.work(): `eventilator work`. */
 int evl_work_lua(lua_State *L);
-/* One frame (u32 length, then the n strings, each NUL-ended) to fd: 0, or -1. */
-int evl_frame_write(int fd, const char *const *f, int n);
 
 #endif

@@ -3,9 +3,8 @@
  * holds the loaded set, so an event costs it the per-event part of the
  * event path (watch_set_run), with script mode's contract unchanged; a
  * crash ends one runner. Its first event is the one it was forked for (in
- * memory); the next come on its own pipe as a frame (u32 length; the
- * synthetic flag; name, text, sentinel, sentinels, delivery, each
- * NUL-ended); each answer goes back on one pipe all runners share as one
+ * memory); the next come on its own pipe as a frame (frame.h: the
+ * synthetic flag, name, text, sentinel, sentinels, delivery); each answer goes back on one pipe all runners share as one
  * struct reply (smaller than PIPE_BUF: never torn or mixed). It ends when
  * its pipe closes; with reuse = 1 it has none and its exit status is the
  * answer (docs/design.md, "Runners").
@@ -22,6 +21,7 @@
 #include <unistd.h>
 
 #include "deadline.h"
+#include "frame.h"
 #include "log.h"
 #include "runner.h"
 #include "sentinel.h"
@@ -69,21 +69,6 @@ static void retire(struct runner *r)
     r->to = -1;
 }
 
-/* All n bytes at p written (w) or read, through EINTR: 0, or -1 (EOF, an error). */
-static int whole(int fd, void *p, size_t n, int w)
-{
-    for (char *c = p; n > 0;) {
-        ssize_t r = w ? write(fd, c, n) : read(fd, c, n);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            return -1;
-        c += r;
-        n -= (size_t)r;
-    }
-    return 0;
-}
-
 static double cpu_ms(const struct rusage *ru)
 {
     return (double)(ru->ru_utime.tv_sec + ru->ru_stime.tv_sec) * 1e3 +
@@ -114,31 +99,21 @@ static _Noreturn void runner_main(struct watch_set *set, const struct runner_job
         _exit(code); /* one fork per event: the exit status is the answer */
     char *buf = NULL;
     size_t cap = 0;
-    uint32_t len;
     for (;;) {
         watch_set_reset(set); /* before the answer: a failed event's record is unlocked for its retry */
         getrusage(RUSAGE_SELF, &r1);
         struct reply rp = {(int32_t)getpid(), code, cpu_ms(&r1) - cpu_ms(&r0),
                            (int64_t)(r1.ru_minflt - r0.ru_minflt), secs};
-        if (whole(replies[1], &rp, sizeof rp, 1) < 0 || whole(in, &len, sizeof len, 0) < 0)
+        long len;
+        if (frame_whole(replies[1], &rp, sizeof rp, 1) < 0 || (len = frame_read(in, &buf, &cap)) < 0)
             _exit(0); /* the watcher closed the pipe: done */
-        if (len > cap) { /* a bigger event than any before */
-            free(buf);
-            if (!(buf = malloc(cap = len)))
-                _exit(1);
-        }
-        if (len < 6 || whole(in, buf, len, 0) < 0 || buf[len - 1] != '\0')
-            _exit(1);
         getrusage(RUSAGE_SELF, &r0);
         t0 = evl_monotonic();
-        char *f[5], *p = buf + 1, *end = buf + len;
-        for (int i = 0; i < 5; i++) { /* a missing field reads as "" (buf ends with a NUL) */
-            f[i] = p < end ? p : end - 1;
-            p = (char *)memchr(f[i], '\0', (size_t)(end - f[i])) + 1;
-        }
-        char *ev_argv[] = {"eventilator", f[0], f[1], NULL};
-        struct evl_origin eo = {"watch", f[2], f[3], buf[0] == '1'};
-        code = watch_set_run(set, ev_argv, &eo, f[4], NULL, NULL);
+        char *f[6];
+        frame_fields(buf, (size_t)len, f, 6);
+        char *ev_argv[] = {"eventilator", f[1], f[2], NULL};
+        struct evl_origin eo = {"watch", f[3], f[4], f[0][0] == '1'};
+        code = watch_set_run(set, ev_argv, &eo, f[5], NULL, NULL);
         secs = evl_monotonic() - t0;
     }
 }
@@ -148,24 +123,8 @@ static _Noreturn void runner_main(struct watch_set *set, const struct runner_job
 /* Give the event to an idle runner: 0, or -1 (that runner is gone, retired). */
 static int send_event(struct runner *r, const struct runner_job *j)
 {
-    const char *f[5] = {j->name, j->text, j->first, j->all, j->delivery};
-    size_t n = 1;
-    for (int i = 0; i < 5; i++)
-        n += strlen(f[i]) + 1;
-    char *m = malloc(4 + n);
-    if (!m)
-        return -1;
-    uint32_t len = (uint32_t)n;
-    memcpy(m, &len, 4);
-    size_t o = 4;
-    m[o++] = j->synthetic ? '1' : '0';
-    for (int i = 0; i < 5; i++) {
-        size_t l = strlen(f[i]) + 1;
-        memcpy(m + o, f[i], l);
-        o += l;
-    }
-    int rc = whole(r->to, m, o, 1);
-    free(m);
+    const char *f[6] = {j->synthetic ? "1" : "0", j->name, j->text, j->first, j->all, j->delivery};
+    int rc = frame_write(r->to, f, 6);
     if (rc < 0) {
         evl_log(EVL_WARN, "watch: runner %ld: cannot pass it an event (%s): replaced",
                 (long)r->pid, strerror(errno));

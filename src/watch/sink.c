@@ -34,6 +34,7 @@
 #include <lua.h>
 
 #include "cluster.h"
+#include "frame.h"
 #include "deadline.h"
 #include "log.h"
 #include "runner.h"
@@ -229,7 +230,7 @@ int sink_item(const char *name, const char *text, const char *sentinel, double h
                 "not appended", name, sentinel, len);
         return 1;
     }
-    if (evl_frame_write(S.fd, f, 8) < 0) {
+    if (frame_write(S.fd, f, 8) < 0) {
         S.blocked = 1; /* EAGAIN (full), or EPIPE (the appender died: reaped soon) */
         return 0;
     }
