@@ -1,5 +1,5 @@
 /*
- * test_metrics.c: unit test of the watcher's metrics (src/watch_metrics.c):
+ * test_metrics.c: unit test of the watcher's metrics (src/watch/metrics.c):
  * the text for counts fed directly, label values escaped and made UTF-8,
  * outcomes from exit codes and signals, cumulative buckets, the bound on
  * event names, and a failover's time kept from its first report. The specs

@@ -1,5 +1,5 @@
 -- eventilator.cluster_append: the watcher's appender (docs/cluster.md). It
--- runs in a fork of the watcher (src/watch_sink.c, src/cluster.c) and
+-- runs in a fork of the watcher (src/watch/sink.c, src/watch/cluster.c) and
 -- appends the events the watcher heard to the stream, each through the
 -- store's APPEND script (eventilator.cluster): the identity check and the
 -- XADD in one step, so three watchers hearing one event append it once.

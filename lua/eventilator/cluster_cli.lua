@@ -1,6 +1,6 @@
 -- `eventilator work` and `eventilator cluster status [--json]` (contract
 -- section 16, docs/cluster.md). The worker's loop is eventilator.cluster_work
--- under src/cluster.c; this parses options and shows the cluster's state.
+-- under src/watch/cluster.c; this parses options and shows the cluster's state.
 local cluster = require("eventilator.cluster")
 
 local M = {}

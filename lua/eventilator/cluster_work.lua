@@ -1,6 +1,6 @@
 -- eventilator.cluster_work: a worker (`eventilator work`, or the one a
 -- watcher starts; docs/cluster.md). It reads entries of the stream as a
--- consumer of the group and runs each in its runner (src/cluster.c): the
+-- consumer of the group and runs each in its runner (src/watch/cluster.c): the
 -- event path of watch mode, with ev.source = "cluster". Per entry:
 --
 -- - the handlers done by an earlier delivery (the set <stream>:done:<id>)
