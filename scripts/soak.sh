@@ -23,7 +23,9 @@ else
   specs=(retry_spec trust_spec e2e_spec)
   for f in spec/watch*_spec.lua; do specs+=("$(basename "$f" .lua)"); done
   specs+=(docker_spec sentinels_spec haproxy_failover_spec receivers_e2e_spec loop_failover_spec
-    sentinels_doctor_spec installed_spec alertmanager_spec haproxy_spec dedupe_spec redis_spec tcp_spec http_spec)
+    sentinels_doctor_spec installed_spec alertmanager_spec haproxy_spec dedupe_spec redis_spec tcp_spec http_spec
+    dedupe_failover_spec sentinels_hostile_spec silence_e2e_spec history_spec flap_spec
+    cluster_spec cluster_failover_spec)
 fi
 
 # Built if needed: configured once, then brought up to date (a no-op when it is).

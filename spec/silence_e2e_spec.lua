@@ -117,9 +117,11 @@ describe("a silence through a real failover", function()
       end
       assert.is_true(#sensu > 0, "sensu got nothing for pod2")
 
-      -- the reactions did not skip: pod1's failover is in the stream and in the metrics
-      assert.matches(string.format("pod1 127.0.0.1 %d 127.0.0.1 %d", old, new),
-        c:store_cli("XRANGE", "eventilator:events", "-", "+"), 1, true)
+      -- the reactions did not skip: pod1's failover is in the stream and in the metrics. A loaded
+      -- machine's Sentinels may fail over twice (old -> a -> new): the first switch starts at old.
+      local stream = c:store_cli("XRANGE", "eventilator:events", "-", "+")
+      assert.matches(string.format("pod1 127%%.0%%.0%%.1 %d 127%%.0%%.0%%.1 %%d+", old), stream)
+      assert.matches(string.format("pod1 127%%.0%%.0%%.1 %%d+ 127%%.0%%.0%%.1 %d", new), stream)
       assert.not_equal("0", c:store_cli("ZCARD", "failovers:pod1:log"))
     end, debug.traceback)
     if not ok then

@@ -64,7 +64,7 @@ struct piece {
 
 static struct {
     int on;                /* a usable cache folder: read and write bundles */
-    char file[4400];       /* this rules folder's bundle */
+    char *file;            /* this rules folder's bundle (malloc'd: a static path buffer is a page of its own to fault in) */
     char *old;             /* the bundle as read (NULL: none) */
     size_t old_len, old_entries;
     struct piece *pieces;  /* the next bundle, in load order */
@@ -116,8 +116,11 @@ void evl_cache_open(const char *dir, const char *rules_dir)
     evl_cache_close(0); /* a load that did not finish (an error) leaves nothing behind */
     if (!dir)
         return;
+    size_t cap = strlen(dir) + 32;
+    if (!(B.file = malloc(cap)))
+        return;
     B.on = 1;
-    snprintf(B.file, sizeof B.file, "%s/%016llx.luac", dir,
+    snprintf(B.file, cap, "%s/%016llx.luac", dir,
              (unsigned long long)evl_fnv(rules_dir, strlen(rules_dir), EVL_FNV0));
     read_bundle();
     struct header eh;
@@ -246,5 +249,6 @@ void evl_cache_close(int write)
         free(B.pieces[i].own);
     free(B.pieces);
     free(B.old);
+    free(B.file);
     memset(&B, 0, sizeof B);
 }

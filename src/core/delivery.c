@@ -57,9 +57,13 @@
 
 #define REC_MAX 65536
 
-static char rec[REC_MAX];   /* the header, then scratch for one ok line */
-static size_t rec_len;
-static char dir[4200], mine[4300];
+/*
+ * On the heap, sized to what they hold: as 4-64 KB statics each was a page
+ * of its own, and the first touch of a page is a fault (~14 us on a VM).
+ */
+static char *rec;           /* the header, then scratch for one ok line */
+static size_t rec_len, rec_cap;
+static char *dir, *mine;    /* <state_dir>/retries, and this call's record in it */
 static char prefix[24];     /* "<digest>-" */
 static int active;          /* begin found a usable state folder */
 static int fd = -1;         /* this call's record, open for append, locked */
@@ -104,11 +108,21 @@ const char *evl_delivery_list(void)
     return done.n ? done.p : NULL;
 }
 
-/* Append to rec, escaping newlines and backslashes of argument text. */
+/* Append to rec, escaping newlines and backslashes of argument text (up to REC_MAX bytes in all). */
 static void add(const char *s, int escape)
 {
-    size_t n = rec_len;
-    for (; *s && n + 3 < REC_MAX; s++) {
+    size_t n = rec_len, want = n + 2 * strlen(s) + 3;
+    if (want > REC_MAX)
+        want = REC_MAX;
+    if (want > rec_cap) {
+        size_t cap = want < 512 ? 512 : want * 2 < REC_MAX ? want * 2 : REC_MAX;
+        char *r = realloc(rec, cap);
+        if (!r)
+            return; /* out of memory: the text is cut short, as past REC_MAX */
+        rec = r;
+        rec_cap = cap;
+    }
+    for (; *s && n + 3 < rec_cap; s++) {
         if (escape && (*s == '\n' || *s == '\\')) {
             rec[n++] = '\\';
             rec[n++] = *s == '\n' ? 'n' : '\\';
@@ -244,9 +258,16 @@ void evl_delivery_begin(struct evl_host *h)
         for (int i = 1; i < c->argc; i++)
             d = evl_fnv(c->argv[i], strlen(c->argv[i]) + 1, d);
     }
-    snprintf(dir, sizeof dir, "%s/retries", h->state.dir);
+    size_t dl = strlen(h->state.dir) + sizeof "/retries";
+    free(dir);
+    free(mine);
+    dir = malloc(dl);
+    mine = malloc(dl + sizeof prefix + 24);
+    if (!dir || !mine)
+        return; /* out of memory: no record, as with no state folder */
+    snprintf(dir, dl, "%s/retries", h->state.dir);
     snprintf(prefix, sizeof prefix, "%016llx-", (unsigned long long)d);
-    snprintf(mine, sizeof mine, "%s/%s%ld", dir, prefix, (long)getpid());
+    snprintf(mine, dl + sizeof prefix + 24, "%s/%s%ld", dir, prefix, (long)getpid());
     active = 1;
 
     add("eventilator-retry 2\n", 0);
