@@ -14,6 +14,9 @@
 --      and its runner's, with the rate.
 --   lua5.4 bench/cluster.lua [N] [ENTRIES]   (default N=300 for phase 1, ENTRIES=100000;
 --                                             RATE=20; needs ./build)
+--   MASTERS=k: phase 1's entries are about k masters in turn (a `master` field and
+--   their order lists, as APPEND makes them): a master's entries run one at a time;
+--   0 (the default): about none, in no order. PHASES=1 (or 12, 13, ...): only those.
 package.path = "spec/support/?.lua;lua/?.lua;" .. package.path
 package.cpath = (os.getenv("EVENTILATOR_BUILD") or "build") .. "/lib/eventilator/?.so;" .. package.cpath
 local procs = require("procs")
@@ -23,6 +26,8 @@ local redis = require("eventilator.redis")
 local N = tonumber(arg[1]) or 300
 local ENTRIES = tonumber(arg[2]) or 100000
 local RATE = tonumber(os.getenv("RATE")) or 20
+local MASTERS = tonumber(os.getenv("MASTERS")) or 0
+local PHASES = os.getenv("PHASES") or "123"
 
 local store = procs.start_redis()
 local fake = procs.start_redis({ "client-output-buffer-limit pubsub 0 0 0" })
@@ -87,18 +92,32 @@ local function store_client()
   return assert(redis.connect{ port = store.port, timeout = 30 })
 end
 
--- n entries of "+bench" at once, in pipelines of 1000.
-local function append(c, n)
+-- n entries of "+bench" at once, in scripts of 1000; with `masters`, about master m<i % masters>.
+local APPEND = [[
+local masters, from = tonumber(ARGV[1]), tonumber(ARGV[2])
+for i = 3, #ARGV do
+  local t = ARGV[i]
+  if masters > 0 then
+    local m = 'm' .. ((from + i) % masters)
+    local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', 200000, '*', 'name', '+bench', 'text', t,
+      'sentinel', '127.0.0.1:1', 'time', t, 'id', '+bench ' .. t, 'master', m)
+    redis.call('RPUSH', KEYS[1] .. ':order:' .. m, id)
+  else
+    redis.call('XADD', KEYS[1], 'MAXLEN', '~', 200000, '*', 'name', '+bench', 'text', t,
+      'sentinel', '127.0.0.1:1', 'time', t, 'id', '+bench ' .. t)
+  end
+end
+return #ARGV - 2
+]]
+local function append(c, n, masters)
   local sent = 0
   while sent < n do
-    local cmds = {}
+    local args = { masters or 0, sent }
     for i = 1, math.min(1000, n - sent) do
-      local t = string.format("%.6f", os.time() + (sent + i) / 1e6)
-      cmds[i] = { "XADD", "eventilator:events", "MAXLEN", "~", 200000, "*", "name", "+bench", "text", t,
-        "sentinel", "127.0.0.1:1", "time", t, "id", "+bench " .. t }
+      args[#args + 1] = string.format("%.6f", os.time() + (sent + i) / 1e6)
     end
-    assert(c:pipeline(cmds))
-    sent = sent + #cmds
+    assert(c:call("EVAL", APPEND, 1, "eventilator:events", table.unpack(args)))
+    sent = sent + #args - 2
   end
 end
 
@@ -142,7 +161,7 @@ local function throughput(workers)
   local list = {}
   for i = 1, workers do list[i] = start("work", "", "cluster worker", SLOW, true) end
   local t0 = uptime()
-  append(c, N)
+  append(c, N, MASTERS)
   procs.wait(drained, 600, "the group to drain")
   local dt = uptime() - t0
   local run = median_run(list)
@@ -153,10 +172,13 @@ local function throughput(workers)
   stop_all()
 end
 
-io.stdout:write(string.format("== entries/s through the stream, a 50 ms handler (load: %s)\n",
-  procs.read("/proc/loadavg"):match("^%S+")))
-throughput(1)
-throughput(3)
+if PHASES:find("1") then
+  io.stdout:write(string.format("== entries/s through the stream, a 50 ms handler, %s (load: %s)\n",
+    MASTERS > 0 and string.format("entries about %d masters in turn", MASTERS) or "entries about no master",
+    procs.read("/proc/loadavg"):match("^%S+")))
+  throughput(1)
+  throughput(3)
+end
 
 -- ---------------------------------------------------------------- 2. latency
 
@@ -197,20 +219,22 @@ local function latency(cluster)
   return p50, p99, n
 end
 
-io.stdout:write(string.format("== PUBLISH to handler start, %d events/s for 10 s\n", RATE))
-local w50, w99, wn = latency(false)
-io.stdout:write(string.format("   plain watch mode: %d handler starts: median %.2f ms, p99 %.2f ms\n",
-  wn, w50, w99))
-store_client():call("DEL", "eventilator:events")
-local c50, c99, cn = latency(true)
-io.stdout:write(string.format("   cluster mode (a watcher and its worker): %d: median %.2f ms, p99 %.2f ms\n",
-  cn, c50, c99))
-io.stdout:write(string.format("   the stream adds: median %.2f ms, p99 %.2f ms\n", c50 - w50, c99 - w99))
+if PHASES:find("2") then
+  io.stdout:write(string.format("== PUBLISH to handler start, %d events/s for 10 s\n", RATE))
+  local w50, w99, wn = latency(false)
+  io.stdout:write(string.format("   plain watch mode: %d handler starts: median %.2f ms, p99 %.2f ms\n",
+    wn, w50, w99))
+  store_client():call("DEL", "eventilator:events")
+  local c50, c99, cn = latency(true)
+  io.stdout:write(string.format("   cluster mode (a watcher and its worker): %d: median %.2f ms, "
+    .. "p99 %.2f ms\n", cn, c50, c99))
+  io.stdout:write(string.format("   the stream adds: median %.2f ms, p99 %.2f ms\n", c50 - w50, c99 - w99))
+end
 
 -- ---------------------------------------------------------------- 3. memory
 
-io.stdout:write(string.format("== a worker after %d entries, a handler that returns at once\n", ENTRIES))
-do
+if PHASES:find("3") then
+  io.stdout:write(string.format("== a worker after %d entries, a handler that returns at once\n", ENTRIES))
   local c = store_client()
   c:call("DEL", "eventilator:events")
   c:call("XGROUP", "CREATE", "eventilator:events", "eventilator", "$", "MKSTREAM")

@@ -11,6 +11,9 @@
 --                         line ("20-page.lua:12"): every host runs the same rules, maybe from
 --                         another rules_dir
 --   <s>:dead              stream: entries set aside after max_deliveries, with the reason
+--   <s>:order:<master>    list: the ids of the master's entries not yet acknowledged or set aside,
+--                         in stream order (APPEND pushes, ACK and DEAD remove): a worker runs an
+--                         entry only at its head, so a master's events run one at a time, in order
 --   <s>:watchers          hash: watcher id -> "<store ms> <json>", each watcher's heartbeat
 --   <s>:workers           hash: consumer name -> "<store ms> <json>", each worker's heartbeat
 local M = {}
@@ -59,8 +62,24 @@ function M.settings(opts)
   s.budget = cfg.budget or 45
   local k = s.stream
   s.keys = { stream = k, dead = k .. ":dead", seen = k .. ":seen:", done = k .. ":done:",
-    watchers = k .. ":watchers", workers = k .. ":workers" }
+    watchers = k .. ":watchers", workers = k .. ":workers", order = k .. ":order:" }
   return s
+end
+
+-- master_of(name, text) -> the master an event is about, or nil (an event of a Sentinel itself:
+-- +new-epoch, +vote-for-leader, +tilt, ...: those run in no order). The description names it as
+-- event.c's parser finds it: "master <name> ...", "<slave|sentinel> ... @ <master> ...", and the
+-- first word of +switch-master.
+function M.master_of(name, text)
+  local w = {}
+  for x in tostring(text or ""):gmatch("%S+") do
+    w[#w + 1] = x
+    if #w == 6 then break end
+  end
+  if name == "+switch-master" then return w[1] end
+  if w[1] == "master" and #w >= 4 then return w[2] end
+  if (w[1] == "slave" or w[1] == "sentinel") and w[5] == "@" then return w[6] end
+  return nil
 end
 
 -- This host's name, for watcher and worker ids.
@@ -95,7 +114,10 @@ M.scripts = {}
 -- new entry, as in plain watch mode, and three watchers make one. A
 -- synthetic event (a watcher's reconstructed +switch-master) matches an
 -- occurrence however old: the real one already ran. The stream is created
--- with its group, so no entry precedes the group.
+-- with its group, so no entry precedes the group. KEYS[3], when the event
+-- is about a master, is that master's order list: the new entry's id is
+-- pushed to it in the same step (trimmed to maxlen, as the stream; it
+-- expires with the done sets, a day after the master's last event).
 -- Returns { 1, id } (appended) or { 0, id } (the occurrence's entry).
 M.scripts.append = [[
 local occ = {}
@@ -121,6 +143,11 @@ else
   end
   id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[6], '*', unpack(ARGV, 9))
   new = 1
+  if KEYS[3] then
+    redis.call('RPUSH', KEYS[3], id)
+    redis.call('LTRIM', KEYS[3], -tonumber(ARGV[6]), -1)
+    redis.call('PEXPIRE', KEYS[3], ]] .. M.DONE_TTL * 1000 .. [[)
+  end
   local kept = {}
   for _, o in ipairs(occ) do
     if o.t >= t - keep then kept[#kept + 1] = o end
@@ -163,28 +190,120 @@ redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[3], 0, ARGV[2], 'JUSTID')
 return 1
 ]]
 
+-- What ACK and DEAD do with the master's order list (KEYS[3] of ACK, KEYS[4]
+-- of DEAD): the entry leaves it; when it was the head, the list's new head,
+-- if pending (read by a worker that holds it back until its turn), is handed
+-- to this consumer, which is free now (XCLAIM ... JUSTID: no delivery
+-- counted), so the master's next event starts at once, whoever held it (a
+-- worker that stops lets go of it again: RELEASE). Returns { id, holder,
+-- deliveries, fields ({} when trimmed) } or nil.
+local HAND = [[
+local function leave(stream, group, me, id, list)
+  if not list then return nil end
+  local head = redis.call('LINDEX', list, 0) == id
+  redis.call('LREM', list, 1, id)
+  if not head then return nil end
+  local n = redis.call('LINDEX', list, 0)
+  if not n then return nil end
+  local p = redis.call('XPENDING', stream, group, n, n, 1)[1]
+  if not p then return nil end
+  redis.call('XCLAIM', stream, group, me, 0, n, 'JUSTID')
+  local e = redis.call('XRANGE', stream, n, n)[1]
+  return { n, p[2], p[4], e and e[2] or {} }
+end
+]]
+
+-- ORDER: may this consumer run the entry now? KEYS: stream, the entry's
+-- master's order list. ARGV: group, id, consumer. The entry runs when it
+-- heads the list, or is not in it (appended before the lists, or trimmed
+-- from it: the list's head is later); a head that is no longer pending was
+-- acknowledged without leaving the list (a worker of an earlier version, or
+-- an entry trimmed from the stream) and is dropped from it. Resets the
+-- entry's idle time (it stays this consumer's). Returns 1 (run it), -1 (an
+-- earlier entry of its master is still pending: wait), 0 (no longer this
+-- consumer's: acknowledged, or taken over or handed to another).
+M.scripts.order = [[
+local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1)[1]
+if not p or p[2] ~= ARGV[3] then return 0 end
+redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[3], 0, ARGV[2], 'JUSTID')
+local function parse(id)
+  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+  return tonumber(ms), tonumber(seq)
+end
+local em, es = parse(ARGV[2])
+for _ = 1, 100 do
+  local h = redis.call('LINDEX', KEYS[2], 0)
+  if not h or h == ARGV[2] then return 1 end
+  local hm, hs = parse(h)
+  if hm and em and (hm > em or (hm == em and hs > es)) then return 1 end
+  -- an earlier entry: this one was read, so that one was too (a group reads in stream order)
+  if hm and redis.call('XPENDING', KEYS[1], ARGV[1], h, h, 1)[1] then return -1 end
+  redis.call('LPOP', KEYS[2])
+end
+return -1
+]]
+
+-- HOLD: entries held back here (waiting for their master's earlier ones)
+-- stay this consumer's: their idle time reset, so no worker takes them over.
+-- KEYS: stream. ARGV: group, consumer, ids. Returns the ids that are no
+-- longer this consumer's (acknowledged, or handed to another).
+M.scripts.hold = [[
+local gone, claim = {}, { 'XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0 }
+for i = 3, #ARGV do
+  local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)[1]
+  if p and p[2] == ARGV[2] then claim[#claim + 1] = ARGV[i] else gone[#gone + 1] = ARGV[i] end
+end
+if #claim > 5 then
+  claim[#claim + 1] = 'JUSTID'
+  redis.call(unpack(claim))
+end
+return gone
+]]
+
+-- RELEASE: a worker that stops or reloads lets go of the entries it held
+-- back or was handed: idle for min_idle ms, so the next worker that looks
+-- takes them over, and with one delivery less, so that takeover counts this
+-- delivery, in which they did not run, once. KEYS: stream. ARGV: group,
+-- consumer, min_idle, ids. Returns how many were still this consumer's.
+M.scripts.release = [[
+local n = 0
+for i = 4, #ARGV do
+  local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)[1]
+  if p and p[2] == ARGV[2] then
+    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'IDLE', ARGV[3], 'RETRYCOUNT',
+      math.max(p[4] - 1, 0), 'JUSTID')
+    n = n + 1
+  end
+end
+return n
+]]
+
 -- ACK: the entry is done, if it is still this consumer's. KEYS: stream, done
--- set. ARGV: group, id, consumer. Returns 1 (acked), 0 (nobody's: acked
--- already, or trimmed), or the consumer that took it over meanwhile.
-M.scripts.ack = [[
+-- set[, the master's order list]. ARGV: group, id, consumer. Returns 1
+-- (acked), 0 (nobody's: acked already, or trimmed), the consumer that took it
+-- over meanwhile, or the master's next entry, handed to this consumer (HAND).
+M.scripts.ack = HAND .. [[
 local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1)[1]
 if p and p[2] ~= ARGV[3] then return p[2] end
 redis.call('DEL', KEYS[2])
-if not p then return 0 end
+if not p then
+  return leave(KEYS[1], ARGV[1], ARGV[3], ARGV[2], KEYS[3]) or 0
+end
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
-return 1
+return leave(KEYS[1], ARGV[1], ARGV[3], ARGV[2], KEYS[3]) or 1
 ]]
 
--- DEAD: set the entry aside. KEYS: stream, dead stream, done set. ARGV:
--- group, id, consumer, maxlen, then field/value pairs (the entry's, and
--- why). Returns 1, or 0 when it is no longer this consumer's.
-M.scripts.dead = [[
+-- DEAD: set the entry aside. KEYS: stream, dead stream, done set[, the
+-- master's order list]. ARGV: group, id, consumer, maxlen, then field/value
+-- pairs (the entry's, and why). Returns 1, 0 when it is no longer this
+-- consumer's, or the master's next entry, handed to this consumer (HAND).
+M.scripts.dead = HAND .. [[
 local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1)[1]
 if not p or p[2] ~= ARGV[3] then return 0 end
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', unpack(ARGV, 5))
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('DEL', KEYS[3])
-return 1
+return leave(KEYS[1], ARGV[1], ARGV[3], ARGV[2], KEYS[4]) or 1
 ]]
 
 -- BEAT: a heartbeat in the store's clock. KEYS: the hash. ARGV: id, json.

@@ -20,7 +20,8 @@ M.KEEP = 10    -- s: appended events kept for a re-offer after a reconnect
 M.GRACE = 10   -- s: after the watcher's end, how long held events wait for the store
 M.BATCH = 512  -- events per round trip
 
--- The APPEND call for one event: { name, keys, args }.
+-- The APPEND call for one event: { name, keys, args }. An event about a
+-- master names it in the entry (`master`) and goes to its order list too.
 local function call_of(s, me, e)
   local args = { e.watcher, e.seq, e.time, s.window, cluster.KEEP_SEEN * 1000, s.maxlen,
     e.synthetic and "1" or "0", s.group,
@@ -29,7 +30,14 @@ local function call_of(s, me, e)
     args[#args + 1] = "synthetic"
     args[#args + 1] = "1"
   end
-  return { "append", { s.keys.seen .. e.id, s.keys.stream }, args }
+  local keys = { s.keys.seen .. e.id, s.keys.stream }
+  local master = cluster.master_of(e.name, e.text)
+  if master then
+    args[#args + 1] = "master"
+    args[#args + 1] = master
+    keys[3] = s.keys.order .. master
+  end
+  return { "append", keys, args }
 end
 
 -- Append the first n events of held, in one round trip: true | nil, err.

@@ -107,11 +107,12 @@ local function print_text(rep, dead)
   end
   out("workers  %d alive", count_alive(rep.workers))
   for _, m in ipairs(rep.workers) do
-    out("  %-5s %s  seen %s  pending %d%s  ran %s, failed %s, set aside %s, taken over %s%s",
+    out("  %-5s %s  seen %s  pending %d%s  ran %s, failed %s, set aside %s, taken over %s%s%s",
       m.alive and "alive" or "gone", m.id, ago(m.age), m.pending,
       m.idle and string.format(" (idle %.1f s)", m.idle) or "", tostring(m.ran or "?"),
       tostring(m.failed or "?"), tostring(m.dead or "?"), tostring(m.claimed or "?"),
-      m.running and ("  running " .. m.running) or "")
+      m.running and ("  running " .. m.running) or "",
+      (m.waiting or 0) > 0 and string.format("  %d waiting for their master's turn", m.waiting) or "")
   end
   out("dead     %d entr%s in %s", dead.n, dead.n == 1 and "y" or "ies", rep.stream .. ":dead")
   for _, l in ipairs(dead.lines) do out("  %s", l) end

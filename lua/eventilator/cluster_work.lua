@@ -14,10 +14,19 @@
 --   back-off, until the entry has been delivered max_deliveries times:
 --   then set aside in <stream>:dead with the reason.
 --
--- Between entries: entries idle past claim_after (a dead worker's, or a
--- retry nobody came back for) are taken over first, then this worker's own
--- retries when due, then new entries (XREADGROUP, blocking a short while so
--- that a signal is acted on soon).
+-- A master's entries run one at a time, in stream order, across all the
+-- workers: an entry whose master's order list (<stream>:order:<master>) has
+-- an earlier entry still pending waits here, held (its idle time reset, so
+-- nobody takes it over) and asked about again with a back-off, while this
+-- worker runs other masters' entries. The worker that acknowledges (or sets
+-- aside) a master's entry is handed the next one (ACK, DEAD), whoever held
+-- it, and runs it next. A worker that stops lets go of what it held.
+--
+-- Between entries: entries handed over or whose turn has come run first,
+-- then entries idle past claim_after (a dead worker's, or a retry nobody came
+-- back for) are taken over, then this worker's own retries when due, then
+-- new entries (XREADGROUP, blocking a short while so that a signal is acted
+-- on soon).
 local cluster = require("eventilator.cluster")
 local log = require("eventilator.log")
 
@@ -28,6 +37,10 @@ M.RETRY_MAX = 60
 M.KILL_MARGIN = 5      -- s past the budget: a run still going is killed (its watchdog fires at +2)
 M.TIDY_EVERY = 60      -- s between removals of consumers long gone
 M.GONE_AFTER = 3600    -- s: a consumer idle this long with nothing pending is removed from the group
+M.TURN_FIRST = 0.05    -- s: an entry waiting for its master's turn is asked about again; doubles,
+M.TURN_MAX = 1         -- at most this (the worker that finishes the earlier entry is handed it anyway)
+M.WAITING_MAX = 1000   -- entries waiting here for their turn: beyond this no new ones are read
+M.HOLD_BATCH = 500     -- ids per HOLD or RELEASE call
 
 -- The store stopped answering (logged once), or answers again.
 local function down(w, err)
@@ -74,6 +87,140 @@ end
 
 local function entry_of(id, fields, deliveries)
   return { id = id, fields = fields and cluster.fields(fields), deliveries = deliveries }
+end
+
+-- The order list of the entry's master; nil for an event of no master, or an entry appended before the lists.
+local function order_key(w, e)
+  local m = e.fields and e.fields.master
+  if m and m ~= "" then return w.s.keys.order .. m end
+end
+
+-- The entry waits here for its turn.
+local function wait_turn(w, e)
+  log.debug("cluster worker %s: entry %s waits for an earlier entry of master %s", w.me, e.id,
+    tostring(e.fields.master))
+  w.waiting[#w.waiting + 1] = { e = e, key = order_key(w, e), delay = M.TURN_FIRST,
+    due = w.api.now() + M.TURN_FIRST }
+end
+
+-- Forget the entries (ids: a set) waiting here or handed over: no longer this consumer's.
+local function forget(w, ids)
+  local keep = {}
+  for _, x in ipairs(w.waiting) do
+    if not ids[x.e.id] then keep[#keep + 1] = x end
+  end
+  w.waiting = keep
+  keep = {}
+  for _, e in ipairs(w.next) do
+    if not ids[e.id] then keep[#keep + 1] = e end
+  end
+  w.next = keep
+end
+
+-- ACK's or DEAD's reply: the master's next entry handed to this worker runs next.
+local function handed(w, r)
+  if type(r) ~= "table" then return r end
+  local e = entry_of(r[1], r[4], r[3])
+  e.head = true
+  forget(w, { [e.id] = true })
+  w.next[#w.next + 1] = e
+  if r[2] ~= w.me then log.debug("cluster worker %s: handed entry %s, held by %s", w.me, e.id, r[2]) end
+  return 1
+end
+
+-- The ids of the entries waiting here, and of those handed over not yet run.
+local function held_ids(w)
+  local ids = {}
+  for _, x in ipairs(w.waiting) do ids[#ids + 1] = x.e.id end
+  for _, e in ipairs(w.next) do ids[#ids + 1] = e.id end
+  return ids
+end
+
+-- They stay this worker's (HOLD: idle time reset); those that are not any more are forgotten.
+local function hold(w)
+  w.next_hold = w.api.now() + w.refresh
+  local ids = held_ids(w)
+  for i = 1, #ids, M.HOLD_BATCH do
+    local args = { w.s.group, w.me }
+    table.move(ids, i, math.min(i + M.HOLD_BATCH - 1, #ids), 3, args)
+    local r = w.conn:eval("hold", { w.s.keys.stream }, args)
+    if type(r) ~= "table" then return end -- the store does not answer: the next turn says so
+    local gone = {}
+    for _, id in ipairs(r) do gone[id] = true end
+    forget(w, gone)
+  end
+end
+
+-- Stopping or reloading: what waits here, or was handed over, is let go of (RELEASE), for any worker to
+-- take over at once.
+local function release(w)
+  local ids = held_ids(w)
+  local n = 0
+  for i = 1, #ids, M.HOLD_BATCH do
+    local args = { w.s.group, w.me, math.floor(w.s.claim_after * 1000) }
+    table.move(ids, i, math.min(i + M.HOLD_BATCH - 1, #ids), 4, args)
+    n = n + (tonumber(w.conn:eval("release", { w.s.keys.stream }, args)) or 0)
+  end
+  if n > 0 then
+    log.info("cluster worker %s: let go of %d entr%s waiting for their turn: another worker takes them over",
+      w.me, n, n == 1 and "y" or "ies")
+  end
+  w.waiting, w.next = {}, {}
+end
+
+-- The first entry waiting here of each master: only it is asked about (the others come after it).
+local function firsts(w)
+  local list, seen = {}, {}
+  for _, x in ipairs(w.waiting) do
+    if not seen[x.key] then
+      seen[x.key] = true
+      list[#list + 1] = x
+    end
+  end
+  return list
+end
+
+-- The first entries of their masters that are due to be asked about again, in one round trip: those
+-- whose turn it is go to w.next.
+local function due_turns(w, now)
+  local calls, which = {}, {}
+  for _, x in ipairs(firsts(w)) do
+    if x.due <= now then
+      calls[#calls + 1] = { "order", { w.s.keys.stream, x.key }, { w.s.group, x.e.id, w.me } }
+      which[#which + 1] = x
+    end
+  end
+  if #calls == 0 then return end
+  local r = w.conn:evals(calls) or {}
+  local gone = {}
+  for i, x in ipairs(which) do
+    local v = r[i]
+    if v == 1 then
+      x.e.head = true
+      w.next[#w.next + 1] = x.e
+    end
+    if v == 1 or v == 0 then
+      gone[x.e.id] = true
+    else -- an earlier one still pending, or no answer
+      x.delay = math.min(x.delay * 2, w.turn_max)
+      x.due = now + x.delay
+    end
+  end
+  local keep = {}
+  for _, x in ipairs(w.waiting) do
+    if not gone[x.e.id] then keep[#keep + 1] = x end
+  end
+  w.waiting = keep
+end
+
+-- May the entry run now (ORDER)? 1, -1 (wait), 0 (no longer this worker's), nil (the store does not answer).
+local function its_turn(w, e)
+  local key = order_key(w, e)
+  if not key or e.head then return 1 end
+  local r, err = w.conn:eval("order", { w.s.keys.stream, key }, { w.s.group, e.id, w.me })
+  if r == nil then return down(w, err) end
+  up(w)
+  return r
 end
 
 -- An entry idle for min_idle s (of anyone's when id is ""), taken: entry | nil.
@@ -134,15 +281,17 @@ local function dead(w, e, why)
   local s = w.s
   local args = { s.group, e.id, w.me, s.maxlen, "entry", e.id, "reason", why, "deliveries", e.deliveries,
     "worker", w.me }
-  local keys = {}
-  for k in pairs(e.fields or {}) do keys[#keys + 1] = k end
-  table.sort(keys)
-  for _, k in ipairs(keys) do
+  local names = {}
+  for k in pairs(e.fields or {}) do names[#names + 1] = k end
+  table.sort(names)
+  for _, k in ipairs(names) do
     args[#args + 1] = k
     args[#args + 1] = e.fields[k]
   end
-  local r, err = w.conn:eval("dead", { s.keys.stream, s.keys.dead, s.keys.done .. e.id }, args)
+  local keys = { s.keys.stream, s.keys.dead, s.keys.done .. e.id, order_key(w, e) }
+  local r, err = w.conn:eval("dead", keys, args)
   if r == nil then return down(w, err) end -- still pending: set aside when it is taken again
+  handed(w, r)
   w.st.dead = w.st.dead + 1
   log.error("cluster worker %s: entry %s set aside in %s after %d deliveries: %s", w.me, what(e), s.keys.dead,
     e.deliveries, why)
@@ -150,11 +299,13 @@ end
 
 -- All succeeded: acknowledged, if still ours; else kept to try again.
 local function ack(w, e)
-  local r, err = w.conn:eval("ack", { w.s.keys.stream, w.s.keys.done .. e.id }, { w.s.group, e.id, w.me })
+  local r, err = w.conn:eval("ack", { w.s.keys.stream, w.s.keys.done .. e.id, order_key(w, e) },
+    { w.s.group, e.id, w.me })
   if r == nil then
     w.unacked[#w.unacked + 1] = e
     return down(w, err)
   end
+  r = handed(w, r)
   if type(r) == "string" then
     log.warn("cluster worker %s: entry %s ran here while %s had taken it over (this worker could not reach "
       .. "the store for claim_after): its handlers may run twice", w.me, e.id, r)
@@ -175,7 +326,8 @@ end
 
 local function beat(w, running)
   local ok = cluster.beat(w.conn, w.s, "workers", w.me, { host = w.host, pid = w.api.pid, started = w.started,
-    ran = w.st.ran, failed = w.st.failed, dead = w.st.dead, claimed = w.st.claimed, running = running })
+    ran = w.st.ran, failed = w.st.failed, dead = w.st.dead, claimed = w.st.claimed, running = running,
+    waiting = #w.waiting })
   w.next_beat = w.api.now() + cluster.HEARTBEAT
   return ok
 end
@@ -183,7 +335,7 @@ end
 -- Wait for the run: its code and failures, keeping the entry ours meanwhile.
 local function wait(w, e)
   local api, s = w.api, w.s
-  local refresh = math.min(math.max(s.claim_after / 3, 0.1), 10)
+  local refresh = w.refresh
   local kill_at = api.now() + s.budget + M.KILL_MARGIN
   local warned = false
   while true do
@@ -199,6 +351,7 @@ local function wait(w, e)
       log.warn("cluster worker %s: entry %s, running here, was taken over by %s: its handlers may run twice",
         w.me, e.id, r)
     end
+    if api.now() >= w.next_hold then hold(w) end
     if api.now() >= w.next_beat then beat(w, e.id) end
   end
 end
@@ -210,6 +363,9 @@ local function handle(w, e)
       w.me, e.id, s.stream, s.maxlen)
     return ack(w, e)
   end
+  local turn = its_turn(w, e)
+  if turn == nil or turn == -1 then return wait_turn(w, e) end -- no answer: asked again, as a wait
+  if turn ~= 1 then return end -- acknowledged meanwhile, or another worker's now
   if e.deliveries > s.max_deliveries then
     return dead(w, e, string.format("delivered %d times (max_deliveries %d) and never finished: the workers "
       .. "running it died or were cut off", e.deliveries, s.max_deliveries))
@@ -258,16 +414,24 @@ local function turn(w)
     tidy(w)
     w.next_tidy = now + M.TIDY_EVERY
   end
-  local e
-  if now >= w.next_claim then
+  if now >= w.next_hold then hold(w) end
+  due_turns(w, now)
+  local e = table.remove(w.next, 1)
+  if not e and now >= w.next_claim then
     e = claim(w, "", w.s.claim_after)
     if not e then w.next_claim = now + w.tick end
   end
   e = e or due_retry(w, now)
   if not e then
-    local wake = math.min(w.next_claim, w.next_beat)
+    local wake = math.min(w.next_claim, w.next_beat, #w.waiting > 0 and w.next_hold or math.huge)
     for _, r in ipairs(w.retry) do wake = math.min(wake, r.due) end
-    e = read_new(w, math.min(math.max(wake - now, 0.001), w.block))
+    for _, x in ipairs(firsts(w)) do wake = math.min(wake, x.due) end
+    local block = math.min(math.max(wake - now, 0.001), w.block)
+    if #w.waiting < M.WAITING_MAX then
+      e = read_new(w, block)
+    else
+      api.sleep(block) -- enough read ahead: what waits here runs first
+    end
   end
   if e then handle(w, e) end
 end
@@ -286,19 +450,23 @@ function M.loop(api)
   if not rules or rules == "" then rules = cfg.rules_dir end
   local w = { api = api, s = s, conn = cluster.connection(), host = host, me = host .. ":" .. api.pid,
     rules_dir = rules, retry = {}, unacked = {}, st = { ran = 0, failed = 0, dead = 0, claimed = 0 },
-    started = os.time(), backoff = 0.1, next_beat = 0, next_claim = 0, next_tidy = 0,
-    tick = math.min(math.max(s.claim_after / 4, 0.2), 1), block = math.min(1, timeout / 2) }
+    started = os.time(), backoff = 0.1, next_beat = 0, next_claim = 0, next_tidy = 0, next_hold = 0,
+    tick = math.min(math.max(s.claim_after / 4, 0.2), 1), block = math.min(1, timeout / 2),
+    waiting = {}, next = {}, refresh = math.min(math.max(s.claim_after / 3, 0.1), 10) }
+  w.turn_max = math.min(M.TURN_MAX, w.refresh)
   api.on_done(marker(s))
   log.info("cluster worker %s: working %s as group %s (claim_after %g s, max_deliveries %d)", w.me, s.stream,
     s.group, s.claim_after, s.max_deliveries)
   ensure_group(w)
   while not api.stopping() do
     if api.reload() then
+      release(w)
       w.conn:close()
       return "reload"
     end
     turn(w)
   end
+  release(w)
   log.info("cluster worker %s: stopped: %d entries run, %d failed, %d set aside, %d taken over", w.me,
     w.st.ran, w.st.failed, w.st.dead, w.st.claimed)
   w.conn:close()
