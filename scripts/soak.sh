@@ -25,7 +25,7 @@ else
   specs+=(docker_spec sentinels_spec haproxy_failover_spec receivers_e2e_spec loop_failover_spec
     sentinels_doctor_spec installed_spec alertmanager_spec haproxy_spec dedupe_spec redis_spec tcp_spec http_spec
     dedupe_failover_spec sentinels_hostile_spec silence_e2e_spec history_spec flap_spec
-    cluster_spec cluster_failover_spec)
+    cluster_spec cluster_order_spec cluster_failover_spec)
 fi
 
 # Built if needed: configured once, then brought up to date (a no-op when it is).
