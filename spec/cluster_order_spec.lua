@@ -43,23 +43,13 @@ budget = 20
   -- waits up to 20 s for another master's run to start (<dir>/other); a run that renames <dir>/hold
   -- stays inside until it is killed; a description with "failing" fails.
   local function rule()
-    return string.format([[
-local function line(text)
-  local f = assert(io.open(%q, "a"))
-  f:write(text, "\n")
-  f:close()
-end
-local function worker_pid()
-  local f = assert(io.open("/proc/self/stat"))
-  local s = f:read("l")
-  f:close()
-  return s:match("^%%d+ %%b() %%S+ (%%d+)")
-end
+    return cl.rule_prelude .. string.format([[
+local function out(text) line(%q, text) end
 local function pause(c, s) c:call("BLPOP", "spec:never", s) end
 on({ "+switch-master", "+sdown" }, function(ev)
   local master, pid = ev.master.name, worker_pid()
   local tag = pid .. " " .. master .. " " .. ev.text
-  line("start " .. tag)
+  out("start " .. tag)
   local c = assert(redis.connect())
   if master ~= "alpha" then
     local f = io.open(%q, "w")
@@ -68,19 +58,19 @@ on({ "+switch-master", "+sdown" }, function(ev)
   elseif os.rename(%q, %q) then
     local t0 = os.time()
     while not io.open(%q) and os.time() - t0 < 20 do pause(c, 0.02) end
-    line((io.open(%q) and "gate open " or "gate shut ") .. tag)
+    out((io.open(%q) and "gate open " or "gate shut ") .. tag)
   elseif os.rename(%q, %q) then
-    line("held " .. tag)
+    out("held " .. tag)
     while true do pause(c, 0.05) end -- until the spec kills this worker
   else
     pause(c, 0.15)
   end
   c:close()
   if ev.text:find("failing", 1, true) then
-    line("failed " .. tag)
+    out("failed " .. tag)
     return nil, "failing on purpose"
   end
-  line("end " .. tag)
+  out("end " .. tag)
   return true
 end)
 ]], dir .. "/runs", dir .. "/other", dir .. "/gate", dir .. "/gate.taken", dir .. "/other", dir .. "/other",
@@ -287,10 +277,6 @@ end)
   end)
 
   it("stops cleanly: the watcher and the workers left exit 0 on SIGTERM", function()
-    for _, list in ipairs({ watchers, workers }) do
-      for _, w in ipairs(list) do
-        if w.pid and not w:exit_code() then assert.are.equal(0, w:stop(30), w:logtext()) end
-      end
-    end
+    cl.stop_all({ watchers, workers })
   end)
 end)

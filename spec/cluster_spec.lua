@@ -204,10 +204,6 @@ budget = 20
   end)
 
   it("stops cleanly: watchers and workers exit 0 on SIGTERM", function()
-    for _, list in ipairs({ watchers, workers }) do
-      for _, w in ipairs(list) do
-        if w.pid and not w:exit_code() then assert.are.equal(0, w:stop(30), w:logtext()) end
-      end
-    end
+    cl.stop_all({ watchers, workers })
   end)
 end)

@@ -26,10 +26,9 @@ function M.uptime()
 end
 
 -- The rule file of the header, for `patterns`; url: the receiver's; dir: where the lines go.
-function M.rule(url, dir, patterns)
-  local list = {}
-  for i, p in ipairs(patterns) do list[i] = string.format("%q", p) end
-  return string.format([[
+-- What every cluster spec's rule starts with: line(path, text) appends one line (append mode, so
+-- the file's order is the order the runs wrote in); worker_pid() is the worker's (the runner's parent).
+M.rule_prelude = [[
 local function line(path, text)
   local f = assert(io.open(path, "a"))
   f:write(text, "\n")
@@ -39,8 +38,14 @@ local function worker_pid()
   local f = assert(io.open("/proc/self/stat"))
   local s = f:read("l")
   f:close()
-  return s:match("^%%d+ %%b() %%S+ (%%d+)")
+  return s:match("^%d+ %b() %S+ (%d+)")
 end
+]]
+
+function M.rule(url, dir, patterns)
+  local list = {}
+  for i, p in ipairs(patterns) do list[i] = string.format("%q", p) end
+  return M.rule_prelude .. string.format([[
 local function uptime()
   local f = assert(io.open("/proc/uptime"))
   local s = f:read("l")
@@ -174,6 +179,15 @@ function M.backlog(port, stream, group)
   if g.name ~= (group or "eventilator") then return nil, nil end
   local last = fields(procs.cli(port, "xinfo", "stream", stream))["last-generated-id"]
   return g["last-delivered-id"] == last and 0 or tonumber(g.lag) or -1, tonumber(g.pending)
+end
+
+-- SIGTERM to every watcher and worker still running (lists of them); each must exit 0.
+function M.stop_all(lists)
+  for _, list in ipairs(lists) do
+    for _, w in ipairs(list) do
+      if w.pid and not w:exit_code() then assert(w:stop(30) == 0, w:logtext()) end
+    end
+  end
 end
 
 -- Stop and remove; EVENTILATOR_SPEC_KEEP=1 keeps the folders (named on stderr) to read after a failure.
