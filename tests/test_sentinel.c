@@ -17,17 +17,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "check.h"
 #include "sentinel.h"
-
-static int failures;
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: FAILED: %s\n", __FILE__, __LINE__, #cond);                    \
-            failures++;                                                                            \
-        }                                                                                          \
-    } while (0)
 
 static double now(void)
 {
