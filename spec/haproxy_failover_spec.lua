@@ -97,8 +97,7 @@ describe("haproxy-follow-master.lua through a real failover", function()
                                  role_check = true })
       end })
     finally(function()
-      pcall(w.stop, w, 30)
-      w:cleanup()
+      w:finish(30)
       if ok then c:stop() end
       if h then h.stop() end
     end)

@@ -9,18 +9,6 @@ local hostile = require("hostile")
 
 local is, note = watcher.is, watcher.note
 
--- The watcher's counters, from a fresh `watch: stats` line (SIGUSR1).
-local function stats(w)
-  local before = w:log_count("watch: stats heard=")
-  w:signal("USR1")
-  w:wait_log("watch: stats heard=", before + 1, 10)
-  local line
-  for l in w:logtext():gmatch("[^\n]*watch: stats heard=[^\n]*") do line = l end
-  local t = {}
-  for k, v in line:gmatch("(%a[%w_]*)=(%d+)") do t[k] = tonumber(v) end
-  return t
-end
-
 local function watch(seeds, extra)
   local list = {}
   for i, s in ipairs(seeds) do list[i] = string.format("%q", s) end
@@ -37,8 +25,7 @@ describe("watch mode intake, with a hostile fake Sentinel", function()
 
   after_each(function()
     if w then
-      pcall(w.stop, w, 60)
-      w:cleanup()
+      w:finish(60)
       w = nil
     end
     for _, p in ipairs(peers) do p.stop() end
@@ -118,9 +105,9 @@ describe("watch mode intake, with a hostile fake Sentinel", function()
     w:wait_log("queue full", 1, 20)
     s.event()
     w:wait_handled(is("+set"), 1, 20, "the real Sentinel's +set, through the flood")
-    procs.wait(function() return stats(w).heard >= 10001 end, 60, "the whole flood heard")
+    procs.wait(function() return w:stats(10).heard >= 10001 end, 60, "the whole flood heard")
     local secs = hostile.now() - t0
-    local st = stats(w)
+    local st = w:stats(10)
     local lines = w:log_count("queue full")
     note("flood of 10000 in %.1f s: %d dropped, %d log line(s) about it", secs, st.dropped, lines)
     assert.is_true(st.dropped > 1000, "dropped " .. st.dropped)
@@ -148,10 +135,10 @@ describe("watch mode intake, with a hostile fake Sentinel", function()
     w:wait_handled(is("+odown"), 1, 10)
     -- more than the ring holds (65 536), none of them matched
     assert.are.equal("OK", a.cli("FAKE.FLOOD", "70000", "+slave", "slave 10.0.0.1:%d 10.0.0.1 1 @ pod1 127.0.0.1 6379"))
-    procs.wait(function() return stats(w).heard >= 70001 end, 120, "the 70 000 heard")
+    procs.wait(function() return w:stats(10).heard >= 70001 end, 120, "the 70 000 heard")
     assert.are.equal("1", b.cli("PUBLISH", "+odown", odown))
-    procs.wait(function() return stats(w).heard >= 70002 end, 10, "the second report heard")
-    local st = stats(w)
+    procs.wait(function() return w:stats(10).heard >= 70002 end, 10, "the second report heard")
+    local st = w:stats(10)
     assert.are.equal(1, st.duplicates)
     assert.are.equal(1, w:count(is("+odown")))
   end)

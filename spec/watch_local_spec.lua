@@ -179,8 +179,7 @@ describe("watch mode and a Sentinel that requires a password", function()
 
   after_each(function()
     if w then
-      pcall(w.stop, w, 30)
-      w:cleanup()
+      w:finish(30)
       w = nil
     end
   end)

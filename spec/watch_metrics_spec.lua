@@ -52,8 +52,7 @@ describe("watch mode's metrics, health and notifications on a Sentinel constella
 
   teardown(function()
     if w then
-      pcall(w.stop, w, 60)
-      w:cleanup()
+      w:finish(60)
     end
     if c then c:stop() end
     procs.kill(notify.pid)

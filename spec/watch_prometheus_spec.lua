@@ -82,8 +82,7 @@ describe("Prometheus scraping a watcher through a real failover", function()
   teardown(function()
     if prom then prom.stop() end
     if w then
-      pcall(w.stop, w, 60)
-      w:cleanup()
+      w:finish(60)
     end
     if c then c:stop() end
   end)

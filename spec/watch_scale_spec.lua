@@ -43,8 +43,7 @@ describe("watch mode at scale: one Sentinel, 100 masters, all down at once", fun
 
   teardown(function()
     if w then
-      pcall(w.stop, w, 60)
-      w:cleanup()
+      w:finish(60)
     end
     procs.halt(spid)
     for _, s in ipairs(servers) do s.stop() end

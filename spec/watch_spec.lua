@@ -27,8 +27,7 @@ describe("watch mode on a Sentinel constellation", function()
 
   teardown(function()
     if w then
-      pcall(w.stop, w, 60)
-      w:cleanup()
+      w:finish(60)
     end
     if c then c:stop() end
   end)

@@ -183,6 +183,12 @@ function W:cleanup()
   procs.rmtree(self.dir)
 end
 
+-- A spec's teardown: SIGTERM and wait (an error waiting is not the teardown's), then as cleanup.
+function W:finish(timeout)
+  pcall(self.stop, self, timeout)
+  self:cleanup()
+end
+
 -- A plain redis-server named as a Sentinel, on which a spec PUBLISHes
 -- events by hand, and the watcher a case starts on it. A describe hooks
 -- fx.setup, fx.teardown and fx.after_each (busted's hooks are the spec
@@ -195,8 +201,7 @@ function M.on_redis()
   function fx.teardown() if fx.redis then fx.redis.stop() end end
   function fx.after_each()
     if fx.w then
-      pcall(fx.w.stop, fx.w, 60)
-      fx.w:cleanup()
+      fx.w:finish(60)
       fx.w = nil
     end
   end
