@@ -66,22 +66,6 @@ function M.settings(opts)
   return s
 end
 
--- master_of(name, text) -> the master an event is about, or nil (an event of a Sentinel itself:
--- +new-epoch, +vote-for-leader, +tilt, ...: those run in no order). The description names it as
--- event.c's parser finds it: "master <name> ...", "<slave|sentinel> ... @ <master> ...", and the
--- first word of +switch-master.
-function M.master_of(name, text)
-  local w = {}
-  for x in tostring(text or ""):gmatch("%S+") do
-    w[#w + 1] = x
-    if #w == 6 then break end
-  end
-  if name == "+switch-master" then return w[1] end
-  if w[1] == "master" and #w >= 4 then return w[2] end
-  if (w[1] == "slave" or w[1] == "sentinel") and w[5] == "@" then return w[6] end
-  return nil
-end
-
 -- This host's name, for watcher and worker ids.
 function M.hostname()
   local f = io.open("/proc/sys/kernel/hostname")

@@ -31,7 +31,7 @@ local function call_of(s, me, e)
     args[#args + 1] = "1"
   end
   local keys = { s.keys.seen .. e.id, s.keys.stream }
-  local master = cluster.master_of(e.name, e.text)
+  local master = e.pod ~= "" and e.pod or nil -- as event.c parsed it (src/watch/sink.c)
   if master then
     args[#args + 1] = "master"
     args[#args + 1] = master

@@ -124,9 +124,10 @@ static int l_reload(lua_State *L)
 
 /* ---------------------------------------------------------------- the appender */
 
+/* as sink.c writes them; "pod" is "" for an event about no master */
 static const char *const event_fields[] = {"name", "text", "sentinel", "time", "id", "watcher",
-                                           "seq", "synthetic"};
-#define EVENT_FIELDS 8
+                                           "seq", "pod", "synthetic"};
+#define EVENT_FIELDS 9
 
 static struct {
     int fd;

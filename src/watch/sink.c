@@ -220,9 +220,11 @@ int sink_item(const char *name, const char *text, const char *sentinel, double h
     clock_gettime(CLOCK_REALTIME, &ts);
     snprintf(t, sizeof t, "%.6f", (double)ts.tv_sec + (double)ts.tv_nsec / 1e9 - (evl_monotonic() - heard));
     snprintf(s, sizeof s, "%" PRIu64, seq);
-    const char *f[] = {name, text, sentinel, t, id, S.watcher, s, synthetic ? "1" : "0"};
+    /* the pod as event.c parsed it: the appender orders a master's events by it (docs/cluster.md) */
+    const char *f[] = {name, text, sentinel, t, id, S.watcher, s, ev.pod ? ev.pod : "", synthetic ? "1" : "0"};
+    const int nf = (int)(sizeof f / sizeof f[0]);
     size_t len = 4;
-    for (int i = 0; i < 8; i++)
+    for (int i = 0; i < nf; i++)
         len += strlen(f[i]) + 1;
     if (len > PIPE_BUF) { /* a pipe write is whole only up to PIPE_BUF: no Sentinel writes this much */
         S.skipped++;
@@ -230,7 +232,7 @@ int sink_item(const char *name, const char *text, const char *sentinel, double h
                 "not appended", name, sentinel, len);
         return 1;
     }
-    if (frame_write(S.fd, f, 8) < 0) {
+    if (frame_write(S.fd, f, nf) < 0) {
         S.blocked = 1; /* EAGAIN (full), or EPIPE (the appender died: reaped soon) */
         return 0;
     }
