@@ -192,12 +192,12 @@ local function due_turns(w, now)
   end
   if #calls == 0 then return end
   local r = w.conn:evals(calls) or {}
-  local gone = {}
+  local gone, turn = {}, {}
   for i, x in ipairs(which) do
     local v = r[i]
     if v == 1 then
       x.e.head = true
-      w.next[#w.next + 1] = x.e
+      turn[#turn + 1] = x.e
     end
     if v == 1 or v == 0 then
       gone[x.e.id] = true
@@ -206,11 +206,8 @@ local function due_turns(w, now)
       x.due = now + x.delay
     end
   end
-  local keep = {}
-  for _, x in ipairs(w.waiting) do
-    if not gone[x.e.id] then keep[#keep + 1] = x end
-  end
-  w.waiting = keep
+  forget(w, gone) -- before the turns go to w.next, which forget clears of them too
+  table.move(turn, 1, #turn, #w.next + 1, w.next)
 end
 
 -- May the entry run now (ORDER)? 1, -1 (wait), 0 (no longer this worker's), nil (the store does not answer).
