@@ -46,7 +46,7 @@
 #include "fnv.h"
 #include "trust.h"
 
-#define MAGIC "EVLRC5\n" /* 7 bytes + NUL = 8, at the head of every entry */
+#define MAGIC "EVLRC6\n" /* 7 bytes + NUL = 8, at the head of every entry */
 #define MAX_BUNDLE (64u << 20)
 
 struct header {
@@ -155,7 +155,7 @@ int evl_cache_get(lua_State *L, uint64_t key, const char *chunk)
             continue;
         const char *body = B.old + off + sizeof h;
         size_t len = (size_t)(h.bc_len + h.lines_len);
-        if (evl_fnv(body, len, EVL_FNV0) != h.hash)
+        if (evl_fnv_words(body, len, EVL_FNV0) != h.hash)
             return 0;
         if (luaL_loadbufferx(L, body, h.bc_len, chunk, "b") != LUA_OK) {
             lua_pop(L, 1);
@@ -209,7 +209,7 @@ void evl_cache_put(lua_State *L, uint64_t key)
     }
     memcpy(h.magic, MAGIC, 8);
     h.key = key;
-    h.hash = evl_fnv(b.p + sizeof h, b.n - sizeof h, EVL_FNV0);
+    h.hash = evl_fnv_words(b.p + sizeof h, b.n - sizeof h, EVL_FNV0);
     h.bc_len = b.n - sizeof h - lines_len;
     h.lines_len = lines_len;
     memcpy(b.p, &h, sizeof h);

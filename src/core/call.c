@@ -21,6 +21,7 @@
 #include "budget.h"
 #include "call.h"
 #include "deadline.h"
+#include "digits.h"
 #include "delivery.h"
 #include "entry.h"
 #include "handover.h"
@@ -75,8 +76,11 @@ void evl_event_arm(struct evl_host *h)
     char msg[300];
     const struct evl_call *c = &h->call;
     const char *what = h->mode == EVL_RECONFIG ? "client-reconfig" : c->argc > 1 ? c->argv[1] : "";
-    snprintf(msg, sizeof msg, "%.100s: time budget of %.0f s exceeded, stopped by the watchdog; "
-             "exit 1", what, h->budget);
+    char budget[40];
+    budget[evl_put_fixed(budget, h->budget, 0)] = '\0';
+    snprintf(msg, sizeof msg, "%.100s: time budget of %s s exceeded, stopped by the watchdog; "
+             "exit 1", what, budget);
+    evl_log_prepare_emergency_heads();
     evl_log_prepare_emergency(EVL_EMERGENCY_WATCHDOG, msg);
     snprintf(msg, sizeof msg, "%.100s: stopped by SIGTERM; handlers that succeeded are recorded; "
              "exit 1", what);
@@ -186,22 +190,25 @@ int evl_event_handlers(struct evl_host *h, int matched, int ev, int *failed)
 /* One line per call at info (a warning when it failed): event, pod, handlers, outcome, time. */
 static void summary(struct evl_host *h, const struct evl_event *ev, int ran, int failed, int code)
 {
-    char config_failed[40] = "";
+    char config_failed[40] = "", ms[40];
     const char *full = h->call.handover;
     if (h->config_failed)
         snprintf(config_failed, sizeof config_failed, " config_settings_failed=%d", h->config_failed);
+    ms[evl_put_fixed(ms, (evl_monotonic() - h->call.t0) * 1e3, 2)] = '\0';
     evl_log(code ? EVL_WARN : EVL_INFO,
-            "%s pod=%s handlers=%d failed=%d rule_files_failed=%d exit=%d ms=%.2f%s%s%s%s%s", ev->name,
-            ev->pod ? ev->pod : "-", ran, failed, h->files_failed, code,
-            (evl_monotonic() - h->call.t0) * 1e3, config_failed, h->call.retry ? " retry=yes" : "",
-            full ? " runtime=full (" : "", full ? full : "", full ? ")" : "");
+            "%s pod=%s handlers=%d failed=%d rule_files_failed=%d exit=%d ms=%s%s%s%s%s%s", ev->name,
+            ev->pod ? ev->pod : "-", ran, failed, h->files_failed, code, ms, config_failed,
+            h->call.retry ? " retry=yes" : "", full ? " runtime=full (" : "", full ? full : "",
+            full ? ")" : "");
 }
 
 /* The event path (the file's head comment), unprotected. Returns the exit code. */
 static int event_path(struct evl_host *h)
 {
     lua_State *L = h->L;
-    static struct evl_event ev; /* ~4 KiB: keep it off the stack */
+    /* ~4 KiB: off the stack; page-aligned, so that its fields and the start of its
+     * copy of the description (all a call touches) are one page, not two */
+    static struct evl_event ev __attribute__((aligned(4096)));
     char err[512];
     int nargs = h->call.argc - 1, want = h->mode == EVL_RECONFIG ? 7 : 2;
     char **args = h->call.argv + 1;

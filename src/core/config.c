@@ -178,11 +178,13 @@ static int read_lua(struct evl_host *h, const char *path)
     int text = lua_gettop(L);
     lua_newtable(L); /* values */
     lua_newtable(L); /* lines */
-    char chunk[4200];
-    snprintf(chunk, sizeof chunk, "@%s", path);
     size_t len;
     const char *s = lua_tolstring(L, text, &len);
-    if (luaL_loadbufferx(L, s, len, chunk, "t") != LUA_OK)
+    /* the chunk name as a Lua string: a 4 KB buffer here was a page of stack to fault in */
+    const char *chunk = lua_pushfstring(L, "@%s", path);
+    int rc = luaL_loadbufferx(L, s, len, chunk, "t");
+    lua_remove(L, -2);
+    if (rc != LUA_OK)
         return EVL_CONFIG_BROKEN; /* "file:line: ... near ..." */
     /* env: an empty table whose writes land in `values` with their line */
     lua_newtable(L);

@@ -50,6 +50,7 @@
 
 #include "config.h"
 #include "delivery.h"
+#include "digits.h"
 #include "fnv.h"
 #include "log.h"
 #include "statedir.h"
@@ -68,6 +69,7 @@ static char prefix[24];     /* "<digest>-" */
 static int active;          /* begin found a usable state folder */
 static int fd = -1;         /* this call's record, open for append, locked */
 static char write_error[4600];
+static int has_write_error; /* write_error holds one: a flag, so that a call without one never touches its page */
 static struct {
     char *p;  /* "id\n" per handler that succeeded; NULL or "" when none */
     size_t n, cap;
@@ -291,7 +293,9 @@ void evl_delivery_begin(struct evl_host *h)
     DIR *dp = opendir(dir);
     if (!dp)
         return; /* no folder yet: no record */
-    if (fstat(dirfd(dp), &st) < 0 || !evl_private_check(&st, dir, write_error, sizeof write_error)) {
+    int seen = fstat(dirfd(dp), &st) == 0;
+    if (!seen || !evl_private_check(&st, dir, write_error, sizeof write_error)) {
+        has_write_error = seen; /* the check says why whenever it refuses */
         active = 0;
         closedir(dp);
         return;
@@ -316,16 +320,19 @@ static int create(size_t header)
     int flags = O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC;
     int nfd = open(mine, flags, 0600);
     if (nfd < 0 && errno == ENOENT) { /* the first record ever */
-        if (!evl_private_dir(dir, write_error, sizeof write_error))
+        if (!evl_private_dir(dir, write_error, sizeof write_error)) {
+            has_write_error = 1;
             return -1;
+        }
         nfd = open(mine, flags, 0600);
     }
     if (nfd < 0)
         return -1;
-    char start[48];
-    int sl = snprintf(start, sizeof start, "start %.3f\n", boottime());
-    struct iovec iov[3] = {{rec, header}, {start, (size_t)sl}, {rec + header, rec_len - header}};
-    size_t want = rec_len + (size_t)sl;
+    char start[48] = "start ";
+    size_t sl = 6 + evl_put_fixed(start + 6, boottime(), 3);
+    start[sl++] = '\n';
+    struct iovec iov[3] = {{rec, header}, {start, sl}, {rec + header, rec_len - header}};
+    size_t want = rec_len + sl;
     if (flock(nfd, LOCK_EX) < 0 || writev(nfd, iov, 3) != (ssize_t)want) {
         int e = errno;
         close(nfd);
@@ -363,8 +370,10 @@ void evl_delivery_ok(const char *id, int call_ends_ok)
         ok = w == (ssize_t)(rec_len - header);
     }
     rec_len = header;
-    if (!ok && !write_error[0])
+    if (!ok && !has_write_error) {
         snprintf(write_error, sizeof write_error, "%s: %s", mine, strerror(errno ? errno : ENOSPC));
+        has_write_error = 1;
+    }
 }
 
 /* Old records (older than the window) go when a call keeps a new one. */
@@ -394,16 +403,17 @@ void evl_delivery_end(struct evl_host *h, int failed)
             unlink(mine);
         return;
     }
-    const char *why = !h->state.ok ? h->state.why : write_error[0] ? write_error : NULL;
+    const char *why = !h->state.ok ? h->state.why : has_write_error ? write_error : NULL;
     if (why) {
         evl_log(EVL_WARN, "cannot keep the delivery record (%s): Sentinel's retry will run every "
                 "handler again", why);
         return;
     }
     if (fd >= 0) {
-        char end[48]; /* when this call ended, for the repeat rule (claim) */
-        int el = snprintf(end, sizeof end, "end %.3f\n", boottime());
-        if (write(fd, end, (size_t)el) != el)
+        char end[48] = "end "; /* when this call ended, for the repeat rule (claim) */
+        size_t el = 4 + evl_put_fixed(end + 4, boottime(), 3);
+        end[el++] = '\n';
+        if (write(fd, end, el) != (ssize_t)el)
             evl_log(EVL_WARN, "%s: %s: a repeat of this event within script_retry_delay may "
                     "be taken for its retry", mine, strerror(errno ? errno : ENOSPC));
         expire();
@@ -418,7 +428,7 @@ void evl_delivery_reset(void)
     fd = -1;
     active = 0;
     rec_len = 0;
-    write_error[0] = '\0';
+    has_write_error = 0;
 }
 
 void evl_delivery_records(struct evl_host *h)

@@ -31,6 +31,7 @@ void evl_log_also_stderr(int on);
  */
 enum { EVL_EMERGENCY_WATCHDOG, EVL_EMERGENCY_TERM, EVL_EMERGENCY_SLOTS };
 void evl_log_prepare_emergency(int slot, const char *msg);
+void evl_log_prepare_emergency_heads(void);
 void evl_log_emergency_context(const char *what);
 void evl_log_emergency(int slot);
 

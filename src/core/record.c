@@ -31,6 +31,7 @@
 
 #include "config.h"
 #include "deadline.h"
+#include "digits.h"
 #include "log.h"
 #include "record.h"
 #include "entry.h"
@@ -113,19 +114,6 @@ static size_t put(char *out, const char *s)
     return n;
 }
 
-/* Decimal digits of v, at least `width` of them (printf's %f is ~6k instructions: a call is ~500k). */
-static size_t put_uint(char *out, unsigned long long v, int width)
-{
-    char tmp[24];
-    int n = 0;
-    do
-        tmp[n++] = (char)('0' + v % 10);
-    while ((v /= 10) || n < width);
-    for (int i = 0; i < n; i++)
-        out[i] = tmp[n - 1 - i];
-    return (size_t)n;
-}
-
 #define ERR_MAX 300 /* bytes of a handler's error kept in the record; the log has it whole */
 
 /*
@@ -170,8 +158,10 @@ static char *handlers_json(struct evl_host *h)
         o += put(buf + o, ",\"outcome\":");
         o += put(buf + o, lua_toboolean(L, e + 2) ? "\"skipped\"" : lua_toboolean(L, e + 3) ? "\"ok\""
                                                                                         : "\"failed\"");
-        if (lua_type(L, e + 4) == LUA_TNUMBER)
-            o += (size_t)snprintf(buf + o, cap - o, ",\"ms\":%.2f", lua_tonumber(L, e + 4));
+        if (lua_type(L, e + 4) == LUA_TNUMBER) {
+            o += put(buf + o, ",\"ms\":");
+            o += evl_put_fixed(buf + o, lua_tonumber(L, e + 4), 2);
+        }
         if (err) {
             o += put(buf + o, ",\"error\":");
             o += json_string(buf + o, err, el < ERR_MAX ? el : ERR_MAX);
@@ -216,19 +206,19 @@ static char *build_line(struct evl_host *h, int code, size_t *len)
         o += json_string(buf + o, c->argv[i], strlen(c->argv[i]));
     }
     o += put(buf + o, "],\"time\":");
-    o += put_uint(buf + o, ms / 1000, 1);
+    o += evl_put_uint(buf + o, ms / 1000, 1);
     buf[o++] = '.';
-    o += put_uint(buf + o, ms % 1000, 3);
+    o += evl_put_uint(buf + o, ms % 1000, 3);
     o += put(buf + o, ",\"sentinel\":");
     if (sentinel) {
         o += json_string(buf + o, sentinel, strlen(sentinel));
     } else {
         o += put(buf + o, "\"pid:");
-        o += put_uint(buf + o, (unsigned long long)getppid(), 1);
+        o += evl_put_uint(buf + o, (unsigned long long)getppid(), 1);
         buf[o++] = '"';
     }
     o += put(buf + o, ",\"exit\":");
-    o += put_uint(buf + o, (unsigned long long)(code < 0 ? 0 : code), 1);
+    o += evl_put_uint(buf + o, (unsigned long long)(code < 0 ? 0 : code), 1);
     o += put(buf + o, handlers);
     free(handlers);
     if (c->retry)

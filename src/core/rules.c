@@ -262,7 +262,7 @@ int evl_rules_load(struct evl_host *h)
 {
     lua_State *L = h->L;
     const char *dir = getenv("EVENTILATOR_RULES");
-    char why[900], cache[4200];
+    char why[900];
     size_t n;
     if (!dir || !*dir)
         dir = evl_config_string(h, NULL, "rules_dir");
@@ -278,9 +278,11 @@ int evl_rules_load(struct evl_host *h)
         lua_pop(L, 1);
         return 0;
     }
-    /* no usable <state_dir>/rules-cache: every file is compiled from its text */
-    snprintf(cache, sizeof cache, "%s/rules-cache", h->state.dir ? h->state.dir : "");
+    /* no usable <state_dir>/rules-cache: every file is compiled from its text. The
+     * path as a Lua string: a 4 KB buffer here was a page of stack to fault in. */
+    const char *cache = lua_pushfstring(L, "%s/rules-cache", h->state.dir ? h->state.dir : "");
     evl_cache_open(h->state.ok && evl_private_dir(cache, why, sizeof why) ? cache : NULL, dir);
+    lua_pop(L, 1);
     for (size_t i = 0; i < n; i++) {
         load_file(h, files, (lua_Integer)i + 1, dir, names[i]);
         free(names[i]);
