@@ -112,6 +112,12 @@ describe("eventilator.redis", function()
       assert.equal(blob, c:call("GET", key))
       assert.equal(#blob, c:call("STRLEN", key))
       assert.is_nil(c:call("GET", "k"))
+      -- an empty argument and a 1 MiB one, through call and pipeline alike
+      local big = string.rep("\0x\r\n", 262144)
+      assert.equal("OK", c:call("SET", "", big))
+      local r = c:pipeline({ { "GET", "" }, { "SET", "e", "" }, { "STRLEN", "e" }, { "APPEND", "e", big } })
+      assert.equal(big, r[1])
+      assert.same({ "OK", 0, #big }, { r[2], r[3], r[4] })
     end)
 
     it("sends commands with many arguments", function()

@@ -34,6 +34,7 @@
 #include <sys/un.h>
 
 #include <hiredis.h>
+#include <sds.h>
 #include <lauxlib.h>
 #include <lua.h>
 
@@ -41,6 +42,7 @@
 #include <netdb.h>
 
 #include "binding.h"
+#include "digits.h"
 #include "replycap.h"
 
 #if defined(__GNUC__)
@@ -238,6 +240,47 @@ static const char *rc_arg(lua_State *L, int idx, size_t *len)
     return lua_tolstring(L, idx, len);
 }
 
+/* "*<n>\r\n" or "$<n>\r\n" at p (room for 24): its length */
+static size_t resp_head(char *p, char kind, size_t n)
+{
+    size_t o = 1;
+    p[0] = kind;
+    o += evl_put_uint(p + 1, (unsigned long long)n, 1);
+    p[o++] = '\r';
+    p[o++] = '\n';
+    return o;
+}
+
+/*
+ * One command in Redis's protocol, appended to the context's output buffer:
+ * what redisAppendCommandArgv does, without its per-argument formatter and
+ * its copy through a second buffer (~3 k instructions a command, and the
+ * failover record sends 27). NULL, or the failure.
+ */
+static const char *rc_append(redisContext *ctx, int argc, const char **argv, const size_t *len)
+{
+    size_t total = 24 + (size_t)argc * 24; /* the heads, at most */
+    for (int i = 0; i < argc; i++)
+        total += len[i] + 2;
+    if (total > INT_MAX / 2) /* sdsIncrLen takes an int: very large commands the slow way */
+        return redisAppendCommandArgv(ctx, argc, argv, len) == REDIS_OK ? NULL : ctx->errstr;
+    sds o = sdsMakeRoomFor(ctx->obuf, total);
+    if (o == NULL)
+        return "out of memory";
+    ctx->obuf = o;
+    char *start = o + sdslen(o), *p = start;
+    p += resp_head(p, '*', (size_t)argc);
+    for (int i = 0; i < argc; i++) {
+        p += resp_head(p, '$', len[i]);
+        memcpy(p, argv[i], len[i]);
+        p += len[i];
+        *p++ = '\r';
+        *p++ = '\n';
+    }
+    sdsIncrLen(o, (int)(p - start));
+    return NULL;
+}
+
 /*
  * Push one reply. `nested` is true for array elements and pipeline
  * results, where nil becomes false (a Lua table cannot hold nil) and an
@@ -301,8 +344,8 @@ static const char *rc_roundtrip(lua_State *L, RClient *c, int base, int argc,
     }
     for (i = 0; i < argc; i++)
         argv[i] = lua_tolstring(L, base + i, &argvlen[i]);
-    if (redisAppendCommandArgv(c->ctx, argc, argv, argvlen) != REDIS_OK)
-        return c->ctx->errstr;
+    if ((err = rc_append(c->ctx, argc, argv, argvlen)) != NULL)
+        return err;
     if (argc > RC_SMALL_ARGC)
         lua_pop(L, 1);
     if ((err = rc_flush(c->ctx, deadline)) != NULL)
@@ -452,8 +495,7 @@ static int rc_pipeline(lua_State *L)
             lua_rawgeti(L, top + 1, j + 1);
             argv[j] = rc_arg(L, top + 2 + j, &argvlen[j]);
         }
-        if (redisAppendCommandArgv(c->ctx, argc, argv, argvlen) != REDIS_OK)
-            err = c->ctx->errstr;
+        err = rc_append(c->ctx, argc, argv, argvlen);
         lua_settop(L, top);
     }
     if (err == NULL)
