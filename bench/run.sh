@@ -18,6 +18,10 @@ trap cleanup EXIT
 cc -O2 -o "$W/spawnbench" bench/spawnbench.c
 # the failover record's network part alone (a floor: connect, one MULTI/EXEC), static like eventilator
 cc -O2 -static -o "$W/roundtrip" bench/roundtrip.c 2>/dev/null || cc -O2 -o "$W/roundtrip" bench/roundtrip.c
+# the start-up of any static glibc program (its CPU feature probe runs 43 cpuid
+# instructions, each a trip to the hypervisor on a VM): the floor of every call
+printf 'int main(void) { return 0; }\n' | cc -O2 -static -x c -o "$W/nop" - 2>/dev/null ||
+  printf 'int main(void) { return 0; }\n' | cc -O2 -x c -o "$W/nop" -
 
 # A private redis-server on a spare loopback port, for the rules that use one.
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -105,6 +109,7 @@ mapfile -t cmds < <(
   mk "eventilator +sdown (default rules)" "$W/default.conf" "$B/bin/eventilator" "${EV[@]}"
   mk "one redis:call from a rule" "$W/redis1.conf" "$B/bin/eventilator" "${EV[@]}"
   mk "reconfigurator leader (metrics)" "$W/default.conf" "$B/bin/reconfigurator" "${RC[@]}"
+  printf '%s\n' ":::" "floor: a static binary that does nothing" "$W/nop"
   printf '%s\n' ":::" "floor: bare MULTI/EXEC round trip" "$W/roundtrip" "$PORT"
   mk "mixed http+redis file, +sdown" "$W/mixed.conf" "$B/bin/eventilator" "${EV[@]}"
   mk "default rules, no memory accounting" "$W/default.conf" "$P/bin/eventilator" "${EV[@]}"
