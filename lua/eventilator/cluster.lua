@@ -74,6 +74,18 @@ function M.hostname()
   return h or "localhost"
 end
 
+-- start(role) -> settings, this host's name, a store connection | nil after logging why (the
+-- caller exits 2): how the appender and the worker both begin.
+function M.start(role)
+  local s, err = M.settings()
+  if not s then
+    local why = err or "cluster = { ... } is not set in the config"
+    require("eventilator.log").error("cluster %s: %s", role, why)
+    return nil
+  end
+  return s, M.hostname(), M.connection()
+end
+
 -- { f1, v1, f2, v2, ... } -> { f1 = v1, ... }
 function M.fields(flat)
   local t = {}

@@ -118,13 +118,9 @@ end
 -- loop(api) -> exit code: until the watcher closes the pipe and what it sent is in the store
 -- (or GRACE s have passed since without the store).
 function M.loop(api)
-  local s, err = cluster.settings()
-  if not s then
-    log.error("cluster appender: %s", err or "cluster = { ... } is not set in the config")
-    return 2
-  end
-  local host = cluster.hostname()
-  local a = { api = api, s = s, conn = cluster.connection(), host = host, me = host .. ":" .. api.watcher_pid,
+  local s, host, conn = cluster.start("appender")
+  if not s then return 2 end
+  local a = { api = api, s = s, conn = conn, host = host, me = host .. ":" .. api.watcher_pid,
     held = {}, recent = {}, appended = 0, merged = 0, started = os.time() }
   local eof_at, backoff, next_beat = nil, 0.1, 0
   while true do

@@ -435,17 +435,13 @@ end
 
 -- loop(api) -> exit code, or "reload" (SIGHUP: the host loads the new set and calls again)
 function M.loop(api)
-  local s, err = cluster.settings()
-  if not s then
-    log.error("cluster worker: %s", err or "cluster = { ... } is not set in the config")
-    return 2
-  end
-  local host = cluster.hostname()
+  local s, host, conn = cluster.start("worker")
+  if not s then return 2 end
   local cfg = require("eventilator.config")
   local timeout = (cfg.redis or {}).timeout or 2
   local rules = os.getenv("EVENTILATOR_RULES") -- the folder rules.c loads from
   if not rules or rules == "" then rules = cfg.rules_dir end
-  local w = { api = api, s = s, conn = cluster.connection(), host = host, me = host .. ":" .. api.pid,
+  local w = { api = api, s = s, conn = conn, host = host, me = host .. ":" .. api.pid,
     rules_dir = rules, retry = {}, unacked = {}, st = { ran = 0, failed = 0, dead = 0, claimed = 0 },
     started = os.time(), backoff = 0.1, next_beat = 0, next_claim = 0, next_tidy = 0, next_hold = 0,
     tick = math.min(math.max(s.claim_after / 4, 0.2), 1), block = math.min(1, timeout / 2),

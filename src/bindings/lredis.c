@@ -108,6 +108,16 @@ static RClient *rc_open(lua_State *L)
     return c;
 }
 
+/* Push nil, and start the message that follows it in b: "redis <addr>: ". */
+static void rc_fail_start(lua_State *L, const RClient *c, luaL_Buffer *b)
+{
+    lua_pushnil(L);
+    luaL_buffinit(L, b);
+    luaL_addstring(b, "redis ");
+    luaL_addstring(b, c->addr);
+    luaL_addstring(b, ": ");
+}
+
 /*
  * Push nil and "redis <addr>: <msg>[ (client closed)]"; returns 2.
  * hiredis messages come from strerror ("Connection refused"); their first
@@ -118,11 +128,7 @@ static int rc_pushfail(lua_State *L, const RClient *c, const char *prefix,
                        const char *msg, int closed)
 {
     luaL_Buffer b;
-    lua_pushnil(L);
-    luaL_buffinit(L, &b);
-    luaL_addstring(&b, "redis ");
-    luaL_addstring(&b, c->addr);
-    luaL_addstring(&b, ": ");
+    rc_fail_start(L, c, &b);
     if (prefix)
         luaL_addstring(&b, prefix);
     evl_add_reason(&b, msg);
@@ -411,11 +417,7 @@ static int rc_call(lua_State *L)
         /* "redis <addr>: ERR ...", like every other failure; copied first,
          * since building the message may raise and the reply is ours. */
         luaL_Buffer b;
-        lua_pushnil(L);
-        luaL_buffinit(L, &b);
-        luaL_addstring(&b, "redis ");
-        luaL_addstring(&b, c->addr);
-        luaL_addstring(&b, ": ");
+        rc_fail_start(L, c, &b);
         luaL_addlstring(&b, c->reply->str, c->reply->len);
         luaL_pushresult(&b);
         nret = 2;
