@@ -85,7 +85,14 @@ P=${EVENTILATOR_PLAIN_BUILD:-build-plain-alloc}
 cmake --build "$P" --target eventilator -j"$(nproc)" >/dev/null
 P=$(cd "$P" && pwd)
 
-# 6. an earlier version, with the default rules it shipped (EVENTILATOR_OLD)
+# 6. the same binary with a clock read at the end of each phase of a call (src/core/phases.h), built aside
+F=${EVENTILATOR_PHASES_BUILD:-build-phases}
+[ -f "$F/CMakeCache.txt" ] ||
+  cmake -S . -B "$F" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_FLAGS=-DEVL_PHASES >/dev/null
+cmake --build "$F" --target eventilator -j"$(nproc)" >/dev/null
+F=$(cd "$F" && pwd)
+
+# 7. an earlier version, with the default rules it shipped (EVENTILATOR_OLD)
 O=${EVENTILATOR_OLD:-}
 if [ -n "$O" ]; then
   [ -x "$O/build/bin/eventilator" ] || { echo "EVENTILATOR_OLD=$O: no $O/build/bin/eventilator" >&2; exit 2; }
@@ -133,6 +140,23 @@ echo "== 10 000 commands in one pipeline, inside a rule (handler time, 5 runs)"
 for _ in 1 2 3 4 5; do
   EVENTILATOR_CONF="$W/pipe.conf" "$B/bin/eventilator" test --run "${EV[@]}" 2>/dev/null | grep -E '^  ok|FAILED' | sed 's/^ */  /'
 done
+echo
+echo "== where a call's time goes: median microseconds per phase, $((N / 2)) calls each in a row"
+mkdir -p "$W/phases-state"
+sed "s#$W/state#$W/phases-state#" "$W/default.conf" > "$W/phases.conf"
+for _ in $(seq "$((N / 2))"); do
+  EVENTILATOR_PHASES="$W/phases-sdown" EVENTILATOR_CONF="$W/phases.conf" "$F/bin/eventilator" "${EV[@]}"
+  EVENTILATOR_PHASES="$W/phases-failover" EVENTILATOR_CONF="$W/phases.conf" "$F/bin/reconfigurator" "${RC[@]}"
+done
+python3 - "$W/phases-sdown" "$W/phases-failover" <<'PY'
+import statistics, sys
+runs = [[dict(kv.split("=") for kv in line.split()) for line in open(f)][1:] for f in sys.argv[1:]]
+names = list(runs[0][0])
+print("%-16s %10s %10s" % ("phase", "+sdown", "failover"))
+for n in names + ["total"]:
+    col = lambda r: [sum(map(float, x.values())) if n == "total" else float(x[n]) for x in r]
+    print("%-16s %10.1f %10.1f" % (n, statistics.median(col(runs[0])), statistics.median(col(runs[1]))))
+PY
 echo
 echo "== memory accounting: instructions of one default-rules call (callgrind, 3 runs each)"
 ir() { # binary [conf] -> instructions of one call

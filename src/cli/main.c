@@ -25,6 +25,7 @@
 #include "host.h"
 #include "log.h"
 #include "paths.h"
+#include "phases.h"
 
 static const char usage[] =
     "usage: eventilator <event-type> <event-description>      (Sentinel notification-script)\n"
@@ -81,9 +82,11 @@ static int run_event(struct evl_host *h)
     h->config_partial_ok = 1; /* a wrong setting fails only the handlers that read it */
     if (evl_config_load_as(h, h->name) < 0)
         return 1; /* unusable until the operator fixes it: Sentinel retries meanwhile */
+    EVL_PHASE("config");
     evl_config_open_log(h);
     evl_event_arm(h); /* the config's budget */
     evl_open_host_module(h->L, h);
+    EVL_PHASE("log+arm");
     return evl_event_run(h);
 }
 
@@ -95,6 +98,7 @@ static int pmain(lua_State *L)
     lua_gc(L, LUA_GCSTOP);
     evl_host_open(h, linked);
     evl_handover_open(L, h); /* the start-up binary: stand-ins for json, http, crypto */
+    EVL_PHASE("libs");
     if (h->mode == EVL_NOTIFY && h->call.argc >= 2 && h->call.argv[1][0] != '+' &&
         h->call.argv[1][0] != '-') {
 #ifdef EVL_LEAN
@@ -112,6 +116,7 @@ static int pmain(lua_State *L)
 
 int main(int argc, char **argv)
 {
+    EVL_PHASES_START(); /* bench/run.sh's phase table (phases.h); nothing in other builds */
     static struct evl_host h; /* static: what it points to (handover's strdup'd env) stays reachable */
     h.budget = EVL_DEFAULT_BUDGET;
     evl_event_begin(&h, argc, argv);
@@ -157,6 +162,7 @@ int main(int argc, char **argv)
     if (event_call)
         evl_event_guard(&h, 1); /* SIGTERM: one log line, exit 1 */
     lua_State *L = h.L = evl_state_new(&h);
+    EVL_PHASE("state");
     if (!L) {
         evl_log(EVL_ERROR, "cannot create the Lua state: out of memory");
         return 1;
@@ -185,5 +191,6 @@ int main(int argc, char **argv)
     else
         lua_close(L);
     (void)kept;
+    EVL_PHASES_WRITE();
     return code;
 }

@@ -27,6 +27,7 @@
 #include "handover.h"
 #include "levent.h"
 #include "log.h"
+#include "phases.h"
 #include "record.h"
 #include "rules.h"
 
@@ -226,6 +227,7 @@ static int event_path(struct evl_host *h)
         return 2;
     }
     evl_rules_match(h, ev.name);
+    EVL_PHASE("rules");
     int matched = lua_gettop(L);
     if (evl_handover_needed(h, matched))
         evl_handover(h, "a matching rule uses json or http", h->call.inherited);
@@ -244,6 +246,7 @@ static int event_path(struct evl_host *h)
     int code = failed || broken ? 1 : 0;
     if (nmatch || broken)
         evl_delivery_end(h, code);
+    EVL_PHASE("handlers");
     summary(h, &ev, ran, failed, code);
     return code;
 }
@@ -270,5 +273,6 @@ int evl_event_run(struct evl_host *h)
     }
     lua_settop(L, top);
     evl_record(h, code); /* `record` in the config: this call as one JSON line */
+    EVL_PHASE("summary+record");
     return code;
 }

@@ -69,7 +69,8 @@ static char prefix[24];     /* "<digest>-" */
 static int active;          /* begin found a usable state folder */
 static int fd = -1;         /* this call's record, open for append, locked */
 static char write_error[4600];
-static int has_write_error; /* write_error holds one: a flag, so that a call without one never touches its page */
+/* write_error holds one: a flag, so that a call without one never touches the buffer's page */
+static int has_write_error;
 static struct {
     char *p;  /* "id\n" per handler that succeeded; NULL or "" when none */
     size_t n, cap;

@@ -251,9 +251,11 @@ static int open_append(const char *path, const char **why, struct stat *st)
 
 /*
  * The file at fd (opened as path) is full: move it to <path>.1 unless
- * another call already did, and return a descriptor on the new file.
+ * another call already did, and return a descriptor on the new file. Not
+ * inlined: its 4 KB buffer stays in a frame only a rotation enters, so that
+ * every other call's record is written a page of stack higher.
  */
-static int rotate(const char *path, int fd, const char **why, struct stat *st)
+static __attribute__((noinline)) int rotate(const char *path, int fd, const char **why, struct stat *st)
 {
     struct stat mine, now;
     char old[4300]; /* path and ".1" */
@@ -271,26 +273,9 @@ static int rotate(const char *path, int fd, const char **why, struct stat *st)
  * `record = false`, and <state_dir>/calls.jsonl when it is not set and
  * state_dir can be used (contract section 15). NULL: not recorded.
  */
-static const char *record_path(struct evl_host *h, char *buf, size_t cap)
+/* This call's line, appended to path (rotated first when record_max says so). */
+static void write_record(struct evl_host *h, int code, const char *path)
 {
-    lua_State *L = h->L;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, h->config_ref);
-    int t = lua_getfield(L, -1, "record");
-    const char *path = t == LUA_TSTRING ? lua_tostring(L, -1) : NULL; /* anchored in the config */
-    lua_pop(L, 2);
-    if (t == LUA_TNIL && h->state.ok && snprintf(buf, cap, "%s/calls.jsonl", h->state.dir) < (int)cap)
-        path = buf;
-    return path && *path ? path : NULL;
-}
-
-void evl_record(struct evl_host *h, int code)
-{
-    char dflt[4200];
-    if (h->config_ref <= 0)
-        return; /* no config loaded: nowhere to record */
-    const char *path = record_path(h, dflt, sizeof dflt);
-    if (!path)
-        return;
     size_t len = 0;
     char *line = build_line(h, code, &len);
     if (!line)
@@ -312,3 +297,38 @@ void evl_record(struct evl_host *h, int code)
     }
     free(line);
 }
+
+/*
+ * The file to record in; *own is set when the path is the default one, made
+ * here (free it). On the heap, not in a 4 KB stack buffer (a page of stack to
+ * fault in), and not as a Lua string: a handler that ran into memory_limit
+ * must not keep its call from being recorded.
+ */
+static const char *record_path(struct evl_host *h, char **own)
+{
+    lua_State *L = h->L;
+    *own = NULL;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->config_ref);
+    int t = lua_getfield(L, -1, "record");
+    const char *path = t == LUA_TSTRING ? lua_tostring(L, -1) : NULL; /* anchored in the config */
+    lua_pop(L, 2);
+    if (t == LUA_TNIL && h->state.ok) {
+        size_t n = strlen(h->state.dir) + sizeof "/calls.jsonl";
+        if ((*own = malloc(n)))
+            snprintf(*own, n, "%s/calls.jsonl", h->state.dir);
+        path = *own;
+    }
+    return path && *path ? path : NULL;
+}
+
+void evl_record(struct evl_host *h, int code)
+{
+    char *own;
+    if (h->config_ref <= 0)
+        return; /* no config loaded: nowhere to record */
+    const char *path = record_path(h, &own);
+    if (path)
+        write_record(h, code, path);
+    free(own);
+}
+
