@@ -72,9 +72,7 @@ function M.connect(overrides)
   local opts = M.connect_opts(overrides)
   local direct = type(overrides) == "table" and (overrides.path or overrides.host or overrides.port)
   if direct or not sentinel_set() then return require("eventilator.redis").connect(opts) end
-  local s, serr = M.sentinel()
-  if not s then return nil, "store: " .. serr end
-  return require("eventilator.store_sentinel").connect(s, opts)
+  return require("eventilator.store_sentinel").connect(opts)
 end
 
 -- The `redis` global of rule files: the binding, with this connect().

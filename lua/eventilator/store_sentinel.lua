@@ -95,9 +95,12 @@ local function connect_master(s, opts, fresh)
     M.master.host, M.master.port, tostring(role[1]), s.master), true
 end
 
--- connect(s, opts) -> client | nil, err: s the checked redis.sentinel, opts as
--- store.connect_opts made them (their address is replaced by the master's).
-function M.connect(s, opts)
+-- connect(opts) -> client | nil, err: opts as store.connect_opts made them (their
+-- address is replaced by the master's). Called by store.connect once it has found
+-- redis.sentinel set.
+function M.connect(opts)
+  local s, serr = M.settings()
+  if not s then return nil, "store: " .. serr end
   local had = M.master ~= nil
   local c, err, stale = connect_master(s, opts, false)
   if not c and stale and had then -- refused, or no longer the master: a failover; ask again
